@@ -4,8 +4,11 @@ The tree::
 
     LLMToolsError
     ├── ConfigurationError (also ValueError)    bad settings, raised at decoration or load time
-    │   └── UnknownModelError (also KeyError)   a model with no known tokenizer encoding
-    └── VocabularyError (also RuntimeError)     a tokenizer vocabulary is missing or corrupt
+    │   ├── UnknownModelError (also KeyError)   a model with no known tokenizer encoding
+    │   └── AlertRuleError                       an alert rule (file) is invalid; names rule and key
+    ├── RequestFormatError (also ValueError)    a request body that cannot be counted
+    ├── VocabularyError (also RuntimeError)     a tokenizer vocabulary is missing or corrupt
+    └── IncompleteStreamError                   a stream ended without a finish_reason (retryable)
 
 Errors from the OpenAI client itself are never wrapped: callers keep catching
 ``openai.*Error`` as they already do.
@@ -14,8 +17,11 @@ Errors from the OpenAI client itself are never wrapped: callers keep catching
 from __future__ import annotations
 
 __all__ = [
+    "AlertRuleError",
     "ConfigurationError",
+    "IncompleteStreamError",
     "LLMToolsError",
+    "RequestFormatError",
     "UnknownModelError",
     "VocabularyError",
 ]
@@ -41,5 +47,31 @@ class UnknownModelError(ConfigurationError, KeyError):
         return str(self.args[0])
 
 
+class RequestFormatError(LLMToolsError, ValueError):
+    """A request body has a shape the token counter cannot read (e.g. no model, bad field type)."""
+
+
 class VocabularyError(LLMToolsError, RuntimeError):
     """A tokenizer vocabulary file could not be found or failed its checksum."""
+
+
+class IncompleteStreamError(LLMToolsError):
+    """A streamed answer ended without a ``finish_reason``: the server cut it short.
+
+    The official client raises nothing in that case; under ``@retried`` it is a transient
+    failure and the attempt is retried.
+    """
+
+
+class AlertRuleError(ConfigurationError):
+    """An alert rule is invalid; the message names the rule and the offending key."""
+
+    def __init__(self, message: str, *, rule: str | None = None, key: str | None = None) -> None:
+        self.rule = rule
+        self.key = key
+        where = " ".join(
+            part
+            for part in (f"rule {rule!r}" if rule else "", f"key {key!r}" if key else "")
+            if part
+        )
+        super().__init__(f"{where}: {message}" if where else message)
