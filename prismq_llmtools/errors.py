@@ -7,6 +7,7 @@ The tree::
     │   ├── UnknownModelError (also KeyError)   a model with no known tokenizer encoding
     │   └── AlertRuleError                       an alert rule (file) is invalid; names rule and key
     ├── RequestFormatError (also ValueError)    a request body that cannot be counted
+    ├── UnknownPriceError (also KeyError)       no price is known for a model (policy "raise")
     ├── VocabularyError (also RuntimeError)     a tokenizer vocabulary is missing or corrupt
     └── IncompleteStreamError                   a stream ended without a finish_reason (retryable)
 
@@ -23,6 +24,7 @@ __all__ = [
     "LLMToolsError",
     "RequestFormatError",
     "UnknownModelError",
+    "UnknownPriceError",
     "VocabularyError",
 ]
 
@@ -49,6 +51,25 @@ class UnknownModelError(ConfigurationError, KeyError):
 
 class RequestFormatError(LLMToolsError, ValueError):
     """A request body has a shape the token counter cannot read (e.g. no model, bad field type)."""
+
+
+class UnknownPriceError(LLMToolsError, KeyError):
+    """No price is known for a model and the unknown-price policy is ``raise``.
+
+    A ``KeyError``, so ``PriceTable.get(model)`` returns ``None`` for such a model.
+    """
+
+    def __init__(self, model: str, *, source: str = "") -> None:
+        self.model = model
+        where = f" in {source}" if source else ""
+        super().__init__(
+            f'no price is known for model {model!r}{where}; add it under [prices."{model}"]'
+            " (input, output, cached_input in USD per 1M tokens) or choose the unknown-price"
+            " policy 'zero' or 'estimate'"
+        )
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0])
 
 
 class VocabularyError(LLMToolsError, RuntimeError):
