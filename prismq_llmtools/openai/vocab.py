@@ -47,6 +47,7 @@ __all__ = [
     "default_loader",
     "get_encoding",
     "known_encodings",
+    "tiktoken_cache_name",
 ]
 
 OFFLINE_ENV = "PRISMQ_LLMTOOLS_OFFLINE"
@@ -305,8 +306,12 @@ class VocabularyLoader:
         cache_dir = self.settings.tiktoken_cache_dir
         if cache_dir is None:
             return None
-        # tiktoken names cache entries by the SHA-1 of the URL (not a security use).
-        return cache_dir / hashlib.sha1(spec.url.encode()).hexdigest()  # noqa: S324
+        return cache_dir / tiktoken_cache_name(spec.url)
+
+
+def tiktoken_cache_name(url: str) -> str:
+    """The file name tiktoken gives a download in its cache: the SHA-1 of the URL."""
+    return hashlib.sha1(url.encode()).hexdigest()  # noqa: S324 (a name, not a security use)
 
 
 def _read_from_dir(directory: Path | None, spec: VocabularySpec) -> tuple[bytes, str] | None:
