@@ -255,3 +255,10 @@ def test_concurrent_first_use_loads_once(
     assert loads == ["cl100k_base"]
     assert len(results) == 6
     assert all(result is results[0] for result in results)
+
+
+@pytest.mark.parametrize("data", [b"YQ== 0\nYg==\n", b"YQ== zero\n"])
+def test_malformed_ranks_are_a_vocabulary_error(data: bytes) -> None:
+    """A vocabulary file that is not base64/rank pairs is reported, not half-parsed."""
+    with pytest.raises(VocabularyError, match=r"malformed vocabulary file f\.tiktoken"):
+        vocab.parse_ranks(data, "f.tiktoken")

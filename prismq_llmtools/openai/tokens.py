@@ -77,7 +77,7 @@ class TokenCounter:
         *,
         memo_entries: int = 4096,
         memo_chars: int = 8_000_000,
-        memo_min_chars: int = 256,
+        memo_min_chars: int = 64,
         fallback_encoding: str | None = None,
         loader: VocabularyLoader | None = None,
     ) -> None:
