@@ -1,0 +1,269 @@
+"""The alert engine: routes events to rules, advances event time, evaluates at ticks.
+
+Event time is the ``timestamp`` of each event; the engine never reads a clock. Time is cut
+into ticks of ``resolution_s`` (1 s by default). An event at time ``t`` belongs to bucket
+``ceil(t / resolution_s)``. Tick ``k`` is evaluated once the newest event time seen minus
+``lateness_s`` has passed ``k * resolution_s``; until then events of that bucket may still
+arrive in any order. An event whose bucket was already evaluated is *late*: it is counted in
+:attr:`EngineStats.late` and dropped. So any arrival order whose disorder stays within
+``lateness_s`` gives exactly the alerts of the time-sorted order, which is why replaying a
+log gives the alerts the live run gave.
+
+Per event the engine does one dict lookup by event name and one list append; the work per
+rule happens once per tick and group (see :mod:`prismq_llmtools.alerts.streams`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prismq_llmtools.alerts.alert import Alert
+from prismq_llmtools.alerts.evaluators import RuleRuntime, runtime_for
+from prismq_llmtools.alerts.eventtime import parse_event_time
+from prismq_llmtools.alerts.rules import Rule, RuleSet
+from prismq_llmtools.alerts.streams import Collector, FieldSlots, Stream, StreamKey, build_collector
+
+__all__ = ["AlertAction", "AlertEngine", "EngineStats"]
+
+AlertAction = Callable[[Alert], None]
+_IGNORED = frozenset({"alert.fired", "alert.resolved"})  # the engine's own output is not input
+_NEVER = -(1 << 62)
+_ceil = math.ceil
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters of what the engine saw and did."""
+
+    events: int = 0
+    late: int = 0
+    no_timestamp: int = 0
+    fired: int = 0
+    resolved: int = 0
+    action_errors: int = 0
+    ticks: int = 0
+
+
+class AlertEngine:
+    """Evaluate rules over events on event time.
+
+    Args:
+        rules: a :class:`RuleSet` (its resolution and lateness are used) or rules.
+        actions: callables that receive every :class:`Alert` (fired and resolved).
+        resolution_s: tick length; windows, ``for`` and ``repeat`` round up to it.
+        lateness_s: how far behind the newest event an event may arrive and still count.
+    """
+
+    def __init__(
+        self,
+        rules: RuleSet | Iterable[Rule],
+        *,
+        actions: Sequence[AlertAction] = (),
+        resolution_s: float | None = None,
+        lateness_s: float | None = None,
+    ) -> None:
+        ruleset = rules if isinstance(rules, RuleSet) else RuleSet(rules=tuple(rules))
+        self.rules = ruleset.rules
+        self.resolution_s = resolution_s if resolution_s is not None else ruleset.resolution_s
+        self.lateness_s = lateness_s if lateness_s is not None else ruleset.lateness_s
+        if not self.resolution_s > 0 or self.lateness_s < 0:
+            raise ValueError("resolution_s must be > 0 and lateness_s >= 0")
+        self.actions = list(actions)
+        self.stats = EngineStats()
+        self._runtimes = [
+            runtime_for(rule, i, self.resolution_s) for i, rule in enumerate(self.rules)
+        ]
+        self._routes: dict[str, tuple[Collector, Collector, list[Stream]]] = {}
+        self._readers: dict[int, list[tuple[RuleRuntime, str, FieldSlots]]] = {}
+        self._wire()
+        self._buffer: dict[int, dict[str, list[Mapping[str, Any]]]] = {}
+        self._current_tick = _NEVER
+        self._current: dict[str, list[Mapping[str, Any]]] = {}
+        self._agenda: dict[int, dict[tuple[RuleRuntime, Hashable], None]] = {}
+        self._agenda_ticks: list[int] = []
+        self._done = _NEVER  # every tick up to this one has been evaluated
+        self._newest = -math.inf  # newest event time seen
+        self._due = math.inf  # evaluate when the newest event time passes this
+        self._started = False
+
+    def _wire(self) -> None:
+        streams: dict[StreamKey, Stream] = {}
+        wiring: list[tuple[RuleRuntime, str, Stream, str | None]] = []
+        for runtime in self._runtimes:
+            for match, side, extremes, sketch in runtime.feeds():
+                key = StreamKey(match.event, match.where, runtime.rule.group_by)
+                stream = streams.setdefault(key, Stream(key))
+                stream.need(match.field, extremes=extremes, sketch=sketch)
+                wiring.append((runtime, side, stream, match.field))
+        by_event: dict[str, list[Stream]] = {}
+        for stream in streams.values():
+            by_event.setdefault(stream.key.event, []).append(stream)
+        for event, event_streams in by_event.items():
+            fast = build_collector(event_streams)
+            safe = build_collector(event_streams, safe_keys=True)
+            self._routes[event] = (fast, safe, event_streams)
+        for runtime, role, stream, field in wiring:
+            reader = (runtime, role, stream.slots(field))
+            self._readers.setdefault(id(stream), []).append(reader)
+
+    # -- input ---------------------------------------------------------------------------
+
+    def process(self, event: Mapping[str, Any]) -> None:
+        """Take one event; its ``timestamp`` gives its time (events without one are counted)."""
+        moment = parse_event_time(event.get("timestamp"))
+        if moment is None:
+            self.stats.no_timestamp += 1
+            return
+        self.process_at(moment, event)
+
+    def process_at(self, moment: float, event: Mapping[str, Any]) -> None:
+        """Take one event whose time (epoch seconds) is already known.
+
+        The engine keeps a reference to ``event`` until its tick is evaluated: do not mutate it.
+        """
+        name = event.get("event")
+        if name in _IGNORED:
+            return
+        self.stats.events += 1
+        tick = _ceil(moment / self.resolution_s)
+        if tick <= self._done:
+            self.stats.late += 1
+            return
+        if not self._started:
+            self._start(tick)
+        if name in self._routes:
+            lists = self._current if tick == self._current_tick else self._bucket(tick)
+            events = lists.get(name)
+            if events is None:
+                lists[name] = [event]
+            else:
+                events.append(event)
+        if moment > self._newest:
+            self._newest = moment
+            if moment > self._due:
+                self._advance(_ceil((moment - self.lateness_s) / self.resolution_s) - 1)
+
+    def advance_to(self, moment: float) -> None:
+        """Move event time forward without an event (a heartbeat from a wall clock).
+
+        Ticks before ``moment - lateness_s`` are evaluated, so absence rules fire in silence.
+        """
+        if moment > self._newest:
+            self._newest = moment
+        self._advance(_ceil((self._newest - self.lateness_s) / self.resolution_s) - 1)
+
+    def flush(self) -> None:
+        """Evaluate every tick up to the newest event time (end of a replay)."""
+        if self._newest > -math.inf:
+            self._advance(_ceil(self._newest / self.resolution_s))
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def watermark(self) -> float | None:
+        """Event time up to which everything has been evaluated (``None`` before any)."""
+        return None if self._done == _NEVER else self._done * self.resolution_s
+
+    def firing(self) -> list[tuple[str, Mapping[str, Any]]]:
+        """``(rule, group)`` of every group currently firing."""
+        from prismq_llmtools.alerts.evaluators import FIRING, _group_dict
+
+        return [
+            (runtime.rule.name, _group_dict(runtime.rule.group_by, key))
+            for runtime in self._runtimes
+            for key, group in runtime.groups.items()
+            if group.state == FIRING
+        ]
+
+    def state_size(self) -> int:
+        """Number of live groups plus buffered events (for memory checks)."""
+        groups = sum(len(runtime.groups) for runtime in self._runtimes)
+        buffered = sum(len(v) for lists in self._buffer.values() for v in lists.values())
+        return groups + buffered
+
+    # -- host interface for rule runtimes --------------------------------------------------
+
+    def schedule(self, tick: int, runtime: RuleRuntime, key: Hashable) -> None:
+        """Re-evaluate ``runtime``'s group ``key`` at ``tick``."""
+        entries = self._agenda.get(tick)
+        if entries is None:
+            entries = self._agenda[tick] = {}
+            heapq.heappush(self._agenda_ticks, tick)
+            self._due = min(self._due, tick * self.resolution_s + self.lateness_s)
+        entries[(runtime, key)] = None
+
+    def emit(self, alert: Alert) -> None:
+        """Hand ``alert`` to every action; a failing action is counted, never raised."""
+        if alert.state == "fired":
+            self.stats.fired += 1
+        else:
+            self.stats.resolved += 1
+        for action in self.actions:
+            try:
+                action(alert)
+            except Exception:  # an action must never stop evaluation
+                self.stats.action_errors += 1
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _start(self, tick: int) -> None:
+        self._started = True
+        for runtime in self._runtimes:
+            runtime.start(tick, self)
+
+    def _bucket(self, tick: int) -> dict[str, list[Mapping[str, Any]]]:
+        lists = self._buffer.get(tick)
+        if lists is None:
+            lists = self._buffer[tick] = {}
+            self._due = min(self._due, tick * self.resolution_s + self.lateness_s)
+        self._current_tick, self._current = tick, lists
+        return lists
+
+    def _next_tick(self) -> float:
+        pending = min(self._buffer) if self._buffer else math.inf
+        if self._agenda_ticks and self._agenda_ticks[0] < pending:
+            return self._agenda_ticks[0]
+        return pending
+
+    def _advance(self, target: int) -> None:
+        while True:
+            tick = self._next_tick()
+            if tick > target:
+                break
+            self._evaluate_tick(int(tick))
+        if target > self._done:
+            self._done = target
+        following = self._next_tick()
+        self._due = following * self.resolution_s + self.lateness_s
+
+    def _evaluate_tick(self, tick: int) -> None:
+        self.stats.ticks += 1
+        dirty: dict[tuple[RuleRuntime, Hashable], None] = {}
+        lists = self._buffer.pop(tick, None)
+        if tick == self._current_tick:
+            self._current_tick = _NEVER
+        if lists:
+            for name, events in lists.items():
+                fast, safe, streams = self._routes[name]
+                try:
+                    outputs = fast(events)
+                except TypeError:  # a group value that cannot be a dict key (a JSON list)
+                    outputs = safe(events)
+                for stream, partials in zip(streams, outputs, strict=True):
+                    if partials:
+                        for runtime, role, slots in self._readers[id(stream)]:
+                            runtime.receive(tick, role, partials, slots, dirty)
+        if self._agenda_ticks and self._agenda_ticks[0] == tick:
+            heapq.heappop(self._agenda_ticks)
+            dirty.update(self._agenda.pop(tick))
+        # canonical order, so that the order of arrival within a tick does not show
+        for runtime, key in sorted(dirty, key=_evaluation_order):
+            runtime.evaluate(tick, key, self)
+
+
+def _evaluation_order(entry: tuple[RuleRuntime, Hashable]) -> tuple[int, str]:
+    return entry[0].index, repr(entry[1])

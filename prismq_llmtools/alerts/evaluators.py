@@ -1,0 +1,321 @@
+"""Per-rule runtime state: windows per group, the pending/firing state machine, alerts.
+
+A group is ``inactive``, ``pending`` (the condition holds, its ``for`` duration has not yet
+passed) or ``firing``. Firing emits ``alert.fired`` once; while it stays firing it is emitted
+again only each ``repeat`` interval; when the condition stops holding it emits
+``alert.resolved``. Groups whose windows are empty and that are inactive are dropped, so
+memory follows the live groups, not the history.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+from typing import Any, Literal, Protocol
+
+from prismq_llmtools.alerts.alert import Alert, render_message
+from prismq_llmtools.alerts.durations import format_duration
+from prismq_llmtools.alerts.periods import period_of
+from prismq_llmtools.alerts.rules import Match, Rule
+from prismq_llmtools.alerts.streams import FieldSlots, Partial
+from prismq_llmtools.alerts.windows import Window
+
+__all__ = ["AbsenceRuntime", "AggregateRuntime", "Host", "RuleRuntime", "runtime_for"]
+
+INACTIVE, PENDING, FIRING = 0, 1, 2
+Dirty = dict[tuple["RuleRuntime", Hashable], None]
+
+
+class Host(Protocol):
+    """What a rule runtime needs from the engine."""
+
+    resolution_s: float
+
+    def schedule(self, tick: int, runtime: RuleRuntime, key: Hashable) -> None: ...
+
+    def emit(self, alert: Alert) -> None: ...
+
+
+class _Group:
+    __slots__ = ("main", "notified", "other", "period", "period_total", "since", "state")
+
+    def __init__(self, main: Window, other: Window | None) -> None:
+        self.main = main
+        self.other = other
+        self.state = INACTIVE
+        self.since = 0
+        self.notified = 0
+        self.period = -1
+        self.period_total = 0.0
+
+
+def ticks_of(seconds: float, resolution_s: float) -> int:
+    """Whole ticks covering ``seconds`` (durations round up to the resolution)."""
+    return math.ceil(seconds / resolution_s - 1e-9)
+
+
+class RuleRuntime:
+    """Shared part of every rule runtime."""
+
+    def __init__(self, rule: Rule, index: int, resolution_s: float) -> None:
+        self.rule = rule
+        self.index = index
+        self.span = max(1, ticks_of(rule.window_s, resolution_s))
+        self.for_ticks = ticks_of(rule.for_s, resolution_s)
+        self.repeat_ticks = (
+            0 if rule.repeat_s is None else max(1, ticks_of(rule.repeat_s, resolution_s))
+        )
+        self.groups: dict[Hashable, _Group] = {}
+
+    def feeds(self) -> list[tuple[Match, Literal["main", "other"], bool, bool]]:
+        """``(match, role, needs extremes, needs sketch)`` for each stream this rule reads."""
+        rule = self.rule
+        if rule.numerator is not None and rule.denominator is not None:
+            return [
+                (rule.numerator, "main", False, False),
+                (rule.denominator, "other", False, False),
+            ]
+        assert rule.match is not None
+        extremes = rule.aggregate in ("min", "max")
+        return [(rule.match, "main", extremes, rule.quantile is not None)]
+
+    def start(self, tick: int, host: Host) -> None:
+        """Called once with the tick of the first event the engine sees."""
+
+    def receive(
+        self,
+        tick: int,
+        role: str,
+        partials: dict[Hashable, Partial],
+        slots: FieldSlots,
+        dirty: Dirty,
+    ) -> None:
+        """Take one tick's partial aggregates of a stream this rule reads."""
+        raise NotImplementedError
+
+    def evaluate(self, tick: int, key: Hashable, host: Host) -> None:
+        """Re-evaluate one group at ``tick``; emit alerts and schedule what comes next."""
+        raise NotImplementedError
+
+    def _alert(
+        self, host: Host, tick: int, key: Hashable, state: Literal["fired", "resolved"],
+        value: float | None, *, repeat: bool = False,
+    ) -> None:  # fmt: skip
+        rule = self.rule
+        group = _group_dict(rule.group_by, key)
+        values: dict[str, Any] = {
+            **rule.labels,
+            "rule": rule.name, "severity": rule.severity, "state": state, "value": value,
+            "threshold": rule.threshold, "window": format_duration(rule.window_s),
+            "aggregate": rule.aggregate,
+            "group": ", ".join(f"{k}={v}" for k, v in group.items()) or "all",
+        }  # fmt: skip
+        template = rule.message or _default_template(rule)
+        host.emit(
+            Alert(
+                rule=rule.name, state=state, severity=rule.severity, value=value,
+                threshold=rule.threshold, group=group, labels=rule.labels,
+                message=render_message(template, values), at=tick * host.resolution_s,
+                repeat=repeat,
+            )
+        )  # fmt: skip
+
+
+class AggregateRuntime(RuleRuntime):
+    """Threshold rules over a windowed aggregate (count ... pNN, ratio, forecast)."""
+
+    def __init__(self, rule: Rule, index: int, resolution_s: float) -> None:
+        super().__init__(rule, index, resolution_s)
+        self._extremes = rule.aggregate in ("min", "max")
+        self._sketch = rule.quantile is not None
+        self._ratio = rule.aggregate == "ratio"
+        self._resolution_s = resolution_s
+
+    def _new_group(self) -> _Group:
+        main = Window(self.span, extremes=self._extremes, sketch=self._sketch)
+        return _Group(main, Window(self.span) if self._ratio else None)
+
+    def receive(
+        self,
+        tick: int,
+        role: str,
+        partials: dict[Hashable, Partial],
+        slots: FieldSlots,
+        dirty: Dirty,
+    ) -> None:
+        groups, n = self.groups, slots.n
+        forecast = self.rule.aggregate == "forecast"
+        for key, p in partials.items():
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = self._new_group()
+            window = group.main if role == "main" else group.other
+            assert window is not None
+            if n is None:
+                window.push(tick, p[0])
+            else:
+                bins = None if slots.sketch is None else p[slots.sketch]
+                window.push(tick, p[0], p[n], p[n + 1], p[n + 2], p[n + 3], bins)
+                if forecast:
+                    period, _ = period_of((tick - 0.5) * self._resolution_s, self.rule.period or "")
+                    if group.period != period:
+                        group.period, group.period_total = period, 0.0
+                    group.period_total += p[n + 1]
+            dirty[(self, key)] = None
+
+    def value(self, group: _Group, tick: int) -> float | None:
+        """The rule's aggregate for ``group`` at ``tick`` (windows already expired)."""
+        rule, main = self.rule, group.main
+        aggregate = rule.aggregate
+        if aggregate == "ratio":
+            other = group.other
+            assert other is not None
+            assert rule.numerator is not None
+            assert rule.denominator is not None
+            if other.count < rule.min_count:
+                return None
+            below = other.total if rule.denominator.field else other.count
+            above = main.total if rule.numerator.field else main.count
+            return above / below if below else None
+        if aggregate == "forecast":
+            return self._forecast(group, tick)
+        if main.count < rule.min_count or main.empty:
+            return None
+        if aggregate == "count":
+            return float(main.count)
+        if aggregate == "sum":
+            return main.total
+        if aggregate == "avg":
+            return main.mean
+        if aggregate == "min":
+            return main.minimum
+        if aggregate == "max":
+            return main.maximum
+        if aggregate == "rate":
+            assert rule.match is not None
+            return (main.total if rule.match.field else main.count) / rule.window_s
+        quantile = rule.quantile
+        assert quantile is not None
+        return main.quantile(quantile)
+
+    def _forecast(self, group: _Group, tick: int) -> float:
+        period, end = period_of((tick - 0.5) * self._resolution_s, self.rule.period or "")
+        spent = group.period_total if group.period == period else 0.0
+        rate = group.main.total / self.rule.window_s
+        return spent + rate * max(0.0, end - tick * self._resolution_s)
+
+    def evaluate(self, tick: int, key: Hashable, host: Host) -> None:
+        group = self.groups.get(key)
+        if group is None:
+            return
+        group.main.expire(tick)
+        if group.other is not None:
+            group.other.expire(tick)
+        value = self.value(group, tick)
+        rule = self.rule
+        if rule.condition is None:  # a forecast: over budget
+            active = value is not None and value > (rule.budget or 0.0)
+        else:
+            active = value is not None and rule.condition.holds(value)
+        if active:
+            if group.state == INACTIVE:
+                group.state, group.since = PENDING, tick
+            if group.state == PENDING:
+                if tick - group.since >= self.for_ticks:
+                    group.state, group.notified = FIRING, tick
+                    self._alert(host, tick, key, "fired", value)
+                    if self.repeat_ticks:
+                        host.schedule(tick + self.repeat_ticks, self, key)
+                else:
+                    host.schedule(group.since + self.for_ticks, self, key)
+            elif self.repeat_ticks and tick - group.notified >= self.repeat_ticks:
+                group.notified = tick
+                self._alert(host, tick, key, "fired", value, repeat=True)
+                host.schedule(tick + self.repeat_ticks, self, key)
+        else:
+            if group.state == FIRING:
+                self._alert(host, tick, key, "resolved", value)
+            group.state = INACTIVE
+        leaves = group.main.leaves_at
+        if group.other is not None and group.other.leaves_at is not None:
+            leaves = group.other.leaves_at if leaves is None else min(leaves, group.other.leaves_at)
+        if leaves is not None:
+            host.schedule(leaves, self, key)
+        elif group.state == INACTIVE and not group.period_total:
+            del self.groups[key]
+
+
+class AbsenceRuntime(RuleRuntime):
+    """Fires when no matching event arrived for a whole window (per group, or at all)."""
+
+    def __init__(self, rule: Rule, index: int, resolution_s: float) -> None:
+        super().__init__(rule, index, resolution_s)
+        self._last: dict[Hashable, int] = {}
+
+    def start(self, tick: int, host: Host) -> None:
+        if not self.rule.group_by:  # silence counts from the first event the engine saw
+            self._last[()] = tick
+            self.groups[()] = _Group(Window(1), None)
+            host.schedule(tick + self.span, self, ())
+
+    def receive(
+        self,
+        tick: int,
+        role: str,
+        partials: dict[Hashable, Partial],
+        slots: FieldSlots,
+        dirty: Dirty,
+    ) -> None:
+        for key in partials:
+            self._last[key] = tick
+            if key not in self.groups:
+                self.groups[key] = _Group(Window(1), None)
+            dirty[(self, key)] = None
+
+    def evaluate(self, tick: int, key: Hashable, host: Host) -> None:
+        group = self.groups.get(key)
+        if group is None:
+            return
+        silent = tick - self._last[key]
+        if silent < self.span:
+            if group.state == FIRING:
+                self._alert(host, tick, key, "resolved", silent * host.resolution_s)
+                group.state = INACTIVE
+            host.schedule(self._last[key] + self.span, self, key)
+        elif group.state != FIRING:
+            group.state, group.notified = FIRING, tick
+            self._alert(host, tick, key, "fired", silent * host.resolution_s)
+            if self.repeat_ticks:
+                host.schedule(tick + self.repeat_ticks, self, key)
+        elif self.repeat_ticks and tick - group.notified >= self.repeat_ticks:
+            group.notified = tick
+            self._alert(host, tick, key, "fired", silent * host.resolution_s, repeat=True)
+            host.schedule(tick + self.repeat_ticks, self, key)
+
+
+def runtime_for(rule: Rule, index: int, resolution_s: float) -> RuleRuntime:
+    """Return the runtime that evaluates ``rule``."""
+    if rule.aggregate == "absence":
+        return AbsenceRuntime(rule, index, resolution_s)
+    return AggregateRuntime(rule, index, resolution_s)
+
+
+def _group_dict(group_by: tuple[str, ...], key: Hashable) -> Mapping[str, Any]:
+    if not group_by:
+        return {}
+    if len(group_by) == 1:
+        return {group_by[0]: key}
+    assert isinstance(key, tuple)
+    return dict(zip(group_by, key, strict=True))
+
+
+def _default_template(rule: Rule) -> str:
+    if rule.aggregate == "absence":
+        return "{rule}: no matching event for {value:g}s [{group}]"
+    if rule.aggregate == "forecast":
+        return (
+            "{rule}: forecast {value:.4g} for this "
+            + (rule.period or "")
+            + " > budget {threshold:g} [{group}]"
+        )
+    return "{rule}: {aggregate} over {window} = {value:.4g} (threshold {threshold:g}) [{group}]"

@@ -1,0 +1,58 @@
+"""A bounded quantile sketch: log-spaced bins with a guaranteed relative accuracy.
+
+Values fall into bins whose bounds grow by ``GAMMA``; a quantile is read as the middle of its
+bin, within ``RELATIVE_ACCURACY`` of the exact nearest-rank value. A sketch of latencies from
+1 ms to 10 min needs about 670 bins however many values it holds, so a p95 over a one-day
+window costs no more memory than over one minute.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+__all__ = ["GAMMA", "RELATIVE_ACCURACY", "bin_of", "bin_value", "quantile_of"]
+
+RELATIVE_ACCURACY = 0.01
+GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
+INV_LOG_GAMMA = 1 / math.log(GAMMA)
+TINY = 1e-12  # values at or below (in magnitude) share the zero bin
+_ZERO_BIN = -(1 << 30)
+_NEGATIVE_BASE = -(1 << 31)  # negative values sort below zero, the largest magnitude lowest
+
+
+def bin_of(value: float) -> int:
+    """Return the bin of ``value``; bins sort in the order of the values they hold."""
+    if value > TINY:
+        return math.ceil(math.log(value) * INV_LOG_GAMMA)
+    if value < -TINY:
+        return _NEGATIVE_BASE - math.ceil(math.log(-value) * INV_LOG_GAMMA)
+    return _ZERO_BIN
+
+
+def bin_value(index: int) -> float:
+    """Return the value that represents bin ``index`` (within the relative accuracy)."""
+    if index == _ZERO_BIN:
+        return 0.0
+    if index < _ZERO_BIN:
+        return -bin_value(_NEGATIVE_BASE - index)
+    return 2 * GAMMA**index / (GAMMA + 1)
+
+
+def quantile_of(counts: Mapping[int, int], total: int, q: float) -> float | None:
+    """Return the nearest-rank ``q`` quantile of the sketch ``counts`` holding ``total`` values."""
+    if total <= 0:
+        return None
+    rank = max(1, math.ceil(q * total))  # the rank-th smallest value
+    if rank * 2 > total:  # walk from the top: fewer bins to visit for high quantiles
+        remaining = total - rank + 1
+        for index in sorted(counts, reverse=True):
+            remaining -= counts[index]
+            if remaining <= 0:
+                return bin_value(index)
+    else:
+        for index in sorted(counts):
+            rank -= counts[index]
+            if rank <= 0:
+                return bin_value(index)
+    return None

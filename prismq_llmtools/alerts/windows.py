@@ -1,0 +1,128 @@
+"""Sliding windows over event time, kept as per-tick partial aggregates.
+
+The engine evaluates rules at ticks ``k * resolution``; the events of bucket ``k`` are those
+with time in ``((k-1) * resolution, k * resolution]``. A window of ``span`` ticks evaluated at
+tick ``k`` covers buckets ``k - span + 1 .. k``, which is exactly the events in
+``(t - window, t]``. Each bucket enters once and leaves once, so updates are O(1) amortised
+and memory is bounded by the window, not by the history.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from prismq_llmtools.alerts.sketch import quantile_of
+
+__all__ = ["Window"]
+
+_INF = float("inf")
+
+
+class Window:
+    """One group's sliding window for one numeric field (or for plain counts).
+
+    Keeps a running count of events, count and sum of numeric values, and on request the
+    sliding min/max (monotonic deques) and a merged quantile sketch.
+    """
+
+    __slots__ = (
+        "_buckets",
+        "_highs",
+        "_lows",
+        "count",
+        "n",
+        "sketch",
+        "span",
+        "total",
+    )
+
+    def __init__(self, span: int, *, extremes: bool = False, sketch: bool = False) -> None:
+        self.span = span
+        self._buckets: deque[tuple[int, int, int, float, dict[int, int] | None]] = deque()
+        self.count = 0
+        self.n = 0
+        self.total = 0.0
+        self._lows: deque[tuple[int, float]] | None = deque() if extremes else None
+        self._highs: deque[tuple[int, float]] | None = deque() if extremes else None
+        self.sketch: dict[int, int] | None = {} if sketch else None
+
+    def push(
+        self,
+        tick: int,
+        count: int,
+        n: int = 0,
+        total: float = 0.0,
+        low: float = _INF,
+        high: float = -_INF,
+        bins: dict[int, int] | None = None,
+    ) -> None:
+        """Add the partial aggregate of bucket ``tick`` (ticks must not decrease)."""
+        self._buckets.append((tick, count, n, total, bins))
+        self.count += count
+        self.n += n
+        self.total += total
+        lows, highs = self._lows, self._highs
+        if lows is not None and highs is not None and n:
+            while lows and lows[-1][1] >= low:
+                lows.pop()
+            lows.append((tick, low))
+            while highs and highs[-1][1] <= high:
+                highs.pop()
+            highs.append((tick, high))
+        merged = self.sketch
+        if merged is not None and bins:
+            for index, hits in bins.items():
+                merged[index] = merged.get(index, 0) + hits
+
+    def expire(self, tick: int) -> None:
+        """Drop the buckets that are outside the window evaluated at ``tick``."""
+        oldest_kept = tick - self.span + 1
+        buckets = self._buckets
+        while buckets and buckets[0][0] < oldest_kept:
+            _, count, n, total, bins = buckets.popleft()
+            self.count -= count
+            self.n -= n
+            self.total -= total
+            merged = self.sketch
+            if merged is not None and bins:
+                for index, hits in bins.items():
+                    left = merged[index] - hits
+                    if left:
+                        merged[index] = left
+                    else:
+                        del merged[index]
+        if not buckets:  # float sums drift when values are added and removed: reset exactly
+            self.count = self.n = 0
+            self.total = 0.0
+        for extremes in (self._lows, self._highs):
+            while extremes and extremes[0][0] < oldest_kept:
+                extremes.popleft()
+
+    @property
+    def empty(self) -> bool:
+        """True when no bucket is inside the window."""
+        return not self._buckets
+
+    @property
+    def leaves_at(self) -> int | None:
+        """The tick at which the oldest bucket leaves the window (``None`` when empty)."""
+        return self._buckets[0][0] + self.span if self._buckets else None
+
+    @property
+    def minimum(self) -> float | None:
+        """Smallest numeric value in the window."""
+        return self._lows[0][1] if self._lows else None
+
+    @property
+    def maximum(self) -> float | None:
+        """Largest numeric value in the window."""
+        return self._highs[0][1] if self._highs else None
+
+    @property
+    def mean(self) -> float | None:
+        """Mean of the numeric values in the window."""
+        return self.total / self.n if self.n else None
+
+    def quantile(self, q: float) -> float | None:
+        """Nearest-rank quantile of the numeric values (within the sketch's accuracy)."""
+        return None if self.sketch is None else quantile_of(self.sketch, self.n, q)
