@@ -8,18 +8,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from prismq_llmtools.call import Call, Request
 from prismq_llmtools.errors import (
     ConfigurationError,
+    IncompleteStreamError,
     LLMToolsError,
     UnknownModelError,
     VocabularyError,
 )
+from prismq_llmtools.events import configure_logging
+from prismq_llmtools.retry import retried
+from prismq_llmtools.tracking import cost_tracked, usage_totals
+from prismq_llmtools.usage import Usage
 
 __all__ = [
+    "Call",
     "ConfigurationError",
+    "IncompleteStreamError",
     "LLMToolsError",
+    "Request",
     "UnknownModelError",
+    "Usage",
     "VocabularyError",
+    "configure_logging",
+    "cost_tracked",
+    "retried",
+    "usage_totals",
 ]
 
 

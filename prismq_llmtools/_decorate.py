@@ -1,0 +1,31 @@
+"""The one way every decorator of ours attaches its aspect to a function's site."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar, cast
+
+from prismq_llmtools._site import site_for
+from prismq_llmtools.aspects import Aspect
+from prismq_llmtools.types import LLMFunction
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def attach(
+    aspect: Aspect,
+    *,
+    name: str | None = None,
+    model: str | None = None,
+    operation: str | None = None,
+) -> Callable[[Callable[P, R]], LLMFunction[P, R]]:
+    """A decorator adding ``aspect`` to the decorated function's (possibly new) site."""
+
+    def decorator(func: Callable[P, R]) -> LLMFunction[P, R]:
+        site = site_for(func, name=name)
+        site.llm.set_defaults(model=model, operation=operation)
+        site.llm.add(aspect)
+        return cast(LLMFunction[P, R], site)
+
+    return decorator

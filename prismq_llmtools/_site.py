@@ -1,0 +1,455 @@
+"""The call site: ONE wrapt wrapper per decorated function, running every aspect in order.
+
+Each decorator of ours adds an aspect to the same :class:`Site`, so stacking six
+decorators costs one wrapper and one :class:`~prismq_llmtools.call.Call` per invocation,
+and the phase order (see :mod:`prismq_llmtools.aspects`) never depends on stacking order.
+The algorithm is a generator that yields what it needs done (run the function, or wait);
+a sync and an async driver carry that out.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+import structlog
+import wrapt
+
+from prismq_llmtools import events
+from prismq_llmtools._binding import Binder
+from prismq_llmtools.aspects import Aspect, CacheHit
+from prismq_llmtools.call import Call, Request, current_call
+from prismq_llmtools.clock import Clock, system_clock
+from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.observe import resolve_usage
+from prismq_llmtools.pricing import cost_call
+from prismq_llmtools.request import request_from_arguments
+
+__all__ = ["Site", "SiteCore", "site_for"]
+
+RequestExtractor = Callable[[dict[str, Any]], Request | None]
+
+
+class _Run:
+    """Action: run the wrapped function once."""
+
+    __slots__ = ()
+
+
+_RUN = _Run()
+_Flow = Generator[object, Any, Any]
+
+
+class SiteCore:
+    """Everything a call site knows: its name, its aspects, its defaults and its statistics.
+
+    Reached at run time as ``f.llm``.
+    """
+
+    def __init__(self, func: Any, *, name: str | None = None) -> None:
+        raw = func.__func__ if isinstance(func, classmethod | staticmethod) else func
+        self.func = raw
+        self.name: str = name or f"{raw.__module__}.{raw.__qualname__}"
+        self.operation: str = self.name
+        self.is_async = inspect.iscoroutinefunction(raw)
+        self._is_static = isinstance(func, staticmethod)
+        self._binder = Binder(raw)
+        self._method_binder: Binder | None = None
+        self.aspects: list[Aspect] = []
+        self.default_model: str | None = None
+        self._base_model: str | None = None
+        self._base_operation: str | None = None
+        self._runtime: list[dict[str, Any]] = []
+        self._keys_checked = False
+        self.request_extractor: RequestExtractor | None = None
+        self.clock: Clock = system_clock
+        self.owns_retries = False
+        self.cost_policy: Any = None
+        self.calls = 0
+        self.errors = 0
+        self._hooks: dict[str, tuple[Any, ...]] = {}
+        self._retry: Aspect | None = None
+        self._needs_request = False
+        self._rebuild()
+
+    # -- configuration -------------------------------------------------------------
+
+    def add(self, aspect: Aspect) -> None:
+        """Add ``aspect``; one aspect of each kind per site."""
+        if any(a.kind == aspect.kind for a in self.aspects):
+            raise ConfigurationError(
+                f"site {self.name!r}: @{aspect.kind} is applied twice; apply each decorator once"
+            )
+        self.aspects.append(aspect)
+        aspect.attach(self)
+        self._apply_settings()
+        self._rebuild()
+
+    def set_name(self, name: str) -> None:
+        """Rename the site (only before it has been called)."""
+        if self.calls:
+            raise ConfigurationError(f"site {self.name!r} cannot be renamed after use")
+        if self.operation == self.name:
+            self.operation = name
+        self.name = name
+        self._apply_settings()
+
+    def set_defaults(self, *, model: str | None, operation: str | None) -> None:
+        """Site-level defaults given by a decorator's arguments."""
+        if model is not None:
+            self._base_model = self.default_model = model
+        if operation is not None:
+            self._base_operation = self.operation = operation
+        self._apply_settings()
+
+    def _apply_settings(self) -> None:
+        from prismq_llmtools.settings import settings
+
+        loaded = settings()
+        if not self._keys_checked:
+            loaded.check_keys()
+            self._keys_checked = True
+        overrides = loaded.for_site(self.name)
+        for layer in self._runtime:
+            overrides.update(layer)
+        self.default_model = overrides.get("model", self._base_model)
+        self.operation = overrides.get("operation", self._base_operation or self.name)
+        for aspect in self.aspects:
+            aspect.apply(overrides, self.name)
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings of this site at run time, until the process ends."""
+        self._check_runtime_keys(changes)
+        self._runtime.append(changes)
+        self._apply_settings()
+
+    @contextmanager
+    def override(self, **changes: Any) -> Iterator[SiteCore]:
+        """Change settings of this site inside a ``with`` block (tests, operations)."""
+        self._check_runtime_keys(changes)
+        self._runtime.append(changes)
+        try:
+            self._apply_settings()
+            yield self
+        finally:
+            self._runtime.remove(changes)
+            self._apply_settings()
+
+    def _check_runtime_keys(self, changes: dict[str, Any]) -> None:
+        from dataclasses import fields
+
+        known = {"model", "operation"}
+        for aspect in self.aspects:
+            if aspect.base is not None:
+                known.update(f.name for f in fields(aspect.base))
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"site {self.name!r}: unknown setting(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+
+    def _rebuild(self) -> None:
+        self._hooks = {
+            hook: tuple(getattr(a, hook) for a in self.aspects if hook in a.overrides())
+            for hook in (
+                "enter",
+                "reserve",
+                "before_attempt",
+                "after_attempt",
+                "settle",
+                "leave",
+                "finish",
+            )
+        }
+        retriers = [a for a in self.aspects if "retry_delay" in a.overrides()]
+        self._retry = retriers[0] if retriers else None
+        self.owns_retries = self._retry is not None
+        self._needs_request = any(a.needs_request for a in self.aspects)
+
+    # -- per invocation ------------------------------------------------------------
+
+    def bind(self, call: Call, instance: Any) -> dict[str, Any]:
+        """The invocation's arguments by parameter name, defaults applied."""
+        if instance is None or self._is_static:
+            return self._binder.bind(call.args, call.kwargs)
+        if self._method_binder is None:
+            self._method_binder = Binder(self.func, skip_first=True)
+        return self._method_binder.bind(call.args, call.kwargs)
+
+    def discover_request(self, call: Call, instance: Any) -> Request | None:
+        """Find the request in the arguments, else by the extractor, else site defaults."""
+        bound = self.bind(call, instance)
+        request = None
+        if self.request_extractor is not None:
+            request = self.request_extractor(bound)
+        if request is None:
+            request = request_from_arguments(bound, default_model=self.default_model)
+        return request
+
+    def new_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+        parent = current_call.get()
+        operation = self.operation if parent is None else f"{parent.operation}/{self.operation}"
+        return Call(
+            site=self.name,
+            operation=operation,
+            args=args,
+            kwargs=kwargs,
+            parent=parent,
+            owns_retries=self.owns_retries,
+        )
+
+    def flow(self, call: Call, instance: Any) -> _Flow:
+        """The algorithm of one invocation; yields ``_RUN`` or a wait in seconds."""
+        hooks = self._hooks
+        clock = self.clock
+        token = current_call.set(call)
+        call.started = clock.now()
+        result: Any = None
+        try:
+            if self._needs_request:
+                call.request = self.discover_request(call, instance)
+            hit: CacheHit | None = None
+            for enter in hooks["enter"]:
+                hit = enter(call)
+                if hit is not None:
+                    break
+            if hit is not None:
+                result = hit.value
+            else:
+                for reserve in hooks["reserve"]:
+                    reserve(call)
+                result = yield from self._attempts(call)
+            call.outcome = "ok"
+            return result
+        except BaseException as exc:
+            call.outcome = "error"
+            call.error = exc
+            raise
+        finally:
+            current_call.reset(token)
+            self._finish(call, result, instance)
+
+    def _attempts(self, call: Call) -> _Flow:
+        hooks = self._hooks
+        retry = self._retry
+        while True:
+            call.attempts += 1
+            for before in hooks["before_attempt"]:
+                wait = before(call)
+                while wait > 0:
+                    call.wait_s += wait
+                    yield wait
+                    wait = before(call)
+            started = self.clock.now() if retry is not None else call.started
+            try:
+                result = yield _RUN
+            except Exception as exc:
+                for after in hooks["after_attempt"]:
+                    after(call, exc)
+                if retry is None:
+                    raise
+                delay = retry.retry_delay(call, exc)
+                if structlog.is_configured():
+                    _emit_attempt(call, self.clock.now() - started, exc)
+                if delay is None:
+                    raise
+                call.retries += 1
+                call.wait_s += delay
+                events.emit(
+                    call,
+                    events.RETRY,
+                    level="warning",
+                    attempt=call.attempts,
+                    wait_s=round(delay, 6),
+                    error_type=type(exc).__name__,
+                    status_code=getattr(exc, "status_code", None),
+                )
+                if delay > 0:
+                    yield delay
+                continue
+            for after in hooks["after_attempt"]:
+                after(call, None)
+            if retry is not None and structlog.is_configured():
+                _emit_attempt(call, self.clock.now() - started, None)
+            return result
+
+    def _finish(self, call: Call, result: Any, instance: Any) -> None:
+        state = _pending_stream_state(result) if call.outcome == "ok" else None
+        if state is not None and state.on_done(lambda: self._complete(call, result, instance)):
+            return  # the function returned a stream: the Call ends when the stream does
+        self._complete(call, result, instance)
+
+    def _complete(self, call: Call, result: Any, instance: Any) -> None:
+        self.calls += 1
+        if call.outcome == "error":
+            self.errors += 1
+        if call.request is None and events_wanted():
+            call.request = self.discover_request(call, instance)
+        resolve_usage(call, result)
+        if call.usage is not None:
+            policy = self.cost_policy
+            cost_call(call, unknown=policy.settings.unknown_price if policy else "estimate")
+        hooks = self._hooks
+        for settle in hooks["settle"]:
+            settle(call)
+        if call.outcome == "ok":
+            for leave in hooks["leave"]:
+                leave(call, result)
+        for finish in hooks["finish"]:
+            finish(call)
+        call.duration_s = self.clock.now() - call.started
+        call.roll_up_into_parent()
+        events.emit_call(call)
+
+    # -- drivers -------------------------------------------------------------------
+
+    def run_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not _boundary.ready:
+            _boundary.maybe_instrument()
+        flow = self.flow(self.new_call(args, kwargs), instance)
+        try:
+            action = next(flow)
+            while True:
+                if action is _RUN:
+                    try:
+                        value = wrapped(*args, **kwargs)
+                    except BaseException as exc:
+                        action = flow.throw(exc)
+                        continue
+                    action = flow.send(value)
+                else:
+                    self.clock.sleep(cast(float, action))
+                    action = flow.send(None)
+        except StopIteration as stop:
+            return stop.value
+
+    async def run_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not _boundary.ready:
+            _boundary.maybe_instrument()
+        flow = self.flow(self.new_call(args, kwargs), instance)
+        try:
+            action = next(flow)
+            while True:
+                if action is _RUN:
+                    try:
+                        value = await wrapped(*args, **kwargs)
+                    except BaseException as exc:
+                        action = flow.throw(exc)
+                        continue
+                    action = flow.send(value)
+                else:
+                    await self.clock.asleep(cast(float, action))
+                    action = flow.send(None)
+        except StopIteration as stop:
+            return stop.value
+
+    # -- introspection -------------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        """The site's effective settings, by aspect."""
+        view: dict[str, Any] = {
+            "name": self.name,
+            "operation": self.operation,
+            "model": self.default_model,
+        }
+        for aspect in self.aspects:
+            view[aspect.kind] = aspect.settings_view()
+        return view
+
+    def stats(self) -> dict[str, Any]:
+        """Live statistics of the site."""
+        return {"calls": self.calls, "errors": self.errors}
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(a.kind for a in self.aspects)
+        return f"<site {self.name} [{kinds}]>"
+
+
+class _Boundary:
+    """Installs the openai client instrumentation once openai has been imported by anyone.
+
+    Checked at each call until installed (a dict lookup), so importing prismq_llmtools
+    or decorating a function never imports openai itself.
+    """
+
+    __slots__ = ("ready",)
+
+    def __init__(self) -> None:
+        self.ready = False
+
+    def maybe_instrument(self) -> None:
+        if "openai._base_client" not in sys.modules:
+            return
+        from prismq_llmtools.openai import boundary
+
+        if boundary.auto_instrument:
+            boundary.instrument()
+        self.ready = True
+
+
+_boundary = _Boundary()
+
+
+def _pending_stream_state(result: Any) -> Any:
+    streams = sys.modules.get("prismq_llmtools.openai.streams")
+    if streams is None:
+        return None
+    if type(result) in (streams.ObservedStream, streams.ObservedAsyncStream):
+        return result._self_state
+    return None
+
+
+def events_wanted() -> bool:
+    return structlog.is_configured()
+
+
+def _emit_attempt(call: Call, duration_s: float, error: BaseException | None) -> None:
+    events.emit(
+        call,
+        events.ATTEMPT,
+        level="info" if error is None else "warning",
+        attempt=call.attempts,
+        outcome="ok" if error is None else "error",
+        error_type=type(error).__name__ if error is not None else None,
+        status_code=getattr(error, "status_code", None),
+        duration_s=round(duration_s, 6),
+        possibly_billed=call.possibly_billed or None,
+    )
+
+
+class _BoundSite(wrapt.BoundFunctionWrapper[..., Any]):
+    @property
+    def llm(self) -> SiteCore:
+        core: SiteCore = self._self_parent._self_core
+        return core
+
+
+class Site(wrapt.FunctionWrapper[..., Any]):
+    """A decorated function: calls run through its :class:`SiteCore`, reachable as ``.llm``."""
+
+    __bound_function_wrapper__ = _BoundSite
+
+    def __init__(self, wrapped: Any, core: SiteCore) -> None:
+        super().__init__(wrapped, core.run_async if core.is_async else core.run_sync)
+        self._self_core = core
+
+    @property
+    def llm(self) -> SiteCore:
+        """The site's settings, statistics and configuration."""
+        core: SiteCore = self._self_core
+        return core
+
+
+def site_for(func: Any, *, name: str | None = None) -> Site:
+    """Return the site of ``func``, creating it when ``func`` is not decorated yet."""
+    if isinstance(func, Site):
+        if name is not None and name != func.llm.name:
+            func.llm.set_name(name)
+        return func
+    if not callable(func) and not isinstance(func, classmethod | staticmethod):
+        raise ConfigurationError(f"cannot decorate {func!r}: it is not callable")
+    return Site(func, SiteCore(func, name=name))

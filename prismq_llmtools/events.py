@@ -1,0 +1,192 @@
+"""Structured events: names, the one emit path, and opt-in logging configuration.
+
+Events go through structlog. A library must not configure the application's logging, so
+until structlog is configured (by the application, or by :func:`configure_logging`) events
+are dropped at the cost of one boolean check, the way a stdlib library logger with a
+``NullHandler`` behaves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import MutableMapping
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TextIO, cast
+
+import structlog
+
+if TYPE_CHECKING:
+    from prismq_llmtools.call import Call
+
+__all__ = [
+    "ATTEMPT",
+    "CALL",
+    "RETRY",
+    "configure_logging",
+    "emit",
+    "emit_call",
+    "redact",
+    "redact_processor",
+]
+
+CALL = "llm.call"
+ATTEMPT = "llm.attempt"
+RETRY = "llm.retry"
+PRICE_UNKNOWN = "llm.price.unknown"
+
+_logger = structlog.get_logger("prismq_llmtools")
+
+# OpenAI keys (sk-..., sk-proj-...), bearer tokens, and anything labelled as a key.
+_SECRET = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{8,})|(Bearer\s+[A-Za-z0-9._\-]{8,})|"
+    r"((?:api[_-]?key|authorization)['\"]?\s*[:=]\s*['\"]?(?:Bearer\s+)?)[^\s'\",}]{4,}",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with API keys and bearer tokens replaced by ``[REDACTED]``."""
+
+    def _sub(match: re.Match[str]) -> str:
+        label = match.group(3)
+        return f"{label}[REDACTED]" if label else "[REDACTED]"
+
+    return _SECRET.sub(_sub, text)
+
+
+def redact_processor(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: redact secrets from every string value of an event."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and len(value) > 8:
+            event_dict[key] = redact(value)
+    return event_dict
+
+
+def _leading_fields(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Put ``timestamp``, ``level`` and ``event`` first, so lines read well and grep easily."""
+    ordered = {k: event_dict.pop(k) for k in ("timestamp", "level", "event") if k in event_dict}
+    ordered.update(event_dict)
+    return ordered
+
+
+def emit(call: Call | None, event: str, /, *, level: str = "info", **fields: Any) -> None:
+    """Emit ``event`` with the fields every event carries for ``call``, plus ``fields``."""
+    if not structlog.is_configured():
+        return
+    clean: dict[str, Any] = {}
+    if call is not None:
+        clean["site"] = call.site
+        clean["operation"] = call.operation
+        clean["call_id"] = call.call_id
+        if call.parent is not None:
+            clean["parent_id"] = call.parent.call_id
+    for key, value in fields.items():
+        if value is not None:
+            clean[key] = _plain(value)
+    getattr(_logger, level)(event, **clean)
+
+
+def emit_call(call: Call, **extra: Any) -> None:
+    """Emit the ``llm.call`` summary line of a finished invocation."""
+    if not structlog.is_configured():
+        return
+    usage = call.usage
+    fields: dict[str, Any] = {
+        "gen_ai.operation.name": call.request.operation_name if call.request else None,
+        "gen_ai.request.model": call.model,
+        "gen_ai.response.model": call.response_model,
+        "gen_ai.response.id": call.response_id,
+        "usage_source": call.usage_source,
+        "prompt_tokens_estimate": call.estimate.prompt_tokens if call.estimate else None,
+        "cost_usd": call.cost_usd,
+        "attempts": call.attempts,
+        "retries": call.retries,
+        "rate_limited": call.rate_limited,
+        "wait_s": round(call.wait_s, 6),
+        "duration_s": round(call.duration_s, 6),
+        "cache": call.cache,
+        "outcome": call.outcome,
+        "status_code": call.status_code if call.outcome == "error" else None,
+        "request_id": call.request_id,
+    }
+    if usage is not None:
+        fields["gen_ai.usage.input_tokens"] = usage.input_tokens
+        fields["gen_ai.usage.output_tokens"] = usage.output_tokens
+        fields["gen_ai.usage.cache_read.input_tokens"] = usage.cached_input_tokens
+        fields["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+    if call.rollup_usage is not None or call.rollup_cost_usd:
+        fields["rollup_cost_usd"] = call.total_cost_usd()
+    if call.error is not None:
+        fields["error_type"] = type(call.error).__name__
+        fields["error_message"] = redact(str(call.error))[:500]
+    if call.possibly_billed:
+        fields["possibly_billed"] = True
+    fields.update(extra)
+    emit(call, CALL, level="info" if call.outcome == "ok" else "warning", **fields)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    return repr(value)
+
+
+def configure_logging(
+    *,
+    json_lines: bool = True,
+    file: str | Path | IO[str] | None = None,
+    level: str = "info",
+) -> None:
+    """Configure structlog so every event is written, by default as one JSON object per line.
+
+    Args:
+        json_lines: JSON lines when true, otherwise structlog's human-readable console format.
+        file: a path (appended to, created user-only) or an open text stream; default stderr.
+        level: the minimum level written (``debug``, ``info``, ``warning``, ``error``).
+
+    This configures structlog globally; call it from the application, never from a library.
+    """
+    import logging
+
+    stream: TextIO
+    if file is None:
+        stream = sys.stderr
+    elif isinstance(file, str | Path):
+        path = Path(file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        stream = path.open("a", encoding="utf-8", buffering=1)
+    else:
+        stream = cast(TextIO, file)
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=json.dumps, default=_json_default)
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_processor,
+            _leading_fields,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )

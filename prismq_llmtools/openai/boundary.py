@@ -1,0 +1,199 @@
+"""Observing the official ``openai`` client: every real request made inside a Call.
+
+Instrumentation wraps two methods of the client's base classes: ``request`` (one logical
+request: its body, its result, the retry setting) and ``_send_request`` (each HTTP attempt:
+status and headers). It is idempotent, reversible with :func:`uninstrument`, installed on
+first use by the decorators, and does nothing at all when no Call is active.
+
+One retry owner: inside a site with ``@retried``, the client's own retries are switched off
+for the requests that site makes (``max_retries=0``), so every attempt is ours and logged.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from prismq_llmtools.call import Call, Endpoint, current_call
+from prismq_llmtools.openai.headers import parse_rate_headers
+from prismq_llmtools.openai.streams import ObservedAsyncStream, ObservedStream, StreamState
+from prismq_llmtools.openai.usage import facts_from_response
+from prismq_llmtools.request import request_from_body
+
+__all__ = ["instrument", "is_instrumented", "uninstrument"]
+
+_lock = threading.Lock()
+auto_instrument = True
+"""Whether decorated functions install the instrumentation on first use."""
+_originals: dict[tuple[type, str], Any] = {}
+
+_ENDPOINTS: tuple[tuple[str, Endpoint], ...] = (
+    ("/chat/completions", "chat"),
+    ("/responses", "responses"),
+    ("/embeddings", "embeddings"),
+    ("/completions", "completions"),
+)
+
+
+def _endpoint(url: str) -> Endpoint | None:
+    for suffix, endpoint in _ENDPOINTS:
+        if url.endswith(suffix):
+            return endpoint
+    return None
+
+
+class _Plan:
+    __slots__ = ("body", "endpoint", "hide_usage_chunk")
+
+    def __init__(self, body: Mapping[str, Any], endpoint: Endpoint | None, hide: bool) -> None:
+        self.body = body
+        self.endpoint = endpoint
+        self.hide_usage_chunk = hide
+
+
+_Args = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+def _prepare(call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[_Plan, _Args]:
+    """Return what to observe, and the arguments with adjusted copies of the options."""
+    positional = len(args) > 1
+    options = args[1] if positional else kwargs["options"]
+    body = options.json_data if isinstance(options.json_data, Mapping) else {}
+    endpoint = _endpoint(str(options.url))
+    options = options.model_copy()
+    if call.owns_retries:
+        options.max_retries = 0
+    hide = False
+    streaming = bool(kwargs.get("stream")) and endpoint == "chat"
+    stream_options = body.get("stream_options") or {}
+    if streaming and not stream_options.get("include_usage"):
+        body = {**body, "stream_options": {**stream_options, "include_usage": True}}
+        options.json_data = body
+        hide = True
+    if positional:
+        args = (args[0], options, *args[2:])
+    else:
+        kwargs = {**kwargs, "options": options}
+    if endpoint is not None and (call.request is None or call.request.endpoint is None):
+        call.request = request_from_body(body, endpoint)
+    return _Plan(body, endpoint, hide), (args, kwargs)
+
+
+def _observe(call: Call, plan: _Plan, result: Any, *, is_async: bool) -> Any:
+    if _is_stream(result):
+        state = StreamState(call, plan.body, plan.endpoint, hide_usage_chunk=plan.hide_usage_chunk)
+        call.extra.setdefault("streams", []).append(state)
+        return ObservedAsyncStream(result, state) if is_async else ObservedStream(result, state)
+    facts = facts_from_response(result)
+    if facts is not None:
+        if facts.usage is not None:
+            call.add_observed(facts.usage)
+        call.response_model = facts.model or call.response_model
+        call.response_id = facts.response_id or call.response_id
+        call.request_id = facts.request_id or call.request_id
+    return result
+
+
+def _is_stream(result: Any) -> bool:
+    name = type(result).__name__
+    return name in ("Stream", "AsyncStream") and hasattr(result, "response")
+
+
+def _record_http(call: Call, response: Any) -> None:
+    headers = response.headers
+    status = response.status_code
+    call.request_id = headers.get("x-request-id") or call.request_id
+    rate = parse_rate_headers(headers)
+    if rate is not None:
+        call.rate_headers = rate
+    if status >= 400:
+        call.status_code = status
+    if status == 429:
+        call.rate_limited += 1
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return "Timeout" in type(exc).__name__
+
+
+def _sync_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    call = current_call.get()
+    if call is None:
+        return wrapped(*args, **kwargs)
+    plan, (args, kwargs) = _prepare(call, args, kwargs)
+    return _observe(call, plan, wrapped(*args, **kwargs), is_async=False)
+
+
+async def _async_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    call = current_call.get()
+    if call is None:
+        return await wrapped(*args, **kwargs)
+    plan, (args, kwargs) = _prepare(call, args, kwargs)
+    return _observe(call, plan, await wrapped(*args, **kwargs), is_async=True)
+
+
+def _sync_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    call = current_call.get()
+    if call is None:
+        return wrapped(*args, **kwargs)
+    try:
+        response = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        if _is_timeout(exc):
+            call.possibly_billed = True
+        raise
+    _record_http(call, response)
+    return response
+
+
+async def _async_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    call = current_call.get()
+    if call is None:
+        return await wrapped(*args, **kwargs)
+    try:
+        response = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        if _is_timeout(exc):
+            call.possibly_billed = True
+        raise
+    _record_http(call, response)
+    return response
+
+
+def is_instrumented() -> bool:
+    """Whether the openai client is currently instrumented."""
+    return bool(_originals)
+
+
+def instrument() -> None:
+    """Instrument the official client (idempotent)."""
+    global auto_instrument
+    auto_instrument = True
+    if _originals:
+        return
+    with _lock:
+        if _originals:
+            return
+        import wrapt
+        from openai._base_client import AsyncAPIClient, SyncAPIClient
+
+        targets = (
+            (SyncAPIClient, "request", _sync_request),
+            (AsyncAPIClient, "request", _async_request),
+            (SyncAPIClient, "_send_request", _sync_send),
+            (AsyncAPIClient, "_send_request", _async_send),
+        )
+        for cls, attribute, wrapper in targets:
+            _originals[(cls, attribute)] = cls.__dict__[attribute]
+            wrapt.wrap_function_wrapper(cls, attribute, wrapper)
+
+
+def uninstrument() -> None:
+    """Restore the client's original methods; decorated functions stop re-installing them."""
+    global auto_instrument
+    auto_instrument = False
+    with _lock:
+        for (cls, attribute), original in _originals.items():
+            setattr(cls, attribute, original)
+        _originals.clear()

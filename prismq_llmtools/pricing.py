@@ -1,0 +1,71 @@
+"""Costing a finished Call from its actual usage, with the process's price table."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Literal
+
+from prismq_llmtools import events
+from prismq_llmtools.call import Call
+
+if TYPE_CHECKING:
+    from prismq_llmtools.cost import PriceTable
+
+__all__ = ["UnknownPrice", "cost_call", "price_table", "set_price_table"]
+
+UnknownPrice = Literal["raise", "zero", "estimate"]
+
+_lock = threading.Lock()
+_table: PriceTable | None = None
+
+
+def price_table() -> PriceTable:
+    """The price table in use: the maintained snapshot plus the settings file's ``[prices]``."""
+    global _table
+    if _table is None:
+        with _lock:
+            if _table is None:
+                from prismq_llmtools.openai.prices import openai_prices
+                from prismq_llmtools.settings import settings
+
+                table = openai_prices()
+                overrides = settings().sections.get("prices")
+                if overrides:
+                    table = table.with_overrides(overrides)
+                _table = table
+    return _table
+
+
+def set_price_table(table: PriceTable | None) -> None:
+    """Install ``table`` for every site (``None``: reload the default on next use)."""
+    global _table
+    with _lock:
+        _table = table
+
+
+def cost_call(call: Call, *, unknown: UnknownPrice = "estimate") -> None:
+    """Set ``call.cost_usd`` from ``call.usage``; an unknown model emits ``llm.price.unknown``."""
+    usage = call.usage
+    model = call.response_model or call.model
+    if usage is None or model is None or call.usage_source == "cache":
+        return
+    from prismq_llmtools.cost import cost_of
+
+    table = price_table()
+    price = table.price_for(model, unknown=unknown)
+    if not price.known and call.model and call.model != model:
+        requested = table.price_for(call.model, unknown=unknown)
+        if requested.known:
+            price = requested
+    batch = bool(call.extra.get("batch"))
+    tier = call.extra.get("service_tier")
+    cost = cost_of(usage, price, batch=batch, service_tier=tier if isinstance(tier, str) else None)
+    call.cost_usd = cost.total_usd
+    call.price_known = cost.price_known
+    if not cost.price_known:
+        events.emit(
+            call,
+            events.PRICE_UNKNOWN,
+            level="warning",
+            **{"gen_ai.request.model": model, "policy": unknown},
+        )

@@ -1,0 +1,98 @@
+"""Finding the OpenAI request described by a function's arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prismq_llmtools.call import Endpoint, Request
+
+__all__ = ["API_PARAMETERS", "endpoint_of", "request_from_arguments", "request_from_body"]
+
+# Parameters of OpenAI's chat, responses, embeddings and completions endpoints that shape the
+# answer. Transport settings (api_key, timeout, extra_headers, ...) are deliberately absent.
+API_PARAMETERS = frozenset(
+    {
+        "model",
+        "messages",
+        "input",
+        "prompt",
+        "instructions",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "n",
+        "temperature",
+        "top_p",
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "parallel_tool_calls",
+        "response_format",
+        "text",
+        "seed",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "service_tier",
+        "reasoning_effort",
+        "reasoning",
+        "verbosity",
+        "modalities",
+        "audio",
+        "prediction",
+        "stream",
+        "stream_options",
+        "dimensions",
+        "encoding_format",
+        "suffix",
+        "best_of",
+        "echo",
+        "previous_response_id",
+        "include",
+        "truncation",
+        "web_search_options",
+    }
+)
+
+
+def endpoint_of(body: Mapping[str, Any]) -> Endpoint | None:
+    """The endpoint a request body is meant for, inferred from its fields."""
+    if "messages" in body:
+        return "chat"
+    if "prompt" in body:
+        return "completions"
+    if "input" in body:
+        model = str(body.get("model") or "")
+        return "embeddings" if "embedding" in model else "responses"
+    return None
+
+
+def request_from_body(body: Mapping[str, Any], endpoint: Endpoint | None = None) -> Request:
+    """A :class:`Request` for a JSON body as sent to the API."""
+    model = body.get("model")
+    return Request(
+        model=str(model) if model is not None else None,
+        endpoint=endpoint or endpoint_of(body),
+        body=dict(body),
+    )
+
+
+def request_from_arguments(
+    bound: Mapping[str, Any], *, default_model: str | None = None
+) -> Request | None:
+    """The request the bound arguments describe, or one carrying only the default model.
+
+    Returns ``None`` when neither the arguments nor the site name a model.
+    """
+    body = {k: v for k, v in bound.items() if k in API_PARAMETERS and v is not None}
+    if "model" not in body:
+        if default_model is None and not body:
+            return None
+        if default_model is not None:
+            body["model"] = default_model
+    return request_from_body(body)

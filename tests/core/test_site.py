@@ -1,0 +1,264 @@
+"""The call site: one wrapper, one Call, fixed phase order, whatever the stacking."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from typing import Any
+
+import pytest
+
+from prismq_llmtools import ConfigurationError, cost_tracked, retried
+from prismq_llmtools._site import Site
+from prismq_llmtools.aspects import Aspect, CacheHit
+from prismq_llmtools.call import Call, current_call
+from prismq_llmtools.testing.clock import FakeClock
+
+
+class Recorder(Aspect):
+    """An aspect that records which hooks ran, in order, into a shared log."""
+
+    def __init__(self, kind: str, log: list[str], *, hit: Any = None) -> None:
+        self.kind = kind  # type: ignore[misc]
+        self.log = log
+        self.hit = hit
+
+    def enter(self, call: Call) -> CacheHit | None:
+        self.log.append(f"{self.kind}.enter")
+        return CacheHit(self.hit) if self.hit is not None else None
+
+    def reserve(self, call: Call) -> None:
+        self.log.append(f"{self.kind}.reserve")
+
+    def before_attempt(self, call: Call) -> float:
+        self.log.append(f"{self.kind}.before_attempt")
+        return 0.0
+
+    def after_attempt(self, call: Call, error: BaseException | None) -> None:
+        self.log.append(f"{self.kind}.after_attempt")
+
+    def settle(self, call: Call) -> None:
+        self.log.append(f"{self.kind}.settle")
+
+    def leave(self, call: Call, result: Any) -> None:
+        self.log.append(f"{self.kind}.leave")
+
+    def finish(self, call: Call) -> None:
+        self.log.append(f"{self.kind}.finish")
+
+
+def _decorator(aspect: Aspect) -> Any:
+    from prismq_llmtools._decorate import attach
+
+    return attach(aspect)
+
+
+def test_decorated_function_keeps_signature_doc_and_name() -> None:
+    """inspect sees the original function through the wrapper."""
+
+    @retried()
+    def write_title(article: str, *, model: str = "gpt-4o-mini") -> str:
+        """Write a title."""
+        return article.upper()
+
+    assert write_title("abc") == "ABC"
+    assert write_title.__name__ == "write_title"
+    assert write_title.__doc__ == "Write a title."
+    assert list(inspect.signature(write_title).parameters) == ["article", "model"]
+    assert write_title.llm.name.endswith(
+        "test_site.test_decorated_function_keeps_signature_doc_and_name.<locals>.write_title"
+    )
+
+
+def test_stacked_decorators_share_one_site() -> None:
+    """Each further decorator adds an aspect to the same wrapper instead of nesting."""
+
+    @cost_tracked(operation="titles")
+    @retried(attempts=2)
+    def f(x: int) -> int:
+        return x
+
+    assert isinstance(f, Site)
+    assert not isinstance(f.__wrapped__, Site)
+    assert [a.kind for a in f.llm.aspects] == ["retried", "cost_tracked"]
+    assert f.llm.operation == "titles"
+
+
+def test_same_decorator_twice_is_a_configuration_error() -> None:
+    """Applying one decorator twice fails at decoration time, naming the site."""
+    with pytest.raises(ConfigurationError, match="applied twice"):
+
+        @retried()
+        @retried()
+        def f() -> None: ...
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(["a", "b", "c"])))
+def test_phase_order_does_not_depend_on_stacking_order(order: tuple[str, ...]) -> None:
+    """Hooks run phase by phase in the same order for every stacking order."""
+    log: list[str] = []
+
+    def f() -> str:
+        log.append("run")
+        return "ok"
+
+    decorated: Any = f
+    for kind in order:
+        decorated = _decorator(Recorder(kind, log))(decorated)
+    assert decorated() == "ok"
+    phases = [entry.split(".")[1] if "." in entry else entry for entry in log]
+    assert phases == [
+        "enter", "enter", "enter",
+        "reserve", "reserve", "reserve",
+        "before_attempt", "before_attempt", "before_attempt",
+        "run",
+        "after_attempt", "after_attempt", "after_attempt",
+        "settle", "settle", "settle",
+        "leave", "leave", "leave",
+        "finish", "finish", "finish",
+    ]  # fmt: skip
+
+
+def test_cache_hit_skips_reserve_and_attempts() -> None:
+    """A hit returned by ``enter`` ends the call: no budget, no rate limit, no run."""
+    log: list[str] = []
+
+    @_decorator(Recorder("cache", log, hit="cached"))
+    @_decorator(Recorder("budget", log))
+    def f() -> str:
+        log.append("run")
+        return "fresh"
+
+    assert f() == "cached"
+    assert "run" not in log
+    assert not any(e.endswith(("reserve", "before_attempt")) for e in log)
+
+
+async def test_async_functions_run_through_the_async_driver() -> None:
+    """An async function stays a coroutine function and runs its hooks."""
+    log: list[str] = []
+
+    @_decorator(Recorder("a", log))
+    async def f(x: int) -> int:
+        log.append("run")
+        return x * 2
+
+    assert inspect.iscoroutinefunction(f)
+    assert await f(21) == 42
+    assert log[0] == "a.enter"
+    assert "run" in log
+    assert log[-1] == "a.finish"
+
+
+class Service:
+    prefix = "svc"
+
+    @retried()
+    def method(self, x: int) -> str:
+        return f"{self.prefix}:{x}"
+
+    @retried()
+    @classmethod
+    def klass(cls, x: int) -> str:
+        return f"{cls.prefix}:{x}"
+
+    @retried()
+    @staticmethod
+    def static(x: int) -> str:
+        return f"static:{x}"
+
+
+def test_methods_classmethods_and_staticmethods() -> None:
+    """Methods bind normally, and ``.llm`` is reachable on the bound method too."""
+    s = Service()
+    assert s.method(1) == "svc:1"
+    assert Service.klass(2) == "svc:2"
+    assert Service.static(3) == "static:3"
+    assert s.method.llm is Service.__dict__["method"].llm
+    assert s.method.llm.name.endswith("Service.method")
+
+
+def test_method_arguments_bind_without_self() -> None:
+    """Request discovery sees the method's arguments by name, not ``self``."""
+    seen: list[dict[str, Any]] = []
+
+    class Spy(Aspect):
+        kind = "spy"
+
+        def enter(self, call: Call) -> None:
+            seen.append(site.bind(call, call.args and obj))
+            return
+
+    class C:
+        @_decorator(Spy())
+        def generate(self, prompt: str, model: str = "gpt-4o") -> str:
+            return prompt
+
+    obj = C()
+    site = C.__dict__["generate"].llm
+    obj.generate("hi")
+    assert seen == [{"prompt": "hi", "model": "gpt-4o"}]
+
+
+def test_nested_calls_form_a_tree_and_roll_up() -> None:
+    """A decorated call inside another gets it as parent and extends its operation path."""
+    calls: list[Call] = []
+
+    class Keep(Aspect):
+        kind = "keep"
+
+        def finish(self, call: Call) -> None:
+            calls.append(call)
+
+    @cost_tracked(operation="summarize")
+    @_decorator(Keep())
+    def inner() -> str:
+        return "x"
+
+    @cost_tracked(operation="report")
+    def outer() -> str:
+        assert current_call.get() is not None
+        return inner() + inner()
+
+    assert outer() == "xx"
+    assert [c.operation for c in calls] == ["report/summarize", "report/summarize"]
+    assert calls[0].parent is not None
+    assert calls[0].parent.operation == "report"
+    assert current_call.get() is None
+
+
+def test_retry_waits_on_the_site_clock() -> None:
+    """Backoff sleeps go through the injected clock: no real waiting."""
+    clock = FakeClock()
+    attempts = []
+
+    @retried(
+        attempts=3,
+        clock=clock,
+        classify=lambda e: __import__(
+            "prismq_llmtools.openai.errors", fromlist=["RetryAdvice"]
+        ).RetryAdvice(True),
+    )
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError("transient")
+        return "done"
+
+    assert flaky() == "done"
+    assert len(attempts) == 3
+    assert len(clock.sleeps) == 2
+    assert flaky.llm.stats() == {"calls": 1, "errors": 0}
+
+
+def test_keyboard_interrupt_is_never_retried_and_context_is_restored() -> None:
+    """BaseException-only errors pass straight through and leave no current Call."""
+
+    @retried(attempts=5)
+    def f() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        f()
+    assert current_call.get() is None
+    assert f.llm.stats()["errors"] == 1
