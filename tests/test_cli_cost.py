@@ -27,9 +27,13 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
     return result
 
 
+CONFIG_ENV = "PRISMQ_LLMTOOLS_CONFIG"
+
+
 @pytest.fixture(autouse=True)
-def no_settings_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(cost_command.CONFIG_ENV, raising=False)
+def no_settings_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 def test_cost_is_a_registered_subcommand() -> None:
@@ -126,8 +130,19 @@ def test_overrides_from_config_file_and_environment(
     usage = ("--input-tokens", "1000000", "--output-tokens", "1000000")
     result = run_json(capsys, "--model", "my-model", *usage, "--config", str(config))
     assert (result["total_usd"], result["match"]) == ("5", "override")
-    monkeypatch.setenv(cost_command.CONFIG_ENV, str(config))
+    monkeypatch.setenv(CONFIG_ENV, str(config))
     assert run_json(capsys, "--model", "my-model", *usage)["total_usd"] == "5"
+
+
+def test_overrides_from_pyproject_in_the_working_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --config the CLI reads the settings the decorators read, pyproject.toml too."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.prismq_llmtools.prices."gpt-4o"]\ninput = 1\noutput = 2\n'
+    )
+    usage = ("--input-tokens", "1000000", "--output-tokens", "1000000")
+    assert run_json(capsys, "--model", "gpt-4o-2024-08-06", *usage)["total_usd"] == "3"
 
 
 def test_bad_config_exits_with_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +14,6 @@ if TYPE_CHECKING:
     from prismq_llmtools.usage import Usage
 
 __all__ = ["register", "run"]
-
-CONFIG_ENV = "PRISMQ_LLMTOOLS_CONFIG"
 
 
 def _tokens(text: str) -> int:
@@ -66,7 +63,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--config",
         metavar="PATH",
-        help=f"TOML settings file whose [prices] table overrides prices (default: ${CONFIG_ENV})",
+        help=(
+            "TOML file whose [prices] table overrides prices (default: the decorators' settings"
+            " file, $PRISMQ_LLMTOOLS_CONFIG or [tool.prismq_llmtools] in ./pyproject.toml)"
+        ),
     )
     parser.add_argument(
         "--json", action="store_true", dest="as_json", help="print the breakdown as JSON"
@@ -76,7 +76,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Cost the usage described by ``args`` and print it; return the exit status."""
-    from prismq_llmtools.cost import cost_of, read_price_overrides
+    from prismq_llmtools.cost import cost_of
     from prismq_llmtools.errors import ConfigurationError, UnknownPriceError
     from prismq_llmtools.openai.prices import openai_prices
     from prismq_llmtools.usage import Usage
@@ -91,11 +91,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"prismq-llmtools cost: {error}", file=sys.stderr)
         return 2
-    table = openai_prices()
-    config = args.config or os.environ.get(CONFIG_ENV)
     try:
-        if config:
-            table = table.with_overrides(read_price_overrides(config))
+        table = openai_prices().with_overrides(_overrides(args.config))
         price = table.price_for(args.model, unknown=args.unknown)
     except (ConfigurationError, UnknownPriceError) as error:
         print(f"prismq-llmtools cost: {error}", file=sys.stderr)
@@ -115,6 +112,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_text(args.model, match, name, rates, usage, cost, table))
     return 0
+
+
+def _overrides(config: str | None) -> Any:
+    """The [prices] table of ``config``, else of the settings file the decorators read."""
+    if config:
+        from prismq_llmtools.cost import read_price_overrides
+
+        return read_price_overrides(config)
+    from prismq_llmtools.settings import load_settings
+
+    return load_settings().sections.get("prices") or {}
 
 
 def _breakdown(
