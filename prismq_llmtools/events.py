@@ -25,6 +25,7 @@ __all__ = [
     "ATTEMPT",
     "CALL",
     "RETRY",
+    "close_log_file",
     "configure_logging",
     "emit",
     "emit_call",
@@ -144,6 +145,18 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
+_owned_stream: TextIO | None = None
+
+
+def close_log_file() -> None:
+    """Close the file :func:`configure_logging` opened, if any (events then go nowhere)."""
+    global _owned_stream
+    if _owned_stream is not None:
+        stream, _owned_stream = _owned_stream, None
+        structlog.reset_defaults()
+        stream.close()
+
+
 def configure_logging(
     *,
     json_lines: bool = True,
@@ -161,6 +174,8 @@ def configure_logging(
     """
     import logging
 
+    global _owned_stream
+    close_log_file()
     stream: TextIO
     if file is None:
         stream = sys.stderr
@@ -168,7 +183,7 @@ def configure_logging(
         path = Path(file)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600, exist_ok=True)
-        stream = path.open("a", encoding="utf-8", buffering=1)
+        stream = _owned_stream = path.open("a", encoding="utf-8", buffering=1)
     else:
         stream = cast(TextIO, file)
     renderer: Any = (

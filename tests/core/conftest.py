@@ -7,6 +7,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from prismq_llmtools.events import close_log_file
 from prismq_llmtools.pricing import set_price_table
 from prismq_llmtools.settings import Settings, reset_settings
 from prismq_llmtools.testing.clock import FakeClock
@@ -23,6 +24,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     reset_settings(None)
     set_price_table(None)
+    close_log_file()
     structlog.reset_defaults()
 
 

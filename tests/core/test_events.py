@@ -1,0 +1,124 @@
+"""Structured events: the llm.call line, JSON output, and secrets that never appear."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import structlog
+
+from prismq_llmtools import configure_logging, cost_tracked, retried
+from prismq_llmtools.events import redact
+from prismq_llmtools.testing.clock import FakeClock
+
+from .fakes import CANARY_KEY, Script, chat_body, client, error, ok
+
+CALL_FIELDS = {
+    "timestamp",
+    "level",
+    "event",
+    "site",
+    "operation",
+    "call_id",
+    "gen_ai.operation.name",
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    "gen_ai.response.id",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.reasoning.output_tokens",
+    "usage_source",
+    "cost_usd",
+    "attempts",
+    "retries",
+    "rate_limited",
+    "wait_s",
+    "duration_s",
+    "outcome",
+    "request_id",
+}
+
+
+def test_json_lines_to_a_file_with_the_documented_fields(tmp_path: Path) -> None:
+    """configure_logging writes one JSON object per line carrying the schema's fields."""
+    log = tmp_path / "events.jsonl"
+    configure_logging(file=log)
+    api = client(Script(ok(chat_body(prompt_tokens=30, completion_tokens=10))))
+
+    @cost_tracked(operation="titles")
+    def title() -> str:
+        r = api.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+        return r.choices[0].message.content or ""
+
+    title()
+    lines = log.read_text().splitlines()
+    (line,) = [json.loads(x) for x in lines if '"llm.call"' in x]
+    assert set(line) >= CALL_FIELDS
+    assert list(line)[:3] == ["timestamp", "level", "event"]
+    assert line["timestamp"].endswith("Z")
+    assert line["gen_ai.operation.name"] == "chat"
+    assert log.stat().st_mode & 0o077 == 0  # created user-only
+
+
+def test_the_canary_key_never_reaches_any_event(tmp_path: Path) -> None:
+    """Errors that quote the API key are logged redacted, in every event."""
+    log = tmp_path / "events.jsonl"
+    configure_logging(file=log)
+    api = client(Script(error(500), error(401)))
+
+    @retried(attempts=3, clock=FakeClock())
+    def ask() -> Any:
+        return api.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
+
+    with pytest.raises(openai.AuthenticationError):
+        ask()
+    text = log.read_text()
+    assert "llm.call" in text
+    assert "error_message" in text
+    assert CANARY_KEY not in text
+    assert CANARY_KEY[:12] not in text
+
+
+def test_redact_removes_keys_and_bearer_tokens() -> None:
+    """The redaction covers OpenAI keys, bearer tokens and labelled keys."""
+    text = redact(f"key {CANARY_KEY} Authorization: Bearer abc.def-ghi123 api_key='hunter2hunter'")
+    assert CANARY_KEY not in text
+    assert "abc.def-ghi123" not in text
+    assert "hunter2hunter" not in text
+
+
+def test_nothing_is_written_until_logging_is_configured(capsys: pytest.CaptureFixture[str]) -> None:
+    """An application that never configured structlog sees no output from the library."""
+    structlog.reset_defaults()
+
+    @retried()
+    def f() -> int:
+        return 1
+
+    f()
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ""
+
+
+def test_import_loads_neither_openai_nor_tiktoken() -> None:
+    """Importing the package does no work: no openai, no tiktoken, no logging setup."""
+    code = (
+        "import sys, logging, structlog\n"
+        "import prismq_llmtools\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('openai', 'tiktoken', 'genai_prices')]\n"
+        "assert not bad, bad\n"
+        "assert not structlog.is_configured()\n"
+        "assert not logging.getLogger().handlers\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

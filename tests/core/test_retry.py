@@ -1,0 +1,204 @@
+"""@retried: which failures are retried, how long it waits, and what the caller finally sees."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+
+from prismq_llmtools import ConfigurationError, IncompleteStreamError, retried
+from prismq_llmtools.openai.errors import RetryAdvice, classify_openai_error
+from prismq_llmtools.testing.clock import FakeClock
+
+from .fakes import Script, chat_body, client, error, ok
+
+
+def _status_error(
+    status: int, code: str | None = None, headers: dict[str, str] | None = None
+) -> openai.APIStatusError:
+    api = client(Script(error(status, code, headers)), max_retries=0)
+    try:
+        api.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    except openai.APIStatusError as exc:
+        return exc
+    raise AssertionError("no error")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retry"),
+    [
+        (408, None, True),
+        (409, None, True),
+        (429, "rate_limit_exceeded", True),
+        (429, "insufficient_quota", False),
+        (500, None, True),
+        (502, None, True),
+        (503, None, True),
+        (400, None, False),
+        (400, "context_length_exceeded", False),
+        (401, None, False),
+        (403, None, False),
+        (404, None, False),
+        (422, None, False),
+    ],
+)
+def test_status_classification(status: int, code: str | None, retry: bool) -> None:
+    """Only transient statuses are retried; insufficient_quota and 4xx never are."""
+    assert classify_openai_error(_status_error(status, code)).retry is retry
+
+
+def test_connection_timeout_and_malformed_body_are_transient() -> None:
+    """Timeouts, connection errors, non-JSON 200 bodies and cut streams are transient."""
+    request = httpx2.Request("POST", "http://x")
+    assert classify_openai_error(openai.APITimeoutError(request=request)).retry
+    assert classify_openai_error(openai.APIConnectionError(request=request)).retry
+    assert classify_openai_error(json.JSONDecodeError("x", "", 0)).retry
+    assert classify_openai_error(IncompleteStreamError("cut")).retry
+    assert not classify_openai_error(ValueError("mine")).retry
+
+
+def test_retry_after_headers_are_read() -> None:
+    """retry-after-ms wins over Retry-After; both are parsed to seconds."""
+    exc = _status_error(429, "rate_limit_exceeded", {"retry-after-ms": "250", "retry-after": "9"})
+    assert classify_openai_error(exc).after_s == pytest.approx(0.25)
+    exc = _status_error(503, None, {"retry-after": "2"})
+    assert classify_openai_error(exc).after_s == 2
+
+
+def test_retry_after_is_honoured_on_the_fake_clock(events: list[dict[str, Any]]) -> None:
+    """The server's Retry-After is the wait, slept on the injected clock, each attempt logged."""
+    clock = FakeClock()
+    script = Script(error(429, "rate_limit_exceeded", {"retry-after": "3"}), ok(chat_body()))
+    api = client(script)
+
+    @retried(attempts=3, clock=clock)
+    def ask() -> Any:
+        return api.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
+
+    ask()
+    assert clock.sleeps == [3.0]
+    kinds = [e["event"] for e in events]
+    assert kinds == ["llm.attempt", "llm.retry", "llm.attempt", "llm.call"]
+    retry = events[1]
+    assert retry["wait_s"] == 3.0
+    assert retry["status_code"] == 429
+    assert retry["error_type"] == "RateLimitError"
+    assert events[-1]["retries"] == 1
+    assert events[-1]["rate_limited"] == 1
+
+
+def test_retry_after_longer_than_the_cap_gives_up() -> None:
+    """A server wait beyond retry_after_cap_s is not honoured: the error surfaces at once."""
+    clock = FakeClock()
+    script = Script(error(429, "rate_limit_exceeded", {"retry-after": "600"}))
+    api = client(script)
+
+    @retried(attempts=5, retry_after_cap_s=60, clock=clock)
+    def ask() -> Any:
+        return api.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
+
+    with pytest.raises(openai.RateLimitError):
+        ask()
+    assert clock.sleeps == []
+
+
+def test_exhausted_attempts_raise_the_original_exception() -> None:
+    """After the last attempt the caller gets the openai exception, not a wrapper."""
+    clock = FakeClock()
+    api = client(Script(*(error(503) for _ in range(4))))
+
+    @retried(attempts=4, initial_wait_s=1, max_wait_s=8, clock=clock)
+    def ask() -> Any:
+        return api.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
+
+    with pytest.raises(openai.InternalServerError):
+        ask()
+    assert len(clock.sleeps) == 3
+    assert all(0 <= s <= 8 for s in clock.sleeps)
+
+
+def test_permanent_errors_are_not_retried() -> None:
+    """A 400 is raised after one attempt."""
+    clock = FakeClock()
+    script = Script(error(400, "context_length_exceeded"))
+    api = client(script)
+
+    @retried(attempts=5, clock=clock)
+    def ask() -> Any:
+        return api.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
+
+    with pytest.raises(openai.BadRequestError):
+        ask()
+    assert len(script.requests) == 1
+
+
+def test_deadline_stops_retrying() -> None:
+    """No wait starts that would end past the deadline."""
+    clock = FakeClock()
+    calls = []
+
+    @retried(attempts=100, initial_wait_s=4, max_wait_s=4, deadline_s=10, clock=clock,
+             classify=lambda e: RetryAdvice(True, after_s=4))  # fmt: skip
+    def flaky() -> None:
+        calls.append(clock.now())
+        raise RuntimeError("again")
+
+    with pytest.raises(RuntimeError):
+        flaky()
+    assert clock.sleeps == [4, 4]
+    assert len(calls) == 3
+
+
+async def test_async_retries_use_asleep() -> None:
+    """Async sites wait with the clock's asleep and retry the coroutine."""
+    clock = FakeClock()
+    attempts = []
+
+    @retried(attempts=3, clock=clock, classify=lambda e: RetryAdvice(True, after_s=1.5))
+    async def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise RuntimeError("once")
+        return "ok"
+
+    assert await flaky() == "ok"
+    assert clock.sleeps == [1.5]
+
+
+def test_timeout_is_recorded_as_possibly_billed(events: list[dict[str, Any]]) -> None:
+    """A client-side timeout may still have been served: the attempt says so."""
+    clock = FakeClock()
+
+    def slow(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ReadTimeout("slow", request=request)
+
+    api = client(Script(slow, ok()))
+
+    @retried(attempts=2, clock=clock)
+    def ask() -> Any:
+        return api.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
+
+    ask()
+    first = next(e for e in events if e["event"] == "llm.attempt")
+    assert first["possibly_billed"] is True
+    assert first["error_type"] == "APITimeoutError"
+
+
+@pytest.mark.parametrize("bad", [{"attempts": 0}, {"max_wait_s": -1}, {"deadline_s": 0}])
+def test_bad_settings_fail_at_decoration(bad: dict[str, Any]) -> None:
+    """Invalid policy values are a ConfigurationError before any call."""
+    with pytest.raises(ConfigurationError):
+        retried(**bad)
