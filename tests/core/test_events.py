@@ -116,7 +116,8 @@ def test_import_loads_neither_openai_nor_tiktoken() -> None:
     code = (
         "import sys, logging, structlog\n"
         "import prismq_llmtools\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('openai', 'tiktoken', 'genai_prices')]\n"
+        "heavy = ('openai', 'tiktoken', 'genai_prices')\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in heavy]\n"
         "assert not bad, bad\n"
         "assert not structlog.is_configured()\n"
         "assert not logging.getLogger().handlers\n"
