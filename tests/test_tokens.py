@@ -7,8 +7,15 @@ import sys
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from prismq_llmtools.errors import ConfigurationError, RequestFormatError, UnknownModelError
+from prismq_llmtools.errors import (
+    ConfigurationError,
+    LLMToolsError,
+    RequestFormatError,
+    UnknownModelError,
+)
 from prismq_llmtools.openai import messages as chat_rules
 from prismq_llmtools.openai import tools_format
 from prismq_llmtools.openai.models import FALLBACK_ENCODING_ENV, encoding_for, model_info
@@ -322,7 +329,68 @@ def test_importing_counting_modules_loads_no_tokenizer_or_client() -> None:
         "import prismq_llmtools.openai.vocab, prismq_llmtools.cli.count\n"
         "print(sorted(m for m in ('openai', 'tiktoken') if m in sys.modules))\n"
     )
-    result = subprocess.run(  # noqa: S603 (this interpreter and a literal script)
+    result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 300) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "role",
+                    "content",
+                    "name",
+                    "type",
+                    "text",
+                    "image_url",
+                    "url",
+                    "detail",
+                    "function",
+                    "arguments",
+                    "tool_calls",
+                    "properties",
+                    "parameters",
+                    "enum",
+                    "summary",
+                    "output",
+                    "width",
+                    "height",
+                    "description",
+                    "items",
+                    "function_call",
+                ]
+            ),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    field=st.sampled_from(
+        ["messages", "input", "prompt", "tools", "functions", "tool_choice", "instructions"]
+    ),
+    value=json_values,
+    model=st.sampled_from(["gpt-4o", "gpt-4.1-mini", "text-embedding-3-small", "davinci-002"]),
+    cap=st.sampled_from([None, 5, -1, "10", 2.5]),
+)
+def test_arbitrary_bodies_count_or_raise_library_errors(
+    field: str, value: Any, model: str, cap: Any
+) -> None:
+    """Whatever JSON a body holds, counting returns an estimate or raises an LLMToolsError."""
+    body: dict[str, Any] = {"model": model, field: value, "max_tokens": cap}
+    if field not in {"messages", "input", "prompt"}:
+        body["messages"] = []
+    try:
+        estimate = count_request(body)
+    except LLMToolsError:
+        return
+    assert estimate.prompt_tokens >= 0

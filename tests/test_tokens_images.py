@@ -7,6 +7,8 @@ import struct
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prismq_llmtools.errors import RequestFormatError
 from prismq_llmtools.openai.images import header_size, image_size, image_tokens
@@ -169,3 +171,17 @@ def test_audio_and_file_parts_add_no_text_tokens() -> None:
     file_part = {"type": "file", "file": {"file_id": "file-1"}}
     assert user_with(audio) == base()
     assert user_with(file_part) == base()
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    prefix=st.sampled_from(
+        [b"", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"RIFF\0\0\0\0WEBPVP8X", b"\xff\xd8"]
+    ),
+    tail=st.binary(max_size=64),
+)
+def test_header_parsing_never_raises(prefix: bytes, tail: bytes) -> None:
+    """Truncated or garbage headers give None or a size, never an exception."""
+    size = header_size(prefix + tail)
+    assert size is None or (isinstance(size[0], int) and isinstance(size[1], int))
+    assert image_size(data_url(prefix + tail)) == size

@@ -77,7 +77,7 @@ def count_image_part(part: Mapping[str, object], rule: ImageRule) -> int:
         hints.insert(0, image)
     if detail is None:
         detail = "auto"
-    if detail not in {"low", "high", "auto"}:
+    if detail not in ("low", "high", "auto"):
         raise RequestFormatError(f"image detail must be low, high or auto, got {detail!r}")
     size = _hinted_size(hints)
     if size is None and isinstance(url, str):

@@ -71,11 +71,11 @@ def count_content(content: object, fmt: ChatFormat, count: TextCount) -> int:
         if not isinstance(part, Mapping):
             raise RequestFormatError("content parts must be objects")
         kind = part.get("type")
-        if kind in {"text", "input_text", "output_text"}:
+        if kind in ("text", "input_text", "output_text"):
             total += count(_text(part.get("text"), "text"))
         elif kind == "refusal":
             total += count(_text(part.get("refusal"), "refusal"))
-        elif kind in {"image_url", "input_image"}:
+        elif kind in ("image_url", "input_image"):
             total += images.count_image_part(part, fmt.image)
         # input_audio, file and input_file parts are billed as audio or file tokens
         # that tiktoken cannot see; they add nothing here (see docs/counting.md).
@@ -113,14 +113,16 @@ def _count_response_item(item: object, fmt: ChatFormat, count: TextCount) -> int
             + count(_text(item.get("role", "user"), "role"))
             + (count_content(item.get("content") or "", fmt, count))
         )
-    if kind in {"function_call", "custom_tool_call"}:
+    if kind in ("function_call", "custom_tool_call"):
         return fmt.per_message + _count_call(item, count)
-    if kind in {"function_call_output", "custom_tool_call_output"}:
+    if kind in ("function_call_output", "custom_tool_call_output"):
         return fmt.per_message + count_content(item.get("output") or "", fmt, count)
     if kind == "reasoning":
         # Earlier reasoning passed back is not billed as input text beyond its summary.
         summary = item.get("summary") or ()
-        return sum(count(_text(part.get("text"), "text")) for part in summary if part)
+        if not isinstance(summary, Sequence) or not all(isinstance(p, Mapping) for p in summary):
+            raise RequestFormatError("a reasoning item's summary must be a list of objects")
+        return sum(count(_text(part.get("text"), "text")) for part in summary)
     # item_reference and other server-side items carry no text we can see.
     return 0
 

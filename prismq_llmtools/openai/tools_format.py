@@ -54,7 +54,7 @@ def function_definitions(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
                 found.append(entry["function"])
             elif isinstance(entry.get("custom"), Mapping):  # chat custom tool
                 found.append(entry["custom"])
-            elif entry.get("type") in {"function", "custom"} and "name" in entry:  # Responses
+            elif entry.get("type") in ("function", "custom") and "name" in entry:  # Responses
                 found.append(entry)
             # Built-in tools (web_search, file_search ...) are expanded server-side in a way
             # that is not published; they add nothing here (see docs/counting.md).
