@@ -46,17 +46,20 @@ def set_price_table(table: PriceTable | None) -> None:
 def cost_call(call: Call, *, unknown: UnknownPrice = "estimate") -> None:
     """Set ``call.cost_usd`` from ``call.usage``; an unknown model emits ``llm.price.unknown``."""
     usage = call.usage
-    model = call.response_model or call.model
-    if usage is None or model is None or call.usage_source == "cache":
+    candidates = [m for m in (call.response_model, call.model) if m]
+    if usage is None or not candidates or call.usage_source == "cache":
         return
     from prismq_llmtools.cost import cost_of
 
     table = price_table()
-    price = table.price_for(model, unknown=unknown)
-    if not price.known and call.model and call.model != model:
-        requested = table.price_for(call.model, unknown=unknown)
-        if requested.known:
-            price = requested
+    model = candidates[0]
+    for candidate in candidates:  # the model that answered, else the one asked for
+        known = table.get(candidate)
+        if known is not None:
+            price, model = known, candidate
+            break
+    else:
+        price = table.price_for(model, unknown=unknown)
     batch = bool(call.extra.get("batch"))
     tier = call.extra.get("service_tier")
     cost = cost_of(usage, price, batch=batch, service_tier=tier if isinstance(tier, str) else None)
