@@ -470,4 +470,4 @@ def test_importing_cost_loads_no_openai_tokenizer_or_price_source() -> None:
         "loaded = {'openai', 'tiktoken', 'genai_prices'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603 (a literal script)
+    subprocess.run([sys.executable, "-c", code], check=True)
