@@ -8,23 +8,30 @@ from __future__ import annotations
 from prismq_llmtools.alerts.alert import Alert
 from prismq_llmtools.alerts.durations import parse_duration
 from prismq_llmtools.alerts.engine import AlertAction, AlertEngine, EngineStats
+from prismq_llmtools.alerts.follow import FollowedFile, follow
 from prismq_llmtools.alerts.match import Filter, compile_predicate
 from prismq_llmtools.alerts.pack import builtin_rules
 from prismq_llmtools.alerts.rules import Condition, Match, Rule, RuleSet, load_rules, parse_rules
+from prismq_llmtools.alerts.sources import AlertProcessor, SourceStats, replay
 
 __all__ = [
     "Alert",
     "AlertAction",
     "AlertEngine",
+    "AlertProcessor",
     "Condition",
     "EngineStats",
     "Filter",
+    "FollowedFile",
     "Match",
     "Rule",
     "RuleSet",
+    "SourceStats",
     "builtin_rules",
     "compile_predicate",
+    "follow",
     "load_rules",
     "parse_duration",
     "parse_rules",
+    "replay",
 ]

@@ -9,23 +9,34 @@ arrive in any order. An event whose bucket was already evaluated is *late*: it i
 ``lateness_s`` gives exactly the alerts of the time-sorted order, which is why replaying a
 log gives the alerts the live run gave.
 
-Per event the engine does one dict lookup by event name and one list append; the work per
-rule happens once per tick and group (see :mod:`prismq_llmtools.alerts.streams`).
+Per event the engine does one dict lookup by event name and one call of a generated function
+that folds the event into the tick's partial aggregates of every stream of that name; the
+work per rule happens once per tick and group (see :mod:`prismq_llmtools.alerts.streams`).
 """
 
 from __future__ import annotations
 
 import heapq
+import json
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from prismq_llmtools.alerts.alert import Alert
 from prismq_llmtools.alerts.evaluators import RuleRuntime, runtime_for
 from prismq_llmtools.alerts.eventtime import parse_event_time
 from prismq_llmtools.alerts.rules import Rule, RuleSet
-from prismq_llmtools.alerts.streams import Collector, FieldSlots, Stream, StreamKey, build_collector
+from prismq_llmtools.alerts.streams import (
+    Collector,
+    FieldSlots,
+    Stream,
+    StreamKey,
+    build_collector,
+    bundle_partials,
+    new_bundles,
+)
 
 __all__ = ["AlertAction", "AlertEngine", "EngineStats"]
 
@@ -33,6 +44,7 @@ AlertAction = Callable[[Alert], None]
 _IGNORED = frozenset({"alert.fired", "alert.resolved"})  # the engine's own output is not input
 _NEVER = -(1 << 62)
 _ceil = math.ceil
+_fromisoformat = datetime.fromisoformat
 
 
 @dataclass(slots=True)
@@ -80,15 +92,16 @@ class AlertEngine:
         self._routes: dict[str, tuple[Collector, Collector, list[Stream]]] = {}
         self._readers: dict[int, list[tuple[RuleRuntime, str, FieldSlots]]] = {}
         self._wire()
-        self._buffer: dict[int, dict[str, list[Mapping[str, Any]]]] = {}
+        self._buffer: dict[int, dict[str, list[Any]]] = {}  # tick -> name -> bundles
         self._current_tick = _NEVER
-        self._current: dict[str, list[Mapping[str, Any]]] = {}
+        self._current: dict[str, list[Any]] = {}
         self._agenda: dict[int, dict[tuple[RuleRuntime, Hashable], None]] = {}
         self._agenda_ticks: list[int] = []
         self._done = _NEVER  # every tick up to this one has been evaluated
         self._newest = -math.inf  # newest event time seen
         self._due = math.inf  # evaluate when the newest event time passes this
         self._started = False
+        self._scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
     def _wire(self) -> None:
         streams: dict[StreamKey, Stream] = {}
@@ -123,9 +136,9 @@ class AlertEngine:
     def process_at(self, moment: float, event: Mapping[str, Any]) -> None:
         """Take one event whose time (epoch seconds) is already known.
 
-        The engine keeps a reference to ``event`` until its tick is evaluated: do not mutate it.
+        The event is folded into per-tick aggregates at once; no reference to it is kept.
         """
-        name = event.get("event")
+        name: Any = event.get("event")
         if name in _IGNORED:
             return
         self.stats.events += 1
@@ -135,17 +148,97 @@ class AlertEngine:
             return
         if not self._started:
             self._start(tick)
-        if name in self._routes:
-            lists = self._current if tick == self._current_tick else self._bucket(tick)
-            events = lists.get(name)
-            if events is None:
-                lists[name] = [event]
-            else:
-                events.append(event)
+        route = self._routes.get(name)
+        if route is not None:
+            buffered = self._current if tick == self._current_tick else self._bucket(tick)
+            bundles = buffered.get(name)
+            if bundles is None:
+                bundles = buffered[name] = new_bundles(route[2])
+            try:
+                route[0](event, bundles)
+            except TypeError:  # a group value that cannot be a dict key (a JSON list)
+                route[1](event, bundles)
         if moment > self._newest:
             self._newest = moment
             if moment > self._due:
                 self._advance(_ceil((moment - self.lateness_s) / self.resolution_s) - 1)
+
+    def process_lines(
+        self,
+        lines: Iterable[str],
+        *,
+        loads: Callable[[str], Any] | None = None,
+        on_malformed: Callable[[int, str, str], None] | None = None,
+    ) -> int:
+        """Parse JSON lines and process each event; return how many lines were read.
+
+        A malformed line (not JSON, or not an object) is passed to ``on_malformed`` with its
+        index in ``lines`` and the reason, and skipped; blank lines are ignored. ``loads``
+        replaces the stdlib parser (e.g. ``orjson.loads``). This is :meth:`process` inlined
+        for replay speed.
+        """
+        scan = self._scan if loads is None else None
+        parse = loads or json.loads
+        routes, ignored, resolution = self._routes, _IGNORED, self.resolution_s
+        stats, fromiso = self.stats, _fromisoformat
+        index = -1
+        for index, line in enumerate(lines):
+            try:
+                # the C scanner directly: no whitespace regex, no wrappers
+                event = scan(line, 0)[0] if scan is not None else parse(line)
+            except (StopIteration, ValueError) as exc:
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    if on_malformed is not None:
+                        on_malformed(index, line, f"not JSON: {exc}")
+                    continue
+            if event.__class__ is not dict:
+                if on_malformed is not None:
+                    on_malformed(index, line, "not a JSON object")
+                continue
+            stamp: Any = event.get("timestamp")
+            try:
+                instant = fromiso(stamp)
+            except (TypeError, ValueError):
+                numeric = parse_event_time(stamp)  # an epoch number, else None
+                if numeric is None:
+                    stats.no_timestamp += 1
+                    if on_malformed is not None:
+                        on_malformed(index, line, "no valid timestamp")
+                    continue
+                moment = numeric
+            else:
+                if instant.tzinfo is None:
+                    instant = instant.replace(tzinfo=UTC)
+                moment = instant.timestamp()
+            name: Any = event.get("event")
+            if name in ignored:
+                continue
+            stats.events += 1
+            tick = _ceil(moment / resolution)
+            if tick <= self._done:
+                stats.late += 1
+                continue
+            if not self._started:
+                self._start(tick)
+            route = routes.get(name)
+            if route is not None:
+                buffered = self._current if tick == self._current_tick else self._bucket(tick)
+                bundles = buffered.get(name)
+                if bundles is None:
+                    bundles = buffered[name] = new_bundles(route[2])
+                try:
+                    route[0](event, bundles)
+                except TypeError:
+                    route[1](event, bundles)
+            if moment > self._newest:
+                self._newest = moment
+                if moment > self._due:
+                    self._advance(_ceil((moment - self.lateness_s) / resolution) - 1)
+        return index + 1
 
     def advance_to(self, moment: float) -> None:
         """Move event time forward without an event (a heartbeat from a wall clock).
@@ -180,10 +273,9 @@ class AlertEngine:
         ]
 
     def state_size(self) -> int:
-        """Number of live groups plus buffered events (for memory checks)."""
+        """Number of live groups plus buffered ticks (for memory checks)."""
         groups = sum(len(runtime.groups) for runtime in self._runtimes)
-        buffered = sum(len(v) for lists in self._buffer.values() for v in lists.values())
-        return groups + buffered
+        return groups + len(self._buffer)
 
     # -- host interface for rule runtimes --------------------------------------------------
 
@@ -215,7 +307,7 @@ class AlertEngine:
         for runtime in self._runtimes:
             runtime.start(tick, self)
 
-    def _bucket(self, tick: int) -> dict[str, list[Mapping[str, Any]]]:
+    def _bucket(self, tick: int) -> dict[str, list[Any]]:
         lists = self._buffer.get(tick)
         if lists is None:
             lists = self._buffer[tick] = {}
@@ -247,12 +339,9 @@ class AlertEngine:
         if tick == self._current_tick:
             self._current_tick = _NEVER
         if lists:
-            for name, events in lists.items():
-                fast, safe, streams = self._routes[name]
-                try:
-                    outputs = fast(events)
-                except TypeError:  # a group value that cannot be a dict key (a JSON list)
-                    outputs = safe(events)
+            for name, bundles in lists.items():
+                streams = self._routes[name][2]
+                outputs = bundle_partials(streams, bundles)
                 for stream, partials in zip(streams, outputs, strict=True):
                     if partials:
                         for runtime, role, slots in self._readers[id(stream)]:

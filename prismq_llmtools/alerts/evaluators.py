@@ -143,19 +143,21 @@ class AggregateRuntime(RuleRuntime):
         slots: FieldSlots,
         dirty: Dirty,
     ) -> None:
-        groups, n = self.groups, slots.n
+        groups, count, n = self.groups, slots.count, slots.n
         forecast = self.rule.aggregate == "forecast"
         for key, p in partials.items():
+            if not p[count]:  # the group matched another stream of the bundle, not this one
+                continue
             group = groups.get(key)
             if group is None:
                 group = groups[key] = self._new_group()
             window = group.main if role == "main" else group.other
             assert window is not None
             if n is None:
-                window.push(tick, p[0])
+                window.push(tick, p[count])
             else:
                 bins = None if slots.sketch is None else p[slots.sketch]
-                window.push(tick, p[0], p[n], p[n + 1], p[n + 2], p[n + 3], bins)
+                window.push(tick, p[count], p[n], p[n + 1], p[n + 2], p[n + 3], bins)
                 if forecast:
                     period, _ = period_of((tick - 0.5) * self._resolution_s, self.rule.period or "")
                     if group.period != period:
@@ -266,7 +268,9 @@ class AbsenceRuntime(RuleRuntime):
         slots: FieldSlots,
         dirty: Dirty,
     ) -> None:
-        for key in partials:
+        for key, p in partials.items():
+            if not p[slots.count]:
+                continue
             self._last[key] = tick
             if key not in self.groups:
                 self.groups[key] = _Group(Window(1), None)

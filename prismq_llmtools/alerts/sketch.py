@@ -17,12 +17,15 @@ RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 INV_LOG_GAMMA = 1 / math.log(GAMMA)
 TINY = 1e-12  # values at or below (in magnitude) share the zero bin
+HUGE = 1e300  # values beyond (infinities) share the largest bin
 _ZERO_BIN = -(1 << 30)
 _NEGATIVE_BASE = -(1 << 31)  # negative values sort below zero, the largest magnitude lowest
 
 
 def bin_of(value: float) -> int:
     """Return the bin of ``value``; bins sort in the order of the values they hold."""
+    if not -HUGE < value < HUGE:  # infinities join the largest bins; NaN the zero bin
+        value = 0.0 if value != value else math.copysign(HUGE, value)
     if value > TINY:
         return math.ceil(math.log(value) * INV_LOG_GAMMA)
     if value < -TINY:

@@ -2,14 +2,16 @@
 
 Rules that watch the same events with the same filter and group-by share one stream, so an
 event is matched and grouped once however many rules read it. For each event name the engine
-generates ONE collector function that runs every stream of that name over a tick's events in
-a single loop, with the filters inlined (see :mod:`prismq_llmtools.alerts.match`). A partial
+generates ONE function that adds an event to every stream of that name, with the filters
+inlined (see :mod:`prismq_llmtools.alerts.match`); events are folded into per-tick partials
+as they arrive and never kept. A partial
 aggregate per group is a flat list::
 
     [count, n_0, sum_0, min_0, max_0, n_1, sum_1, ..., bins_0, ...]
 
 with four slots per numeric field (values that are not ``int``/``float`` are skipped) and one
-quantile-sketch dict per field that some rule reads a percentile of.
+quantile-sketch dict per field that some rule reads a percentile of. Streams with the same
+group-by sit side by side in one list per group (see :func:`build_collector`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ from typing import Any
 from prismq_llmtools.alerts.match import Filter, predicate_source
 from prismq_llmtools.alerts.sketch import INV_LOG_GAMMA, TINY, bin_of
 
-__all__ = ["Collector", "FieldSlots", "Stream", "StreamKey", "build_collector"]
+__all__ = [
+    "Collector",
+    "FieldSlots",
+    "Stream",
+    "StreamKey",
+    "build_collector",
+    "bundle_partials",
+    "new_bundles",
+]
 
 Partial = list[Any]
-Collector = Callable[[list[Mapping[str, Any]]], list[dict[Hashable, Partial]]]
+Collector = Callable[[Mapping[str, Any], list[Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +49,9 @@ class StreamKey:
 
 @dataclass(frozen=True, slots=True)
 class FieldSlots:
-    """Where one field's aggregates sit in a partial (``None`` for a plain count)."""
+    """Where a stream's count and one field's aggregates sit in a partial."""
 
+    count: int = 0
     n: int | None = None
     sketch: int | None = None
 
@@ -53,6 +64,8 @@ class Stream:
     fields: list[str] = field(default_factory=list)
     extremes: set[str] = field(default_factory=set)
     sketched: list[str] = field(default_factory=list)
+    offset: int = 0  # where this stream's slots start in its bundle's partial
+    bundle: int = 0  # index of its bundle among the event name's bundles
 
     def need(self, name: str | None, *, extremes: bool = False, sketch: bool = False) -> None:
         """Register a reader's need for ``name`` (``None``: the count alone)."""
@@ -65,79 +78,131 @@ class Stream:
         if sketch and name not in self.sketched:
             self.sketched.append(name)
 
+    @property
+    def width(self) -> int:
+        """Number of slots this stream takes in a partial."""
+        return 1 + 4 * len(self.fields) + len(self.sketched)
+
     def slots(self, name: str | None) -> FieldSlots:
-        """Return the slots of ``name`` in this stream's partials (after every ``need``)."""
+        """Return the slots of ``name`` in partials (after every ``need`` and the build)."""
+        base = self.offset
         if name is None:
-            return FieldSlots()
+            return FieldSlots(count=base)
         sketch = None
         if name in self.sketched:
-            sketch = 1 + 4 * len(self.fields) + self.sketched.index(name)
-        return FieldSlots(n=1 + 4 * self.fields.index(name), sketch=sketch)
+            sketch = base + 1 + 4 * len(self.fields) + self.sketched.index(name)
+        return FieldSlots(count=base, n=base + 1 + 4 * self.fields.index(name), sketch=sketch)
 
-    def empty_partial_source(self) -> str:
-        """Python source for a fresh partial of this stream."""
-        numbers = ", ".join(["0, 0.0, _INF, -_INF"] * len(self.fields))
-        sketches = ", ".join(["{}"] * len(self.sketched))
-        return "[" + ", ".join(part for part in ("0", numbers, sketches) if part) + "]"
+    def empty_slots_source(self) -> list[str]:
+        """Python source of this stream's initial slot values."""
+        return (
+            ["0"] + ["0", "0.0", "_INF", "-_INF"] * len(self.fields) + ["{}"] * len(self.sketched)
+        )
 
 
 def build_collector(streams: Sequence[Stream], *, safe_keys: bool = False) -> Collector:
-    """Return one function that aggregates a tick's events of one name for every stream.
+    """Return one function that adds an event of one name to every stream's partials.
 
-    With ``safe_keys`` group values that cannot be dict keys (JSON lists and objects) are
-    turned into text; the engine falls back to it when the fast version meets one.
+    Streams with the same group-by share one partial per group (a *bundle*), so each event
+    costs one group lookup per distinct group-by; each distinct filter and each field is read
+    once per event. The function is ``add(event, bundles)``; ``bundles`` comes from
+    :func:`new_bundles` and holds, per bundle, the ``{group: partial}`` dict (or the single
+    partial of a bundle without group-by). Sets every stream's ``offset`` and ``bundle``.
+    All group lookups happen before any update, so when a group value cannot be a dict key
+    (a JSON list) nothing has been counted yet; the engine then retries with ``safe_keys``,
+    which turns such values into text.
     """
-    namespace: dict[str, Any] = {
-        "_INF": math.inf,
-        "_log": math.log,
-        "_ceil": math.ceil,
-        "_INV": INV_LOG_GAMMA,
-        "_TINY": TINY,
-        "_bin_of": bin_of,
-        "_key": _hashable,
-    }
-    body = ["def collect(events):"]
-    body += [f"    o{i} = {{}}" for i in range(len(streams))]
-    body.append("    for e in events:")
-    for i, stream in enumerate(streams):
-        condition = predicate_source(stream.key.where, namespace, f"_s{i}_")
-        pad = "            " if condition != "True" else "        "
-        if condition != "True":
-            body.append(f"        if {condition}:")
-        body.append(f"{pad}g = {_group_source(stream.key.group_by, namespace, i, safe_keys)}")
-        body.append(f"{pad}p = o{i}.get(g)")
-        body.append(f"{pad}if p is None:")
-        body.append(f"{pad}    p = o{i}[g] = {stream.empty_partial_source()}")
-        body.append(f"{pad}p[0] += 1")
-        for j, name in enumerate(stream.fields):
-            namespace[f"_s{i}_n{j}"] = name
-            base = 1 + 4 * j
-            body.append(f"{pad}v = e.get(_s{i}_n{j})")
-            body.append(f"{pad}if v.__class__ is float or v.__class__ is int:")
-            body.append(f"{pad}    p[{base}] += 1")
-            body.append(f"{pad}    p[{base + 1}] += v")
+    ns: dict[str, Any] = {
+        "_INF": math.inf, "_log": math.log, "_ceil": math.ceil, "_INV": INV_LOG_GAMMA,
+        "_TINY": TINY, "_HUGE": 1e300, "_bin_of": bin_of, "_key": _hashable,
+    }  # fmt: skip
+    bundles = _bundles(streams)
+    fields = list(dict.fromkeys(name for stream in streams for name in stream.fields))
+    filters = list(dict.fromkeys(stream.key.where for stream in streams if stream.key.where))
+    code = ["def add(e, bundles):"]
+    for b, (group_by, members) in enumerate(bundles):
+        if not group_by:  # a single group: the partial itself, no lookup
+            code.append(f"    p{b} = bundles[{b}]")
+            continue
+        fresh = "[" + ", ".join(s for stream in members for s in stream.empty_slots_source()) + "]"
+        code.append(f"    o{b} = bundles[{b}]")
+        code.append(f"    g = {_group_source(group_by, ns, b, safe_keys)}")
+        code.append(f"    p{b} = o{b}.get(g)")
+        code.append(f"    if p{b} is None:")
+        code.append(f"        p{b} = o{b}[g] = {fresh}")
+    for j, name in enumerate(fields):
+        ns[f"_n{j}"] = name
+        code.append(f"    v{j} = e.get(_n{j})")
+        code.append(f"    c{j} = v{j}.__class__ is float or v{j}.__class__ is int")
+    for j, where in enumerate(filters):
+        code.append(f"    m{j} = {predicate_source(where, ns, f'_w{j}_')}")
+    for stream in streams:
+        p, pad = f"p{stream.bundle}", "    "
+        if stream.key.where:
+            code.append(f"{pad}if m{filters.index(stream.key.where)}:")
+            pad += "    "
+        code.append(f"{pad}{p}[{stream.offset}] += 1")
+        for name in stream.fields:
+            j, slots = fields.index(name), stream.slots(name)
+            n = slots.n
+            assert n is not None
+            code.append(f"{pad}if c{j}:")
+            code.append(f"{pad}    {p}[{n}] += 1")
+            code.append(f"{pad}    {p}[{n + 1}] += v{j}")
             if name in stream.extremes:
-                body.append(f"{pad}    if v < p[{base + 2}]: p[{base + 2}] = v")
-                body.append(f"{pad}    if v > p[{base + 3}]: p[{base + 3}] = v")
-            if name in stream.sketched:
-                slot = stream.slots(name).sketch
-                body.append(f"{pad}    b = p[{slot}]")
-                body.append(f"{pad}    k = _ceil(_log(v) * _INV) if v > _TINY else _bin_of(v)")
-                body.append(f"{pad}    b[k] = b.get(k, 0) + 1")
-    body.append("    return [" + "".join(f"o{i}, " for i in range(len(streams))) + "]")
-    exec("\n".join(body), namespace)  # noqa: S102 (field names and operands are namespace constants)
-    collector: Collector = namespace["collect"]
+                code.append(f"{pad}    if v{j} < {p}[{n + 2}]: {p}[{n + 2}] = v{j}")
+                code.append(f"{pad}    if v{j} > {p}[{n + 3}]: {p}[{n + 3}] = v{j}")
+            if slots.sketch is not None:
+                fast_bin = f"_ceil(_log(v{j}) * _INV)"
+                code.append(f"{pad}    k = {fast_bin} if _TINY < v{j} < _HUGE else _bin_of(v{j})")
+                code.append(f"{pad}    {p}[{slots.sketch}][k] = {p}[{slots.sketch}].get(k, 0) + 1")
+    exec("\n".join(code), ns)  # noqa: S102 (names and operands are namespace constants)
+    collector: Collector = ns["add"]
     return collector
 
 
-def _group_source(group_by: tuple[str, ...], namespace: dict[str, Any], i: int, safe: bool) -> str:
+def _bundles(streams: Sequence[Stream]) -> list[tuple[tuple[str, ...], list[Stream]]]:
+    by_group: dict[tuple[str, ...], list[Stream]] = {}
+    for stream in streams:
+        by_group.setdefault(stream.key.group_by, []).append(stream)
+    bundles = list(by_group.items())
+    for b, (_, members) in enumerate(bundles):
+        width = 0
+        for stream in members:
+            stream.offset, stream.bundle = width, b
+            width += stream.width
+    return bundles
+
+
+def new_bundles(streams: Sequence[Stream]) -> list[Any]:
+    """Fresh per-tick state for :func:`build_collector`'s function over ``streams``."""
+    state: list[Any] = []
+    for group_by, members in _bundles(streams):
+        if group_by:
+            state.append({})
+        else:
+            state.append([value for stream in members for value in _initial_slots(stream)])
+    return state
+
+
+def bundle_partials(streams: Sequence[Stream], state: list[Any]) -> list[dict[Hashable, Partial]]:
+    """Per stream, the ``{group: partial}`` dict of its bundle in ``state``."""
+    dicts: list[dict[Hashable, Partial]] = []
+    for part in state:
+        dicts.append(part if isinstance(part, dict) else {(): part})
+    return [dicts[stream.bundle] for stream in streams]
+
+
+def _initial_slots(stream: Stream) -> list[Any]:
+    return [0] + [0, 0.0, math.inf, -math.inf] * len(stream.fields) + [{} for _ in stream.sketched]
+
+
+def _group_source(group_by: tuple[str, ...], namespace: dict[str, Any], b: int, safe: bool) -> str:
     parts = []
     for j, name in enumerate(group_by):
-        namespace[f"_s{i}_g{j}"] = name
-        get = f"e.get(_s{i}_g{j})"
+        namespace[f"_g{b}_{j}"] = name
+        get = f"e.get(_g{b}_{j})"
         parts.append(f"_key({get})" if safe else get)
-    if not parts:
-        return "()"
     if len(parts) == 1:
         return parts[0]
     return "(" + ", ".join(parts) + ")"
