@@ -70,7 +70,6 @@ class SiteCore:
         self.cost_policy: Any = None
         self.calls = 0
         self.errors = 0
-        self._hooks: dict[str, tuple[Any, ...]] = {}
         self._retry: Aspect | None = None
         self._needs_request = False
         self._rebuild()
@@ -153,18 +152,16 @@ class SiteCore:
             )
 
     def _rebuild(self) -> None:
-        self._hooks = {
-            hook: tuple(getattr(a, hook) for a in self.aspects if hook in a.overrides())
-            for hook in (
-                "enter",
-                "reserve",
-                "before_attempt",
-                "after_attempt",
-                "settle",
-                "leave",
-                "finish",
-            )
-        }
+        def hooks(name: str) -> tuple[Any, ...]:
+            return tuple(getattr(a, name) for a in self.aspects if name in a.overrides())
+
+        self._enter = hooks("enter")
+        self._reserve = hooks("reserve")
+        self._before_attempt = hooks("before_attempt")
+        self._after_attempt = hooks("after_attempt")
+        self._settle = hooks("settle")
+        self._leave = hooks("leave")
+        self._finish = hooks("finish")
         retriers = [a for a in self.aspects if "retry_delay" in a.overrides()]
         self._retry = retriers[0] if retriers else None
         self.owns_retries = self._retry is not None
@@ -193,36 +190,49 @@ class SiteCore:
     def new_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         parent = current_call.get()
         operation = self.operation if parent is None else f"{parent.operation}/{self.operation}"
-        return Call(
-            site=self.name,
-            operation=operation,
-            args=args,
-            kwargs=kwargs,
-            parent=parent,
-            owns_retries=self.owns_retries,
-        )
+        return Call(self.name, operation, args, kwargs, parent, self.owns_retries)
 
     def flow(self, call: Call, instance: Any) -> _Flow:
         """The algorithm of one invocation; yields ``_RUN`` or a wait in seconds."""
-        hooks = self._hooks
-        clock = self.clock
+        now = self.clock.now
         token = current_call.set(call)
-        call.started = clock.now()
+        call.started = now()
         result: Any = None
         try:
             if self._needs_request:
                 call.request = self.discover_request(call, instance)
             hit: CacheHit | None = None
-            for enter in hooks["enter"]:
+            for enter in self._enter:
                 hit = enter(call)
                 if hit is not None:
+                    result = hit.value
                     break
-            if hit is not None:
-                result = hit.value
-            else:
-                for reserve in hooks["reserve"]:
+            if hit is None:
+                for reserve in self._reserve:
                     reserve(call)
-                result = yield from self._attempts(call)
+                while True:  # one attempt per turn
+                    call.attempts += 1
+                    for before in self._before_attempt:
+                        wait = before(call)
+                        while wait > 0:
+                            call.wait_s += wait
+                            yield wait
+                            wait = before(call)
+                    started = now()
+                    try:
+                        result = yield _RUN
+                    except Exception as exc:
+                        delay = self._failed_attempt(call, exc, now() - started)
+                        if delay is None:
+                            raise
+                        if delay > 0:
+                            yield delay
+                        continue
+                    for after in self._after_attempt:
+                        after(call, None)
+                    if self._retry is not None and structlog.is_configured():
+                        _emit_attempt(call, now() - started, None)
+                    break
             call.outcome = "ok"
             return result
         except BaseException as exc:
@@ -231,54 +241,38 @@ class SiteCore:
             raise
         finally:
             current_call.reset(token)
-            self._finish(call, result, instance)
+            if call._extra is not None and call.outcome == "ok":
+                self._finish_maybe_later(call, result, instance)
+            else:
+                self._complete(call, result, instance)
 
-    def _attempts(self, call: Call) -> _Flow:
-        hooks = self._hooks
+    def _failed_attempt(self, call: Call, exc: Exception, duration_s: float) -> float | None:
+        """Feedback and the retry decision after a failed attempt: a wait, or None to raise."""
+        for after in self._after_attempt:
+            after(call, exc)
         retry = self._retry
-        while True:
-            call.attempts += 1
-            for before in hooks["before_attempt"]:
-                wait = before(call)
-                while wait > 0:
-                    call.wait_s += wait
-                    yield wait
-                    wait = before(call)
-            started = self.clock.now() if retry is not None else call.started
-            try:
-                result = yield _RUN
-            except Exception as exc:
-                for after in hooks["after_attempt"]:
-                    after(call, exc)
-                if retry is None:
-                    raise
-                delay = retry.retry_delay(call, exc)
-                if structlog.is_configured():
-                    _emit_attempt(call, self.clock.now() - started, exc)
-                if delay is None:
-                    raise
-                call.retries += 1
-                call.wait_s += delay
-                events.emit(
-                    call,
-                    events.RETRY,
-                    level="warning",
-                    attempt=call.attempts,
-                    wait_s=round(delay, 6),
-                    error_type=type(exc).__name__,
-                    status_code=getattr(exc, "status_code", None),
-                )
-                if delay > 0:
-                    yield delay
-                continue
-            for after in hooks["after_attempt"]:
-                after(call, None)
-            if retry is not None and structlog.is_configured():
-                _emit_attempt(call, self.clock.now() - started, None)
-            return result
+        if retry is None:
+            return None
+        delay = retry.retry_delay(call, exc)
+        if structlog.is_configured():
+            _emit_attempt(call, duration_s, exc)
+        if delay is None:
+            return None
+        call.retries += 1
+        call.wait_s += delay
+        events.emit(
+            call,
+            events.RETRY,
+            level="warning",
+            attempt=call.attempts,
+            wait_s=round(delay, 6),
+            error_type=type(exc).__name__,
+            status_code=getattr(exc, "status_code", None),
+        )
+        return delay
 
-    def _finish(self, call: Call, result: Any, instance: Any) -> None:
-        state = _pending_stream_state(result) if call.outcome == "ok" else None
+    def _finish_maybe_later(self, call: Call, result: Any, instance: Any) -> None:
+        state = _pending_stream_state(result)
         if state is not None and state.on_done(lambda: self._complete(call, result, instance)):
             return  # the function returned a stream: the Call ends when the stream does
         self._complete(call, result, instance)
@@ -287,28 +281,36 @@ class SiteCore:
         self.calls += 1
         if call.outcome == "error":
             self.errors += 1
-        if call.request is None and events_wanted():
+        logging_on = structlog.is_configured()
+        if call.request is None and logging_on:
             call.request = self.discover_request(call, instance)
-        resolve_usage(call, result)
+        if (
+            call.request is not None
+            or call.observed_requests
+            or call._extra is not None
+            or (type(result).__module__ != "builtins")
+        ):
+            resolve_usage(call, result)
         if call.usage is not None:
             policy = self.cost_policy
             cost_call(call, unknown=policy.settings.unknown_price if policy else "estimate")
-        hooks = self._hooks
-        for settle in hooks["settle"]:
+        for settle in self._settle:
             settle(call)
         if call.outcome == "ok":
-            for leave in hooks["leave"]:
+            for leave in self._leave:
                 leave(call, result)
-        for finish in hooks["finish"]:
+        for finish in self._finish:
             finish(call)
         call.duration_s = self.clock.now() - call.started
-        call.roll_up_into_parent()
-        events.emit_call(call)
+        if call.parent is not None:
+            call.roll_up_into_parent()
+        if logging_on:
+            events.emit_call(call)
 
     # -- drivers -------------------------------------------------------------------
 
     def run_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not _boundary.ready:
+        if not _boundary.ready and "openai._base_client" in sys.modules:
             _boundary.maybe_instrument()
         flow = self.flow(self.new_call(args, kwargs), instance)
         try:
@@ -328,7 +330,7 @@ class SiteCore:
             return stop.value
 
     async def run_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not _boundary.ready:
+        if not _boundary.ready and "openai._base_client" in sys.modules:
             _boundary.maybe_instrument()
         flow = self.flow(self.new_call(args, kwargs), instance)
         try:
@@ -382,8 +384,6 @@ class _Boundary:
         self.ready = False
 
     def maybe_instrument(self) -> None:
-        if "openai._base_client" not in sys.modules:
-            return
         from prismq_llmtools.openai import boundary
 
         if boundary.auto_instrument:

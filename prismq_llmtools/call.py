@@ -114,7 +114,6 @@ class Call:
 
     def __init__(
         self,
-        *,
         site: str,
         operation: str,
         args: tuple[Any, ...] = (),

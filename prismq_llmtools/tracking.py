@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,26 +75,26 @@ class Totals:
             reasoning_tokens=self.reasoning_tokens,
         )
 
-    def add_call(self, call: Call) -> None:
-        """Count one finished call."""
+    def add_fact(self, fact: _Fact) -> None:
+        """Count one finished call, as recorded by :meth:`UsageTotals.record`."""
+        _, _, _, error, hit, usage, cost, saved, retries, rate_limited = fact
         self.calls += 1
-        if call.outcome == "error":
+        if error:
             self.errors += 1
-        if call.cache == "hit":
+        if hit:
             self.cache_hits += 1
-            if call.saved_cost_usd:
-                self.saved_cost_usd += call.saved_cost_usd
+            if saved:
+                self.saved_cost_usd += saved
         else:
-            usage = call.usage
             if usage is not None:
                 self.input_tokens += usage.input_tokens
                 self.cached_input_tokens += usage.cached_input_tokens
                 self.output_tokens += usage.output_tokens
                 self.reasoning_tokens += usage.reasoning_tokens
-            if call.cost_usd:
-                self.cost_usd += call.cost_usd
-        self.retries += call.retries
-        self.rate_limited += call.rate_limited
+            if cost:
+                self.cost_usd += cost
+        self.retries += retries
+        self.rate_limited += rate_limited
 
     def add(self, other: Totals) -> None:
         """Add another group's totals."""
@@ -103,6 +104,13 @@ class Totals:
     def as_dict(self) -> dict[str, Any]:
         """The totals as a plain dict (amounts stay Decimal)."""
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+_Fact = tuple[
+    str, str | None, float, bool, bool, Usage | None, Decimal | None, Decimal | None, int, int
+]
+"""(operation, model, POSIX time, error, cache hit, usage, cost, saved cost, retries, 429s)"""
+_FOLD_EVERY = 256
 
 
 class UsageTotals:
@@ -115,24 +123,46 @@ class UsageTotals:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # One table keyed by (operation, model, UTC day number): one update per call; the
-        # per-operation, per-model and per-day views are sums computed when read.
+        # One table keyed by (operation, model, UTC day number); the per-operation,
+        # per-model and per-day views are sums computed when read. Calls are appended to a
+        # deque (atomic, no lock) and folded into the table in batches, which keeps
+        # recording off the per-call hot path.
         self._groups: dict[tuple[str, str, int], Totals] = {}
+        self._pending: deque[_Fact] = deque()
 
     def record(self, call: Call, *, when: float | None = None) -> None:
         """Add one finished call (``when``: its POSIX time, default now)."""
-        key = (
-            call.operation,
-            call.response_model or call.model or "unknown",
-            int((time.time() if when is None else when) // 86_400),
+        request = call.request
+        self._pending.append(
+            (
+                call.operation,
+                call.response_model or (request.model if request is not None else None),
+                time.time() if when is None else when,
+                call.outcome == "error",
+                call.cache == "hit",
+                call.usage,
+                call.cost_usd,
+                call.saved_cost_usd,
+                call.retries,
+                call.rate_limited,
+            )
         )
+        if len(self._pending) >= _FOLD_EVERY:
+            self._fold()
+
+    def _fold(self) -> None:
+        pending = self._pending
         with self._lock:
-            totals = self._groups.get(key)
-            if totals is None:
-                totals = self._groups[key] = Totals()
-            totals.add_call(call)
+            while pending:
+                fact = pending.popleft()
+                key = (fact[0], fact[1] or "unknown", int(fact[2] // 86_400))
+                totals = self._groups.get(key)
+                if totals is None:
+                    totals = self._groups[key] = Totals()
+                totals.add_fact(fact)
 
     def _view(self, index: int) -> dict[Any, Totals]:
+        self._fold()
         with self._lock:
             items = [(key[index], _copy(t)) for key, t in self._groups.items()]
         out: dict[Any, Totals] = {}
@@ -142,6 +172,7 @@ class UsageTotals:
 
     def total(self) -> Totals:
         """Everything recorded."""
+        self._fold()
         out = Totals()
         with self._lock:
             for totals in self._groups.values():
@@ -174,6 +205,7 @@ class UsageTotals:
     def reset(self) -> None:
         """Forget everything."""
         with self._lock:
+            self._pending.clear()
             self._groups.clear()
 
 
