@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit demo bench clean
+.PHONY: test lint unit demo bench clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -11,7 +11,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,offline,redis]'
 	touch $(STAMP)
 
-test: lint unit
+test: system-deps lint unit
+
+# Debian's redis-server, for the Redis store's tests (they start their own on a free loopback
+# port). Installed where missing and possible; otherwise those tests skip and say why.
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -qq redis-server >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null && apt-get install -y -qq redis-server >/dev/null; } || \
+	    echo "could not install redis-server: the Redis tests will be skipped"; \
+	  else echo "redis-server missing and not installable here: the Redis tests will be skipped"; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
