@@ -5,6 +5,13 @@ See docs/alerts.md. Importing this package does no work and loads no optional de
 
 from __future__ import annotations
 
+from prismq_llmtools.alerts.actions import (
+    PrintAction,
+    StructlogAction,
+    ThreadedAction,
+    WebhookAction,
+    slack_payload,
+)
 from prismq_llmtools.alerts.alert import Alert
 from prismq_llmtools.alerts.durations import parse_duration
 from prismq_llmtools.alerts.engine import AlertAction, AlertEngine, EngineStats
@@ -24,9 +31,13 @@ __all__ = [
     "Filter",
     "FollowedFile",
     "Match",
+    "PrintAction",
     "Rule",
     "RuleSet",
     "SourceStats",
+    "StructlogAction",
+    "ThreadedAction",
+    "WebhookAction",
     "builtin_rules",
     "compile_predicate",
     "follow",
@@ -34,4 +45,5 @@ __all__ = [
     "parse_duration",
     "parse_rules",
     "replay",
+    "slack_payload",
 ]
