@@ -15,11 +15,11 @@ from prismq_llmtools.alerts.actions import (
 from prismq_llmtools.alerts.alert import Alert
 from prismq_llmtools.alerts.durations import parse_duration
 from prismq_llmtools.alerts.engine import AlertAction, AlertEngine, EngineStats
-from prismq_llmtools.alerts.follow import FollowedFile, follow
 from prismq_llmtools.alerts.match import Filter, compile_predicate
 from prismq_llmtools.alerts.pack import builtin_rules
 from prismq_llmtools.alerts.rules import Condition, Match, Rule, RuleSet, load_rules, parse_rules
 from prismq_llmtools.alerts.sources import AlertProcessor, SourceStats, replay
+from prismq_llmtools.alerts.tail import FollowedFile, follow
 
 __all__ = [
     "Alert",

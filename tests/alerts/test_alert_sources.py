@@ -14,9 +14,9 @@ import structlog
 from prismq_llmtools.alerts.alert import Alert
 from prismq_llmtools.alerts.engine import AlertEngine
 from prismq_llmtools.alerts.eventtime import format_event_time
-from prismq_llmtools.alerts.follow import FollowedFile, follow
 from prismq_llmtools.alerts.rules import parse_rules
 from prismq_llmtools.alerts.sources import AlertProcessor, replay
+from prismq_llmtools.alerts.tail import FollowedFile, follow
 
 RULES = """
 [[rule]]
