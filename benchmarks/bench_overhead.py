@@ -1,0 +1,94 @@
+"""Per-call overhead of a decorated function: our one-wrapper site against stacked wrappers.
+
+Run: .venv/bin/python benchmarks/bench_overhead.py
+
+Every aspect is present but does no real work (no request, no usage, no waiting), so the
+figure is the cost of the machinery itself. In the same run it measures the bare function,
+a single plain wrapt layer, and six plain stacked wrapt layers (what six independent
+decorators would cost), and prints the ratios.
+"""
+
+from __future__ import annotations
+
+import importlib
+import statistics
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+N = 200_000
+REPEAT = 7
+
+
+def bare(x: int, *, model: str = "gpt-4o-mini") -> int:
+    return x
+
+
+def _passthrough(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    return wrapped(*args, **kwargs)
+
+
+def _stack(layers: int) -> Callable[..., int]:
+    func: Any = bare
+    for _ in range(layers):
+        func = wrapt.FunctionWrapper(func, _passthrough)
+    return func  # type: ignore[no-any-return]
+
+
+def _available_decorators() -> list[tuple[str, Callable[[Any], Any]]]:
+    """Every decorator of the package, configured so that it does no real work."""
+    package = importlib.import_module("prismq_llmtools")
+    wanted: list[tuple[str, Callable[[], Any]]] = [
+        ("retried", lambda: package.retried()),
+        ("cost_tracked", lambda: package.cost_tracked()),
+        ("rate_limited", lambda: package.rate_limited(rpm=10**9, tpm=10**12)),
+        ("token_budgeted", lambda: package.token_budgeted()),
+        ("cached", lambda: package.cached(enabled=False)),
+        ("batched", lambda: package.batched()),
+    ]
+    out = []
+    for name, make in wanted:
+        if hasattr(package, name):
+            out.append((name, make()))
+    return out
+
+
+def _site() -> tuple[Callable[..., int], list[str]]:
+    decorators = _available_decorators()
+    func: Any = lambda x, *, model="gpt-4o-mini": x  # noqa: E731 (a fresh function per site)
+    for _, decorator in reversed(decorators):
+        func = decorator(func)
+    return func, [name for name, _ in decorators]
+
+
+def _per_call_us(func: Callable[..., int]) -> float:
+    runs = timeit.repeat(lambda: func(1), number=N, repeat=REPEAT)
+    return min(runs) / N * 1e6
+
+
+def main() -> None:
+    site, names = _site()
+    for _ in range(1000):
+        site(1)
+    rows = [
+        ("bare function", _per_call_us(bare)),
+        ("1 plain wrapt layer", _per_call_us(_stack(1))),
+        ("6 plain stacked wrapt layers", _per_call_us(_stack(6))),
+        (f"one site with {len(names)} aspects", _per_call_us(site)),
+    ]
+    base = rows[0][1]
+    print(f"aspects on the site: {', '.join(names)}")
+    print(f"{'case':<34} {'us/call':>8} {'over bare':>10}")
+    for name, us in rows:
+        print(f"{name:<34} {us:>8.3f} {us - base:>10.3f}")
+    site_over = rows[3][1] - base
+    six_over = rows[2][1] - base
+    print(f"site overhead / six stacked layers overhead: {site_over / six_over:.2f}")
+    spread = statistics.pstdev(timeit.repeat(lambda: site(1), number=N // 10, repeat=REPEAT))
+    print(f"(min of {REPEAT} runs of {N} calls; spread of the site runs: {spread * 1e3:.2f} ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The core through the real openai client against the simulator: usage, faults, streams."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from prismq_llmtools import cost_tracked, retried
+from prismq_llmtools.testing.clock import FakeClock
+from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator, SimulatorConfig
+
+MESSAGES = [{"role": "user", "content": "Write a haiku about bicycles."}]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with Simulator(SimulatorConfig(seed=3)) as simulator:
+        yield simulator
+
+
+@pytest.fixture(autouse=True)
+def _fresh(sim: Simulator) -> None:
+    sim.reset(buckets=True, prompt_cache=True, faults=True)
+
+
+def _calls(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == "llm.call"]
+
+
+def test_sync_usage_matches_what_the_server_billed(
+    sim: Simulator, events: list[dict[str, Any]]
+) -> None:
+    """The observed usage equals the tokens the simulator says it billed."""
+    api = sim.client(max_retries=2)
+
+    @cost_tracked()
+    def haiku() -> str:
+        r = api.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=40)
+        return r.choices[0].message.content or ""
+
+    assert haiku()
+    (line,) = _calls(events)
+    stats = sim.stats()
+    assert line["gen_ai.usage.input_tokens"] == stats.prompt_tokens
+    assert line["gen_ai.usage.output_tokens"] == stats.completion_tokens
+    assert line["usage_source"] == "observed"
+
+
+async def test_async_streaming_usage(sim: Simulator, events: list[dict[str, Any]]) -> None:
+    """An async stream's usage is captured from its final chunk, hidden from the caller."""
+    api = sim.async_client()
+
+    @cost_tracked()
+    async def haiku() -> str:
+        stream = await api.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=40, stream=True
+        )
+        return "".join([c.choices[0].delta.content or "" async for c in stream])
+
+    async with api:
+        assert await haiku()
+    (line,) = _calls(events)
+    assert line["gen_ai.usage.output_tokens"] == sim.stats().completion_tokens
+    assert line["usage_source"] == "observed"
+
+
+def test_early_break_on_a_real_stream_is_estimated(
+    sim: Simulator, events: list[dict[str, Any]]
+) -> None:
+    """Breaking out of a simulator stream still records usage, marked estimated."""
+    api = sim.client()
+
+    @cost_tracked()
+    def first() -> str:
+        stream = api.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=60, stream=True
+        )
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                return chunk.choices[0].delta.content
+        return ""
+
+    assert first()
+    (line,) = _calls(events)
+    assert line["usage_source"] == "estimated"
+    assert line["gen_ai.usage.input_tokens"] == sim.stats().prompt_tokens
+
+
+def test_raw_response_usage(sim: Simulator, events: list[dict[str, Any]]) -> None:
+    """with_raw_response through the simulator is observed too."""
+    api = sim.client()
+
+    @cost_tracked()
+    def raw() -> Any:
+        return api.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+
+    response = raw()
+    assert response.headers["x-request-id"]
+    (line,) = _calls(events)
+    assert line["gen_ai.usage.input_tokens"] == response.parse().usage.prompt_tokens
+    assert line["request_id"] == response.headers["x-request-id"]
+
+
+TRANSIENT = [
+    FaultKind.RATE_LIMIT,
+    FaultKind.SERVER_ERROR,
+    FaultKind.BAD_GATEWAY,
+    FaultKind.SERVICE_UNAVAILABLE,
+    FaultKind.TIMEOUT,
+    FaultKind.DROP_CONNECTION,
+    FaultKind.MALFORMED_JSON,
+    FaultKind.EMPTY_BODY,
+]
+
+
+@pytest.mark.parametrize("kind", TRANSIENT)
+def test_each_transient_fault_is_retried(
+    sim: Simulator, kind: FaultKind, events: list[dict[str, Any]]
+) -> None:
+    """One injected transient fault costs one retry and the caller gets its answer."""
+    sim.script(Fault(kind=kind, retry_after_s=0.5, delay_s=0.5))
+    api = sim.client(timeout=0.3)
+    clock = FakeClock()
+
+    @retried(attempts=3, clock=clock)
+    def ask() -> str:
+        r = api.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
+        return r.choices[0].message.content or ""
+
+    assert ask()
+    (line,) = _calls(events)
+    assert line["attempts"] == 2
+    if kind is FaultKind.RATE_LIMIT:
+        assert clock.sleeps == [0.5]
+        assert line["rate_limited"] == 1
+
+
+@pytest.mark.parametrize("kind", [FaultKind.STREAM_CUT, FaultKind.STREAM_NO_FINISH])
+def test_broken_streams_are_retried(sim: Simulator, kind: FaultKind) -> None:
+    """A stream cut mid-way or ending without finish_reason is a failed attempt."""
+    sim.script(Fault(kind=kind))
+    api = sim.client()
+
+    @retried(attempts=3, clock=FakeClock())
+    def story() -> str:
+        stream = api.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=30, stream=True
+        )
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    assert story()
+    assert sim.stats().received == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        (FaultKind.INSUFFICIENT_QUOTA, openai.RateLimitError),
+        (FaultKind.CONTEXT_LENGTH, openai.BadRequestError),
+    ],
+)
+def test_permanent_faults_are_not_retried(
+    sim: Simulator, kind: FaultKind, error: type[Exception]
+) -> None:
+    """insufficient_quota and context_length_exceeded fail at once, as the original error."""
+    sim.script(Fault(kind=kind))
+    api = sim.client()
+
+    @retried(attempts=5, clock=FakeClock())
+    def ask() -> Any:
+        return api.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    with pytest.raises(error):
+        ask()
+    assert sim.stats().received == 1
