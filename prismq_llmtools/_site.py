@@ -10,8 +10,9 @@ a sync and an async driver carry that out.
 from __future__ import annotations
 
 import inspect
+import json
 import sys
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -26,11 +27,12 @@ from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.observe import resolve_usage
 from prismq_llmtools.pricing import cost_call
-from prismq_llmtools.request import request_from_arguments
+from prismq_llmtools.request import request_from_arguments, request_from_body
 
 __all__ = ["Site", "SiteCore", "site_for"]
 
-RequestExtractor = Callable[[dict[str, Any]], Request | None]
+RequestExtractor = Callable[[dict[str, Any]], "Request | Mapping[str, Any] | None"]
+"""Builds the request from the bound arguments: a :class:`Request`, a JSON body, or None."""
 
 
 class _Run:
@@ -65,6 +67,7 @@ class SiteCore:
         self._runtime: list[dict[str, Any]] = []
         self._keys_checked = False
         self.request_extractor: RequestExtractor | None = None
+        self.log_content = False
         self.clock: Clock = system_clock
         self.owns_retries = False
         self.cost_policy: Any = None
@@ -96,8 +99,17 @@ class SiteCore:
         self.name = name
         self._apply_settings()
 
-    def set_defaults(self, *, model: str | None, operation: str | None) -> None:
+    def set_defaults(
+        self,
+        *,
+        model: str | None = None,
+        operation: str | None = None,
+        request: RequestExtractor | None = None,
+    ) -> None:
         """Site-level defaults given by a decorator's arguments."""
+        if request is not None:
+            self.request_extractor = request
+            self._needs_request = True
         if model is not None:
             self._base_model = self.default_model = model
         if operation is not None:
@@ -115,6 +127,10 @@ class SiteCore:
         for layer in self._runtime:
             overrides.update(layer)
         self.default_model = overrides.get("model", self._base_model)
+        log_content = overrides.get("log_content", False)
+        if not isinstance(log_content, bool):
+            raise ConfigurationError(f"site {self.name!r}: log_content must be true or false")
+        self.log_content = log_content
         self.operation = overrides.get("operation", self._base_operation or self.name)
         for aspect in self.aspects:
             aspect.apply(overrides, self.name)
@@ -140,7 +156,7 @@ class SiteCore:
     def _check_runtime_keys(self, changes: dict[str, Any]) -> None:
         from dataclasses import fields
 
-        known = {"model", "operation"}
+        known = {"model", "operation", "log_content"}
         for aspect in self.aspects:
             if aspect.base is not None:
                 known.update(f.name for f in fields(aspect.base))
@@ -165,7 +181,9 @@ class SiteCore:
         retriers = [a for a in self.aspects if "retry_delay" in a.overrides()]
         self._retry = retriers[0] if retriers else None
         self.owns_retries = self._retry is not None
-        self._needs_request = any(a.needs_request for a in self.aspects)
+        self._needs_request = self.request_extractor is not None or any(
+            a.needs_request for a in self.aspects
+        )
 
     # -- per invocation ------------------------------------------------------------
 
@@ -182,7 +200,8 @@ class SiteCore:
         bound = self.bind(call, instance)
         request = None
         if self.request_extractor is not None:
-            request = self.request_extractor(bound)
+            found = self.request_extractor(bound)
+            request = request_from_body(found) if isinstance(found, Mapping) else found
         if request is None:
             request = request_from_arguments(bound, default_model=self.default_model)
         return request
@@ -305,7 +324,10 @@ class SiteCore:
         if call.parent is not None:
             call.roll_up_into_parent()
         if logging_on:
-            events.emit_call(call)
+            if self.log_content:
+                events.emit_call(call, **_content_fields(call, result))
+            else:
+                events.emit_call(call)
 
     # -- drivers -------------------------------------------------------------------
 
@@ -401,6 +423,19 @@ def _pending_stream_state(result: Any) -> Any:
     if type(result) in (streams.ObservedStream, streams.ObservedAsyncStream):
         return result._self_state
     return None
+
+
+def _content_fields(call: Call, result: Any) -> dict[str, Any]:
+    """Prompt and completion text, for sites that opted in with ``log_content``."""
+    fields: dict[str, Any] = {}
+    body = call.request.body if call.request is not None else {}
+    for key in ("messages", "input", "prompt", "instructions"):
+        if key in body:
+            fields["gen_ai.prompt"] = json.dumps(body[key], default=str, ensure_ascii=False)
+            break
+    if isinstance(result, str):
+        fields["gen_ai.completion"] = result
+    return fields
 
 
 def events_wanted() -> bool:

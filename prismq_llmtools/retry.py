@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 import tenacity
 
 from prismq_llmtools._decorate import attach
+from prismq_llmtools._site import RequestExtractor
 from prismq_llmtools.aspects import Aspect
 from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock
@@ -145,6 +146,8 @@ def retried(
     stop: tenacity.stop.stop_base | None = None,
     clock: Clock | None = None,
     name: str | None = None,
+    model: str | None = None,
+    request: RequestExtractor | None = None,
 ) -> Callable[[Callable[P, R]], LLMFunction[P, R]]:
     """Retry transient failures of the decorated function.
 
@@ -164,6 +167,8 @@ def retried(
         wait, stop: tenacity strategies replacing the backoff or the attempt limit.
         clock: the clock waits are measured and slept on (tests pass a FakeClock).
         name: the site name, default ``module.qualname``.
+        model: the site's default model, when the arguments name none.
+        request: builds the request (a JSON body) from the arguments by name.
     """
     policy = RetryPolicy(
         attempts=attempts,
@@ -173,5 +178,8 @@ def retried(
         deadline_s=deadline_s,
     )
     return attach(
-        RetryAspect(policy, classify=classify, wait=wait, stop=stop, clock=clock), name=name
+        RetryAspect(policy, classify=classify, wait=wait, stop=stop, clock=clock),
+        name=name,
+        model=model,
+        request=request,
     )

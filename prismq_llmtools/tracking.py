@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
 from prismq_llmtools._decorate import attach
+from prismq_llmtools._site import RequestExtractor
 from prismq_llmtools.aspects import Aspect
 from prismq_llmtools.call import Call
 from prismq_llmtools.errors import ConfigurationError
@@ -246,6 +247,7 @@ def cost_tracked(
     totals: UsageTotals | None = None,
     model: str | None = None,
     name: str | None = None,
+    request: RequestExtractor | None = None,
 ) -> Callable[[Callable[P, R]], LLMFunction[P, R]]:
     """Cost every call from the usage it really billed, and add it to the usage totals.
 
@@ -256,6 +258,7 @@ def cost_tracked(
         totals: where to record (default: :func:`usage_totals`).
         model: the site's default model, when the arguments do not name one.
         name: the site name, default ``module.qualname``.
+        request: builds the request (a JSON body) from the arguments by name.
     """
     aspect = CostAspect(CostPolicy(unknown_price=unknown_price), totals)
-    return attach(aspect, name=name, model=model, operation=operation)
+    return attach(aspect, name=name, model=model, operation=operation, request=request)

@@ -123,3 +123,24 @@ def test_import_loads_neither_openai_nor_tiktoken() -> None:
         "assert not logging.getLogger().handlers\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_prompt_and_completion_are_logged_only_when_the_site_opts_in(
+    events: list[dict[str, Any]],
+) -> None:
+    """log_content adds gen_ai.prompt and gen_ai.completion; without it no text is logged."""
+    api = client(Script(ok(), ok()))
+
+    @cost_tracked()
+    def ask(messages: list[dict[str, str]], *, model: str = "gpt-4o-mini") -> str:
+        r = api.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
+        return r.choices[0].message.content or ""
+
+    secret_prompt = [{"role": "user", "content": "private words"}]
+    ask(secret_prompt)
+    assert "private words" not in json.dumps(events)
+    ask.llm.configure(log_content=True)
+    ask(secret_prompt)
+    line = [e for e in events if e["event"] == "llm.call"][-1]
+    assert "private words" in line["gen_ai.prompt"]
+    assert line["gen_ai.completion"] == "Hello there"

@@ -262,3 +262,51 @@ def test_keyboard_interrupt_is_never_retried_and_context_is_restored() -> None:
         f()
     assert current_call.get() is None
     assert f.llm.stats()["errors"] == 1
+
+
+def test_request_extractor_describes_a_plain_text_site() -> None:
+    """request= turns the arguments into the request the site will send."""
+    seen: list[Any] = []
+
+    class Keep(Aspect):
+        kind = "keep"
+        needs_request = True
+
+        def reserve(self, call: Call) -> None:
+            seen.append(call.request)
+
+    from prismq_llmtools._decorate import attach
+
+    @attach(
+        Keep(),
+        request=lambda a: {"model": "gpt-4o", "messages": [{"role": "user", "content": a["text"]}]},
+    )
+    def title(text: str) -> str:
+        return text
+
+    title("hello")
+    (request,) = seen
+    assert request.model == "gpt-4o"
+    assert request.endpoint == "chat"
+    assert request.body["messages"][0]["content"] == "hello"
+
+
+def test_site_default_model_when_arguments_name_none() -> None:
+    """model= on a decorator is the request's model when the arguments have none."""
+    seen: list[Any] = []
+
+    class Keep(Aspect):
+        kind = "keep"
+        needs_request = True
+
+        def reserve(self, call: Call) -> None:
+            seen.append(call.request)
+
+    from prismq_llmtools._decorate import attach
+
+    @attach(Keep(), model="gpt-4.1-mini")
+    def title(text: str) -> str:
+        return text
+
+    title("x")
+    assert seen[0].model == "gpt-4.1-mini"
