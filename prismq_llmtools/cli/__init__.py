@@ -12,7 +12,7 @@ __all__ = ["main"]
 # Each module defines ``register(subparsers)``; it sets ``func`` on its parser, which
 # receives the parsed arguments and returns the exit status. Imported lazily so that
 # ``prismq-llmtools count`` never pays for the simulator's imports and vice versa.
-_SUBCOMMANDS = ("count", "simulate", "demo", "cost", "alerts")
+_SUBCOMMANDS = ("count", "simulate", "demo", "cost", "alerts", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
