@@ -24,7 +24,7 @@ SNIPPET = textwrap.dedent(
     reveal_type(write_title("x"))
     reveal_type(write_title.llm.name)
     coro = awrite("x")
-    reveal_type(coro)
+    _ = reveal_type(coro)
     coro.close()
     write_title(3)
     write_title("x", modle="gpt-4o")
