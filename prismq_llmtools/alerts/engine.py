@@ -21,12 +21,12 @@ import json
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from prismq_llmtools.alerts.alert import Alert
 from prismq_llmtools.alerts.evaluators import RuleRuntime, runtime_for
-from prismq_llmtools.alerts.eventtime import parse_event_time
+from prismq_llmtools.alerts.eventtime import parse_event_time, second_of
 from prismq_llmtools.alerts.rules import Rule, RuleSet
 from prismq_llmtools.alerts.streams import (
     Collector,
@@ -179,8 +179,17 @@ class AlertEngine:
         """
         scan = self._scan if loads is None else None
         parse = loads or json.loads
-        routes, ignored, resolution = self._routes, _IGNORED, self.resolution_s
-        stats, fromiso = self.stats, _fromisoformat
+        routes, ignored, resolution, lateness = (
+            self._routes,
+            _IGNORED,
+            self.resolution_s,
+            self.lateness_s,
+        )
+        head_cache, events_seen, late = "", 0, 0
+        base = 0.0
+        # engine state in locals, re-read after every call that may change it
+        done, newest, due = self._done, self._newest, self._due
+        current_tick, current = self._current_tick, self._current
         index = -1
         for index, line in enumerate(lines):
             try:
@@ -200,44 +209,51 @@ class AlertEngine:
                     on_malformed(index, line, "not a JSON object")
                 continue
             stamp: Any = event.get("timestamp")
-            try:
-                instant = fromiso(stamp)
-            except (TypeError, ValueError):
-                numeric = parse_event_time(stamp)  # an epoch number, else None
+            try:  # the schema's form, computed exactly as parse_event_time does
+                if stamp[19] != "." or stamp[-1] != "Z":
+                    raise ValueError
+                if stamp[:19] != head_cache:
+                    base, head_cache = second_of(stamp[:19]), stamp[:19]
+                moment = base + float(stamp[19:-1])
+            except (TypeError, ValueError, IndexError, KeyError):
+                numeric = parse_event_time(stamp)  # other ISO forms, epoch numbers, or None
                 if numeric is None:
-                    stats.no_timestamp += 1
+                    self.stats.no_timestamp += 1
                     if on_malformed is not None:
                         on_malformed(index, line, "no valid timestamp")
                     continue
                 moment = numeric
-            else:
-                if instant.tzinfo is None:
-                    instant = instant.replace(tzinfo=UTC)
-                moment = instant.timestamp()
             name: Any = event.get("event")
             if name in ignored:
                 continue
-            stats.events += 1
+            events_seen += 1
             tick = _ceil(moment / resolution)
-            if tick <= self._done:
-                stats.late += 1
+            if tick <= done:
+                late += 1
                 continue
             if not self._started:
                 self._start(tick)
+                due = self._due
             route = routes.get(name)
             if route is not None:
-                buffered = self._current if tick == self._current_tick else self._bucket(tick)
-                bundles = buffered.get(name)
+                if tick != current_tick:
+                    current = self._bucket(tick)
+                    current_tick, due = tick, self._due
+                bundles = current.get(name)
                 if bundles is None:
-                    bundles = buffered[name] = new_bundles(route[2])
+                    bundles = current[name] = new_bundles(route[2])
                 try:
                     route[0](event, bundles)
                 except TypeError:
                     route[1](event, bundles)
-            if moment > self._newest:
-                self._newest = moment
-                if moment > self._due:
-                    self._advance(_ceil((moment - self.lateness_s) / resolution) - 1)
+            if moment > newest:
+                newest = self._newest = moment
+                if moment > due:
+                    self._advance(_ceil((moment - lateness) / resolution) - 1)
+                    done, due = self._done, self._due
+                    current_tick, current = self._current_tick, self._current
+        self.stats.events += events_seen
+        self.stats.late += late
         return index + 1
 
     def advance_to(self, moment: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["format_event_time", "parse_event_time"]
+__all__ = ["format_event_time", "parse_event_time", "second_of"]
 
 _fromisoformat = datetime.fromisoformat
 
@@ -17,8 +17,10 @@ def parse_event_time(value: Any) -> float | None:
     """
     if value.__class__ is str:
         try:
+            if len(value) > 20 and value[19] == "." and value[-1] == "Z":
+                return second_of(value[:19]) + float(value[19:-1])
             moment = _fromisoformat(value)
-        except ValueError:
+        except (ValueError, IndexError):
             return None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
@@ -26,6 +28,23 @@ def parse_event_time(value: Any) -> float | None:
     if value.__class__ is float or value.__class__ is int:
         return float(value)
     return None
+
+
+_seconds: dict[str, float] = {}
+
+
+def second_of(head: str) -> float:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` (UTC), cached: events share their second.
+
+    The schema's timestamps are read as this plus the fraction, by every path alike, so that
+    live and replayed events get bit-identical times.
+    """
+    seconds = _seconds.get(head)
+    if seconds is None:
+        if len(_seconds) > 4096:
+            _seconds.clear()
+        seconds = _seconds[head] = _fromisoformat(head).replace(tzinfo=UTC).timestamp()
+    return seconds
 
 
 def format_event_time(seconds: float) -> str:

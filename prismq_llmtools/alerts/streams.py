@@ -119,7 +119,7 @@ def build_collector(streams: Sequence[Stream], *, safe_keys: bool = False) -> Co
     bundles = _bundles(streams)
     fields = list(dict.fromkeys(name for stream in streams for name in stream.fields))
     filters = list(dict.fromkeys(stream.key.where for stream in streams if stream.key.where))
-    code = ["def add(e, bundles):"]
+    code: list[str] = []
     for b, (group_by, members) in enumerate(bundles):
         if not group_by:  # a single group: the partial itself, no lookup
             code.append(f"    p{b} = bundles[{b}]")
@@ -130,10 +130,14 @@ def build_collector(streams: Sequence[Stream], *, safe_keys: bool = False) -> Co
         code.append(f"    p{b} = o{b}.get(g)")
         code.append(f"    if p{b} is None:")
         code.append(f"        p{b} = o{b}[g] = {fresh}")
+    sketched = {name for stream in streams for name in stream.sketched}
     for j, name in enumerate(fields):
         ns[f"_n{j}"] = name
         code.append(f"    v{j} = e.get(_n{j})")
         code.append(f"    c{j} = v{j}.__class__ is float or v{j}.__class__ is int")
+        if name in sketched:  # the sketch bin, once per event however many streams need it
+            fast_bin = f"_ceil(_log(v{j}) * _INV) if _TINY < v{j} < _HUGE else _bin_of(v{j})"
+            code.append(f"    k{j} = ({fast_bin}) if c{j} else 0")
     for j, where in enumerate(filters):
         code.append(f"    m{j} = {predicate_source(where, ns, f'_w{j}_')}")
     for stream in streams:
@@ -153,9 +157,9 @@ def build_collector(streams: Sequence[Stream], *, safe_keys: bool = False) -> Co
                 code.append(f"{pad}    if v{j} < {p}[{n + 2}]: {p}[{n + 2}] = v{j}")
                 code.append(f"{pad}    if v{j} > {p}[{n + 3}]: {p}[{n + 3}] = v{j}")
             if slots.sketch is not None:
-                fast_bin = f"_ceil(_log(v{j}) * _INV)"
-                code.append(f"{pad}    k = {fast_bin} if _TINY < v{j} < _HUGE else _bin_of(v{j})")
-                code.append(f"{pad}    {p}[{slots.sketch}][k] = {p}[{slots.sketch}].get(k, 0) + 1")
+                code.append(f"{pad}    b = {p}[{slots.sketch}]")
+                code.append(f"{pad}    b[k{j}] = b.get(k{j}, 0) + 1")
+    code.insert(0, "def add(e, bundles):")
     exec("\n".join(code), ns)  # noqa: S102 (names and operands are namespace constants)
     collector: Collector = ns["add"]
     return collector

@@ -310,3 +310,29 @@ def test_heartbeat_advances_time() -> None:
     assert alerts == []
     engine.advance_to(111.5)
     assert brief(alerts) == [("fired", 110.0, 10.0)]
+
+
+def test_line_and_event_paths_read_the_same_times() -> None:
+    """process_lines and process agree bit for bit on every timestamp form, boundaries included."""
+    import json
+
+    stamps = ["2026-11-24T06:40:00.000000Z", "2026-11-24T06:40:00.999999Z", "2026-11-24T06:40:01Z",
+              "2026-11-24T07:40:00.5+01:00", "2026-11-24T06:40:02.25", 1795502403.0]  # fmt: skip
+    text = RULE + 'window = "1s"\ncondition = ">= 1"\nrepeat = "1s"'
+    by_lines: list[Alert] = []
+    by_events: list[Alert] = []
+    lines_engine = AlertEngine(parse_rules(text), actions=[by_lines.append], lateness_s=0)
+    events_engine = AlertEngine(parse_rules(text), actions=[by_events.append], lateness_s=0)
+    events = [{"event": "llm.call", "timestamp": stamp} for stamp in stamps]
+    lines_engine.process_lines([json.dumps(event) for event in events])
+    for event in events:
+        events_engine.process(event)
+    lines_engine.flush()
+    events_engine.flush()
+    assert [(a.state, a.at - 1795502400) for a in by_lines] == [
+        ("fired", 0),
+        ("fired", 1),  # a repeat: 00.999999, 01 and 00.5+01:00 are all in tick 1
+        ("resolved", 2),
+        ("fired", 3),  # 02.25 and the epoch number 03.0 are in tick 3
+    ]
+    assert by_lines == by_events
