@@ -9,10 +9,12 @@ a sync and an async driver carry that out.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import sys
 from collections.abc import Callable, Generator, Iterator, Mapping
+from concurrent.futures import wait as wait_for_futures
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -21,7 +23,7 @@ import wrapt
 
 from prismq_llmtools import events
 from prismq_llmtools._binding import Binder
-from prismq_llmtools.aspects import Aspect, CacheHit
+from prismq_llmtools.aspects import Aspect, CacheHit, Pending
 from prismq_llmtools.call import Call, Request, current_call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
@@ -212,17 +214,22 @@ class SiteCore:
         return Call(self.name, operation, args, kwargs, parent, self.owns_retries)
 
     def flow(self, call: Call, instance: Any) -> _Flow:
-        """The algorithm of one invocation; yields ``_RUN`` or a wait in seconds."""
+        """The algorithm of one invocation; yields ``_RUN``, a wait in seconds, or ``Pending``."""
         now = self.clock.now
         token = current_call.set(call)
         call.started = now()
+        if instance is not None:
+            call.instance = instance
         result: Any = None
         try:
             if self._needs_request:
                 call.request = self.discover_request(call, instance)
-            hit: CacheHit | None = None
+            hit: CacheHit | Pending | None = None
             for enter in self._enter:
                 hit = enter(call)
+                while isinstance(hit, Pending):  # single flight: an identical call is running
+                    yield hit
+                    hit = enter(call)
                 if hit is not None:
                     result = hit.value
                     break
@@ -346,7 +353,10 @@ class SiteCore:
                         continue
                     action = flow.send(value)
                 else:
-                    self.clock.sleep(cast(float, action))
+                    if type(action) is Pending:
+                        wait_for_futures((action.future,))
+                    else:
+                        self.clock.sleep(cast(float, action))
                     action = flow.send(None)
         except StopIteration as stop:
             return stop.value
@@ -366,7 +376,10 @@ class SiteCore:
                         continue
                     action = flow.send(value)
                 else:
-                    await self.clock.asleep(cast(float, action))
+                    if type(action) is Pending:
+                        await asyncio.wait((asyncio.wrap_future(action.future),))
+                    else:
+                        await self.clock.asleep(cast(float, action))
                     action = flow.send(None)
         except StopIteration as stop:
             return stop.value

@@ -15,13 +15,16 @@ were stacked in::
     finish       always, last: cost roll-ups, statistics
 
 Hooks are synchronous and never sleep: a hook that must wait returns the wait and the
-site's sync or async driver carries it out, so one algorithm serves both.
+site's sync or async driver carries it out, so one algorithm serves both. Likewise an
+``enter`` hook that finds the same call already in flight returns :class:`Pending`: the
+driver waits for that call's future, then runs ``enter`` again (single flight).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
     from prismq_llmtools._site import SiteCore
     from prismq_llmtools.call import Call
 
-__all__ = ["HOOKS", "Aspect", "CacheHit"]
+__all__ = ["HOOKS", "Aspect", "CacheHit", "Pending"]
 
 HOOKS = (
     "enter",
@@ -50,6 +53,17 @@ class CacheHit:
     """The value an ``enter`` hook found, returned without calling the function."""
 
     value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An ``enter`` hook's answer: an identical call is computing the result right now.
+
+    The driver waits until ``future`` is done (blocking the thread, or awaiting it without
+    blocking the event loop), then runs the ``enter`` hooks again.
+    """
+
+    future: Future[Any]
 
 
 class Aspect:
@@ -89,7 +103,7 @@ class Aspect:
     def attach(self, site: SiteCore) -> None:
         """Called once when the aspect joins ``site``."""
 
-    def enter(self, call: Call) -> CacheHit | None:
+    def enter(self, call: Call) -> CacheHit | Pending | None:
         return None
 
     def reserve(self, call: Call) -> None:

@@ -77,6 +77,7 @@ class Call:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     parent: Call | None
+    instance: Any = None  # the object a method was called on (for binding its arguments)
     started: float = 0.0
     duration_s: float = 0.0
 

@@ -1,0 +1,260 @@
+"""Cache keys: a site's identity plus its normalised arguments, hashed.
+
+Normalisation turns argument values into a canonical structure whose ``repr`` is an
+unambiguous encoding: dict order is irrelevant, but types are kept apart (``1``, ``1.0``,
+``True`` and ``"1"`` are four different keys), because anything that can change the
+function's answer must change its key. Secrets and transport settings (API keys, clients,
+timeouts, headers, request ids) are left out, so rotating a key or changing a timeout
+never invalidates the cache, and no secret can leak into a key. The key itself is a
+128-bit BLAKE2b digest: cache files never contain the arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import inspect
+import pickle
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from prismq_llmtools.errors import LLMToolsError
+from prismq_llmtools.request import API_PARAMETERS
+
+__all__ = [
+    "VOLATILE_ARGUMENTS",
+    "UnkeyableArgument",
+    "digest",
+    "function_fingerprint",
+    "key_of_arguments",
+    "normalise",
+]
+
+VOLATILE_ARGUMENTS = frozenset(
+    {
+        "api_key",
+        "organization",
+        "project",
+        "base_url",
+        "timeout",
+        "max_retries",
+        "extra_headers",
+        "extra_query",
+        "default_headers",
+        "default_query",
+        "request_id",
+        "idempotency_key",
+        "client",
+        "async_client",
+        "aclient",
+        "http_client",
+    }
+)
+"""Argument names never part of a key: secrets and transport settings."""
+
+# Objects whose type lives in these modules are connections, loggers or locks: state that
+# cannot change an answer, and that often holds the API key.
+_VOLATILE_MODULES = (
+    "openai._base_client",
+    "httpx",
+    "httpx2",
+    "logging",
+    "structlog",
+    "threading",
+    "_thread",
+    "asyncio",
+    "concurrent.futures",
+    "sqlite3",
+    "redis",
+)
+_SECRET = re.compile(r"sk-[A-Za-z0-9_\-]{16,}")
+_MAX_DEPTH = 40
+
+
+class UnkeyableArgument(LLMToolsError, TypeError):
+    """An argument has no stable canonical form; the call bypasses the cache."""
+
+
+class _Tag:
+    """A typed node of the canonical structure; its repr cannot be produced by plain data."""
+
+    __slots__ = ("name", "payload")
+
+    def __init__(self, name: str, payload: object) -> None:
+        self.name = name
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return f"<{self.name} {self.payload!r}>"
+
+
+class _Absent:
+    """An SDK sentinel (``NOT_GIVEN``, ``omit``) or a dropped secret: as if not passed."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT = _Absent()
+_VOLATILE = _Tag("volatile", None)
+_ATOMS = frozenset({str, int, float, bool, type(None), bytes, complex})
+
+
+def _qualname(tp: type) -> str:
+    return f"{tp.__module__}.{tp.__qualname__}"
+
+
+_volatile_types: dict[type, bool] = {}
+
+
+def _is_volatile(tp: type) -> bool:
+    known = _volatile_types.get(tp)
+    if known is None:
+        known = any(
+            (getattr(klass, "__module__", None) or "").startswith(_VOLATILE_MODULES)
+            for klass in getattr(tp, "__mro__", (tp,))
+        )
+        if len(_volatile_types) < 4096:
+            _volatile_types[tp] = known
+    return known
+
+
+def _is_sentinel(tp: type) -> bool:
+    return tp.__name__ in ("NotGiven", "Omit") and tp.__module__.startswith("openai")
+
+
+def normalise(value: Any, _depth: int = 0) -> Any:
+    """The canonical form of ``value`` (see the module docstring).
+
+    Raises:
+        UnkeyableArgument: for values with no stable form (too deep, cyclic, unpicklable).
+    """
+    tp = type(value)
+    if tp in _ATOMS:
+        if tp is str and value.startswith("sk-") and _SECRET.fullmatch(value):
+            return _ABSENT
+        return value
+    if _depth > _MAX_DEPTH:
+        raise UnkeyableArgument(f"argument nested deeper than {_MAX_DEPTH} levels (a cycle?)")
+    depth = _depth + 1
+    if tp is list:
+        return [normalise(v, depth) for v in value]
+    if tp is tuple:
+        return tuple(normalise(v, depth) for v in value)
+    if tp is dict or isinstance(value, Mapping):
+        return _mapping(value, depth, tp)
+    return _other(value, tp, depth)
+
+
+def _mapping(value: Mapping[Any, Any], depth: int, tp: type) -> _Tag:
+    items = []
+    for k, v in value.items():
+        nv = normalise(v, depth)
+        if nv is _ABSENT:
+            continue
+        nk = normalise(k, depth)
+        items.append((repr(nk), nv))
+    items.sort(key=lambda item: item[0])
+    return _Tag("dict" if tp is dict else _qualname(tp), tuple(items))
+
+
+def _other(value: Any, tp: type, depth: int) -> Any:
+    if _is_sentinel(tp):
+        return _ABSENT
+    if _is_volatile(tp):
+        return _VOLATILE
+    if isinstance(value, enum.Enum):
+        return _Tag(_qualname(tp), normalise(value.value, depth))
+    if isinstance(value, set | frozenset):
+        members = sorted((normalise(v, depth) for v in value), key=repr)
+        return _Tag("set" if tp in (set, frozenset) else _qualname(tp), tuple(members))
+    bases: tuple[type[Any], ...] = (str, int, float, bytes, list, tuple)
+    for base in bases:  # subclasses: keep the type apart
+        if isinstance(value, base):
+            return _Tag(_qualname(tp), normalise(base(value), depth))
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and hasattr(tp, "model_fields"):  # pydantic: the JSON it would send
+        return _Tag(_qualname(tp), normalise(dump(mode="json", exclude_none=True), depth))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return _Tag(_qualname(tp), _mapping(fields, depth, dict))
+    if inspect.isfunction(value) or inspect.ismethod(value):
+        return _function(value, depth)
+    if isinstance(value, type):
+        return _Tag("type", _qualname(value))
+    state = getattr(value, "__dict__", None)
+    if isinstance(state, dict):
+        return _Tag(_qualname(tp), _mapping(state, depth, dict))
+    try:  # anything else (numpy arrays, ...): its pickled bytes
+        blob = pickle.dumps(value, protocol=4)
+    except Exception as exc:
+        raise UnkeyableArgument(f"cannot key an argument of type {_qualname(tp)}: {exc}") from exc
+    return _Tag(_qualname(tp), hashlib.blake2b(blob, digest_size=16).hexdigest())
+
+
+def _function(value: Any, depth: int) -> _Tag:
+    bound_self = getattr(value, "__self__", None)
+    func = getattr(value, "__func__", value)
+    cells = tuple(c.cell_contents for c in func.__closure__ or () if _filled(c))
+    payload = (
+        f"{func.__module__}.{func.__qualname__}",
+        function_fingerprint(func),
+        normalise(cells, depth),
+        normalise(func.__defaults__ or (), depth),
+        normalise(bound_self, depth) if bound_self is not None else None,
+    )
+    return _Tag("function", payload)
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
+
+
+def function_fingerprint(func: Any) -> str:
+    """A digest of a function's code: its source when available, else its bytecode.
+
+    A changed prompt template inside the function changes its answers, so it changes keys.
+    """
+    try:
+        text = inspect.getsource(func)
+    except (OSError, TypeError):
+        code = getattr(func, "__code__", None)
+        if code is None:
+            return "unknown"
+        text = repr((code.co_code, code.co_consts, code.co_names))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def digest(structure: object) -> str:
+    """The 32-hex-digit key of a normalised structure."""
+    data = repr(structure).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def key_of_arguments(identity: str, bound: Mapping[str, Any], instance: Any = None) -> str:
+    """The key of one invocation: site identity plus its normalised bound arguments.
+
+    Volatile arguments are dropped; for API parameters (``temperature``, ``seed``, ...)
+    ``None`` means "not sent" and is dropped too, so the canonical request is what counts.
+    """
+    parts = []
+    for name, value in bound.items():
+        if name in VOLATILE_ARGUMENTS:
+            continue
+        if value is None and name in API_PARAMETERS:
+            continue
+        nv = normalise(value)
+        if nv is _ABSENT or nv is _VOLATILE:
+            continue
+        parts.append((name, nv))
+    parts.sort(key=lambda item: item[0])
+    self_part = normalise(instance) if instance is not None else None
+    return digest((identity, tuple(parts), self_part))
