@@ -15,13 +15,14 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 BODY: dict[str, Any] = {
     "model": "gpt-4o-mini",
@@ -40,7 +41,15 @@ def _prompt(index: int) -> list[dict[str, str]]:
     return messages
 
 
-async def _run_async(url: str, requests: int, concurrency: int) -> tuple[list[float], int, float]:
+Result = tuple[list[float], int, float, float]
+"""Latencies, errors, and the wall-clock start and end of the measured phase."""
+
+
+class _Barrier(Protocol):
+    def wait(self) -> object: ...
+
+
+async def _run_async(url: str, requests: int, concurrency: int, barrier: _Barrier | None) -> Result:
     import openai
 
     client = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0)
@@ -65,14 +74,16 @@ async def _run_async(url: str, requests: int, concurrency: int) -> tuple[list[fl
                 latencies.append(time.perf_counter() - start)
 
     await asyncio.gather(*(one(i, False) for i in range(WARMUP)))
-    started = time.perf_counter()
+    if barrier is not None:
+        barrier.wait()  # every client process starts its measured phase together
+    started = time.time()
     await asyncio.gather(*(one(i, True) for i in range(requests)))
-    elapsed = time.perf_counter() - started
+    ended = time.time()
     await client.close()
-    return latencies, errors, elapsed
+    return latencies, errors, started, ended
 
 
-def _run_sync(url: str, requests: int, concurrency: int) -> tuple[list[float], int, float]:
+def _run_sync(url: str, requests: int, concurrency: int, barrier: _Barrier | None) -> Result:
     import openai
 
     client = openai.OpenAI(base_url=url, api_key="sk-bench", max_retries=0)
@@ -92,23 +103,53 @@ def _run_sync(url: str, requests: int, concurrency: int) -> tuple[list[float], i
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(WARMUP)))
-        started = time.perf_counter()
+        if barrier is not None:
+            barrier.wait()
+        started = time.time()
         for result in pool.map(one, range(requests)):
             if result is None:
                 errors += 1
             else:
                 latencies.append(result)
-        elapsed = time.perf_counter() - started
+        ended = time.time()
     client.close()
-    return latencies, errors, elapsed
+    return latencies, errors, started, ended
 
 
 def _client_process(
-    url: str, requests: int, concurrency: int, sync: bool
-) -> tuple[list[float], int, float]:
+    url: str, requests: int, concurrency: int, sync: bool, barrier: _Barrier | None
+) -> Result:
     if sync:
-        return _run_sync(url, requests, concurrency)
-    return asyncio.run(_run_async(url, requests, concurrency))
+        return _run_sync(url, requests, concurrency, barrier)
+    return asyncio.run(_run_async(url, requests, concurrency, barrier))
+
+
+def _client_worker(
+    url: str, requests: int, concurrency: int, sync: bool, barrier: _Barrier, results: Any
+) -> None:
+    results.put(_client_process(url, requests, concurrency, sync, barrier))
+
+
+def _run_clients(
+    url: str, clients: int, requests: int, concurrency: int, sync: bool
+) -> list[Result]:
+    if clients == 1:
+        return [_client_process(url, requests, concurrency, sync, None)]
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(clients)
+    queue = context.Queue()
+    workers = [
+        context.Process(
+            target=_client_worker, args=(url, requests, concurrency, sync, barrier, queue)
+        )
+        for _ in range(clients)
+    ]
+    for worker in workers:
+        worker.start()
+    results = [queue.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    return results
 
 
 def _start_server_process() -> tuple[subprocess.Popen[str], str]:
@@ -120,6 +161,16 @@ def _start_server_process() -> tuple[subprocess.Popen[str], str]:
     assert process.stdout is not None
     line = process.stdout.readline()
     return process, line.rsplit(" ", 1)[-1].strip()
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc), None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _server_stats(url: str) -> dict[str, Any]:
@@ -146,17 +197,13 @@ def main() -> int:
         url = simulator.url
     else:
         process, url = _start_server_process()
+    cpu_before = _cpu_seconds(process.pid) if process is not None else None
     try:
         per_client = args.requests // args.clients
         concurrency = max(1, args.concurrency // args.clients)
-        if args.clients == 1:
-            results = [_client_process(url, per_client, concurrency, args.sync)]
-        else:
-            with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
-                results = pool.starmap(
-                    _client_process, [(url, per_client, concurrency, args.sync)] * args.clients
-                )
+        results = _run_clients(url, args.clients, per_client, concurrency, args.sync)
         stats = _server_stats(url)
+        cpu_after = _cpu_seconds(process.pid) if process is not None else None
     finally:
         if simulator is not None:
             simulator.stop()
@@ -166,7 +213,7 @@ def main() -> int:
 
     latencies = sorted(lat for result in results for lat in result[0])
     errors = sum(result[1] for result in results)
-    elapsed = max(result[2] for result in results)
+    elapsed = max(result[3] for result in results) - min(result[2] for result in results)
     total = per_client * args.clients
     where = "in-process thread" if args.in_process else "separate process"
     client = "sync OpenAI, threads" if args.sync else "AsyncOpenAI"
@@ -184,6 +231,12 @@ def main() -> int:
         f"server: received {stats['received']}, served {stats['served']}, "
         f"rejected {sum(stats['rejected'].values())}"
     )
+    if cpu_before is not None and cpu_after is not None and stats["received"]:
+        per_request = (cpu_after - cpu_before) / stats["received"]
+        print(
+            f"server CPU: {per_request * 1000:.3f} ms per request "
+            f"(one core could serve about {1 / per_request:,.0f} requests/s)"
+        )
     return 1 if errors else 0
 
 

@@ -260,3 +260,44 @@ def test_latency_model_delays_answers(simulator_factory: SimulatorFactory) -> No
         elapsed = time.perf_counter() - start
     assert response.usage is not None
     assert elapsed >= 0.05 + 0.001 * response.usage.completion_tokens
+
+
+def test_stop_ends_in_flight_requests_promptly() -> None:
+    """Stopping the simulator during a slow answer closes the connection at once."""
+    import threading
+
+    sim = Simulator().start()
+    sim.script(Fault(kind=FaultKind.SLOW, delay_s=30))
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        with sim.client(timeout=20) as client:
+            try:
+                _chat(client)
+            except openai.APIConnectionError as exc:
+                outcome.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    deadline = time.monotonic() + 5
+    while sim.stats().received == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.perf_counter()
+    sim.stop()
+    worker.join(timeout=5)
+    assert time.perf_counter() - started < 2
+    assert len(outcome) == 1
+
+
+def test_streams_are_paced_by_the_latency_model(simulator_factory: SimulatorFactory) -> None:
+    """A stream's chunks arrive over base_s + per_output_token_s * tokens, not all at once."""
+    sim = simulator_factory(latency=LatencyModel(base_s=0.02, per_output_token_s=0.002))
+    arrivals = []
+    with sim.client() as client:
+        start = time.perf_counter()
+        for _ in client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, max_tokens=40
+        ):
+            arrivals.append(time.perf_counter() - start)
+    assert arrivals[0] >= 0.02
+    assert arrivals[-1] - arrivals[0] >= 0.002 * (len(arrivals) - 3)

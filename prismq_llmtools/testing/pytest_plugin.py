@@ -14,9 +14,10 @@ import pytest
 
 from prismq_llmtools.testing.simulator import Simulator, SimulatorConfig
 
-__all__ = ["simulator", "simulator_factory"]
+__all__ = ["SimulatorFactory", "simulator", "simulator_factory"]
 
 SimulatorFactory = Callable[..., Simulator]
+"""The type of the ``simulator_factory`` fixture, for annotating tests."""
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 from prismq_llmtools.testing.simulator import api_errors, render
@@ -130,6 +130,10 @@ class SimulatorApp:
         self.stats.responded(None, outcome.status, None)
         return await self._post_admission_fault(fault, outcome, 0.0)
 
+    def _bucket_headers(self, served_as: str | None) -> list[tuple[str, str]]:
+        """Rate-limit headers of a model's buckets as they are (for replies that charge nothing)."""
+        return rate_limit_headers(*self.engine.bucket_state(served_as)) if served_as else []
+
     def _pick_fault(
         self, request: Request, model: str | None, *, inference: bool, stream: bool
     ) -> Fault | None:
@@ -172,14 +176,18 @@ class SimulatorApp:
         served_as = self.engine.resolve(model) if model else None
         stats.received(served_as)
         prepared = self.engine.prepare(endpoint, body)
-        headers = rate_limit_headers(*self.engine.bucket_state(served_as)) if served_as else []
         if isinstance(prepared, ApiError):
             stats.responded(served_as, prepared.status, prepared.reason)
-            return error_reply(prepared, headers)
-        fault = self._pick_fault(request, prepared.model, inference=True, stream=prepared.stream)
+            return error_reply(prepared, self._bucket_headers(served_as))
+        fault = self._pick_fault(
+            request, prepared.served_as, inference=True, stream=prepared.stream
+        )
         if fault is not None and fault.kind in PRE_ADMISSION:
             return self._pre_admission_fault(
-                fault, prepared.served_as, prepared.limits.context_window, headers
+                fault,
+                prepared.served_as,
+                prepared.limits.context_window,
+                self._bucket_headers(prepared.served_as),
             )
         admission = self.engine.admit(prepared)
         headers = rate_limit_headers(admission.requests, admission.tokens)
@@ -247,7 +255,7 @@ class SimulatorApp:
 
     async def _paced(
         self, events: list[bytes], token_counts: list[int], first_byte_s: float
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         per_token_s = self._latency.per_output_token_s
         if first_byte_s > 0:
             await asyncio.sleep(first_byte_s)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from prismq_llmtools.errors import LLMToolsError
 from prismq_llmtools.openai.tokens import TokenEstimate, count_request, count_text
 from prismq_llmtools.testing.simulator import api_errors
 from prismq_llmtools.testing.simulator.api_errors import ApiError
@@ -21,7 +22,11 @@ from prismq_llmtools.testing.simulator.content import (
     generate_text,
     request_rng,
 )
-from prismq_llmtools.testing.simulator.prompt_cache import PromptCache, render_prompt
+from prismq_llmtools.testing.simulator.prompt_cache import (
+    MIN_CACHED_TOKENS,
+    PromptCache,
+    render_prompt,
+)
 from prismq_llmtools.testing.simulator.ratelimit import Admission, BucketState, ModelRateLimiter
 
 __all__ = ["Completion", "Endpoint", "Engine", "Prepared", "admission_chars"]
@@ -114,6 +119,14 @@ class Engine:
             for name, limits in self._limits.items()
         }
         self.prompt_cache = PromptCache()
+
+    def warm_up(self) -> None:
+        """Load the tokenizer vocabularies of every configured model now, not on a request."""
+        for name, limits in self._limits.items():
+            try:
+                count_text("warm up", model=name)
+            except LLMToolsError:  # unknown to the counter: served with its fallback encoding
+                count_text("warm up", encoding=limits.encoding or _DEFAULT_ENCODING)
 
     def resolve(self, model: str) -> str | None:
         """The configured model ``model`` is served as, or None."""
@@ -311,7 +324,7 @@ class Engine:
             reasoning_tokens += thinking
         prompt_tokens = prepared.estimate.prompt_tokens
         cached = 0
-        if config.prompt_caching:
+        if config.prompt_caching and prompt_tokens >= MIN_CACHED_TOKENS:
             cached = self.prompt_cache.cached_tokens(
                 prepared.served_as, render_prompt(prepared.body), prompt_tokens, count
             )

@@ -79,7 +79,8 @@ class Fault:
         kind: What goes wrong.
         retry_after_s: Retry-After of an injected 429 ``rate_limit`` (default 1 s).
         delay_s: Extra latency of a ``slow`` fault (default 2 s).
-        model: Only a request for this model consumes it (None: any model).
+        model: Only a request for this configured model consumes it (a dated snapshot counts
+            as its base model; None: any model).
         path: Only a request whose path starts with this consumes it (None: the inference
             endpoints: chat completions, embeddings, responses).
     """

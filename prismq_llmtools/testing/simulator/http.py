@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
@@ -48,7 +48,7 @@ class StreamReply:
     """A chunked response; ``cut`` closes the connection instead of ending the body."""
 
     status: int
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncGenerator[bytes, None]
     content_type: str = "text/event-stream; charset=utf-8"
     headers: Headers = field(default_factory=list)
     cut: bool = False
@@ -56,8 +56,6 @@ class StreamReply:
 
 class Drop:
     """Close the connection without a response."""
-
-    headers: Headers = []  # noqa: RUF012 - never mutated; lets callers treat replies alike
 
 
 DROP: Final = Drop()
@@ -149,11 +147,12 @@ async def _send(
         await writer.drain()
         return True
     writer.write(conn.send(h11.Response(status_code=reply.status, headers=headers)))
-    async for chunk in reply.chunks:
-        if writer.is_closing():
-            return False
-        writer.write(conn.send(h11.Data(data=chunk)))
-        await writer.drain()
+    async with contextlib.aclosing(reply.chunks) as chunks:
+        async for chunk in chunks:
+            if writer.is_closing():
+                return False
+            writer.write(conn.send(h11.Data(data=chunk)))
+            await writer.drain()
     if reply.cut:
         writer.transport.abort()
         return False

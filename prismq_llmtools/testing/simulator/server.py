@@ -142,6 +142,8 @@ class Simulator:
 
         def run() -> None:
             try:
+                # Vocabularies load before the port opens, so no request waits for them.
+                self.app.engine.warm_up()
                 asyncio.run(self._serve(ready.set))
             except BaseException as exc:  # reported to start()'s caller
                 failure.append(exc)
@@ -193,6 +195,7 @@ class Simulator:
             if on_ready is not None:
                 on_ready(self)
 
+        self.app.engine.warm_up()
         asyncio.run(self._serve(ready))
 
     async def _serve(self, ready: Callable[[], None]) -> None:
