@@ -19,10 +19,6 @@ import re
 import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from concurrent.futures import Future
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -30,8 +26,16 @@ from typing import Any, ParamSpec, TypeVar
 from prismq_llmtools import events
 from prismq_llmtools._decorate import attach
 from prismq_llmtools.aspects import Aspect, CacheHit, Pending
+from prismq_llmtools.cache_flight import ABANDONED, Flight, Outcome, SingleFlight, descends_from
 from prismq_llmtools.cache_key import UnkeyableArgument, digest, function_fingerprint, normalise
 from prismq_llmtools.cache_key import key_of_arguments as _key_of_arguments
+from prismq_llmtools.cache_policy import (
+    CachePolicy,
+    bypass_cache,
+    current_mode,
+    deterministic_only,
+    refresh_cache,
+)
 from prismq_llmtools.cache_store import (
     CorruptEntry,
     DiskStore,
@@ -45,7 +49,6 @@ from prismq_llmtools.cache_store import (
 from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError
-from prismq_llmtools.settings import register_keys
 from prismq_llmtools.types import LLMFunction
 
 __all__ = [
@@ -75,102 +78,6 @@ Predicate = Callable[[Mapping[str, Any]], bool]
 
 _MEMORY_MAX_BLOB = 1 << 20  # larger answers are served from disk only
 _SECRET_BYTES = re.compile(rb"sk-[A-Za-z0-9_\-]{16,}|Bearer\s+[A-Za-z0-9._\-]{8,}")
-_mode: ContextVar[str | None] = ContextVar("prismq_llmtools_cache_mode", default=None)
-
-
-@contextmanager
-def bypass_cache() -> Iterator[None]:
-    """Inside this block (this thread or task), cached sites neither read nor write the cache."""
-    token = _mode.set("bypass")
-    try:
-        yield
-    finally:
-        _mode.reset(token)
-
-
-@contextmanager
-def refresh_cache() -> Iterator[None]:
-    """Inside this block, cached sites skip the lookup, call upstream and store the new answer."""
-    token = _mode.set("refresh")
-    try:
-        yield
-    finally:
-        _mode.reset(token)
-
-
-def deterministic_only(bound: Mapping[str, Any]) -> bool:
-    """A ``when=`` predicate: cache only requests that ask for a repeatable answer.
-
-    True when ``temperature`` is absent or 0, or a ``seed`` is given.
-    """
-    temperature = bound.get("temperature")
-    return not temperature or bound.get("seed") is not None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CachePolicy:
-    """How ``@cached`` caches; every field is also a settings key.
-
-    Args:
-        cache_enabled: False makes the decorator fully transparent.
-        cache_dir: the cache directory (default ``$PRISMQ_LLMTOOLS_CACHE_DIR``, else the
-            per-user cache directory, e.g. ``~/.cache/prismq_llmtools``).
-        cache_ttl_s: entries older than this are misses (None: never expire).
-        cache_max_bytes: bound of this site's directory, least recently used removed first.
-        cache_max_entries: bound on the number of this site's entries.
-        cache_namespace: a namespace (its own subdirectory, part of every key).
-        cache_version: part of every key: change it to invalidate the site's entries.
-        cache_memory_entries: size of the in-memory front layer (0: disk only).
-    """
-
-    cache_enabled: bool = True
-    cache_dir: str | None = None
-    cache_ttl_s: float | None = None
-    cache_max_bytes: int | None = None
-    cache_max_entries: int | None = None
-    cache_namespace: str = "default"
-    cache_version: str = "1"
-    cache_memory_entries: int = 1024
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.cache_enabled, bool):
-            raise ConfigurationError(f"cache_enabled must be a bool, got {self.cache_enabled!r}")
-        if self.cache_dir is not None and not isinstance(self.cache_dir, str | os.PathLike):
-            raise ConfigurationError(f"cache_dir must be a path, got {self.cache_dir!r}")
-        if self.cache_ttl_s is not None and (
-            not isinstance(self.cache_ttl_s, int | float) or self.cache_ttl_s <= 0
-        ):
-            raise ConfigurationError(f"cache_ttl_s must be > 0, got {self.cache_ttl_s!r}")
-        for name in ("cache_max_bytes", "cache_max_entries"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
-        if not isinstance(self.cache_memory_entries, int) or self.cache_memory_entries < 0:
-            raise ConfigurationError(
-                f"cache_memory_entries must be an int >= 0, got {self.cache_memory_entries!r}"
-            )
-        for name in ("cache_namespace", "cache_version"):
-            value = getattr(self, name)
-            if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
-                raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
-            object.__setattr__(self, name, str(value))
-
-
-register_keys("cached", frozenset(CachePolicy.__dataclass_fields__))
-
-
-class _Flight:
-    """One upstream call that identical concurrent calls wait for."""
-
-    __slots__ = ("future", "key", "leader_id")
-
-    def __init__(self, key: str, leader_id: str) -> None:
-        self.key = key
-        self.leader_id = leader_id
-        self.future: Future[tuple[Any, ...]] = Future()
-
-
-_ABANDONED = ("abandoned",)
 
 
 class CacheAspect(Aspect):
@@ -196,7 +103,7 @@ class CacheAspect(Aspect):
         self._clock = clock
         self._site: Any = None
         self._lock = threading.Lock()
-        self._flights: dict[str, _Flight] = {}
+        self._flights = SingleFlight()
         self._identity: str | None = None
         self._disk: DiskStore | None = None
         self._memory = MemoryLayer(policy.cache_memory_entries)
@@ -270,7 +177,7 @@ class CacheAspect(Aspect):
         extra = call._extra
         if extra is not None and "cache_wait" in extra:
             return self._joined(call, extra.pop("cache_wait"))
-        mode = _mode.get()
+        mode = current_mode()
         if mode == "bypass":
             self._skip(call, "bypass_cache")
             return None
@@ -359,27 +266,28 @@ class CacheAspect(Aspect):
         return CacheHit(value)
 
     def _lead_or_follow(self, call: Call, key: str, *, refresh: bool) -> Pending | CacheHit | None:
-        with self._lock:
-            flight = self._flights.get(key)
+        flights = self._flights
+        with flights.lock:
+            flight = flights.get(key)
             if flight is None:
                 if not refresh:  # the previous leader may have finished since our lookup
                     found = self._memory.get(key)
                     if found is not None and not self._expired(found[0]):
                         self.stats["misses"] -= 1
                         return self._hit(call, found[0], found[1], "memory")
-                flight = self._flights[key] = _Flight(key, call.call_id)
+                flight = flights.start(key, call)
                 call.extra["cache_flight"] = flight
                 # Should the call end without its finish hook (another hook raised), free the
                 # waiters when it is collected rather than never.
-                weakref.finalize(call, self._abandon, flight)
+                weakref.finalize(call, flights.finish, flight, ABANDONED)
                 return None
-        if _descends_from(call, flight.leader_id):  # the leader calls itself: never wait on it
+        if descends_from(call, flight.leader_id):  # the leader calls itself: never wait on it
             self._skip(call, "recursion")
             return None
         call.extra["cache_wait"] = flight
         return Pending(flight.future)
 
-    def _joined(self, call: Call, flight: _Flight) -> CacheHit | Pending | None:
+    def _joined(self, call: Call, flight: Flight) -> CacheHit | Pending | None:
         outcome = flight.future.result()
         if outcome[0] == "ok":
             self.stats["misses"] -= 1
@@ -388,23 +296,11 @@ class CacheAspect(Aspect):
             raise outcome[1]
         return self.enter(call)  # the leader gave up (cancelled, stream): try again
 
-    def _resolve(self, call: Call, outcome: tuple[Any, ...]) -> None:
+    def _resolve(self, call: Call, outcome: Outcome) -> None:
         extra = call._extra
-        flight: _Flight | None = extra.pop("cache_flight", None) if extra is not None else None
-        if flight is None:
-            return
-        with self._lock:
-            if self._flights.get(flight.key) is flight:
-                del self._flights[flight.key]
-        if not flight.future.done():
-            flight.future.set_result(outcome)
-
-    def _abandon(self, flight: _Flight) -> None:
-        with self._lock:
-            if self._flights.get(flight.key) is flight:
-                del self._flights[flight.key]
-        if not flight.future.done():
-            flight.future.set_result(_ABANDONED)
+        flight: Flight | None = extra.pop("cache_flight", None) if extra is not None else None
+        if flight is not None:
+            self._flights.finish(flight, outcome)
 
     # -- leave: store -------------------------------------------------------------------
 
@@ -415,7 +311,7 @@ class CacheAspect(Aspect):
         reason = _unstorable(call, result)
         if reason is not None:
             self._skip(call, reason)
-            self._resolve(call, _ABANDONED)
+            self._resolve(call, ABANDONED)
             return
         entry = Entry(
             value=result,
@@ -478,7 +374,7 @@ class CacheAspect(Aspect):
         if call.outcome == "error" and isinstance(error, Exception):
             self._resolve(call, ("error", error))
         else:
-            self._resolve(call, _ABANDONED)
+            self._resolve(call, ABANDONED)
 
     # -- maintenance --------------------------------------------------------------------
 
@@ -502,15 +398,6 @@ class CacheAspect(Aspect):
         view = super().settings_view()
         view["location"] = str(self.location)
         return view
-
-
-def _descends_from(call: Call, ancestor_id: str) -> bool:
-    parent = call.parent
-    while parent is not None:
-        if parent.call_id == ancestor_id:
-            return True
-        parent = parent.parent
-    return False
 
 
 def _unstorable(call: Call, result: Any) -> str | None:

@@ -195,9 +195,13 @@ class DiskStore:
             return None
         try:
             blob = store.load_item([key], verbose=0)
-        except (KeyError, FileNotFoundError):
-            return None  # never written, or removed by another process meanwhile
+        except FileNotFoundError:
+            return None  # removed by another process (or the size bound) meanwhile
         except Exception as exc:
+            # joblib raises KeyError for a missing entry, and so does its unpickler for a
+            # damaged one (an unknown opcode): only the second is corruption.
+            if isinstance(exc, KeyError) and not store.contains_item([key]):
+                return None
             raise CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
         if not isinstance(blob, bytes):
             raise CorruptEntry(f"unexpected content of type {type(blob).__name__}")

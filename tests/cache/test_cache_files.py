@@ -1,0 +1,155 @@
+"""Cache files: damaged entries are misses with a warning; several processes share a directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pytest
+
+from prismq_llmtools.cache import cache_of, cached
+from prismq_llmtools.cache_store import decode
+from prismq_llmtools.testing.simulator import Simulator
+
+from .conftest import named
+
+
+def _entries(cache_dir: Path) -> list[Path]:
+    return sorted(cache_dir.rglob("output.pkl"))
+
+
+def _value(path: Path) -> Any:
+    return decode(joblib.load(path)).value
+
+
+def _site(cache_dir: Path, runs: list[str]) -> Any:
+    @cached(cache_dir, name="files.shout")
+    def shout(text: str) -> str:
+        runs.append(text)
+        return text.upper()
+
+    return shout
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda b: b[: len(b) // 2], id="truncated"),
+        pytest.param(lambda b: b"", id="empty"),
+        pytest.param(lambda b: b"not a pickle at all", id="garbage"),
+        pytest.param(lambda b: b[:-3] + bytes(3), id="flipped-bytes"),
+    ],
+)
+def test_a_damaged_entry_is_a_miss_and_a_warning(
+    cache_dir: Path, events: list[dict[str, Any]], damage: Any
+) -> None:
+    """A corrupt file never crashes a call: a warning event, a fresh answer, a repaired entry."""
+    runs: list[str] = []
+    assert _site(cache_dir, runs)("hi") == "HI"
+    (entry,) = _entries(cache_dir)
+    entry.write_bytes(damage(entry.read_bytes()))
+
+    fresh = _site(cache_dir, runs)  # a new process: nothing in memory
+    assert fresh("hi") == "HI"
+    assert runs == ["hi", "hi"]
+    (warning,) = named(events, "llm.cache.corrupt")
+    assert warning["log_level"] == "warning"
+    assert _value(_entries(cache_dir)[0]) == "HI"  # rewritten
+    assert _site(cache_dir, runs)("hi") == "HI"
+    assert runs == ["hi", "hi"]
+
+
+def test_an_entry_removed_meanwhile_is_a_plain_miss(
+    cache_dir: Path, events: list[dict[str, Any]]
+) -> None:
+    """An entry deleted by another process (or the size bound) is a miss without warning."""
+    runs: list[str] = []
+    _site(cache_dir, runs)("hi")
+    for path in _entries(cache_dir):
+        path.unlink()
+    assert _site(cache_dir, runs)("hi") == "HI"
+    assert runs == ["hi", "hi"]
+    assert not named(events, "llm.cache.corrupt")
+
+
+def test_clear_removes_memory_and_disk(cache_dir: Path) -> None:
+    """``cache_of(f).clear()`` empties both layers of the site."""
+    runs: list[str] = []
+    shout = _site(cache_dir, runs)
+    shout("a")
+    shout("b")
+    assert cache_of(shout).entries_on_disk() == 2
+    cache_of(shout).clear()
+    assert cache_of(shout).entries_on_disk() == 0
+    shout("a")
+    assert runs == ["a", "b", "a"]
+
+
+WORKER = """
+import sys
+from prismq_llmtools.cache import cached
+from prismq_llmtools.testing.simulator import Simulator
+
+CLIENT = None
+
+
+@cached(sys.argv[1] if __name__ == "__main__" else None, name="shared.ask")
+def ask(topic: str) -> str:
+    resp = CLIENT.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": topic}]
+    )
+    return resp.choices[0].message.content
+
+
+if __name__ == "__main__":
+    import openai
+
+    CLIENT = openai.OpenAI(base_url=sys.argv[2], api_key="sk-test", max_retries=0)
+    offset = int(sys.argv[3])
+    for i in range(24):
+        ask(f"topic {(i + offset) % 24}")
+"""
+
+
+@pytest.mark.slow
+def test_several_processes_share_one_directory(
+    sim: Simulator, cache_dir: Path, tmp_path: Path
+) -> None:
+    """Three processes writing overlapping entries at once leave 24 sound, readable entries."""
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(WORKER))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(cache_dir), sim.url, str(offset)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for offset in (0, 8, 16)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err.decode()
+    assert 24 <= sim.stats().received <= 72
+    entries = _entries(cache_dir)
+    assert len(entries) == 24
+    assert all(_value(p) for p in entries)  # every entry decodes
+    leftovers = [p for p in cache_dir.rglob("*") if p.is_file() and ".pkl." in p.name]
+    assert not leftovers  # no half-written temporary file remains
+
+    # This process reads every entry written by the others without asking upstream.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("shared_worker", script)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with module.ask.llm.override(cache_dir=str(cache_dir)):
+        before = sim.stats().received
+        for i in range(24):
+            assert module.ask(f"topic {i}")
+        assert sim.stats().received == before

@@ -1,0 +1,184 @@
+"""Single flight: identical calls in flight together make one upstream call."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prismq_llmtools.cache import cache_of, cached
+from prismq_llmtools.testing.simulator import Simulator
+
+from .conftest import named
+
+PROMPT = [{"role": "user", "content": "One answer for everyone"}]
+
+
+def _wait_until(condition: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
+
+
+def test_threads_share_one_upstream_call(
+    slow_simulator: Simulator, cache_dir: Path, events: list[dict[str, Any]]
+) -> None:
+    """Eight threads asking the same thing at once: the simulator serves one request."""
+    slow_simulator.reset()
+    client = slow_simulator.client()
+
+    @cached(cache_dir)
+    def ask(messages: list[dict[str, str]]) -> str:
+        resp = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        return resp.choices[0].message.content or ""
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: ask(PROMPT), range(8)))
+    assert len(set(answers)) == 1
+    assert slow_simulator.stats().received == 1
+    assert sorted(c["cache"] for c in named(events, "llm.call")) == ["hit"] * 7 + ["miss"]
+    assert {e["layer"] for e in named(events, "llm.cache.hit")} <= {"flight", "memory"}
+    assert len(cache_of(ask)._flights) == 0
+
+
+async def test_tasks_share_one_upstream_call(slow_simulator: Simulator, cache_dir: Path) -> None:
+    """Eight asyncio tasks asking the same thing at once: one request, the loop never blocks."""
+    slow_simulator.reset()
+    client = slow_simulator.async_client()
+
+    @cached(cache_dir)
+    async def ask(messages: list[dict[str, str]]) -> str:
+        resp = await client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        return resp.choices[0].message.content or ""
+
+    ticks = 0
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    beat = asyncio.create_task(heartbeat())
+    async with client:
+        answers = await asyncio.gather(*(ask(PROMPT) for _ in range(8)))
+    beat.cancel()
+    assert len(set(answers)) == 1
+    assert slow_simulator.stats().received == 1
+    assert ticks >= 10  # the waiting tasks did not block the event loop
+
+
+def test_different_requests_do_not_wait_for_each_other(
+    slow_simulator: Simulator, cache_dir: Path
+) -> None:
+    """Only identical calls are merged; four different ones make four requests in parallel."""
+    slow_simulator.reset()
+    client = slow_simulator.client()
+
+    @cached(cache_dir)
+    def ask(content: str) -> str:
+        resp = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": content}]
+        )
+        return resp.choices[0].message.content or ""
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(ask, ["a", "b", "c", "d"]))
+    assert slow_simulator.stats().received == 4
+    assert time.monotonic() - started < 1.0  # 0.3 s each, in parallel
+
+
+def _gated_site(cache_dir: Path, outcome: Any) -> tuple[Any, threading.Event, list[int]]:
+    """A cached function whose first run blocks until the gate opens."""
+    gate = threading.Event()
+    runs: list[int] = []
+
+    @cached(cache_dir)
+    def work(x: int) -> int:
+        runs.append(x)
+        gate.wait(10)
+        return outcome(x)
+
+    return work, gate, runs
+
+
+def test_followers_get_the_leaders_exception(cache_dir: Path) -> None:
+    """A failed leader fails its waiters with the same error; nothing is cached."""
+
+    def fail(x: int) -> int:
+        raise ValueError(f"bad {x}")
+
+    work, gate, runs = _gated_site(cache_dir, fail)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(work, 1) for _ in range(4)]
+        _wait_until(lambda: cache_of(work).stats["misses"] == 4)
+        gate.set()
+        errors = [f.exception() for f in futures]
+    assert runs == [1]
+    assert all(isinstance(e, ValueError) and str(e) == "bad 1" for e in errors)
+    with pytest.raises(ValueError, match="bad 1"):
+        work(1)  # errors are not cached: it runs again
+    assert runs == [1, 1]
+
+
+def test_followers_get_the_leaders_answer(cache_dir: Path) -> None:
+    """Waiters receive the leader's answer as hits; the function ran once."""
+    work, gate, runs = _gated_site(cache_dir, lambda x: x * 10)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(work, 2) for _ in range(4)]
+        _wait_until(lambda: cache_of(work).stats["misses"] == 4)
+        gate.set()
+        assert [f.result() for f in futures] == [20] * 4
+    assert runs == [2]
+    assert cache_of(work).stats["hits"] == 3
+
+
+async def test_a_cancelled_leader_hands_over_to_a_waiter(cache_dir: Path) -> None:
+    """If the leading task is cancelled, a waiting task runs the call itself."""
+    runs: list[int] = []
+    release = asyncio.Event()
+
+    @cached(cache_dir)
+    async def work(x: int) -> int:
+        runs.append(x)
+        await release.wait()
+        return x + 1
+
+    leader = asyncio.create_task(work(1))
+    await asyncio.sleep(0)
+    follower = asyncio.create_task(work(1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    leader.cancel()
+    await asyncio.sleep(0.01)
+    release.set()
+    assert await follower == 2
+    assert runs == [1, 1]
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+
+
+def test_a_function_calling_itself_with_the_same_arguments_does_not_deadlock(
+    cache_dir: Path,
+) -> None:
+    """A nested identical call inside the leader runs instead of waiting on its ancestor."""
+    depth: list[int] = []
+
+    @cached(cache_dir)
+    def recurse(x: int) -> int:
+        depth.append(x)
+        if len(depth) == 1:
+            return recurse(x) + 1
+        return x
+
+    assert recurse(5) == 6
+    assert recurse(5) == 6
+    assert depth == [5, 5]
