@@ -121,6 +121,20 @@ def test_rpm_burst_of_limit_plus_one_gets_exactly_one_429(
     assert stats.statuses == {200: 6, 429: 2}
 
 
+def test_real_time_burst_also_gets_exactly_one_429(simulator_factory: SimulatorFactory) -> None:
+    """On the real clock a quick burst of rpm + 1 requests refills too little for a second pass."""
+    sim = simulator_factory(SimulatorConfig(rpm=6))  # one request back every 10 s
+    waits = []
+    with sim.client() as client:
+        for _ in range(7):
+            try:
+                client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            except openai.RateLimitError as exc:
+                waits.append(int(exc.response.headers["retry-after-ms"]))
+    assert len(waits) == 1
+    assert 9_000 < waits[0] <= 10_000
+
+
 async def test_concurrent_async_burst_is_cut_exactly_at_the_limit(
     simulator_factory: SimulatorFactory,
 ) -> None:

@@ -149,8 +149,8 @@ class FaultProfile:
     def uniform(cls, rate: float, kinds: Iterable[FaultKind] | None = None) -> FaultProfile:
         """Spread ``rate`` evenly over ``kinds`` (default: 429 and the 5xx statuses)."""
         chosen = tuple(kinds) if kinds is not None else TRANSIENT_DEFAULT
-        if not chosen:
-            raise ConfigurationError("uniform() needs at least one fault kind")
+        if not chosen or FaultKind.NONE in chosen:
+            raise ConfigurationError("uniform() needs fault kinds other than NONE")
         share = rate / len(chosen)
         return cls(**{FaultKind(kind).value: share for kind in chosen})
 
