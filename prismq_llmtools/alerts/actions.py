@@ -13,8 +13,6 @@ import queue
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
@@ -135,6 +133,8 @@ class WebhookAction:
         self.last_error: str | None = None
 
     def __call__(self, alert: Alert) -> None:
+        import urllib.error  # here, not at import: most users never send a webhook
+
         payload = slack_payload(alert) if self.slack else alert.to_event()
         body = json.dumps(payload, default=str).encode()
         for attempt in range(self.retries + 1):
@@ -153,6 +153,8 @@ class WebhookAction:
                 return
 
     def _post(self, body: bytes) -> None:
+        import urllib.request
+
         # the scheme was checked to be http(s) in __init__
         request = urllib.request.Request(self.url, body, self.headers, method="POST")  # noqa: S310
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
@@ -160,12 +162,16 @@ class WebhookAction:
 
 
 def _retryable(exc: BaseException) -> bool:
+    import urllib.error
+
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code in _RETRY_STATUS or exc.code >= 500
     return True  # connection refused or reset, DNS, timeouts
 
 
 def _describe(exc: BaseException) -> str:
+    import urllib.error
+
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code}"
     return f"{type(exc).__name__}: {exc}"

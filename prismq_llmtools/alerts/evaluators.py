@@ -10,6 +10,7 @@ memory follows the live groups, not the history.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Hashable, Mapping
 from typing import Any, Literal, Protocol
 
@@ -23,6 +24,10 @@ from prismq_llmtools.alerts.windows import Window
 __all__ = ["AbsenceRuntime", "AggregateRuntime", "Host", "RuleRuntime", "runtime_for"]
 
 INACTIVE, PENDING, FIRING = 0, 1, 2
+_COMPARE = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt,
+    "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+}  # fmt: skip
 Dirty = dict[tuple["RuleRuntime", Hashable], None]
 
 
@@ -37,7 +42,16 @@ class Host(Protocol):
 
 
 class _Group:
-    __slots__ = ("main", "notified", "other", "period", "period_total", "since", "state")
+    __slots__ = (
+        "main",
+        "notified",
+        "other",
+        "period",
+        "period_total",
+        "scheduled",
+        "since",
+        "state",
+    )
 
     def __init__(self, main: Window, other: Window | None) -> None:
         self.main = main
@@ -47,6 +61,7 @@ class _Group:
         self.notified = 0
         self.period = -1
         self.period_total = 0.0
+        self.scheduled = -1  # the expiry tick already on the agenda
 
 
 def ticks_of(seconds: float, resolution_s: float) -> int:
@@ -130,6 +145,9 @@ class AggregateRuntime(RuleRuntime):
         self._sketch = rule.quantile is not None
         self._ratio = rule.aggregate == "ratio"
         self._resolution_s = resolution_s
+        condition = rule.condition
+        self._compare = None if condition is None else _COMPARE[condition.op]
+        self._threshold = 0.0 if condition is None else condition.threshold
 
     def _new_group(self) -> _Group:
         main = Window(self.span, extremes=self._extremes, sketch=self._sketch)
@@ -218,7 +236,8 @@ class AggregateRuntime(RuleRuntime):
         if rule.condition is None:  # a forecast: over budget
             active = value is not None and value > (rule.budget or 0.0)
         else:
-            active = value is not None and rule.condition.holds(value)
+            assert self._compare is not None
+            active = value is not None and self._compare(value, self._threshold)
         if active:
             if group.state == INACTIVE:
                 group.state, group.since = PENDING, tick
@@ -242,7 +261,9 @@ class AggregateRuntime(RuleRuntime):
         if group.other is not None and group.other.leaves_at is not None:
             leaves = group.other.leaves_at if leaves is None else min(leaves, group.other.leaves_at)
         if leaves is not None:
-            host.schedule(leaves, self, key)
+            if leaves != group.scheduled:  # usually already on the agenda from the last tick
+                group.scheduled = leaves
+                host.schedule(leaves, self, key)
         elif group.state == INACTIVE and not group.period_total:
             del self.groups[key]
 
