@@ -13,10 +13,14 @@ from prismq_llmtools.errors import (
     ConfigurationError,
     IncompleteStreamError,
     LLMToolsError,
+    RateLimitTimeout,
+    RequestTooLarge,
+    StateStoreError,
     UnknownModelError,
     VocabularyError,
 )
 from prismq_llmtools.events import configure_logging
+from prismq_llmtools.ratelimit import rate_limited
 from prismq_llmtools.retry import retried
 from prismq_llmtools.tracking import cost_tracked, usage_totals
 from prismq_llmtools.usage import Usage
@@ -26,12 +30,16 @@ __all__ = [
     "ConfigurationError",
     "IncompleteStreamError",
     "LLMToolsError",
+    "RateLimitTimeout",
     "Request",
+    "RequestTooLarge",
+    "StateStoreError",
     "UnknownModelError",
     "Usage",
     "VocabularyError",
     "configure_logging",
     "cost_tracked",
+    "rate_limited",
     "retried",
     "usage_totals",
 ]

@@ -9,7 +9,11 @@ The tree::
     ├── RequestFormatError (also ValueError)    a request body that cannot be counted
     ├── UnknownPriceError (also KeyError)       no price is known for a model (policy "raise")
     ├── VocabularyError (also RuntimeError)     a tokenizer vocabulary is missing or corrupt
-    └── IncompleteStreamError                   a stream ended without a finish_reason (retryable)
+    ├── IncompleteStreamError                   a stream ended without a finish_reason (retryable)
+    ├── RateLimitTimeout (also TimeoutError)    the rate limiter could not admit a call in time
+    ├── RequestTooLarge (also ValueError)       a request the rate limit's buckets can never hold
+    ├── BudgetExceeded                          a token/USD budget refused a call (no API call made)
+    └── StateStoreError (also ConnectionError)  the rate-limit/budget state store is unreachable
 
 Errors from the OpenAI client itself are never wrapped: callers keep catching
 ``openai.*Error`` as they already do.
@@ -19,10 +23,14 @@ from __future__ import annotations
 
 __all__ = [
     "AlertRuleError",
+    "BudgetExceeded",
     "ConfigurationError",
     "IncompleteStreamError",
     "LLMToolsError",
+    "RateLimitTimeout",
     "RequestFormatError",
+    "RequestTooLarge",
+    "StateStoreError",
     "UnknownModelError",
     "UnknownPriceError",
     "VocabularyError",
@@ -96,3 +104,75 @@ class AlertRuleError(ConfigurationError):
             if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class RateLimitTimeout(LLMToolsError, TimeoutError):
+    """The rate limiter could not admit a call within its ``timeout_s``.
+
+    Raised as soon as the wait is known to exceed the timeout, without waiting it out.
+    """
+
+    def __init__(self, *, key: str, bucket: str, wait_s: float, timeout_s: float) -> None:
+        self.key = key
+        self.bucket = bucket
+        self.wait_s = wait_s
+        self.timeout_s = timeout_s
+        super().__init__(
+            f"rate limit {key!r}: the {bucket} bucket would admit this call in {wait_s:.3f} s,"
+            f" beyond the timeout of {timeout_s:g} s"
+        )
+
+
+class RequestTooLarge(LLMToolsError, ValueError):
+    """A request costs more than a rate-limit bucket can ever hold, so it can never be sent."""
+
+    def __init__(self, *, key: str, bucket: str, requested: float, capacity: float) -> None:
+        self.key = key
+        self.bucket = bucket
+        self.requested = requested
+        self.capacity = capacity
+        super().__init__(
+            f"rate limit {key!r}: this request needs {requested:g} from the {bucket} bucket,"
+            f" which holds at most {capacity:g}; raise the limit or shrink the request"
+        )
+
+
+class BudgetExceeded(LLMToolsError):
+    """A budget refused a call before any network traffic.
+
+    ``requested`` and ``remaining`` are in the budget's ``unit``: tokens, or USD (Decimal).
+    """
+
+    def __init__(
+        self,
+        *,
+        scope: str,
+        budget: str,
+        unit: str,
+        requested: object,
+        remaining: object,
+        reason: str = "",
+    ) -> None:
+        self.scope = scope
+        self.budget = budget
+        self.unit = unit
+        self.requested = requested
+        self.remaining = remaining
+        super().__init__(
+            reason
+            or f"budget {budget!r} of scope {scope!r} is exhausted: the call needs up to"
+            f" {requested} {unit}, {remaining} {unit} remain"
+        )
+
+
+class StateStoreError(LLMToolsError, ConnectionError):
+    """The store holding rate-limit or budget state (SQLite, Redis) could not be used.
+
+    Raised under the default ``on_store_error="raise"`` (fail closed); ``"allow"`` lets calls
+    through with an ``llm.store.error`` warning event instead.
+    """
+
+    def __init__(self, url: str, error: BaseException) -> None:
+        self.url = url
+        self.error = error
+        super().__init__(f"state store {url}: {type(error).__name__}: {error}")

@@ -1,0 +1,227 @@
+"""Token buckets as pure math: the buckets of one key, first come first served.
+
+Each bucket is kept the GCRA way ("virtual scheduling"): not a level refilled by a timer but
+``tat``, the time at which the bucket will be full again. Admission computes the exact time
+a request may start, reserves its cost at that time, and later requests queue behind it
+(starts never decrease), so a large request cannot be starved by small ones and nobody
+polls: a caller sleeps exactly until its start.
+
+The level of a bucket is ``capacity - rate * max(0, tat - max(now, last_start))``: what is
+left once every request already admitted has started. Admission, refunds, server
+corrections and pauses keep it within ``[0, capacity]``.
+
+Times are seconds on whatever clock the state store uses; only differences matter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["BucketSpec", "KeyState", "Refusal", "Ticket"]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSpec:
+    """One bucket: it holds ``capacity``, refills at ``rate_per_s``, and admits a request
+    only while ``burst`` minus its cost stays available (``capacity - burst`` is a margin
+    kept unspent, so a server counting slightly differently still has room)."""
+
+    name: str
+    capacity: float
+    burst: float
+    rate_per_s: float
+
+    def __post_init__(self) -> None:
+        if not self.capacity > 0 or not self.rate_per_s > 0:
+            raise ValueError(f"bucket {self.name}: capacity and rate must be > 0")
+        if not 0 < self.burst <= self.capacity:
+            raise ValueError(f"bucket {self.name}: burst must be in (0, capacity]")
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """An admitted request: its id, start, costs, and the key's counters when admitted."""
+
+    id: str
+    start: float
+    bucket: str
+    """What set the start: a bucket's name, ``queue`` (FIFO) or ``pause``."""
+    costs: tuple[float, ...]
+    shift_s: float
+    """The key's cumulative pause shift at admission; later pauses move ``start``."""
+    charged: tuple[float, ...]
+    """Each bucket's cumulative charges just after this admission."""
+    wait_s: float = 0.0
+    """How long the holder had to wait when admitted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Admission would have had to wait ``wait_s``, longer than allowed; nothing changed."""
+
+    wait_s: float
+    bucket: str
+
+
+class KeyState:
+    """The state of one key's buckets, and the operations on it (all O(buckets))."""
+
+    __slots__ = ("charged", "inflight", "last_start", "pause_until", "shift_s", "tats")
+
+    def __init__(self, buckets: int) -> None:
+        self.tats = [0.0] * buckets
+        self.charged = [0.0] * buckets
+        self.last_start = 0.0
+        self.pause_until = 0.0
+        self.shift_s = 0.0
+        self.inflight: dict[str, list[float]] = {}
+        """Admitted, unanswered requests: id -> [expires_at, cost per bucket...]."""
+
+    # -- queries ---------------------------------------------------------------------
+
+    def level(self, specs: Sequence[BucketSpec], index: int, now: float) -> float:
+        """What bucket ``index`` holds once every admitted request has started."""
+        spec = specs[index]
+        behind = self.tats[index] - max(now, self.last_start)
+        return spec.capacity - spec.rate_per_s * max(0.0, behind)
+
+    def wait_s(self, ticket: Ticket, now: float) -> float:
+        """How long the holder of ``ticket`` must still wait (pauses included)."""
+        start = ticket.start + (self.shift_s - ticket.shift_s)
+        return max(0.0, start - now, self.pause_until - now if start > now else 0.0)
+
+    # -- operations ------------------------------------------------------------------
+
+    def admit(
+        self,
+        specs: Sequence[BucketSpec],
+        costs: Sequence[float],
+        now: float,
+        *,
+        ticket_id: str,
+        ttl_s: float,
+        max_wait_s: float = math.inf,
+    ) -> Ticket | Refusal:
+        """Reserve ``costs`` at the earliest start every bucket allows, queueing FIFO.
+
+        Costs must not exceed capacities (callers check; see ``RequestTooLarge``).
+        """
+        start, bucket = max(now, self.last_start), "queue"
+        if self.pause_until > start:
+            start, bucket = self.pause_until, "pause"
+        for spec, tat, cost in zip(specs, self.tats, costs, strict=True):
+            ready = tat - max(0.0, spec.burst - cost) / spec.rate_per_s
+            if ready > start:
+                start, bucket = ready, spec.name
+        if start - now > max_wait_s:
+            return Refusal(wait_s=start - now, bucket=bucket)
+        for i, (spec, cost) in enumerate(zip(specs, costs, strict=True)):
+            self.tats[i] = max(self.tats[i], start) + cost / spec.rate_per_s
+            self.charged[i] += cost
+        self.last_start = start
+        self._expire(now)
+        self.inflight[ticket_id] = [start + ttl_s, *costs]
+        return Ticket(
+            ticket_id, start, bucket, tuple(costs), self.shift_s, tuple(self.charged), start - now
+        )
+
+    def feedback(
+        self,
+        specs: Sequence[BucketSpec],
+        ticket: Ticket,
+        now: float,
+        *,
+        deficits: Sequence[float | None] = (),
+        refund: Sequence[float] = (),
+        pause_s: float = 0.0,
+        follow_down: bool = True,
+    ) -> list[float]:
+        """What happened to ``ticket``'s request, applied in one step.
+
+        Args:
+            deficits: per bucket, what the server says is spent and not yet refilled
+                (``None``: it did not say); the bucket then follows the server, counting
+                on top every request admitted here that the server may not have seen.
+            follow_down: also follow the server when it reports more room than we count
+                (off when running below the limit on purpose, with headroom).
+            refund: per bucket, an amount to give back (the request never reached the
+                server, or used less); never more than the request's own effect.
+            pause_s: stop every start for this long (a 429 with Retry-After).
+
+        Returns:
+            Per bucket, how much the level dropped (negative: it rose).
+        """
+        before = [self.level(specs, i, now) for i in range(len(specs))]
+        self.inflight.pop(ticket.id, None)
+        self._expire(now)
+        for i, deficit in enumerate(deficits):
+            if deficit is not None:
+                self._follow(specs[i], i, deficit, now, follow_down)
+        for i, amount in enumerate(refund):
+            if amount > 0:
+                self._refund(specs[i], i, ticket, min(amount, ticket.costs[i]))
+        if pause_s > 0:
+            self._pause(now + pause_s, now)
+        return [b - self.level(specs, i, now) for i, b in enumerate(before)]
+
+    def _follow(self, spec: BucketSpec, i: int, deficit: float, now: float, down: bool) -> None:
+        # Requests admitted here and not answered yet may be unknown to the server: count
+        # them on top (a few counted twice only makes the estimate safer).
+        pending = sum(record[1 + i] for record in self.inflight.values())
+        deficit = min(max(deficit, 0.0), spec.capacity)
+        estimate = now + (deficit + pending) / spec.rate_per_s
+        empty = max(now, self.last_start) + spec.capacity / spec.rate_per_s
+        estimate = min(estimate, empty)  # a level never drops below zero
+        self.tats[i] = estimate if down else max(self.tats[i], estimate)
+
+    def _refund(self, spec: BucketSpec, i: int, ticket: Ticket, amount: float) -> None:
+        # Without this request the bucket could not be emptier than the requests admitted
+        # after it, all started by ``last_start`` (starts are FIFO): never credit beyond that.
+        floor = self.last_start + (self.charged[i] - ticket.charged[i]) / spec.rate_per_s
+        self.tats[i] = min(self.tats[i], max(self.tats[i] - amount / spec.rate_per_s, floor))
+
+    def _pause(self, until: float, now: float) -> None:
+        paused_to = max(now, self.pause_until)
+        if until <= paused_to:
+            return
+        delta = until - paused_to
+        self.shift_s += delta
+        self.pause_until = until
+        if self.last_start > now:  # requests waiting: they all move, keeping their spacing
+            self.last_start += delta
+            self.tats = [tat + delta if tat > now else tat for tat in self.tats]
+
+    def _expire(self, now: float) -> None:
+        if self.inflight:
+            for key in [k for k, record in self.inflight.items() if record[0] < now]:
+                del self.inflight[key]
+
+    # -- persistence -----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (for the SQLite store)."""
+        return {
+            "tats": self.tats,
+            "charged": self.charged,
+            "last_start": self.last_start,
+            "pause_until": self.pause_until,
+            "shift_s": self.shift_s,
+            "inflight": self.inflight,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], buckets: int) -> KeyState:
+        """The inverse of :meth:`to_dict`; a state of another shape starts afresh."""
+        state = cls(buckets)
+        if len(data.get("tats", ())) != buckets:
+            return state
+        state.tats = [float(x) for x in data["tats"]]
+        state.charged = [float(x) for x in data["charged"]]
+        state.last_start = float(data["last_start"])
+        state.pause_until = float(data["pause_until"])
+        state.shift_s = float(data["shift_s"])
+        state.inflight = {str(k): [float(x) for x in v] for k, v in data["inflight"].items()}
+        return state

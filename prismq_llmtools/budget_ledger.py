@@ -1,0 +1,231 @@
+"""Budgets as pure math: reserve before a call, settle with what it really used.
+
+A scope (a site, or a name several sites share) has budget lines: a limit in tokens or in
+micro-USD (integers, so sums are exact) per calendar hour, day or month (UTC), or per
+rolling window. A reservation is counted against every line until it is settled; a call is
+admitted only if, for every line, ``spent + reserved + requested <= limit``. Reserving the
+worst case (prompt + completion cap) and settling with the actual usage, which is never
+more, is why concurrent callers can never overspend a hard budget.
+
+A reservation belongs to the period it was made in and settles there. Rolling windows keep
+60 slots per window and count a slot as long as any part of it is inside the window (never
+less than the truth). Reservations left unsettled (a process died) expire after a TTL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+__all__ = ["BudgetLine", "BudgetStatus", "Crossing", "Denial", "LedgerState", "Period", "Unit"]
+
+Unit = Literal["tokens", "usd"]
+Period = Literal["hour", "day", "month", "rolling"]
+
+_SLOTS_PER_WINDOW = 60
+MICRO_USD = 1_000_000
+"""Ledger amounts in USD are integers of micro-dollars."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetLine:
+    """One budget: ``limit`` tokens or micro-USD per ``period`` (``window_s`` if rolling)."""
+
+    name: str
+    unit: Unit
+    period: Period
+    limit: int
+    window_s: float = 0.0
+    thresholds: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("tokens", "usd"):
+            raise ValueError(f"budget {self.name}: unit must be 'tokens' or 'usd'")
+        if self.period not in ("hour", "day", "month", "rolling"):
+            raise ValueError(f"budget {self.name}: period must be hour, day, month or rolling")
+        if not isinstance(self.limit, int) or self.limit < 0:
+            raise ValueError(f"budget {self.name}: limit must be an int >= 0")
+        if (self.period == "rolling") != (self.window_s > 0):
+            raise ValueError(f"budget {self.name}: window_s > 0 exactly for rolling budgets")
+        if any(not 0 < t <= 1 for t in self.thresholds) or list(self.thresholds) != sorted(
+            self.thresholds
+        ):
+            raise ValueError(f"budget {self.name}: thresholds are ascending fractions in (0, 1]")
+
+    @property
+    def slot_s(self) -> float:
+        """Width of one rolling-window slot."""
+        return self.window_s / _SLOTS_PER_WINDOW
+
+    def period_of(self, ts: float) -> int:
+        """The calendar period (hours, days or months since 1970) or window slot of ``ts``."""
+        if self.period == "hour":
+            return math.floor(ts / 3600)
+        if self.period == "day":
+            return math.floor(ts / 86400)
+        if self.period == "month":
+            moment = datetime.fromtimestamp(ts, UTC)
+            return (moment.year - 1970) * 12 + moment.month - 1
+        return math.floor(ts / self.slot_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """A reservation refused by ``line``: ``requested`` > ``remaining`` (ledger units)."""
+
+    line: str
+    unit: Unit
+    requested: int
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """Settled spending crossed a soft threshold of ``line``."""
+
+    line: str
+    unit: Unit
+    threshold: float
+    used: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """One line now: settled ``spent``, outstanding ``reserved``, in ledger units."""
+
+    line: str
+    unit: Unit
+    limit: int
+    spent: int
+    reserved: int
+
+    @property
+    def remaining(self) -> int:
+        """What may still be reserved."""
+        return max(0, self.limit - self.spent - self.reserved)
+
+
+class LedgerState:
+    """The spending and open reservations of one scope."""
+
+    __slots__ = ("lines", "reservations")
+
+    def __init__(self) -> None:
+        self.lines: dict[str, dict[str, Any]] = {}
+        """Per line: ``{"p": period, "s": spent, "m": mark}``, or for rolling lines
+        ``{"slots": {slot: spent}, "m": mark}``; ``m`` counts the thresholds passed."""
+        self.reservations: dict[str, dict[str, Any]] = {}
+        """Per reservation id: ``{"e": expires_at, "a": {line: [amount, period]}}``."""
+
+    def reserve(
+        self,
+        lines: Sequence[BudgetLine],
+        amounts: dict[str, int],
+        now: float,
+        *,
+        reservation_id: str,
+        ttl_s: float,
+    ) -> Denial | None:
+        """Reserve ``amounts`` (by unit) on every line, or nothing and say which refused."""
+        self._expire(now)
+        held: dict[str, list[int]] = {}
+        for line in lines:
+            amount = amounts.get(line.unit, 0)
+            used = self._spent(line, now) + self._reserved(line, now)
+            if used + amount > line.limit:
+                return Denial(line.name, line.unit, amount, max(0, line.limit - used))
+            held[line.name] = [amount, line.period_of(now)]
+        self.reservations[reservation_id] = {"e": now + ttl_s, "a": held}
+        return None
+
+    def settle(
+        self,
+        lines: Sequence[BudgetLine],
+        reservation_id: str,
+        actual: dict[str, int],
+        now: float,
+    ) -> list[Crossing]:
+        """Drop the reservation, record ``actual`` in its periods, report thresholds passed."""
+        held = self.reservations.pop(reservation_id, {}).get("a", {})
+        crossings: list[Crossing] = []
+        for line in lines:
+            amount = actual.get(line.unit, 0)
+            period = held[line.name][1] if line.name in held else line.period_of(now)
+            state = self._state(line, now)
+            if line.period == "rolling":
+                slots = state["slots"]
+                slots[str(period)] = slots.get(str(period), 0) + amount
+            elif period == state["p"]:
+                state["s"] += amount
+            crossings.extend(self._crossings(line, state, now))
+        return crossings
+
+    def status(self, lines: Sequence[BudgetLine], now: float) -> list[BudgetStatus]:
+        """Each line as it stands at ``now``."""
+        self._expire(now)
+        return [
+            BudgetStatus(
+                line.name, line.unit, line.limit, self._spent(line, now), self._reserved(line, now)
+            )
+            for line in lines
+        ]
+
+    # -- internals -------------------------------------------------------------------
+
+    def _state(self, line: BudgetLine, now: float) -> dict[str, Any]:
+        state = self.lines.get(line.name)
+        if line.period == "rolling":
+            if state is None or "slots" not in state:
+                state = self.lines[line.name] = {"slots": {}, "m": 0}
+            oldest = math.floor((now - line.window_s) / line.slot_s)
+            for slot in [s for s in state["slots"] if int(s) < oldest]:
+                del state["slots"][slot]
+            return state
+        period = line.period_of(now)
+        if state is None or "p" not in state or state["p"] < period:
+            state = self.lines[line.name] = {"p": period, "s": 0, "m": 0}
+        return state
+
+    def _spent(self, line: BudgetLine, now: float) -> int:
+        state = self._state(line, now)
+        if line.period == "rolling":
+            return int(sum(state["slots"].values()))
+        return int(state["s"])
+
+    def _reserved(self, line: BudgetLine, now: float) -> int:
+        period = line.period_of(now)
+        total = 0
+        for reservation in self.reservations.values():
+            held = reservation["a"].get(line.name)
+            if held is not None and (line.period == "rolling" or held[1] == period):
+                total += held[0]
+        return total
+
+    def _crossings(self, line: BudgetLine, state: dict[str, Any], now: float) -> list[Crossing]:
+        used = self._spent(line, now)
+        mark = sum(1 for t in line.thresholds if used >= t * line.limit)
+        passed = line.thresholds[state["m"] : mark]
+        state["m"] = mark
+        return [Crossing(line.name, line.unit, t, used, line.limit) for t in passed]
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, r in self.reservations.items() if r["e"] < now]:
+            del self.reservations[key]
+
+    # -- persistence -----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {"lines": self.lines, "reservations": self.reservations}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LedgerState:
+        """The inverse of :meth:`to_dict`."""
+        state = cls()
+        state.lines = dict(data.get("lines") or {})
+        state.reservations = dict(data.get("reservations") or {})
+        return state

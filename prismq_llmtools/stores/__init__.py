@@ -1,0 +1,219 @@
+"""Where rate-limit buckets and budgets live: in-process, a SQLite file, or Redis.
+
+A store is chosen by URL: ``memory`` (the default: this process only), ``sqlite:///path``
+(several processes on one machine), ``redis://host:port/db`` (several machines). Every store
+has the same semantics: the rate-limit math of :mod:`prismq_llmtools.bucket` and the
+budget math of :mod:`prismq_llmtools.budget_ledger`, applied atomically (a lock, a
+``BEGIN IMMEDIATE`` transaction, a Lua script).
+
+Stores are reached through a :class:`StateRegistry`: an explicit object, one per process by
+default (:data:`default_registry`), injectable into the decorators and resettable in tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from prismq_llmtools.clock import Clock
+from prismq_llmtools.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from prismq_llmtools.bucket import BucketSpec, Refusal, Ticket
+    from prismq_llmtools.budget_ledger import BudgetLine, BudgetStatus, Crossing, Denial
+
+__all__ = ["StateRegistry", "StateStore", "default_registry", "display_url"]
+
+
+class StateStore(Protocol):
+    """The operations every store performs atomically.
+
+    Time comes from the caller's ``clock`` (the site's): the in-process store reads its
+    monotonic ``now()``, the SQLite store its ``wall()`` (shared by every process of the
+    machine), the Redis store ignores it and asks the Redis server.
+    """
+
+    url: str
+
+    def admit(
+        self,
+        key: str,
+        specs: Sequence[BucketSpec],
+        costs: Sequence[float],
+        *,
+        clock: Clock,
+        ticket_id: str,
+        ttl_s: float,
+        max_wait_s: float,
+    ) -> Ticket | Refusal:
+        """Reserve ``costs`` in ``key``'s buckets (see :meth:`KeyState.admit`)."""
+        ...
+
+    def wait_s(
+        self, key: str, specs: Sequence[BucketSpec], ticket: Ticket, *, clock: Clock
+    ) -> float:
+        """How long ``ticket``'s holder must still wait."""
+        ...
+
+    def feedback(
+        self,
+        key: str,
+        specs: Sequence[BucketSpec],
+        ticket: Ticket,
+        *,
+        clock: Clock,
+        deficits: Sequence[float | None] = (),
+        refund: Sequence[float] = (),
+        pause_s: float = 0.0,
+        follow_down: bool = True,
+    ) -> list[float]:
+        """Apply what happened to ``ticket``'s request (see :meth:`KeyState.feedback`)."""
+        ...
+
+    def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:
+        """What each bucket of ``key`` holds now."""
+        ...
+
+    def reserve(
+        self,
+        scope: str,
+        lines: Sequence[BudgetLine],
+        amounts: dict[str, int],
+        *,
+        clock: Clock,
+        reservation_id: str,
+        ttl_s: float,
+    ) -> Denial | None:
+        """Reserve ``amounts`` (by unit) against every budget line, or refuse."""
+        ...
+
+    def settle(
+        self,
+        scope: str,
+        lines: Sequence[BudgetLine],
+        reservation_id: str,
+        actual: dict[str, int],
+        *,
+        clock: Clock,
+    ) -> list[Crossing]:
+        """Replace a reservation by the actual amounts; return soft thresholds crossed."""
+        ...
+
+    def budget_status(
+        self, scope: str, lines: Sequence[BudgetLine], *, clock: Clock
+    ) -> list[BudgetStatus]:
+        """Spent, reserved and remaining per budget line, now."""
+        ...
+
+    def clear(self) -> None:
+        """Forget every bucket and budget this store holds (tests, operations)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def display_url(url: str) -> str:
+    """``url`` without a password, fit for messages and events."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" if parts.username else f":***@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _open(url: str) -> StateStore:
+    scheme = urlsplit(url).scheme
+    if url in ("memory", "memory://") or scheme == "memory":
+        from prismq_llmtools.stores.memory import MemoryStore
+
+        return MemoryStore()
+    if scheme in ("sqlite", "redis", "rediss", "unix"):
+        raise ConfigurationError(f"state store {display_url(url)!r}: not available yet")
+    raise ConfigurationError(
+        f"unknown state store {display_url(url)!r}: use 'memory', 'sqlite:///path' or"
+        " 'redis://host:port/db'"
+    )
+
+
+def check_store_url(url: str | None) -> None:
+    """Raise :class:`ConfigurationError` for a URL no store understands (no connection)."""
+    if url is None or url in ("memory", "memory://"):
+        return
+    scheme = urlsplit(url).scheme
+    if scheme not in ("memory", "sqlite", "redis", "rediss", "unix"):
+        raise ConfigurationError(
+            f"unknown state store {display_url(url)!r}: use 'memory', 'sqlite:///path' or"
+            " 'redis://host:port/db'"
+        )
+    if scheme == "sqlite" and not urlsplit(url).path.strip("/") and not urlsplit(url).netloc:
+        raise ConfigurationError(f"state store {url!r}: sqlite:///path needs a file path")
+
+
+class StateRegistry:
+    """The stores of this process, by URL, and which limits each key was declared with.
+
+    Every site naming the same store URL and key shares one bucket; the in-process store
+    lives here, so a fresh registry (or :meth:`reset`) starts from full buckets and empty
+    budgets.
+
+    """
+
+    def __init__(self) -> None:
+        self._stores: dict[str, StateStore] = {}
+        self._declared: dict[tuple[str, str], tuple[str, tuple[BucketSpec, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def store(self, url: str | None = None) -> StateStore:
+        """The store at ``url`` (default ``memory``), opened on first use."""
+        url = url or "memory"
+        store = self._stores.get(url)
+        if store is None:
+            with self._lock:
+                store = self._stores.get(url)
+                if store is None:
+                    store = self._stores[url] = _open(url)
+        return store
+
+    def install(self, url: str, store: StateStore) -> None:
+        """Serve ``url`` from ``store`` (a custom backend, or a fake in tests)."""
+        with self._lock:
+            self._stores[url] = store
+
+    def declare(self, url: str, key: str, specs: tuple[BucketSpec, ...], site: str) -> None:
+        """Record ``key``'s limits; a different declaration by another site is an error."""
+        known = self._declared.get((url, key))
+        if known is None:
+            with self._lock:
+                known = self._declared.setdefault((url, key), (site, specs))
+        if known[1] != specs:
+            raise ConfigurationError(
+                f"site {site!r}: rate-limit key {key!r} is already limited differently by"
+                f" site {known[0]!r} ({_describe(known[1])} vs {_describe(specs)}); sites"
+                " sharing a key must declare the same limits"
+            )
+
+    def reset(self) -> None:
+        """Forget every in-process bucket and budget and close every store connection."""
+        with self._lock:
+            stores, self._stores = self._stores, {}
+            self._declared.clear()
+        for store in stores.values():
+            store.close()
+
+    def __repr__(self) -> str:
+        return f"StateRegistry(stores={sorted(display_url(u) for u in self._stores)})"
+
+
+def _describe(specs: tuple[BucketSpec, ...]) -> str:
+    return ", ".join(f"{s.name}={s.capacity:g}/{s.capacity / s.rate_per_s:g}s" for s in specs)
+
+
+default_registry = StateRegistry()
+"""The registry decorators use unless given ``registry=``."""
