@@ -1,5 +1,2 @@
-"""Shared test set-up: the simulator fixtures (``simulator``, ``simulator_factory``)."""
-
-from __future__ import annotations
-
-pytest_plugins = ["prismq_llmtools.testing.pytest_plugin"]
+"""Shared test set-up. The simulator fixtures (``simulator``, ``simulator_factory``) come from
+the package's pytest plugin, registered as a ``pytest11`` entry point."""
