@@ -341,13 +341,14 @@ class SiteCore:
     def run_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         if not _boundary.ready and "openai._base_client" in sys.modules:
             _boundary.maybe_instrument()
-        flow = self.flow(self.new_call(args, kwargs), instance)
+        call = self.new_call(args, kwargs)
+        flow = self.flow(call, instance)
         try:
             action = next(flow)
             while True:
                 if action is _RUN:
-                    try:
-                        value = wrapped(*args, **kwargs)
+                    try:  # call.args/kwargs: an aspect may have rewritten them (truncation)
+                        value = wrapped(*call.args, **call.kwargs)
                     except BaseException as exc:
                         action = flow.throw(exc)
                         continue
@@ -364,13 +365,14 @@ class SiteCore:
     async def run_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         if not _boundary.ready and "openai._base_client" in sys.modules:
             _boundary.maybe_instrument()
-        flow = self.flow(self.new_call(args, kwargs), instance)
+        call = self.new_call(args, kwargs)
+        flow = self.flow(call, instance)
         try:
             action = next(flow)
             while True:
                 if action is _RUN:
                     try:
-                        value = await wrapped(*args, **kwargs)
+                        value = await wrapped(*call.args, **call.kwargs)
                     except BaseException as exc:
                         action = flow.throw(exc)
                         continue
