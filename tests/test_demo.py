@@ -20,7 +20,7 @@ def test_demo_counts_exactly_and_absorbs_faults(tmp_path: Path) -> None:
             "prismq_llmtools",
             "demo",
             "--articles",
-            "8",
+            "16",
             "--fault-rate",
             "0.3",
             "--log",
@@ -36,8 +36,11 @@ def test_demo_counts_exactly_and_absorbs_faults(tmp_path: Path) -> None:
     assert "prompt tokens counted before the calls vs billed after: exact" in out
     assert "calls that failed for the caller: 0" in out
     assert "briefing/titles" in out
+    assert "TOTAL" in out  # the usage report, read back from the log
+    assert "builtin.retry-storm" in out  # the fault profile trips the built-in pack
     events = [json.loads(line) for line in log.read_text().splitlines()]
     calls = [e for e in events if e["event"] == "llm.call"]
-    assert len(calls) == 8 + 4 * 3
+    assert len(calls) == 16 + 4 * 3
     assert all(c["outcome"] == "ok" for c in calls)
     assert any(e["event"] == "llm.retry" for e in events)
+    assert any(e["event"] == "alert.fired" for e in events)

@@ -124,7 +124,37 @@ def run(args: argparse.Namespace) -> int:
             f"failed {server.received - server.served} with injected faults; "
             f"calls that failed for the caller: {failed}"
         )
+    _print_report(log)
+    _check_alerts(log)
     return 0
+
+
+def _print_report(log: Path) -> None:
+    """The usage report of the run, read back from its own log."""
+    from prismq_llmtools.report import build_report, read_events
+    from prismq_llmtools.report_render import render_table
+
+    print(f"\nprismq-llmtools report {log}")
+    print(render_table(build_report(read_events([log]), by="operation")))
+
+
+def _check_alerts(log: Path) -> None:
+    """Replay the log through the built-in rule pack, at thresholds sized for a short demo."""
+    from prismq_llmtools.alerts import Alert, AlertEngine, StructlogAction, builtin_rules, replay
+
+    params = {"retries_per_minute": 2.0, "min_calls": 5}
+    fired: list[Alert] = []
+    engine = AlertEngine(builtin_rules(**params), actions=[fired.append])
+    replay([log], engine)
+    shown = " ".join(f"--pack-param {k}={v}" for k, v in params.items())
+    print(f"\nprismq-llmtools alerts check --pack builtin {shown} {log}")
+    announce = StructlogAction()
+    for alert in fired:
+        announce(alert)  # alert.fired / alert.resolved lines in the same log
+        if alert.state == "fired":
+            print(f"  [{alert.severity}] {alert.message}")
+    if not any(a.state == "fired" for a in fired):
+        print("  no alert fired")
 
 
 def _read_calls(log: Path) -> list[dict[str, Any]]:
@@ -158,18 +188,11 @@ def _print_title_table(
 
 
 def _print_operations(totals: Any) -> None:
-    print("per operation, nested operations rolled up into their parents:")
-    header = ("operation", "calls", "in", "out", "retries", "429s", "cost $")
-    print("{:<22} {:>5} {:>7} {:>6} {:>7} {:>5} {:>10}".format(*header))
-    for operation, t in totals.by_operation().items():
-        print(
-            f"{operation:<22} {t.calls:>5} {t.input_tokens:>7} {t.output_tokens:>6} "
-            f"{t.retries:>7} {t.rate_limited:>5} {t.cost_usd:>10.6f}"
-        )
     total = totals.total()
-    print(
-        f"{'all (each call once)':<22} {total.calls:>5} {total.input_tokens:>7} "
-        f"{total.output_tokens:>6} {total.retries:>7} {total.rate_limited:>5} "
-        f"{total.cost_usd:>10.6f}"
-    )
+    briefing = totals.by_operation().get("briefing")
     print(f"retries absorbed: {total.retries} (of which {total.rate_limited} were 429s)")
+    if briefing is not None:
+        print(
+            f"nested operations roll up: 'briefing' counts {briefing.calls} calls "
+            f"(its own and its titles and summaries), costing ${briefing.cost_usd:.6f}"
+        )
