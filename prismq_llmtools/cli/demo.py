@@ -142,7 +142,7 @@ def _check_alerts(log: Path) -> None:
     """Replay the log through the built-in rule pack, at thresholds sized for a short demo."""
     from prismq_llmtools.alerts import Alert, AlertEngine, StructlogAction, builtin_rules, replay
 
-    params = {"retries_per_minute": 2.0, "min_calls": 5}
+    params: dict[str, Any] = {"retries_per_minute": 2.0, "min_calls": 5}
     fired: list[Alert] = []
     engine = AlertEngine(builtin_rules(**params), actions=[fired.append])
     replay([log], engine)
