@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import json
 import sys
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import wait as wait_for_futures
 from contextlib import contextmanager
 from typing import Any, cast
@@ -477,6 +477,20 @@ class _BoundSite(wrapt.BoundFunctionWrapper[..., Any]):
         core: SiteCore = self._self_parent._self_core
         return core
 
+    # -- batches: implemented in prismq_llmtools.batch ---------------------------------
+
+    def batch(self, items: Iterable[Any], **options: Any) -> Any:
+        """Call the method once per item, concurrently; answers in input order."""
+        from prismq_llmtools.batch import run_batch
+
+        return run_batch(self, self.llm, items, **options)
+
+    async def abatch(self, items: Iterable[Any], **options: Any) -> Any:
+        """The async twin of :meth:`batch`."""
+        from prismq_llmtools.batch import run_batch_async
+
+        return await run_batch_async(self, self.llm, items, **options)
+
 
 class Site(wrapt.FunctionWrapper[..., Any]):
     """A decorated function: calls run through its :class:`SiteCore`, reachable as ``.llm``."""
@@ -492,6 +506,24 @@ class Site(wrapt.FunctionWrapper[..., Any]):
         """The site's settings, statistics and configuration."""
         core: SiteCore = self._self_core
         return core
+
+    # -- batches: implemented in prismq_llmtools.batch ---------------------------------
+
+    def batch(self, items: Iterable[Any], **options: Any) -> Any:
+        """Call the function once per item, concurrently; answers in input order.
+
+        Each item is the argument, a tuple of arguments, or a dict of keyword arguments.
+        See :func:`prismq_llmtools.batch.run_batch` for the options.
+        """
+        from prismq_llmtools.batch import run_batch
+
+        return run_batch(self, self._self_core, items, **options)
+
+    async def abatch(self, items: Iterable[Any], **options: Any) -> Any:
+        """The async twin of :meth:`batch` (async functions run as tasks)."""
+        from prismq_llmtools.batch import run_batch_async
+
+        return await run_batch_async(self, self._self_core, items, **options)
 
 
 def site_for(func: Any, *, name: str | None = None) -> Site:

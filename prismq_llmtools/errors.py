@@ -13,7 +13,10 @@ The tree::
     ├── RateLimitTimeout (also TimeoutError)    the rate limiter could not admit a call in time
     ├── RequestTooLarge (also ValueError)       a request the rate limit's buckets can never hold
     ├── BudgetExceeded                          a token/USD budget refused a call (no API call made)
-    └── StateStoreError (also ConnectionError)  the rate-limit/budget state store is unreachable
+    ├── StateStoreError (also ConnectionError)  the rate-limit/budget state store is unreachable
+    ├── BatchError                              batch items failed or did not run (keeps results)
+    ├── ItemNotRun                              a batch item never started (budget, interrupt)
+    └── BatchItemError                          the OpenAI Batch API answered an item with an error
 
 Errors from the OpenAI client itself are never wrapped: callers keep catching
 ``openai.*Error`` as they already do.
@@ -23,9 +26,12 @@ from __future__ import annotations
 
 __all__ = [
     "AlertRuleError",
+    "BatchError",
+    "BatchItemError",
     "BudgetExceeded",
     "ConfigurationError",
     "IncompleteStreamError",
+    "ItemNotRun",
     "LLMToolsError",
     "RateLimitTimeout",
     "RequestFormatError",
@@ -176,3 +182,62 @@ class StateStoreError(LLMToolsError, ConnectionError):
         self.url = url
         self.error = error
         super().__init__(f"state store {url}: {type(error).__name__}: {error}")
+
+
+class BatchError(LLMToolsError):
+    """Some items of a batch failed or did not run; nothing is lost.
+
+    ``results`` holds every item's answer in input order (``None`` where there is none),
+    ``failures`` maps an item's index to its exception, ``not_run`` lists the items never
+    started, and ``stop_reason`` is what stopped the batch early (a budget), if anything.
+    """
+
+    def __init__(
+        self,
+        *,
+        results: list[object],
+        failures: dict[int, BaseException],
+        not_run: list[int],
+        stop_reason: BaseException | None = None,
+    ) -> None:
+        self.results = results
+        self.failures = failures
+        self.not_run = not_run
+        self.stop_reason = stop_reason
+        parts = [f"{len(failures)} of {len(results)} items failed"]
+        if not_run:
+            parts.append(f"{len(not_run)} did not run")
+        if stop_reason is not None:
+            parts.append(f"stopped by {type(stop_reason).__name__}: {stop_reason}")
+        elif failures:
+            index, first = next(iter(sorted(failures.items())))
+            parts.append(f"first: item {index}: {type(first).__name__}: {first}")
+        super().__init__("; ".join(parts))
+
+    @property
+    def succeeded(self) -> list[int]:
+        """Indices of the items that have an answer."""
+        skip = set(self.failures) | set(self.not_run)
+        return [i for i in range(len(self.results)) if i not in skip]
+
+
+class ItemNotRun(LLMToolsError):
+    """A batch item that was never started because the batch stopped (budget, interrupt)."""
+
+    def __init__(self, index: int, reason: BaseException | str) -> None:
+        self.index = index
+        self.reason = reason
+        why = f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else reason
+        super().__init__(f"item {index} did not run ({why})")
+
+
+class BatchItemError(LLMToolsError):
+    """The OpenAI Batch API answered one item with an error instead of a response."""
+
+    def __init__(
+        self, message: str, *, custom_id: str, status_code: int | None, code: str | None
+    ) -> None:
+        self.custom_id = custom_id
+        self.status_code = status_code
+        self.code = code
+        super().__init__(f"{custom_id}: {message}")

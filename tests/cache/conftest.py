@@ -59,7 +59,7 @@ def simulator() -> Iterator[Simulator]:
 @pytest.fixture
 def sim(simulator: Simulator) -> Simulator:
     """The shared simulator with its statistics zeroed."""
-    simulator.reset()
+    simulator.reset(buckets=True, prompt_cache=True, faults=True)
     return simulator
 
 

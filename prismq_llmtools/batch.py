@@ -1,0 +1,398 @@
+"""``@batched``: ``f.batch(items)`` and ``await f.abatch(items)``.
+
+Every item is one call of the decorated function, through its site: the rate limiter
+admits each one (a batch waits instead of bursting into 429s), budgets reserve and refuse
+(an exhausted budget stops the batch cleanly), the cache answers repeats. Results come back
+in input order; failures are kept in place or carried by :class:`BatchError`. See
+``docs/batch.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+
+from prismq_llmtools import events
+from prismq_llmtools._decorate import attach
+from prismq_llmtools.aspects import Aspect
+from prismq_llmtools.batch_items import Args, MergeSpec, Unit, build_units, split_answer
+from prismq_llmtools.batch_runner import (
+    Outcome,
+    StopFlag,
+    UnitRunner,
+    item_box,
+    run_async,
+    run_sync,
+)
+from prismq_llmtools.call import Call, current_call
+from prismq_llmtools.errors import BatchError, ConfigurationError, ItemNotRun
+from prismq_llmtools.progress import Progress
+from prismq_llmtools.settings import register_keys
+from prismq_llmtools.types import LLMFunction
+
+if TYPE_CHECKING:
+    from prismq_llmtools._site import SiteCore
+
+__all__ = [
+    "BATCH",
+    "Args",
+    "BatchAspect",
+    "BatchPolicy",
+    "BatchedFunction",
+    "batched",
+    "run_batch",
+    "run_batch_async",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+BATCH = "llm.batch"
+
+
+class BatchedFunction(LLMFunction[P, R_co], Protocol):
+    """A decorated function with ``batch`` and ``abatch``."""
+
+    def batch(self, items: Iterable[Any], **options: Any) -> Any:
+        """Call the function once per item, concurrently; answers in input order."""
+        ...
+
+    async def abatch(self, items: Iterable[Any], **options: Any) -> Any:
+        """The async twin of :meth:`batch`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchPolicy:
+    """How ``f.batch`` runs; every field is also a settings key.
+
+    Args:
+        batch_max_concurrency: calls in flight at once (threads, or tasks for async sites).
+        batch_progress: True draws a progress bar, False never, None on a terminal only.
+        batch_merge: the list-capable parameter to merge items on (``input``), or None.
+        batch_max_inputs: inputs per merged request.
+        batch_max_tokens: tokens per merged request (None: unbounded).
+    """
+
+    batch_max_concurrency: int = 8
+    batch_progress: bool | None = None
+    batch_merge: str | None = None
+    batch_max_inputs: int = 2048
+    batch_max_tokens: int | None = 300_000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_max_concurrency, int) or self.batch_max_concurrency < 1:
+            raise ConfigurationError(
+                f"batch_max_concurrency must be an int >= 1, got {self.batch_max_concurrency!r}"
+            )
+        if self.batch_progress is not None and not isinstance(self.batch_progress, bool):
+            raise ConfigurationError(f"batch_progress must be a bool, got {self.batch_progress!r}")
+        MergeSpec(
+            param=self.batch_merge or "-",
+            max_inputs=self.batch_max_inputs,
+            max_tokens=self.batch_max_tokens,
+        )
+
+
+register_keys("batched", frozenset(BatchPolicy.__dataclass_fields__))
+
+
+class BatchAspect(Aspect):
+    """Holds a site's batch settings and attributes each finished call to its batch item."""
+
+    kind = "batched"
+
+    def __init__(
+        self,
+        policy: BatchPolicy,
+        *,
+        split: Callable[[Any, int], Sequence[Any]] | None = None,
+        count_tokens: Callable[[Any, str | None], int] | None = None,
+    ) -> None:
+        self.base = self.settings = policy
+        self.split = split
+        self.count_tokens = count_tokens
+
+    def finish(self, call: Call) -> None:
+        box = item_box.get()
+        if box is not None and call.site == box.site and call.parent is box.parent:
+            box.add(call)
+
+    def merge_spec(self) -> MergeSpec | None:
+        """The merge settings, when this site merges items."""
+        policy: BatchPolicy = self.settings
+        if policy.batch_merge is None:
+            return None
+        return MergeSpec(
+            param=policy.batch_merge,
+            max_inputs=policy.batch_max_inputs,
+            max_tokens=policy.batch_max_tokens,
+            count_tokens=self.count_tokens,
+            split=self.split,
+        )
+
+
+def batched(
+    max_concurrency: int = 8,
+    *,
+    progress: bool | None = None,
+    merge: str | None = None,
+    max_inputs_per_request: int = 2048,
+    max_tokens_per_request: int | None = 300_000,
+    split: Callable[[Any, int], Sequence[Any]] | None = None,
+    count_tokens: Callable[[Any, str | None], int] | None = None,
+    model: str | None = None,
+    name: str | None = None,
+) -> Callable[[Callable[P, R]], BatchedFunction[P, R]]:
+    """Give the decorated function ``f.batch(items)`` and ``await f.abatch(items)``.
+
+    Args:
+        max_concurrency: calls in flight at once (``batch_max_concurrency``).
+        progress: progress bar: True, False, or None for "on a terminal".
+        merge: the list-capable parameter (``input`` of embeddings) whose items are combined
+            into fewer requests; the answer is split back per item (see ``split``).
+        max_inputs_per_request, max_tokens_per_request: limits of one merged request.
+        split: ``(answer, n) -> n pieces`` for merged answers (default: ``answer.data``
+            ordered by ``index``, or the answer itself when it is a sequence).
+        count_tokens: ``(input, model) -> tokens`` for the merge limit (default: tiktoken).
+        model: the site's default model; name: the site name.
+    """
+    policy = BatchPolicy(
+        batch_max_concurrency=max_concurrency,
+        batch_progress=progress,
+        batch_merge=merge,
+        batch_max_inputs=max_inputs_per_request,
+        batch_max_tokens=max_tokens_per_request,
+    )
+    aspect = BatchAspect(policy, split=split, count_tokens=count_tokens)
+    return attach(aspect, name=name, model=model)  # type: ignore[return-value]
+
+
+def _aspect_of(core: SiteCore) -> BatchAspect:
+    for aspect in core.aspects:
+        if isinstance(aspect, BatchAspect):
+            return aspect
+    aspect = BatchAspect(BatchPolicy())  # f.batch works on any site, with the defaults
+    core.add(aspect)
+    return aspect
+
+
+def _func_ref(core: SiteCore) -> str | None:
+    qualname = getattr(core.func, "__qualname__", "")
+    if "<locals>" in qualname or not qualname:
+        return None
+    return f"{core.func.__module__}:{qualname}"
+
+
+class _Collector:
+    """Receives outcomes (always on the calling thread), keeps answers in input order."""
+
+    def __init__(
+        self,
+        n: int,
+        core: SiteCore,
+        merge: MergeSpec | None,
+        progress: Progress,
+        *,
+        requests: int,
+        max_concurrency: int,
+    ) -> None:
+        self.core = core
+        self.merge = merge
+        self.progress = progress
+        self.results: list[Any] = [None] * n
+        self.failures: dict[int, BaseException] = {}
+        self.not_run: list[int] = []
+        self.done = 0
+        self.cost_usd = Decimal(0)
+        self.saved_cost_usd = Decimal(0)
+        self.cache_hits = 0
+        self.rate_limited = 0
+        self.requests = requests
+        self.max_concurrency = max_concurrency
+        self.started = core.clock.now()
+
+    def __call__(self, outcome: Outcome) -> None:
+        unit = outcome.unit
+        box = outcome.box
+        if box is not None:
+            self.cost_usd += box.cost_usd
+            self.saved_cost_usd += box.saved_cost_usd
+            self.cache_hits += box.cache_hits
+            self.rate_limited += box.rate_limited
+        values: list[Any]
+        status = outcome.status
+        if status == "ok" and unit.merged:
+            try:
+                values = split_answer(outcome.value, len(unit.indices), self.merge)  # type: ignore[arg-type]
+            except ValueError as exc:
+                status, outcome.value = "error", exc
+        for position, index in enumerate(unit.indices):
+            if status == "ok":
+                self.results[index] = values[position] if unit.merged else outcome.value
+            elif status == "error":
+                self.failures[index] = outcome.value
+            else:
+                self.not_run.append(index)
+            self.done += 1
+        self.progress.update(done=self.done, failed=len(self.failures), cost_usd=self.cost_usd)
+
+    def finish(
+        self, stop: StopFlag, *, return_exceptions: bool, interrupted: bool = False
+    ) -> list[Any]:
+        self.progress.close()
+        reason = stop.reason
+        stopped = reason if isinstance(reason, BaseException) and not interrupted else None
+        fields: dict[str, Any] = {
+            "site": self.core.name,
+            "operation": self.core.operation,
+            "items": len(self.results),
+            "ok": self.done - len(self.failures) - len(self.not_run),
+            "failed": len(self.failures),
+            "not_run": len(self.not_run) + (len(self.results) - self.done),
+            "requests": self.requests,
+            "cost_usd": self.cost_usd,
+            "saved_cost_usd": self.saved_cost_usd,
+            "cache_hits": self.cache_hits,
+            "rate_limited": self.rate_limited,
+            "duration_s": round(self.core.clock.now() - self.started, 6),
+            "max_concurrency": self.max_concurrency,
+            "stopped_by": type(stopped).__name__ if stopped is not None else None,
+            "interrupted": interrupted or None,
+        }
+        parent = current_call.get()
+        if parent is not None:
+            fields["parent_id"] = parent.call_id
+        level = "info" if not (self.failures or self.not_run or interrupted) else "warning"
+        events.emit(None, BATCH, level=level, **fields)
+        if interrupted:
+            return self.results
+        if not self.failures and not self.not_run:
+            return self.results
+        self.not_run.sort()
+        if return_exceptions:
+            out = list(self.results)
+            for index, exc in self.failures.items():
+                out[index] = exc
+            for index in self.not_run:
+                out[index] = ItemNotRun(index, stopped or "the batch stopped")
+            return out
+        raise BatchError(
+            results=self.results,
+            failures=dict(sorted(self.failures.items())),
+            not_run=self.not_run,
+            stop_reason=stopped,
+        )
+
+
+@dataclass(slots=True)
+class _Plan:
+    aspect: BatchAspect
+    n: int
+    units: list[Unit]
+    merge: MergeSpec | None
+    max_concurrency: int
+    progress: Progress
+
+
+def _plan(
+    func: Any,
+    core: SiteCore,
+    items: Iterable[Any],
+    *,
+    max_concurrency: int | None,
+    progress: bool | None,
+) -> _Plan:
+    aspect = _aspect_of(core)
+    policy: BatchPolicy = aspect.settings
+    merge = aspect.merge_spec()
+    n, units = build_units(func, items, merge=merge, default_model=core.default_model)
+    concurrency = max_concurrency or policy.batch_max_concurrency
+    if concurrency < 1:
+        raise ConfigurationError(f"max_concurrency must be >= 1, got {concurrency}")
+    enabled = progress if progress is not None else policy.batch_progress
+    bar = Progress(n, enabled=enabled, label=core.name.rsplit(".", 1)[-1], clock=core.clock.now)
+    return _Plan(aspect, n, units, merge, min(concurrency, max(len(units), 1)), bar)
+
+
+def run_batch(
+    func: Any,
+    core: SiteCore,
+    items: Iterable[Any],
+    *,
+    max_concurrency: int | None = None,
+    return_exceptions: bool = False,
+    progress: bool | None = None,
+) -> list[Any]:
+    """``f.batch(items, ...)``: see :meth:`BatchedFunction.batch`."""
+    if core.is_async:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(
+                run_batch_async(
+                    func,
+                    core,
+                    items,
+                    max_concurrency=max_concurrency,
+                    return_exceptions=return_exceptions,
+                    progress=progress,
+                )
+            )
+        raise ConfigurationError(
+            f"site {core.name!r} is async and an event loop is running: use await f.abatch()"
+        )
+    plan = _plan(func, core, items, max_concurrency=max_concurrency, progress=progress)
+    collect = _Collector(
+        plan.n,
+        core,
+        plan.merge,
+        plan.progress,
+        requests=len(plan.units),
+        max_concurrency=plan.max_concurrency,
+    )
+    runner = UnitRunner(func, core.name, StopFlag(), func_ref=_func_ref(core))
+    try:
+        run_sync(runner, plan.units, max_concurrency=plan.max_concurrency, on_outcome=collect)
+    except BaseException:
+        collect.finish(runner.stop, return_exceptions=True, interrupted=True)
+        raise
+    return collect.finish(runner.stop, return_exceptions=return_exceptions)
+
+
+async def run_batch_async(
+    func: Any,
+    core: SiteCore,
+    items: Iterable[Any],
+    *,
+    max_concurrency: int | None = None,
+    return_exceptions: bool = False,
+    progress: bool | None = None,
+) -> list[Any]:
+    """``await f.abatch(items, ...)``: see :meth:`BatchedFunction.abatch`."""
+    plan = _plan(func, core, items, max_concurrency=max_concurrency, progress=progress)
+    collect = _Collector(
+        plan.n,
+        core,
+        plan.merge,
+        plan.progress,
+        requests=len(plan.units),
+        max_concurrency=plan.max_concurrency,
+    )
+    runner = UnitRunner(func, core.name, StopFlag(), func_ref=None)
+    try:
+        await run_async(
+            runner,
+            plan.units,
+            max_concurrency=plan.max_concurrency,
+            in_thread=not core.is_async,
+            on_outcome=collect,
+        )
+    except BaseException:
+        collect.finish(runner.stop, return_exceptions=True, interrupted=True)
+        raise
+    return collect.finish(runner.stop, return_exceptions=return_exceptions)

@@ -1,0 +1,366 @@
+"""@batched: f.batch / f.abatch through the real client against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import joblib
+import pytest
+
+from prismq_llmtools import cost_tracked, retried
+from prismq_llmtools._decorate import attach
+from prismq_llmtools.aspects import Aspect
+from prismq_llmtools.batch import batched
+from prismq_llmtools.batch_items import Args
+from prismq_llmtools.call import Call
+from prismq_llmtools.errors import BatchError, ConfigurationError, ItemNotRun
+from prismq_llmtools.testing.clock import FakeClock
+from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator
+
+from .conftest import named
+
+TOPICS = [f"topic number {i}" for i in range(12)]
+
+
+def title_site(sim: Simulator, **options: Any) -> Any:
+    client = sim.client()
+
+    @batched(**options)
+    @cost_tracked()
+    def title(topic: str, *, model: str = "gpt-4o-mini", max_tokens: int = 16) -> str:
+        resp = client.chat.completions.create(
+            model=model,
+            max_tokens=max_tokens,
+            messages=[{"role": "user", "content": f"Title for {topic}"}],
+        )
+        return resp.choices[0].message.content or ""
+
+    return title
+
+
+def test_results_come_back_in_input_order(jitter_simulator: Simulator) -> None:
+    """Calls finishing out of order still give answers in the order of the items."""
+    title = title_site(jitter_simulator, max_concurrency=6)
+    expected = [title(t) for t in TOPICS]  # the simulator's answers depend on the request
+    assert title.batch(TOPICS) == expected
+
+
+def test_item_forms(sim: Simulator) -> None:
+    """An item is the argument, an args tuple, a kwargs dict, or an explicit Args."""
+    title = title_site(sim, max_concurrency=2)
+    items = [
+        "a",
+        ("a",),
+        {"topic": "a"},
+        Args("a", model="gpt-4o-mini"),
+        {"topic": "a", "max_tokens": 16},
+    ]
+    answers = title.batch(items)
+    assert len(set(answers)) == 1
+    assert sim.stats().received == 5
+
+
+def test_a_dict_that_is_not_keyword_arguments_is_one_argument() -> None:
+    """A dict whose keys are not all parameter names is passed as the single argument."""
+
+    @batched()
+    def keys(request: dict[str, Any]) -> list[str]:
+        return sorted(request)
+
+    assert keys.batch([{"model": "m", "input": "x"}]) == [["input", "model"]]
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_concurrency_is_bounded_for_threads(limit: int) -> None:
+    """At most ``max_concurrency`` calls of a sync function run at once, and it is reached."""
+    lock = threading.Lock()
+    running = peak = 0
+
+    @batched(max_concurrency=limit)
+    def work(x: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return x
+
+    assert work.batch(range(12)) == list(range(12))
+    assert peak == limit
+
+
+async def test_concurrency_is_bounded_for_tasks() -> None:
+    """An async function runs as at most ``max_concurrency`` tasks."""
+    running = peak = 0
+
+    @batched(max_concurrency=4)
+    async def work(x: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return x * 2
+
+    assert await work.abatch(range(20)) == [x * 2 for x in range(20)]
+    assert peak == 4
+
+
+async def test_abatch_through_the_async_client(sim: Simulator) -> None:
+    """``await f.abatch`` drives an async site against the simulator."""
+    client = sim.async_client()
+
+    @batched(max_concurrency=5)
+    async def title(topic: str) -> str:
+        resp = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": topic}]
+        )
+        return resp.choices[0].message.content or ""
+
+    async with client:
+        answers = await title.abatch(TOPICS)
+    assert len(answers) == len(TOPICS)
+    assert all(answers)
+    assert sim.stats().received == len(TOPICS)
+
+
+async def test_abatch_runs_a_sync_function_in_threads(sim: Simulator) -> None:
+    """``abatch`` of a sync site runs its calls in worker threads without blocking the loop."""
+    title = title_site(sim, max_concurrency=3)
+    answers = await title.abatch(TOPICS[:6])
+    assert len(answers) == 6
+    assert sim.stats().received == 6
+
+
+def test_batch_of_an_async_function_outside_a_loop() -> None:
+    """``f.batch`` on an async site runs its own event loop; inside a loop it says to await."""
+
+    @batched()
+    async def double(x: int) -> int:
+        return x * 2
+
+    assert double.batch([1, 2]) == [2, 4]
+
+    async def inside() -> None:
+        with pytest.raises(ConfigurationError, match="abatch"):
+            double.batch([1])
+
+    asyncio.run(inside())
+
+
+def test_failures_are_kept_in_place(sim: Simulator) -> None:
+    """``return_exceptions=True`` puts each failure where its answer would be."""
+    title = title_site(sim, max_concurrency=3)
+    results = title.batch(
+        ["ok", {"topic": "bad", "model": "no-such-model"}, "fine"], return_exceptions=True
+    )
+    assert isinstance(results[0], str)
+    assert isinstance(results[1], Exception)
+    assert type(results[1]).__name__ == "NotFoundError"
+    assert isinstance(results[2], str)
+
+
+def test_batch_error_carries_results_and_failures(sim: Simulator) -> None:
+    """Without ``return_exceptions`` a BatchError keeps every success and every failure."""
+    title = title_site(sim, max_concurrency=3)
+    with pytest.raises(BatchError) as caught:
+        title.batch(["ok", {"topic": "x", "model": "no-such-model"}, "fine"])
+    err = caught.value
+    assert err.succeeded == [0, 2]
+    assert isinstance(err.results[0], str)
+    assert err.results[1] is None
+    assert list(err.failures) == [1]
+    assert err.not_run == []
+    assert "1 of 3 items failed" in str(err)
+
+
+class BudgetExceeded(Exception):
+    """Stands for prismq_llmtools.errors.BudgetExceeded (matched by name)."""
+
+
+class Budget(Aspect):
+    """A budget of ``n`` calls, reserved before each call like @token_budgeted."""
+
+    kind = "budget_stub"
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def reserve(self, call: Call) -> None:
+        if self.left <= 0:
+            raise BudgetExceeded("daily budget exhausted")
+        self.left -= 1
+
+
+def test_an_exhausted_budget_stops_the_batch_cleanly(
+    sim: Simulator, events: list[dict[str, Any]]
+) -> None:
+    """When the budget refuses, no further item starts; the error says which did not run."""
+    title = attach(Budget(4))(title_site(sim, max_concurrency=1))
+    with pytest.raises(BatchError) as caught:
+        title.batch(TOPICS)
+    err = caught.value
+    assert isinstance(err.stop_reason, BudgetExceeded)
+    assert err.succeeded == [0, 1, 2, 3]
+    assert list(err.failures) == [4]
+    assert err.not_run == list(range(5, 12))
+    assert sim.stats().received == 4
+    (summary,) = named(events, "llm.batch")
+    assert summary["stopped_by"] == "BudgetExceeded"
+    assert (summary["ok"], summary["failed"], summary["not_run"]) == (4, 1, 7)
+
+
+def test_not_run_items_in_place(sim: Simulator) -> None:
+    """With ``return_exceptions`` the items that never ran hold an ItemNotRun."""
+    title = attach(Budget(2))(title_site(sim, max_concurrency=1))
+    results = title.batch(TOPICS[:5], return_exceptions=True)
+    assert [type(r).__name__ for r in results] == [
+        "str",
+        "str",
+        "BudgetExceeded",
+        "ItemNotRun",
+        "ItemNotRun",
+    ]
+    assert isinstance(results[3], ItemNotRun)
+    assert results[3].index == 3
+
+
+def test_insufficient_quota_stops_the_batch(sim: Simulator) -> None:
+    """A 429 ``insufficient_quota`` (the account is out of credit) stops the batch too."""
+    title = title_site(sim, max_concurrency=1)
+    sim.script(Fault(kind=FaultKind.NONE), Fault(kind=FaultKind.INSUFFICIENT_QUOTA))
+    with pytest.raises(BatchError) as caught:
+        title.batch(TOPICS[:6])
+    assert caught.value.succeeded == [0]
+    assert caught.value.not_run == [2, 3, 4, 5]
+
+
+class Limiter(Aspect):
+    """A rate limiter stand-in: one call per second on the site's clock."""
+
+    kind = "limiter_stub"
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.next_free = clock.now()
+        self.lock = threading.Lock()
+
+    def attach(self, site: Any) -> None:
+        site.clock = self.clock
+
+    def before_attempt(self, call: Call) -> float:
+        with self.lock:
+            now = self.clock.now()
+            if now >= self.next_free:
+                self.next_free = now + 1.0
+                return 0.0
+            return self.next_free - now
+
+
+def test_every_item_waits_in_the_rate_limiter(sim: Simulator, clock: FakeClock) -> None:
+    """The limiter's admission applies to each item: waits are slept, not burst through."""
+    title = attach(Limiter(clock))(title_site(sim, max_concurrency=4))
+    start = clock.now()
+    title.batch(TOPICS[:6])
+    assert clock.now() - start >= 5.0  # 6 calls at 1/s: the last admitted 5 s later
+    assert sum(clock.sleeps) >= 5.0
+    assert sim.stats().received == 6
+
+
+def test_summary_event(sim: Simulator, events: list[dict[str, Any]]) -> None:
+    """``llm.batch`` reports items, outcomes, cost, duration and the 429s absorbed."""
+    client = sim.client()
+
+    @batched(max_concurrency=2)
+    @retried(attempts=3, clock=FakeClock())
+    @cost_tracked()
+    def title(topic: str) -> str:
+        resp = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": topic}]
+        )
+        return resp.choices[0].message.content or ""
+
+    sim.script(Fault(kind=FaultKind.RATE_LIMIT, retry_after_s=0.5))
+    title.batch(TOPICS[:5])
+    (summary,) = named(events, "llm.batch")
+    calls = named(events, "llm.call")
+    assert summary["items"] == summary["ok"] == 5
+    assert summary["failed"] == summary["not_run"] == 0
+    assert summary["rate_limited"] == 1
+    assert summary["cost_usd"] == pytest.approx(sum(c["cost_usd"] for c in calls))
+    assert summary["duration_s"] >= 0
+    assert summary["site"] == title.llm.name
+
+
+def test_methods_batch_with_their_instance() -> None:
+    """``obj.method.batch(items)`` binds the instance for every item."""
+
+    class Scaler:
+        def __init__(self, k: int) -> None:
+            self.k = k
+
+        @batched()
+        def scale(self, x: int) -> int:
+            return x * self.k
+
+    assert Scaler(3).scale.batch([1, 2]) == [3, 6]
+
+
+def test_any_site_can_batch() -> None:
+    """``f.batch`` works on a site without @batched, with the default settings."""
+
+    @retried()
+    def inc(x: int) -> int:
+        return x + 1
+
+    assert inc.batch([1, 2, 3]) == [2, 3, 4]  # type: ignore[attr-defined]
+
+
+def test_items_inside_a_parent_call_are_its_children(events: list[dict[str, Any]]) -> None:
+    """A batch run inside a decorated function nests its calls under it."""
+
+    @batched(max_concurrency=3)
+    def leaf(x: int) -> int:
+        return x
+
+    @retried()
+    def parent() -> list[int]:
+        return leaf.batch([1, 2, 3])  # type: ignore[no-any-return]
+
+    assert parent() == [1, 2, 3]
+    calls = named(events, "llm.call")
+    parent_id = next(c["call_id"] for c in calls if c["site"].endswith("parent"))
+    assert [c.get("parent_id") for c in calls if c["site"].endswith("leaf")] == [parent_id] * 3
+
+
+def test_progress_bar_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+    """``progress=True`` draws rate, ETA and cost on stderr; off by default when not a tty."""
+
+    @batched()
+    def echo(x: int) -> int:
+        return x
+
+    echo.batch(range(3))
+    assert capsys.readouterr().err == ""
+    echo.batch(range(3), progress=True)
+    err = capsys.readouterr().err
+    assert "3/3" in err
+    assert "/s" in err
+    assert "$0.0000" in err
+
+
+def test_joblib_parallel_config_chooses_the_backend() -> None:
+    """Sync batches run on joblib's machinery: a ``parallel_config`` backend is honoured."""
+
+    @batched(max_concurrency=2)
+    def ident(x: int) -> str:
+        return threading.current_thread().name
+
+    with joblib.parallel_config(backend="threading"):
+        names = ident.batch(range(4))
+    assert all(name != threading.main_thread().name for name in names)
