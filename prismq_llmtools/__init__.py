@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from prismq_llmtools.budget import token_budgeted
 from prismq_llmtools.call import Call, Request
 from prismq_llmtools.errors import (
+    BudgetExceeded,
     ConfigurationError,
     IncompleteStreamError,
     LLMToolsError,
@@ -26,6 +28,7 @@ from prismq_llmtools.tracking import cost_tracked, usage_totals
 from prismq_llmtools.usage import Usage
 
 __all__ = [
+    "BudgetExceeded",
     "Call",
     "ConfigurationError",
     "IncompleteStreamError",
@@ -41,6 +44,7 @@ __all__ = [
     "cost_tracked",
     "rate_limited",
     "retried",
+    "token_budgeted",
     "usage_totals",
 ]
 

@@ -36,6 +36,10 @@ _ENDPOINTS: tuple[tuple[str, Endpoint], ...] = (
 )
 
 
+_CAP_KEY: dict[str, str] = {"chat": "max_completion_tokens", "responses": "max_output_tokens"}
+_CAP_KEYS = frozenset({"max_tokens", "max_completion_tokens", "max_output_tokens"})
+
+
 def _endpoint(url: str) -> Endpoint | None:
     for suffix, endpoint in _ENDPOINTS:
         if url.endswith(suffix):
@@ -71,6 +75,10 @@ def _prepare(call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple
         body = {**body, "stream_options": {**stream_options, "include_usage": True}}
         options.json_data = body
         hide = True
+    cap = call._extra.get("completion_cap") if call._extra else None
+    if cap is not None and endpoint in _CAP_KEY and not _CAP_KEYS & body.keys():
+        body = {**body, _CAP_KEY[endpoint]: cap}  # @token_budgeted's default completion cap
+        options.json_data = body
     if positional:
         args = (args[0], options, *args[2:])
     else:
