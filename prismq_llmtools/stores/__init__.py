@@ -134,7 +134,11 @@ def _open(url: str) -> StateStore:
         from prismq_llmtools.stores.memory import MemoryStore
 
         return MemoryStore()
-    if scheme in ("sqlite", "redis", "rediss", "unix"):
+    if scheme == "sqlite":
+        from prismq_llmtools.stores.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    if scheme in ("redis", "rediss", "unix"):
         raise ConfigurationError(f"state store {display_url(url)!r}: not available yet")
     raise ConfigurationError(
         f"unknown state store {display_url(url)!r}: use 'memory', 'sqlite:///path' or"
@@ -152,8 +156,10 @@ def check_store_url(url: str | None) -> None:
             f"unknown state store {display_url(url)!r}: use 'memory', 'sqlite:///path' or"
             " 'redis://host:port/db'"
         )
-    if scheme == "sqlite" and not urlsplit(url).path.strip("/") and not urlsplit(url).netloc:
-        raise ConfigurationError(f"state store {url!r}: sqlite:///path needs a file path")
+    if scheme == "sqlite":
+        from prismq_llmtools.stores.sqlite import sqlite_path
+
+        sqlite_path(url)
 
 
 class StateRegistry:

@@ -1,0 +1,252 @@
+"""The SQLite store: buckets and budgets shared by every process of one machine.
+
+Each key's buckets and each scope's budget is one JSON row. An operation reads the row,
+applies the same pure math as the in-process store, and writes it back inside one
+``BEGIN IMMEDIATE`` transaction, which SQLite serialises across processes (WAL journal,
+a busy timeout instead of failing when another process holds the lock). Times are the
+caller's wall clock (``clock.wall()``), which every process of the machine shares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prismq_llmtools.bucket import BucketSpec, KeyState, Refusal, Ticket
+from prismq_llmtools.budget_ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
+from prismq_llmtools.clock import Clock
+from prismq_llmtools.errors import ConfigurationError, StateStoreError
+
+__all__ = ["SQLiteStore", "sqlite_path"]
+
+T = TypeVar("T")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS rate_limits (key TEXT PRIMARY KEY, state TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS budgets (key TEXT PRIMARY KEY, state TEXT NOT NULL)",
+)
+_BUSY_TIMEOUT_MS = 30_000
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of ``sqlite:///absolute/path`` or ``sqlite://relative/path``."""
+    if not url.startswith("sqlite://") or len(url) <= len("sqlite://"):
+        raise ConfigurationError(f"state store {url!r}: expected sqlite:///path/to/file")
+    return Path(url[len("sqlite://") :])
+
+
+class SQLiteStore:
+    """State in a SQLite file; one connection per thread (and per process after a fork)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    # -- connections -----------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():  # forked: never share a connection with the parent
+            self._local = threading.local()
+            self._connections = []
+            self._pid = os.getpid()
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            for statement in _SCHEMA:
+                connection.execute(statement)
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def _update(self, table: str, key: str, change: Callable[[Any], tuple[Any, T]]) -> T:
+        """Read ``key``'s JSON, apply ``change`` (-> new JSON or None, result), write back."""
+        try:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                row = connection.execute(
+                    f"SELECT state FROM {table} WHERE key = ?",  # noqa: S608 - fixed table names
+                    (key,),
+                ).fetchone()
+                new, result = change(json.loads(row[0]) if row else None)
+                if new is not None:
+                    connection.execute(
+                        f"INSERT INTO {table} (key, state) VALUES (?, ?) "  # noqa: S608
+                        "ON CONFLICT(key) DO UPDATE SET state = excluded.state",
+                        (key, json.dumps(new, separators=(",", ":"))),
+                    )
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StateStoreError(self.url, exc) from exc
+        return result
+
+    def _on_key(
+        self,
+        key: str,
+        specs: Sequence[BucketSpec],
+        action: Callable[[KeyState], T],
+        *,
+        write: bool = True,
+    ) -> T:
+        names = [spec.name for spec in specs]
+
+        def change(data: Any) -> tuple[Any, T]:
+            same = data is not None and data.get("names") == names
+            state = KeyState.from_dict(data, len(specs)) if same else KeyState(len(specs))
+            result = action(state)
+            return ({"names": names, **state.to_dict()} if write else None), result
+
+        return self._update("rate_limits", key, change)
+
+    def _on_scope(self, scope: str, action: Callable[[LedgerState], T]) -> T:
+        def change(data: Any) -> tuple[Any, T]:
+            ledger = LedgerState.from_dict(data or {})
+            result = action(ledger)
+            return ledger.to_dict(), result
+
+        return self._update("budgets", scope, change)
+
+    # -- rate limits -----------------------------------------------------------------
+
+    def admit(
+        self,
+        key: str,
+        specs: Sequence[BucketSpec],
+        costs: Sequence[float],
+        *,
+        clock: Clock,
+        ticket_id: str,
+        ttl_s: float,
+        max_wait_s: float,
+    ) -> Ticket | Refusal:
+        now = _wall(clock)
+        return self._on_key(
+            key,
+            specs,
+            lambda s: s.admit(
+                specs, costs, now, ticket_id=ticket_id, ttl_s=ttl_s, max_wait_s=max_wait_s
+            ),
+        )
+
+    def wait_s(
+        self, key: str, specs: Sequence[BucketSpec], ticket: Ticket, *, clock: Clock
+    ) -> float:
+        now = _wall(clock)
+        return self._on_key(key, specs, lambda s: s.wait_s(ticket, now), write=False)
+
+    def feedback(
+        self,
+        key: str,
+        specs: Sequence[BucketSpec],
+        ticket: Ticket,
+        *,
+        clock: Clock,
+        deficits: Sequence[float | None] = (),
+        refund: Sequence[float] = (),
+        pause_s: float = 0.0,
+        follow_down: bool = True,
+    ) -> list[float]:
+        now = _wall(clock)
+        return self._on_key(
+            key,
+            specs,
+            lambda s: s.feedback(
+                specs,
+                ticket,
+                now,
+                deficits=deficits,
+                refund=refund,
+                pause_s=pause_s,
+                follow_down=follow_down,
+            ),
+        )
+
+    def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:
+        now = _wall(clock)
+        return self._on_key(
+            key, specs, lambda s: [s.level(specs, i, now) for i in range(len(specs))], write=False
+        )
+
+    # -- budgets ---------------------------------------------------------------------
+
+    def reserve(
+        self,
+        scope: str,
+        lines: Sequence[BudgetLine],
+        amounts: dict[str, int],
+        *,
+        clock: Clock,
+        reservation_id: str,
+        ttl_s: float,
+    ) -> Denial | None:
+        now = _wall(clock)
+        return self._on_scope(
+            scope,
+            lambda ledger: ledger.reserve(
+                lines, amounts, now, reservation_id=reservation_id, ttl_s=ttl_s
+            ),
+        )
+
+    def settle(
+        self,
+        scope: str,
+        lines: Sequence[BudgetLine],
+        reservation_id: str,
+        actual: dict[str, int],
+        *,
+        clock: Clock,
+    ) -> list[Crossing]:
+        now = _wall(clock)
+        return self._on_scope(
+            scope, lambda ledger: ledger.settle(lines, reservation_id, actual, now)
+        )
+
+    def budget_status(
+        self, scope: str, lines: Sequence[BudgetLine], *, clock: Clock
+    ) -> list[BudgetStatus]:
+        now = _wall(clock)
+        return self._on_scope(scope, lambda ledger: ledger.status(lines, now))
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def clear(self) -> None:
+        try:
+            connection = self._connection()
+            connection.execute("DELETE FROM rate_limits")
+            connection.execute("DELETE FROM budgets")
+        except sqlite3.Error as exc:
+            raise StateStoreError(self.url, exc) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        self._local = threading.local()
+        for connection in connections:
+            connection.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+
+def _wall(clock: Clock) -> float:
+    return clock.wall().timestamp()
