@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from prismq_llmtools.alerts.sketch import quantile_of
+from prismq_llmtools.alerts.sketch import SlidingSketch
 
 __all__ = ["Window"]
 
@@ -44,7 +44,7 @@ class Window:
         self.total = 0.0
         self._lows: deque[tuple[int, float]] | None = deque() if extremes else None
         self._highs: deque[tuple[int, float]] | None = deque() if extremes else None
-        self.sketch: dict[int, int] | None = {} if sketch else None
+        self.sketch: SlidingSketch | None = SlidingSketch() if sketch else None
 
     def push(
         self,
@@ -69,10 +69,8 @@ class Window:
             while highs and highs[-1][1] <= high:
                 highs.pop()
             highs.append((tick, high))
-        merged = self.sketch
-        if merged is not None and bins:
-            for index, hits in bins.items():
-                merged[index] = merged.get(index, 0) + hits
+        if bins and self.sketch is not None:
+            self.sketch.add(bins)
 
     def expire(self, tick: int) -> None:
         """Drop the buckets that are outside the window evaluated at ``tick``."""
@@ -83,14 +81,8 @@ class Window:
             self.count -= count
             self.n -= n
             self.total -= total
-            merged = self.sketch
-            if merged is not None and bins:
-                for index, hits in bins.items():
-                    left = merged[index] - hits
-                    if left:
-                        merged[index] = left
-                    else:
-                        del merged[index]
+            if bins and self.sketch is not None:
+                self.sketch.remove(bins)
         if not buckets:  # float sums drift when values are added and removed: reset exactly
             self.count = self.n = 0
             self.total = 0.0
@@ -125,4 +117,4 @@ class Window:
 
     def quantile(self, q: float) -> float | None:
         """Nearest-rank quantile of the numeric values (within the sketch's accuracy)."""
-        return None if self.sketch is None else quantile_of(self.sketch, self.n, q)
+        return None if self.sketch is None else self.sketch.quantile(self.n, q)

@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prismq_llmtools.alerts.sketch import bin_of, bin_value, quantile_of
+from prismq_llmtools.alerts.sketch import SlidingSketch, bin_of, bin_value, quantile_of
 from prismq_llmtools.alerts.windows import Window
 
 values = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
@@ -67,3 +67,40 @@ def test_sketch_bins_sort_like_values() -> None:
     assert [bin_of(v) for v in ordered] == sorted(bin_of(v) for v in ordered)
     assert bin_value(bin_of(0.0)) == 0.0
     assert quantile_of({}, 0, 0.5) is None
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.lists(st.floats(min_value=-1e4, max_value=1e4, allow_nan=False), max_size=8),
+            st.floats(min_value=0.001, max_value=0.999),
+        ),
+        max_size=80,
+    )
+)
+def test_sliding_sketch_agrees_with_a_fresh_sort(
+    steps: list[tuple[bool, list[float], float]],
+) -> None:
+    """As buckets enter and leave, the sliding sketch's quantile equals quantile_of's."""
+    sketch = SlidingSketch()
+    inside: list[dict[int, int]] = []
+    total = 0
+    for leave, data, q in steps:
+        if leave and inside:
+            bucket = inside.pop(0)
+            sketch.remove(bucket)
+            total -= sum(bucket.values())
+        else:
+            bucket = {}
+            for value in data:
+                bucket[bin_of(value)] = bucket.get(bin_of(value), 0) + 1
+            sketch.add(bucket)
+            inside.append(bucket)
+            total += len(data)
+        merged: dict[int, int] = {}
+        for held in inside:
+            for index, hits in held.items():
+                merged[index] = merged.get(index, 0) + hits
+        assert sketch.counts == merged
+        assert sketch.quantile(total, q) == quantile_of(merged, total, q)
