@@ -10,6 +10,7 @@ in input order; failures are kept in place or carried by :class:`BatchError`. Se
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,7 +19,16 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 from prismq_llmtools import events
 from prismq_llmtools._decorate import attach
 from prismq_llmtools.aspects import Aspect
-from prismq_llmtools.batch_items import Args, MergeSpec, Unit, build_units, split_answer
+from prismq_llmtools.batch_estimate import BatchEstimate, estimate_batch
+from prismq_llmtools.batch_items import (
+    Args,
+    MergeSpec,
+    Unit,
+    build_units,
+    signature_of,
+    split_answer,
+    to_call,
+)
 from prismq_llmtools.batch_runner import (
     Outcome,
     StopFlag,
@@ -28,6 +38,7 @@ from prismq_llmtools.batch_runner import (
     run_sync,
 )
 from prismq_llmtools.call import Call, current_call
+from prismq_llmtools.checkpoint import Checkpoint, item_key
 from prismq_llmtools.errors import BatchError, ConfigurationError, ItemNotRun
 from prismq_llmtools.progress import Progress
 from prismq_llmtools.settings import register_keys
@@ -40,6 +51,7 @@ __all__ = [
     "BATCH",
     "Args",
     "BatchAspect",
+    "BatchEstimate",
     "BatchPolicy",
     "BatchedFunction",
     "batched",
@@ -188,33 +200,71 @@ def _func_ref(core: SiteCore) -> str | None:
     return f"{core.func.__module__}:{qualname}"
 
 
+@dataclass(slots=True)
+class _Plan:
+    """A batch ready to run: its calls, limits, progress bar and checkpoint."""
+
+    core: SiteCore
+    n: int
+    units: list[Unit]
+    merge: MergeSpec | None
+    max_concurrency: int
+    progress: Progress
+    checkpoint: Checkpoint | None
+    keys: list[str]
+    resumed: dict[int, Any]
+
+
+def _plan(
+    func: Any,
+    core: SiteCore,
+    items: Iterable[Any],
+    *,
+    max_concurrency: int | None,
+    progress: bool | None,
+    checkpoint: str | os.PathLike[str] | None,
+) -> _Plan:
+    aspect = _aspect_of(core)
+    policy: BatchPolicy = aspect.settings
+    merge = aspect.merge_spec()
+    sig = signature_of(func)
+    calls = [(i, *to_call(item, sig)) for i, item in enumerate(items)]
+    n = len(calls)
+    store = Checkpoint(checkpoint) if checkpoint is not None else None
+    keys: list[str] = []
+    resumed: dict[int, Any] = {}
+    if store is not None:
+        keys = [item_key(core.name, args, kwargs, i) for i, args, kwargs in calls]
+        resumed = {i: store.done[keys[i]] for i, _, _ in calls if keys[i] in store.done}
+        calls = [c for c in calls if c[0] not in resumed]
+    units = build_units(calls, sig, merge=merge, default_model=core.default_model)
+    concurrency = max_concurrency or policy.batch_max_concurrency
+    if concurrency < 1:
+        raise ConfigurationError(f"max_concurrency must be >= 1, got {concurrency}")
+    enabled = progress if progress is not None else policy.batch_progress
+    bar = Progress(n, enabled=enabled, label=core.name.rsplit(".", 1)[-1], clock=core.clock.now)
+    concurrency = min(concurrency, max(len(units), 1))
+    return _Plan(core, n, units, merge, concurrency, bar, store, keys, resumed)
+
+
 class _Collector:
     """Receives outcomes (always on the calling thread), keeps answers in input order."""
 
-    def __init__(
-        self,
-        n: int,
-        core: SiteCore,
-        merge: MergeSpec | None,
-        progress: Progress,
-        *,
-        requests: int,
-        max_concurrency: int,
-    ) -> None:
-        self.core = core
-        self.merge = merge
-        self.progress = progress
-        self.results: list[Any] = [None] * n
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.core = plan.core
+        self.progress = plan.progress
+        self.results: list[Any] = [None] * plan.n
+        for index, value in plan.resumed.items():
+            self.results[index] = value
         self.failures: dict[int, BaseException] = {}
         self.not_run: list[int] = []
-        self.done = 0
+        self.done = len(plan.resumed)
         self.cost_usd = Decimal(0)
         self.saved_cost_usd = Decimal(0)
         self.cache_hits = 0
         self.rate_limited = 0
-        self.requests = requests
-        self.max_concurrency = max_concurrency
-        self.started = core.clock.now()
+        self.started = self.core.clock.now()
 
     def __call__(self, outcome: Outcome) -> None:
         unit = outcome.unit
@@ -224,16 +274,20 @@ class _Collector:
             self.saved_cost_usd += box.saved_cost_usd
             self.cache_hits += box.cache_hits
             self.rate_limited += box.rate_limited
-        values: list[Any]
+        values: list[Any] = []
         status = outcome.status
         if status == "ok" and unit.merged:
             try:
-                values = split_answer(outcome.value, len(unit.indices), self.merge)  # type: ignore[arg-type]
+                values = split_answer(outcome.value, len(unit.indices), self.plan.merge)  # type: ignore[arg-type]
             except ValueError as exc:
                 status, outcome.value = "error", exc
+        checkpoint = self.plan.checkpoint
         for position, index in enumerate(unit.indices):
             if status == "ok":
-                self.results[index] = values[position] if unit.merged else outcome.value
+                value = values[position] if unit.merged else outcome.value
+                self.results[index] = value
+                if checkpoint is not None:
+                    checkpoint.record(self.plan.keys[index], value)
             elif status == "error":
                 self.failures[index] = outcome.value
             else:
@@ -245,22 +299,26 @@ class _Collector:
         self, stop: StopFlag, *, return_exceptions: bool, interrupted: bool = False
     ) -> list[Any]:
         self.progress.close()
+        if self.plan.checkpoint is not None:
+            self.plan.checkpoint.close()
         reason = stop.reason
         stopped = reason if isinstance(reason, BaseException) and not interrupted else None
+        n = len(self.results)
         fields: dict[str, Any] = {
             "site": self.core.name,
             "operation": self.core.operation,
-            "items": len(self.results),
+            "items": n,
             "ok": self.done - len(self.failures) - len(self.not_run),
             "failed": len(self.failures),
-            "not_run": len(self.not_run) + (len(self.results) - self.done),
-            "requests": self.requests,
+            "not_run": len(self.not_run) + (n - self.done),
+            "resumed": len(self.plan.resumed) or None,
+            "requests": len(self.plan.units),
             "cost_usd": self.cost_usd,
             "saved_cost_usd": self.saved_cost_usd,
             "cache_hits": self.cache_hits,
             "rate_limited": self.rate_limited,
             "duration_s": round(self.core.clock.now() - self.started, 6),
-            "max_concurrency": self.max_concurrency,
+            "max_concurrency": self.plan.max_concurrency,
             "stopped_by": type(stopped).__name__ if stopped is not None else None,
             "interrupted": interrupted or None,
         }
@@ -269,9 +327,7 @@ class _Collector:
             fields["parent_id"] = parent.call_id
         level = "info" if not (self.failures or self.not_run or interrupted) else "warning"
         events.emit(None, BATCH, level=level, **fields)
-        if interrupted:
-            return self.results
-        if not self.failures and not self.not_run:
+        if interrupted or (not self.failures and not self.not_run):
             return self.results
         self.not_run.sort()
         if return_exceptions:
@@ -289,36 +345,6 @@ class _Collector:
         )
 
 
-@dataclass(slots=True)
-class _Plan:
-    aspect: BatchAspect
-    n: int
-    units: list[Unit]
-    merge: MergeSpec | None
-    max_concurrency: int
-    progress: Progress
-
-
-def _plan(
-    func: Any,
-    core: SiteCore,
-    items: Iterable[Any],
-    *,
-    max_concurrency: int | None,
-    progress: bool | None,
-) -> _Plan:
-    aspect = _aspect_of(core)
-    policy: BatchPolicy = aspect.settings
-    merge = aspect.merge_spec()
-    n, units = build_units(func, items, merge=merge, default_model=core.default_model)
-    concurrency = max_concurrency or policy.batch_max_concurrency
-    if concurrency < 1:
-        raise ConfigurationError(f"max_concurrency must be >= 1, got {concurrency}")
-    enabled = progress if progress is not None else policy.batch_progress
-    bar = Progress(n, enabled=enabled, label=core.name.rsplit(".", 1)[-1], clock=core.clock.now)
-    return _Plan(aspect, n, units, merge, min(concurrency, max(len(units), 1)), bar)
-
-
 def run_batch(
     func: Any,
     core: SiteCore,
@@ -327,34 +353,55 @@ def run_batch(
     max_concurrency: int | None = None,
     return_exceptions: bool = False,
     progress: bool | None = None,
-) -> list[Any]:
-    """``f.batch(items, ...)``: see :meth:`BatchedFunction.batch`."""
+    checkpoint: str | os.PathLike[str] | None = None,
+    dry_run: bool = False,
+    assumed_latency_s: float = 1.0,
+) -> Any:
+    """``f.batch(items, ...)``: call the function once per item; answers in input order.
+
+    Args:
+        items: each the argument, a tuple of arguments, a dict of keyword arguments, or
+            an :class:`~prismq_llmtools.batch_items.Args`.
+        max_concurrency: calls in flight at once (default: the site's setting, 8).
+        return_exceptions: put each failure (and an ``ItemNotRun`` for each item that never
+            started) in place instead of raising :class:`~prismq_llmtools.errors.BatchError`.
+        progress: True, False, or None for "on a terminal".
+        checkpoint: a file where finished items are recorded; a rerun with the same file
+            skips them (resume after a crash or Ctrl-C).
+        dry_run: return a :class:`BatchEstimate` (tokens, cost, duration) without calling.
+        assumed_latency_s: per-request latency assumed by the dry run.
+
+    Returns:
+        The answers in input order (or a :class:`BatchEstimate` for a dry run).
+    """
+    items = list(items)
+    options = {
+        "max_concurrency": max_concurrency,
+        "return_exceptions": return_exceptions,
+        "progress": progress,
+        "checkpoint": checkpoint,
+        "dry_run": dry_run,
+        "assumed_latency_s": assumed_latency_s,
+    }
     if core.is_async:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(
-                run_batch_async(
-                    func,
-                    core,
-                    items,
-                    max_concurrency=max_concurrency,
-                    return_exceptions=return_exceptions,
-                    progress=progress,
-                )
-            )
+            return asyncio.run(run_batch_async(func, core, items, **options))  # type: ignore[arg-type]
         raise ConfigurationError(
             f"site {core.name!r} is async and an event loop is running: use await f.abatch()"
         )
-    plan = _plan(func, core, items, max_concurrency=max_concurrency, progress=progress)
-    collect = _Collector(
-        plan.n,
+    plan = _plan(
+        func,
         core,
-        plan.merge,
-        plan.progress,
-        requests=len(plan.units),
-        max_concurrency=plan.max_concurrency,
+        items,
+        max_concurrency=max_concurrency,
+        progress=progress,
+        checkpoint=checkpoint,
     )
+    if dry_run:
+        return _estimate(func, plan, assumed_latency_s)
+    collect = _Collector(plan)
     runner = UnitRunner(func, core.name, StopFlag(), func_ref=_func_ref(core))
     try:
         run_sync(runner, plan.units, max_concurrency=plan.max_concurrency, on_outcome=collect)
@@ -372,17 +419,22 @@ async def run_batch_async(
     max_concurrency: int | None = None,
     return_exceptions: bool = False,
     progress: bool | None = None,
-) -> list[Any]:
-    """``await f.abatch(items, ...)``: see :meth:`BatchedFunction.abatch`."""
-    plan = _plan(func, core, items, max_concurrency=max_concurrency, progress=progress)
-    collect = _Collector(
-        plan.n,
+    checkpoint: str | os.PathLike[str] | None = None,
+    dry_run: bool = False,
+    assumed_latency_s: float = 1.0,
+) -> Any:
+    """``await f.abatch(items, ...)``: the async twin of :func:`run_batch`."""
+    plan = _plan(
+        func,
         core,
-        plan.merge,
-        plan.progress,
-        requests=len(plan.units),
-        max_concurrency=plan.max_concurrency,
+        items,
+        max_concurrency=max_concurrency,
+        progress=progress,
+        checkpoint=checkpoint,
     )
+    if dry_run:
+        return _estimate(func, plan, assumed_latency_s)
+    collect = _Collector(plan)
     runner = UnitRunner(func, core.name, StopFlag(), func_ref=None)
     try:
         await run_async(
@@ -396,3 +448,16 @@ async def run_batch_async(
         collect.finish(runner.stop, return_exceptions=True, interrupted=True)
         raise
     return collect.finish(runner.stop, return_exceptions=return_exceptions)
+
+
+def _estimate(func: Any, plan: _Plan, assumed_latency_s: float) -> BatchEstimate:
+    if plan.checkpoint is not None:
+        plan.checkpoint.close()
+    return estimate_batch(
+        func,
+        plan.core,
+        plan.units,
+        items=plan.n,
+        max_concurrency=plan.max_concurrency,
+        assumed_latency_s=assumed_latency_s,
+    )

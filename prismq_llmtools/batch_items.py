@@ -10,14 +10,14 @@ and splits each answer back into one piece per item, in order.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prismq_llmtools.cache_key import UnkeyableArgument, digest, normalise
 from prismq_llmtools.errors import ConfigurationError
 
-__all__ = ["Args", "MergeSpec", "Unit", "build_units", "split_answer", "to_call"]
+__all__ = ["Args", "MergeSpec", "Unit", "build_units", "signature_of", "split_answer", "to_call"]
 
 
 class Args:
@@ -40,26 +40,29 @@ class Args:
 
 
 @dataclass(frozen=True, slots=True)
-class _Signature:
+class Signature:
+    """What item normalisation needs to know about the function's parameters."""
+
     names: frozenset[str]
     var_keyword: bool
     signature: inspect.Signature | None
 
 
-def _signature_of(func: Callable[..., Any]) -> _Signature:
+def signature_of(func: Callable[..., Any]) -> Signature:
+    """The parameters of ``func`` (a decorated function, or a bound method)."""
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):
-        return _Signature(frozenset(), True, None)
+        return Signature(frozenset(), True, None)
     params = sig.parameters.values()
-    return _Signature(
+    return Signature(
         frozenset(p.name for p in params if p.kind is not p.VAR_POSITIONAL),
         any(p.kind is p.VAR_KEYWORD for p in params),
         sig,
     )
 
 
-def to_call(item: Any, sig: _Signature) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def to_call(item: Any, sig: Signature) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The ``(args, kwargs)`` of one item."""
     if isinstance(item, Args):
         return item.args, dict(item.kwargs)
@@ -121,25 +124,27 @@ def _default_tokens(value: Any, model: str | None) -> int:
     return len(str(value))
 
 
+Call = tuple[int, tuple[Any, ...], dict[str, Any]]
+"""One item as ``(index, args, kwargs)``."""
+
+
 def build_units(
-    func: Callable[..., Any],
-    items: Iterable[Any],
+    calls: list[Call],
+    sig: Signature,
     *,
     merge: MergeSpec | None = None,
     default_model: str | None = None,
-) -> tuple[int, list[Unit]]:
-    """The number of items and the calls that cover them."""
-    sig = _signature_of(func)
-    calls = [to_call(item, sig) for item in items]
+) -> list[Unit]:
+    """The function calls that cover ``calls`` (one each, or merged)."""
     if merge is None:
-        return len(calls), [Unit((i,), a, kw) for i, (a, kw) in enumerate(calls)]
+        return [Unit((i,), a, kw) for i, a, kw in calls]
     if sig.signature is None or merge.param not in sig.names:
         raise ConfigurationError(f"merge: the function has no parameter {merge.param!r}")
-    return len(calls), _merged(calls, sig.signature, merge, default_model)
+    return _merged(calls, sig.signature, merge, default_model)
 
 
 def _merged(
-    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+    calls: list[Call],
     signature: inspect.Signature,
     spec: MergeSpec,
     default_model: str | None,
@@ -147,7 +152,7 @@ def _merged(
     count = spec.count_tokens or _default_tokens
     groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     units: list[Unit] = []
-    for index, (args, kwargs) in enumerate(calls):
+    for index, args, kwargs in calls:
         try:
             named = dict(signature.bind(*args, **kwargs).arguments)
             if spec.param not in named or isinstance(named[spec.param], list | tuple):

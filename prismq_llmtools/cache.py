@@ -169,6 +169,23 @@ class CacheAspect(Aspect):
             bound = {**bound, "model": model}
         return _key_of_arguments(identity, bound, instance)
 
+    def contains(self, bound: Mapping[str, Any], instance: Any = None) -> bool:
+        """Whether a call with these arguments would be a hit now (no events, no side effects)."""
+        if not self.settings.cache_enabled or (self._when is not None and not self._when(bound)):
+            return False
+        try:
+            key = self.key_of(bound, instance)
+        except UnkeyableArgument:
+            return False
+        found = self._memory.get(key)
+        if found is not None and not self._expired(found[0]):
+            return True
+        try:
+            blob = self._ready()[1].load(key)
+            return blob is not None and not self._expired(decode(blob))
+        except CorruptEntry:
+            return False
+
     # -- enter: lookup and single flight ------------------------------------------------
 
     def enter(self, call: Call) -> CacheHit | Pending | None:
