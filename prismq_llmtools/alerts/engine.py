@@ -35,7 +35,7 @@ from prismq_llmtools.alerts.streams import (
     StreamKey,
     build_collector,
     bundle_partials,
-    new_bundles,
+    bundles_factory,
 )
 
 __all__ = ["AlertAction", "AlertEngine", "EngineStats"]
@@ -44,6 +44,7 @@ AlertAction = Callable[[Alert], None]
 _IGNORED = frozenset({"alert.fired", "alert.resolved"})  # the engine's own output is not input
 _NEVER = -(1 << 62)
 _ceil = math.ceil
+Fresh = Callable[[], list[Any]]
 _fromisoformat = datetime.fromisoformat
 
 
@@ -89,7 +90,7 @@ class AlertEngine:
         self._runtimes = [
             runtime_for(rule, i, self.resolution_s) for i, rule in enumerate(self.rules)
         ]
-        self._routes: dict[str, tuple[Collector, Collector, list[Stream]]] = {}
+        self._routes: dict[str, tuple[Collector, Collector, list[Stream], Fresh]] = {}
         self._readers: dict[int, list[tuple[RuleRuntime, str, FieldSlots]]] = {}
         self._wire()
         self._buffer: dict[int, dict[str, list[Any]]] = {}  # tick -> name -> bundles
@@ -118,7 +119,7 @@ class AlertEngine:
         for event, event_streams in by_event.items():
             fast = build_collector(event_streams)
             safe = build_collector(event_streams, safe_keys=True)
-            self._routes[event] = (fast, safe, event_streams)
+            self._routes[event] = (fast, safe, event_streams, bundles_factory(event_streams))
         for runtime, role, stream, field in wiring:
             reader = (runtime, role, stream.slots(field))
             self._readers.setdefault(id(stream), []).append(reader)
@@ -153,7 +154,7 @@ class AlertEngine:
             buffered = self._current if tick == self._current_tick else self._bucket(tick)
             bundles = buffered.get(name)
             if bundles is None:
-                bundles = buffered[name] = new_bundles(route[2])
+                bundles = buffered[name] = route[3]()
             try:
                 route[0](event, bundles)
             except TypeError:  # a group value that cannot be a dict key (a JSON list)
@@ -241,7 +242,7 @@ class AlertEngine:
                     current_tick, due = tick, self._due
                 bundles = current.get(name)
                 if bundles is None:
-                    bundles = current[name] = new_bundles(route[2])
+                    bundles = current[name] = route[3]()
                 try:
                     route[0](event, bundles)
                 except TypeError:

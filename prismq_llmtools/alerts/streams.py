@@ -31,7 +31,7 @@ __all__ = [
     "StreamKey",
     "build_collector",
     "bundle_partials",
-    "new_bundles",
+    "bundles_factory",
 ]
 
 Partial = list[Any]
@@ -106,7 +106,7 @@ def build_collector(streams: Sequence[Stream], *, safe_keys: bool = False) -> Co
     Streams with the same group-by share one partial per group (a *bundle*), so each event
     costs one group lookup per distinct group-by; each distinct filter and each field is read
     once per event. The function is ``add(event, bundles)``; ``bundles`` comes from
-    :func:`new_bundles` and holds, per bundle, the ``{group: partial}`` dict (or the single
+    :func:`bundles_factory` and holds, per bundle, the ``{group: partial}`` dict (or the single
     partial of a bundle without group-by). Sets every stream's ``offset`` and ``bundle``.
     All group lookups happen before any update, so when a group value cannot be a dict key
     (a JSON list) nothing has been counted yet; the engine then retries with ``safe_keys``,
@@ -178,15 +178,18 @@ def _bundles(streams: Sequence[Stream]) -> list[tuple[tuple[str, ...], list[Stre
     return bundles
 
 
-def new_bundles(streams: Sequence[Stream]) -> list[Any]:
-    """Fresh per-tick state for :func:`build_collector`'s function over ``streams``."""
-    state: list[Any] = []
+def bundles_factory(streams: Sequence[Stream]) -> Callable[[], list[Any]]:
+    """Return a function that makes fresh per-tick state for :func:`build_collector`'s."""
+    parts = []
     for group_by, members in _bundles(streams):
         if group_by:
-            state.append({})
+            parts.append("{}")
         else:
-            state.append([value for stream in members for value in _initial_slots(stream)])
-    return state
+            slots = (value for stream in members for value in stream.empty_slots_source())
+            parts.append("[" + ", ".join(slots) + "]")
+    source = "lambda: [" + ", ".join(parts) + "]"
+    factory: Callable[[], list[Any]] = eval(source, {"_INF": math.inf})  # noqa: S307 (literals only)
+    return factory
 
 
 def bundle_partials(streams: Sequence[Stream], state: list[Any]) -> list[dict[Hashable, Partial]]:
@@ -195,10 +198,6 @@ def bundle_partials(streams: Sequence[Stream], state: list[Any]) -> list[dict[Ha
     for part in state:
         dicts.append(part if isinstance(part, dict) else {(): part})
     return [dicts[stream.bundle] for stream in streams]
-
-
-def _initial_slots(stream: Stream) -> list[Any]:
-    return [0] + [0, 0.0, math.inf, -math.inf] * len(stream.fields) + [{} for _ in stream.sketched]
 
 
 def _group_source(group_by: tuple[str, ...], namespace: dict[str, Any], b: int, safe: bool) -> str:
