@@ -139,7 +139,9 @@ def _open(url: str) -> StateStore:
 
         return SQLiteStore(url)
     if scheme in ("redis", "rediss", "unix"):
-        raise ConfigurationError(f"state store {display_url(url)!r}: not available yet")
+        from prismq_llmtools.stores.redis import RedisStore
+
+        return RedisStore(url)
     raise ConfigurationError(
         f"unknown state store {display_url(url)!r}: use 'memory', 'sqlite:///path' or"
         " 'redis://host:port/db'"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-STORES = ["memory", "sqlite"]
+STORES = ["memory", "sqlite", "redis"]
 
 
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -16,4 +16,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "memory"
     if kind == "sqlite":
         return f"sqlite://{tmp_path / 'state.db'}"
+    if kind == "redis":  # times from the test's clock, so fake clocks drive it too
+        return f"{request.getfixturevalue('redis_server')}?clock=caller"
     raise AssertionError(kind)

@@ -331,3 +331,34 @@ def test_the_store_is_chosen_by_argument_settings_or_environment(
     }
     assert (tmp_path / "environment.db").exists()
     registry.reset()
+
+
+def test_redis_reads_the_time_of_the_redis_server(redis_server: str) -> None:
+    """With server time, clients whose clocks disagree by decades still share one bucket."""
+    from datetime import UTC, datetime
+
+    store = StateRegistry().store(redis_server)
+    store.clear()
+    past = FakeClock(wall_start=datetime(1990, 1, 1, tzinfo=UTC))
+    future = FakeClock(wall_start=datetime(2090, 1, 1, tzinfo=UTC))
+    first = store.admit("k", SPECS, (9, 0), clock=past, ticket_id="a", ttl_s=60, max_wait_s=0)
+    second = store.admit("k", SPECS, (1, 0), clock=future, ticket_id="b", ttl_s=60, max_wait_s=99)
+    assert isinstance(first, Ticket)
+    assert isinstance(second, Ticket)
+    assert second.wait_s == pytest.approx(6.0, abs=0.5)  # one request refills in 6 s
+    assert abs(first.start - datetime.now(UTC).timestamp()) < 5
+
+
+def test_an_unreachable_redis_is_a_state_store_error_without_the_password() -> None:
+    """A Redis that does not answer raises StateStoreError; the URL shown hides secrets."""
+    from prismq_llmtools.errors import StateStoreError
+
+    from .conftest import _free_port
+
+    url = f"redis://:hunter2secret@127.0.0.1:{_free_port()}/0"
+    store = StateRegistry().store(url)
+    with pytest.raises(StateStoreError) as caught:
+        store.admit("k", SPECS, (1, 1), clock=system_clock, ticket_id="a", ttl_s=1, max_wait_s=0)
+    assert "hunter2secret" not in str(caught.value)
+    assert "***" in caught.value.url
+    assert isinstance(caught.value, ConnectionError)

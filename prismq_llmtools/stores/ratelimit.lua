@@ -1,0 +1,219 @@
+-- Rate-limit buckets of one key, atomically: the same math as prismq_llmtools/bucket.py.
+--
+-- KEYS[1]  hash: n (bucket names), t<i> tat, c<i> charged, ls last start, pu pause until,
+--          sh pause shift
+-- KEYS[2]  hash: admitted, unanswered requests: id -> "expires,cost1,cost2,..."
+-- ARGV     op, now ('' = this server's TIME), n, then n x (name, capacity, burst, rate),
+--          then the operation's own arguments.
+-- Numbers travel as strings written with %.17g, which round-trip doubles exactly.
+
+local function fmt(x)
+  return string.format('%.17g', x)
+end
+
+local op = ARGV[1]
+local now
+if ARGV[2] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+else
+  now = tonumber(ARGV[2])
+end
+local n = tonumber(ARGV[3])
+local names, cap, burst, rate = {}, {}, {}, {}
+local a = 4
+for i = 1, n do
+  names[i] = ARGV[a]
+  cap[i] = tonumber(ARGV[a + 1])
+  burst[i] = tonumber(ARGV[a + 2])
+  rate[i] = tonumber(ARGV[a + 3])
+  a = a + 4
+end
+local signature = table.concat(names, ',')
+
+local raw = redis.call('HGETALL', KEYS[1])
+local h = {}
+for i = 1, #raw, 2 do
+  h[raw[i]] = raw[i + 1]
+end
+if h['n'] ~= signature then -- a new key, or one declared with other buckets: start afresh
+  h = {}
+  redis.call('DEL', KEYS[1], KEYS[2])
+end
+local tats, charged = {}, {}
+for i = 1, n do
+  tats[i] = tonumber(h['t' .. i] or '0')
+  charged[i] = tonumber(h['c' .. i] or '0')
+end
+local last_start = tonumber(h['ls'] or '0')
+local pause_until = tonumber(h['pu'] or '0')
+local shift = tonumber(h['sh'] or '0')
+
+local function level(i)
+  return cap[i] - rate[i] * math.max(0, tats[i] - math.max(now, last_start))
+end
+
+local function split(text)
+  local out = {}
+  for part in string.gmatch(text, '[^,]+') do
+    out[#out + 1] = tonumber(part)
+  end
+  return out
+end
+
+local function live_inflight() -- drops expired records, returns the others
+  local all = redis.call('HGETALL', KEYS[2])
+  local live = {}
+  for i = 1, #all, 2 do
+    local record = split(all[i + 1])
+    if record[1] < now then
+      redis.call('HDEL', KEYS[2], all[i])
+    else
+      live[#live + 1] = record
+    end
+  end
+  return live
+end
+
+local function save()
+  local fields = { 'n', signature, 'ls', fmt(last_start), 'pu', fmt(pause_until), 'sh', fmt(shift) }
+  local horizon = math.max(last_start, pause_until)
+  for i = 1, n do
+    fields[#fields + 1] = 't' .. i
+    fields[#fields + 1] = fmt(tats[i])
+    fields[#fields + 1] = 'c' .. i
+    fields[#fields + 1] = fmt(charged[i])
+    horizon = math.max(horizon, tats[i])
+  end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  -- Idle keys vanish an hour after every bucket is full again (then equivalent to new).
+  local ttl = math.max(1, math.ceil(horizon - now)) + 3600
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+
+if op == 'admit' then
+  local costs = {}
+  for i = 1, n do
+    costs[i] = tonumber(ARGV[a])
+    a = a + 1
+  end
+  local ticket_id, ttl, max_wait = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local start, bucket = math.max(now, last_start), 'queue'
+  if pause_until > start then
+    start, bucket = pause_until, 'pause'
+  end
+  for i = 1, n do
+    local ready = tats[i] - math.max(0, burst[i] - costs[i]) / rate[i]
+    if ready > start then
+      start, bucket = ready, names[i]
+    end
+  end
+  if start - now > max_wait then
+    return { '0', fmt(start - now), bucket }
+  end
+  for i = 1, n do
+    tats[i] = math.max(tats[i], start) + costs[i] / rate[i]
+    charged[i] = charged[i] + costs[i]
+  end
+  last_start = start
+  live_inflight()
+  local record = { fmt(start + ttl) }
+  for i = 1, n do
+    record[#record + 1] = fmt(costs[i])
+  end
+  redis.call('HSET', KEYS[2], ticket_id, table.concat(record, ','))
+  save()
+  local out = { '1', fmt(start), bucket, fmt(shift), fmt(start - now) }
+  for i = 1, n do
+    out[#out + 1] = fmt(charged[i])
+  end
+  return out
+end
+
+if op == 'wait' then
+  local start = tonumber(ARGV[a]) + (shift - tonumber(ARGV[a + 1]))
+  local paused = 0
+  if start > now then
+    paused = pause_until - now
+  end
+  return fmt(math.max(0, start - now, paused))
+end
+
+if op == 'levels' then
+  local out = {}
+  for i = 1, n do
+    out[i] = fmt(level(i))
+  end
+  return out
+end
+
+if op == 'feedback' then
+  -- ticket id, n costs, n charged, n deficits ('' = none), n refunds, pause_s, follow_down
+  local ticket_id = ARGV[a]
+  a = a + 1
+  local costs, ticket_charged, deficits, refunds = {}, {}, {}, {}
+  for i = 1, n do costs[i] = tonumber(ARGV[a + i - 1]) end
+  a = a + n
+  for i = 1, n do ticket_charged[i] = tonumber(ARGV[a + i - 1]) end
+  a = a + n
+  for i = 1, n do deficits[i] = tonumber(ARGV[a + i - 1]) end -- nil when ''
+  a = a + n
+  for i = 1, n do refunds[i] = tonumber(ARGV[a + i - 1]) end
+  a = a + n
+  local pause_s, down = tonumber(ARGV[a]), ARGV[a + 1] == '1'
+
+  local before = {}
+  for i = 1, n do before[i] = level(i) end
+  redis.call('HDEL', KEYS[2], ticket_id)
+  local live = live_inflight()
+  for i = 1, n do
+    if deficits[i] ~= nil then
+      local pending = 0
+      for _, record in ipairs(live) do
+        pending = pending + record[1 + i]
+      end
+      local deficit = math.min(math.max(deficits[i], 0), cap[i])
+      local estimate = now + (deficit + pending) / rate[i]
+      local empty = math.max(now, last_start) + cap[i] / rate[i]
+      estimate = math.min(estimate, empty)
+      if down then
+        tats[i] = estimate
+      else
+        tats[i] = math.max(tats[i], estimate)
+      end
+    end
+  end
+  for i = 1, n do
+    if refunds[i] ~= nil and refunds[i] > 0 then
+      local amount = math.min(refunds[i], costs[i])
+      local floor = last_start + (charged[i] - ticket_charged[i]) / rate[i]
+      tats[i] = math.min(tats[i], math.max(tats[i] - amount / rate[i], floor))
+    end
+  end
+  if pause_s > 0 then
+    local until_ = now + pause_s
+    local paused_to = math.max(now, pause_until)
+    if until_ > paused_to then
+      local delta = until_ - paused_to
+      shift = shift + delta
+      pause_until = until_
+      if last_start > now then
+        last_start = last_start + delta
+        for i = 1, n do
+          if tats[i] > now then
+            tats[i] = tats[i] + delta
+          end
+        end
+      end
+    end
+  end
+  save()
+  local out = {}
+  for i = 1, n do
+    out[i] = fmt(before[i] - level(i))
+  end
+  return out
+end
+
+return redis.error_reply('unknown operation ' .. tostring(op))
