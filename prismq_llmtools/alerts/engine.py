@@ -34,7 +34,6 @@ from prismq_llmtools.alerts.streams import (
     Stream,
     StreamKey,
     build_collector,
-    bundle_partials,
     bundles_factory,
 )
 
@@ -45,6 +44,7 @@ _IGNORED = frozenset({"alert.fired", "alert.resolved"})  # the engine's own outp
 _NEVER = -(1 << 62)
 _ceil = math.ceil
 Fresh = Callable[[], list[Any]]
+Feed = tuple[int, bool, RuleRuntime, str, FieldSlots]  # bundle, grouped, reader, role, slots
 _fromisoformat = datetime.fromisoformat
 
 
@@ -91,7 +91,7 @@ class AlertEngine:
             runtime_for(rule, i, self.resolution_s) for i, rule in enumerate(self.rules)
         ]
         self._routes: dict[str, tuple[Collector, Collector, list[Stream], Fresh]] = {}
-        self._readers: dict[int, list[tuple[RuleRuntime, str, FieldSlots]]] = {}
+        self._feeds: dict[str, list[Feed]] = {}  # event name -> who reads which bundle
         self._wire()
         self._buffer: dict[int, dict[str, list[Any]]] = {}  # tick -> name -> bundles
         self._current_tick = _NEVER
@@ -102,6 +102,7 @@ class AlertEngine:
         self._newest = -math.inf  # newest event time seen
         self._due = math.inf  # evaluate when the newest event time passes this
         self._started = False
+        self._held: list[Alert] | None = None  # alerts of the tick being evaluated
         self._scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
     def _wire(self) -> None:
@@ -121,8 +122,8 @@ class AlertEngine:
             safe = build_collector(event_streams, safe_keys=True)
             self._routes[event] = (fast, safe, event_streams, bundles_factory(event_streams))
         for runtime, role, stream, field in wiring:
-            reader = (runtime, role, stream.slots(field))
-            self._readers.setdefault(id(stream), []).append(reader)
+            feed = (stream.bundle, bool(stream.key.group_by), runtime, role, stream.slots(field))
+            self._feeds.setdefault(stream.key.event, []).append(feed)
 
     # -- input ---------------------------------------------------------------------------
 
@@ -306,7 +307,13 @@ class AlertEngine:
         entries[(runtime, key)] = None
 
     def emit(self, alert: Alert) -> None:
-        """Hand ``alert`` to every action; a failing action is counted, never raised."""
+        """Hand ``alert`` to every action; a failing action is counted, never raised.
+
+        While a tick is evaluated its alerts are held, then delivered in canonical order.
+        """
+        if self._held is not None:
+            self._held.append(alert)
+            return
         if alert.state == "fired":
             self.stats.fired += 1
         else:
@@ -356,20 +363,30 @@ class AlertEngine:
         if tick == self._current_tick:
             self._current_tick = _NEVER
         if lists:
+            feeds = self._feeds
             for name, bundles in lists.items():
-                streams = self._routes[name][2]
-                outputs = bundle_partials(streams, bundles)
-                for stream, partials in zip(streams, outputs, strict=True):
-                    if partials:
-                        for runtime, role, slots in self._readers[id(stream)]:
-                            runtime.receive(tick, role, partials, slots, dirty)
+                for index, grouped, runtime, role, slots in feeds[name]:
+                    part = bundles[index]
+                    runtime.receive(tick, role, part if grouped else {(): part}, slots, dirty)
         if self._agenda_ticks and self._agenda_ticks[0] == tick:
             heapq.heappop(self._agenda_ticks)
             dirty.update(self._agenda.pop(tick))
-        # canonical order, so that the order of arrival within a tick does not show
-        for runtime, key in sorted(dirty, key=_evaluation_order):
-            runtime.evaluate(tick, key, self)
+        held: list[Alert] = []
+        ranked: list[tuple[tuple[int, str], Alert]] = []
+        self._held = held
+        try:
+            for runtime, key in dirty:  # groups are independent: any order gives the same state
+                runtime.evaluate(tick, key, self)
+                if held:
+                    ranked.extend(((runtime.index, repr(key)), alert) for alert in held)
+                    held.clear()
+        finally:
+            self._held = None
+        # alerts in canonical order, so that the order of arrival within a tick does not show
+        ranked.sort(key=_rank)
+        for _, alert in ranked:
+            self.emit(alert)
 
 
-def _evaluation_order(entry: tuple[RuleRuntime, Hashable]) -> tuple[int, str]:
-    return entry[0].index, repr(entry[1])
+def _rank(entry: tuple[tuple[int, str], Alert]) -> tuple[int, str]:
+    return entry[0]

@@ -30,7 +30,6 @@ __all__ = [
     "Stream",
     "StreamKey",
     "build_collector",
-    "bundle_partials",
     "bundles_factory",
 ]
 
@@ -190,14 +189,6 @@ def bundles_factory(streams: Sequence[Stream]) -> Callable[[], list[Any]]:
     source = "lambda: [" + ", ".join(parts) + "]"
     factory: Callable[[], list[Any]] = eval(source, {"_INF": math.inf})  # noqa: S307 (literals only)
     return factory
-
-
-def bundle_partials(streams: Sequence[Stream], state: list[Any]) -> list[dict[Hashable, Partial]]:
-    """Per stream, the ``{group: partial}`` dict of its bundle in ``state``."""
-    dicts: list[dict[Hashable, Partial]] = []
-    for part in state:
-        dicts.append(part if isinstance(part, dict) else {(): part})
-    return [dicts[stream.bundle] for stream in streams]
 
 
 def _group_source(group_by: tuple[str, ...], namespace: dict[str, Any], b: int, safe: bool) -> str:
