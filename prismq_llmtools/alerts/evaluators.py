@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Literal, Protocol
 
 from prismq_llmtools.alerts.alert import Alert, render_message
@@ -141,16 +141,21 @@ class AggregateRuntime(RuleRuntime):
 
     def __init__(self, rule: Rule, index: int, resolution_s: float) -> None:
         super().__init__(rule, index, resolution_s)
-        self._extremes = rule.aggregate in ("min", "max")
-        self._sketch = rule.quantile is not None
-        self._ratio = rule.aggregate == "ratio"
+        aggregate = rule.aggregate
+        self._extremes = aggregate in ("min", "max")
+        self._quantile = rule.quantile
+        self._ratio = aggregate == "ratio"
+        self._is_forecast = aggregate == "forecast"
         self._resolution_s = resolution_s
+        self._min_count = rule.min_count
         condition = rule.condition
-        self._compare = None if condition is None else _COMPARE[condition.op]
-        self._threshold = 0.0 if condition is None else condition.threshold
+        # a forecast fires above its budget
+        self._compare = operator.gt if condition is None else _COMPARE[condition.op]
+        self._threshold = (rule.budget or 0.0) if condition is None else condition.threshold
+        self._value = self._value_reader()
 
     def _new_group(self) -> _Group:
-        main = Window(self.span, extremes=self._extremes, sketch=self._sketch)
+        main = Window(self.span, extremes=self._extremes, sketch=self._quantile is not None)
         return _Group(main, Window(self.span) if self._ratio else None)
 
     def receive(
@@ -161,22 +166,23 @@ class AggregateRuntime(RuleRuntime):
         slots: FieldSlots,
         dirty: Dirty,
     ) -> None:
-        groups, count, n = self.groups, slots.count, slots.n
-        forecast = self.rule.aggregate == "forecast"
+        groups, count, n, sketch = self.groups, slots.count, slots.n, slots.sketch
+        main = role == "main"
         for key, p in partials.items():
-            if not p[count]:  # the group matched another stream of the bundle, not this one
+            hits = p[count]
+            if not hits:  # the group matched another stream of the bundle, not this one
                 continue
             group = groups.get(key)
             if group is None:
                 group = groups[key] = self._new_group()
-            window = group.main if role == "main" else group.other
+            window = group.main if main else group.other
             assert window is not None
             if n is None:
-                window.push(tick, p[count])
+                window.push(tick, hits)
             else:
-                bins = None if slots.sketch is None else p[slots.sketch]
-                window.push(tick, p[count], p[n], p[n + 1], p[n + 2], p[n + 3], bins)
-                if forecast:
+                bins = None if sketch is None else p[sketch]
+                window.push(tick, hits, p[n], p[n + 1], p[n + 2], p[n + 3], bins)
+                if self._is_forecast:
                     period, _ = period_of((tick - 0.5) * self._resolution_s, self.rule.period or "")
                     if group.period != period:
                         group.period, group.period_total = period, 0.0
@@ -185,38 +191,59 @@ class AggregateRuntime(RuleRuntime):
 
     def value(self, group: _Group, tick: int) -> float | None:
         """The rule's aggregate for ``group`` at ``tick`` (windows already expired)."""
-        rule, main = self.rule, group.main
+        return self._value(group, tick)
+
+    def _value_reader(self) -> Callable[[_Group, int], float | None]:
+        rule, min_count = self.rule, self._min_count
         aggregate = rule.aggregate
         if aggregate == "ratio":
-            other = group.other
-            assert other is not None
             assert rule.numerator is not None
             assert rule.denominator is not None
-            if other.count < rule.min_count:
-                return None
-            below = other.total if rule.denominator.field else other.count
-            above = main.total if rule.numerator.field else main.count
-            return above / below if below else None
+            numerator_sums, denominator_sums = rule.numerator.field, rule.denominator.field
+
+            def ratio(group: _Group, tick: int) -> float | None:
+                main, other = group.main, group.other
+                assert other is not None
+                if other.count < min_count:
+                    return None
+                below = other.total if denominator_sums else other.count
+                above = main.total if numerator_sums else main.count
+                return above / below if below else None
+
+            return ratio
         if aggregate == "forecast":
-            return self._forecast(group, tick)
-        if main.count < rule.min_count or main.empty:
-            return None
+            return self._forecast
+        reads: Callable[[Window], float | None]
         if aggregate == "count":
-            return float(main.count)
-        if aggregate == "sum":
-            return main.total
-        if aggregate == "avg":
-            return main.mean
-        if aggregate == "min":
-            return main.minimum
-        if aggregate == "max":
-            return main.maximum
-        if aggregate == "rate":
+            reads = _read_count
+        elif aggregate == "sum":
+            reads = _read_total
+        elif aggregate == "avg":
+            reads = _read_mean
+        elif aggregate == "min":
+            reads = _read_minimum
+        elif aggregate == "max":
+            reads = _read_maximum
+        elif aggregate == "rate":
             assert rule.match is not None
-            return (main.total if rule.match.field else main.count) / rule.window_s
-        quantile = rule.quantile
-        assert quantile is not None
-        return main.quantile(quantile)
+            sums, window_s = rule.match.field, rule.window_s
+
+            def reads(window: Window) -> float | None:
+                return (window.total if sums else window.count) / window_s
+        else:
+            quantile = self._quantile
+            assert quantile is not None
+
+            def reads(window: Window) -> float | None:
+                return window.quantile(quantile)
+
+        def windowed(group: _Group, tick: int) -> float | None:
+            main = group.main
+            if main.count < min_count or main.empty:
+                return None
+            return reads(main)
+
+        return windowed
 
     def _forecast(self, group: _Group, tick: int) -> float:
         period, end = period_of((tick - 0.5) * self._resolution_s, self.rule.period or "")
@@ -228,17 +255,12 @@ class AggregateRuntime(RuleRuntime):
         group = self.groups.get(key)
         if group is None:
             return
-        group.main.expire(tick)
-        if group.other is not None:
-            group.other.expire(tick)
-        value = self.value(group, tick)
-        rule = self.rule
-        if rule.condition is None:  # a forecast: over budget
-            active = value is not None and value > (rule.budget or 0.0)
-        else:
-            assert self._compare is not None
-            active = value is not None and self._compare(value, self._threshold)
-        if active:
+        main, other = group.main, group.other
+        main.expire(tick)
+        if other is not None:
+            other.expire(tick)
+        value = self._value(group, tick)
+        if value is not None and self._compare(value, self._threshold):
             if group.state == INACTIVE:
                 group.state, group.since = PENDING, tick
             if group.state == PENDING:
@@ -257,15 +279,37 @@ class AggregateRuntime(RuleRuntime):
             if group.state == FIRING:
                 self._alert(host, tick, key, "resolved", value)
             group.state = INACTIVE
-        leaves = group.main.leaves_at
-        if group.other is not None and group.other.leaves_at is not None:
-            leaves = group.other.leaves_at if leaves is None else min(leaves, group.other.leaves_at)
+        leaves = main.leaves_at
+        if other is not None:
+            also = other.leaves_at
+            if also is not None and (leaves is None or also < leaves):
+                leaves = also
         if leaves is not None:
             if leaves != group.scheduled:  # usually already on the agenda from the last tick
                 group.scheduled = leaves
                 host.schedule(leaves, self, key)
         elif group.state == INACTIVE and not group.period_total:
             del self.groups[key]
+
+
+def _read_count(window: Window) -> float:
+    return float(window.count)
+
+
+def _read_total(window: Window) -> float:
+    return window.total
+
+
+def _read_mean(window: Window) -> float | None:
+    return window.mean
+
+
+def _read_minimum(window: Window) -> float | None:
+    return window.minimum
+
+
+def _read_maximum(window: Window) -> float | None:
+    return window.maximum
 
 
 class AbsenceRuntime(RuleRuntime):
