@@ -296,7 +296,12 @@ class _Collector:
         self.progress.update(done=self.done, failed=len(self.failures), cost_usd=self.cost_usd)
 
     def finish(
-        self, stop: StopFlag, *, return_exceptions: bool, interrupted: bool = False
+        self,
+        stop: StopFlag,
+        *,
+        return_exceptions: bool,
+        interrupted: bool = False,
+        **extra: Any,
     ) -> list[Any]:
         self.progress.close()
         if self.plan.checkpoint is not None:
@@ -322,6 +327,7 @@ class _Collector:
             "stopped_by": type(stopped).__name__ if stopped is not None else None,
             "interrupted": interrupted or None,
         }
+        fields.update(extra)
         parent = current_call.get()
         if parent is not None:
             fields["parent_id"] = parent.call_id
@@ -356,6 +362,12 @@ def run_batch(
     checkpoint: str | os.PathLike[str] | None = None,
     dry_run: bool = False,
     assumed_latency_s: float = 1.0,
+    mode: str = "calls",
+    client: Any = None,
+    state: str | os.PathLike[str] | None = None,
+    poll_s: float = 30.0,
+    max_requests_per_batch: int = 50_000,
+    max_bytes_per_batch: int = 200 * 1024 * 1024,
 ) -> Any:
     """``f.batch(items, ...)``: call the function once per item; answers in input order.
 
@@ -370,11 +382,36 @@ def run_batch(
             skips them (resume after a crash or Ctrl-C).
         dry_run: return a :class:`BatchEstimate` (tokens, cost, duration) without calling.
         assumed_latency_s: per-request latency assumed by the dry run.
+        mode: ``"calls"`` (call the function per item) or ``"batch_api"`` (submit the items'
+            requests to the OpenAI Batch API: 50% price, results within 24 h; answers are the
+            API's response objects).
+        client: the ``openai.OpenAI`` client the Batch API mode uploads and polls with.
+        state: Batch API mode: a file recording the batch ids; a rerun with it resumes.
+        poll_s: Batch API mode: seconds between polls.
+        max_requests_per_batch, max_bytes_per_batch: Batch API mode: where to split.
 
     Returns:
         The answers in input order (or a :class:`BatchEstimate` for a dry run).
     """
     items = list(items)
+    if mode not in ("calls", "batch_api"):
+        raise ConfigurationError(f"mode must be 'calls' or 'batch_api', got {mode!r}")
+    if mode == "batch_api":
+        from prismq_llmtools.batch_api import run_batch_api
+
+        plan = _plan(func, core, items, max_concurrency=1, progress=progress, checkpoint=None)
+        if dry_run:
+            return _estimate(func, plan, assumed_latency_s)
+        return run_batch_api(
+            func,
+            plan,
+            client=client,
+            return_exceptions=return_exceptions,
+            state=state,
+            poll_s=poll_s,
+            max_requests=max_requests_per_batch,
+            max_bytes=max_bytes_per_batch,
+        )
     options = {
         "max_concurrency": max_concurrency,
         "return_exceptions": return_exceptions,
@@ -422,8 +459,22 @@ async def run_batch_async(
     checkpoint: str | os.PathLike[str] | None = None,
     dry_run: bool = False,
     assumed_latency_s: float = 1.0,
+    **options: Any,
 ) -> Any:
     """``await f.abatch(items, ...)``: the async twin of :func:`run_batch`."""
+    if options.get("mode", "calls") != "calls":
+        return await asyncio.to_thread(
+            run_batch,
+            func,
+            core,
+            items,
+            max_concurrency=max_concurrency,
+            return_exceptions=return_exceptions,
+            progress=progress,
+            dry_run=dry_run,
+            assumed_latency_s=assumed_latency_s,
+            **options,
+        )
     plan = _plan(
         func,
         core,

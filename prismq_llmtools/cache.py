@@ -324,12 +324,15 @@ class CacheAspect(Aspect):
     def leave(self, call: Call, result: Any) -> None:
         if call.cache != "miss":
             return
-        key: str = call.extra["cache_key"]
         reason = _unstorable(call, result)
         if reason is not None:
             self._skip(call, reason)
             self._resolve(call, ABANDONED)
             return
+        self._resolve(call, self._store(call, call.extra["cache_key"], result))
+
+    def _store(self, call: Call, key: str, result: Any) -> Outcome:
+        """Store ``result`` under ``key``; the outcome single-flight waiters receive."""
         entry = Entry(
             value=result,
             created=self._now(),
@@ -344,17 +347,38 @@ class CacheAspect(Aspect):
             blob = encode(entry)
         except Exception as exc:
             self._skip(call, "unpicklable", error=f"{type(exc).__name__}: {exc}"[:300])
-            self._resolve(call, ("ok", entry, None))
-            return
+            return ("ok", entry, None)
         shared = is_immutable(result)
         if _SECRET_BYTES.search(blob):
             events.emit(call, CACHE_ERROR, level="warning", key=key, error="answer holds a secret")
-            self._resolve(call, ("ok", entry, None if shared else blob))
-            return
+            return ("ok", entry, None if shared else blob)
         if len(blob) <= _MEMORY_MAX_BLOB:
             self._memory.put(key, entry, None if shared else blob)
         self._save(call, key, blob)
-        self._resolve(call, ("ok", entry, None if shared else blob))
+        return ("ok", entry, None if shared else blob)
+
+    def peek(self, call: Call) -> tuple[bool, Any]:
+        """``(True, answer)`` when the cache holds ``call``'s answer (used by the Batch API
+        mode, which answers cached items without submitting them); records a hit on ``call``.
+        """
+        if not self.settings.cache_enabled:
+            return False, None
+        bound = self._site.bind(call, call.instance)
+        if self._when is not None and not self._when(bound):
+            return False, None
+        try:
+            key = self.key_of(bound, call.instance)
+        except UnkeyableArgument:
+            return False, None
+        call.extra["cache_key"] = key
+        hit = self._lookup(call, key)
+        return (True, hit.value) if hit is not None else (False, None)
+
+    def store(self, call: Call, result: Any) -> None:
+        """Store the answer of a call answered outside the site (a Batch API result)."""
+        key = call._extra.get("cache_key") if call._extra else None
+        if key is not None and self.settings.cache_enabled:
+            self._store(call, key, result)
 
     def _save(self, call: Call, key: str, blob: bytes) -> None:
         _, disk = self._ready()
