@@ -118,10 +118,14 @@ class AlertEngine:
         for stream in streams.values():
             by_event.setdefault(stream.key.event, []).append(stream)
         for event, event_streams in by_event.items():
+            if event in _IGNORED:  # a rule on alert.* events never sees one
+                continue
             fast = build_collector(event_streams)
             safe = build_collector(event_streams, safe_keys=True)
             self._routes[event] = (fast, safe, event_streams, bundles_factory(event_streams))
         for runtime, role, stream, field in wiring:
+            if stream.key.event not in self._routes:
+                continue
             feed = (stream.bundle, bool(stream.key.group_by), runtime, role, stream.slots(field))
             self._feeds.setdefault(stream.key.event, []).append(feed)
 
@@ -187,75 +191,83 @@ class AlertEngine:
             self.resolution_s,
             self.lateness_s,
         )
-        head_cache, events_seen, late = "", 0, 0
-        base = 0.0
+        # the second of the last schema timestamp, with its dot: () matches no text at all
+        head: str | tuple[()] = ()
+        base, events_seen, late = 0.0, 0, 0
         # engine state in locals, re-read after every call that may change it
-        done, newest, due = self._done, self._newest, self._due
+        done, newest, due, started = self._done, self._newest, self._due, self._started
         current_tick, current = self._current_tick, self._current
         index = -1
-        for index, line in enumerate(lines):
-            try:
-                # the C scanner directly: no whitespace regex, no wrappers
-                event = scan(line, 0)[0] if scan is not None else parse(line)
-            except (StopIteration, ValueError) as exc:
-                if not line.strip():
-                    continue
+        try:
+            for index, line in enumerate(lines):
                 try:
-                    event = json.loads(line)
-                except ValueError:
+                    # the C scanner directly: no whitespace regex, no wrappers
+                    event = scan(line, 0)[0] if scan is not None else parse(line)
+                except (StopIteration, ValueError) as exc:
+                    if not line.strip():
+                        continue
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        if on_malformed is not None:
+                            on_malformed(index, line, f"not JSON: {exc}")
+                        continue
+                if event.__class__ is not dict:
                     if on_malformed is not None:
-                        on_malformed(index, line, f"not JSON: {exc}")
+                        on_malformed(index, line, "not a JSON object")
                     continue
-            if event.__class__ is not dict:
-                if on_malformed is not None:
-                    on_malformed(index, line, "not a JSON object")
-                continue
-            stamp: Any = event.get("timestamp")
-            try:  # the schema's form, computed exactly as parse_event_time does
-                if stamp[19] != "." or stamp[-1] != "Z":
-                    raise ValueError
-                if stamp[:19] != head_cache:
-                    base, head_cache = second_of(stamp[:19]), stamp[:19]
-                moment = base + float(stamp[19:-1])
-            except (TypeError, ValueError, IndexError, KeyError):
-                numeric = parse_event_time(stamp)  # other ISO forms, epoch numbers, or None
-                if numeric is None:
-                    self.stats.no_timestamp += 1
-                    if on_malformed is not None:
-                        on_malformed(index, line, "no valid timestamp")
+                stamp: Any = event.get("timestamp")
+                try:  # the schema's form, computed exactly as parse_event_time does
+                    if stamp[-1] != "Z":
+                        raise ValueError
+                    if not stamp.startswith(head):  # a new second: events come in bursts
+                        if stamp[19] != ".":
+                            raise ValueError
+                        base = second_of(stamp[:19])
+                        head = stamp[:20]
+                    moment = base + float(stamp[19:-1])
+                except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+                    numeric = parse_event_time(stamp)  # other ISO forms, epoch numbers, or None
+                    if numeric is None:
+                        self.stats.no_timestamp += 1
+                        if on_malformed is not None:
+                            on_malformed(index, line, "no valid timestamp")
+                        continue
+                    moment = numeric
+                name: Any = event.get("event")
+                route = routes.get(name)  # the engine's own output is never routed
+                if route is None and name in ignored:
                     continue
-                moment = numeric
-            name: Any = event.get("event")
-            if name in ignored:
-                continue
-            events_seen += 1
-            tick = _ceil(moment / resolution)
-            if tick <= done:
-                late += 1
-                continue
-            if not self._started:
-                self._start(tick)
-                due = self._due
-            route = routes.get(name)
-            if route is not None:
-                if tick != current_tick:
-                    current = self._bucket(tick)
-                    current_tick, due = tick, self._due
-                bundles = current.get(name)
-                if bundles is None:
-                    bundles = current[name] = route[3]()
-                try:
-                    route[0](event, bundles)
-                except TypeError:
-                    route[1](event, bundles)
-            if moment > newest:
-                newest = self._newest = moment
-                if moment > due:
-                    self._advance(_ceil((moment - lateness) / resolution) - 1)
-                    done, due = self._done, self._due
-                    current_tick, current = self._current_tick, self._current
-        self.stats.events += events_seen
-        self.stats.late += late
+                events_seen += 1
+                tick = _ceil(moment / resolution)
+                if tick <= done:
+                    late += 1
+                    continue
+                if not started:
+                    self._start(tick)
+                    started, due = True, self._due
+                if route is not None:
+                    if tick != current_tick:
+                        current = self._bucket(tick)
+                        current_tick, due = tick, self._due
+                    bundles = current.get(name)
+                    if bundles is None:
+                        bundles = current[name] = route[3]()
+                    try:
+                        route[0](event, bundles)
+                    except TypeError:
+                        route[1](event, bundles)
+                if moment > newest:
+                    newest = moment
+                    if moment > due:
+                        self._newest = newest
+                        self._advance(_ceil((moment - lateness) / resolution) - 1)
+                        done, due = self._done, self._due
+                        current_tick, current = self._current_tick, self._current
+        finally:
+            self._newest = newest
+            self.stats.events += events_seen
+            self.stats.late += late
         return index + 1
 
     def advance_to(self, moment: float) -> None:
