@@ -109,10 +109,10 @@ class AlertEngine:
         streams: dict[StreamKey, Stream] = {}
         wiring: list[tuple[RuleRuntime, str, Stream, str | None]] = []
         for runtime in self._runtimes:
-            for match, side, extremes, sketch in runtime.feeds():
+            for match, side, extremes, sketch, counted in runtime.feeds():
                 key = StreamKey(match.event, match.where, runtime.rule.group_by)
                 stream = streams.setdefault(key, Stream(key))
-                stream.need(match.field, extremes=extremes, sketch=sketch)
+                stream.need(match.field, extremes=extremes, sketch=sketch, counted=counted)
                 wiring.append((runtime, side, stream, match.field))
         by_event: dict[str, list[Stream]] = {}
         for stream in streams.values():

@@ -82,17 +82,23 @@ class RuleRuntime:
         )
         self.groups: dict[Hashable, _Group] = {}
 
-    def feeds(self) -> list[tuple[Match, Literal["main", "other"], bool, bool]]:
-        """``(match, role, needs extremes, needs sketch)`` for each stream this rule reads."""
+    def feeds(self) -> list[tuple[Match, Literal["main", "other"], bool, bool, bool]]:
+        """``(match, role, needs extremes, needs sketch, needs n)`` for each stream it reads.
+
+        ``n`` is how many values of the field were numbers; sums, counts and rates do not
+        read it, so streams read only by those do not count it.
+        """
         rule = self.rule
         if rule.numerator is not None and rule.denominator is not None:
             return [
-                (rule.numerator, "main", False, False),
-                (rule.denominator, "other", False, False),
+                (rule.numerator, "main", False, False, False),
+                (rule.denominator, "other", False, False, False),
             ]
         assert rule.match is not None
         extremes = rule.aggregate in ("min", "max")
-        return [(rule.match, "main", extremes, rule.quantile is not None)]
+        sketch = rule.quantile is not None
+        counted = extremes or sketch or rule.aggregate == "avg"
+        return [(rule.match, "main", extremes, sketch, counted)]
 
     def start(self, tick: int, host: Host) -> None:
         """Called once with the tick of the first event the engine sees."""

@@ -26,6 +26,7 @@ OPERATORS: Mapping[str, str] = {
 _COMPARE = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 _OTHER_OPS = frozenset({"eq", "ne", "in", "not_in", "regex", "exists"})
 _NUMBER = (int, float)
+_REMEMBERED = 4096  # regex answers kept per filter
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,8 +116,10 @@ def predicate_source(filters: Sequence[Filter], namespace: dict[str, Any], prefi
             namespace[operand] = flt.value
             terms.append(f"{get} not in {operand}")
         elif flt.op == "regex":
-            namespace[operand] = re.compile(flt.value).search
-            terms.append(f"(({var} := {get}).__class__ is str and {operand}({var}) is not None)")
+            known, decide, seen = f"{prefix}k{i}", f"{prefix}d{i}", f"{prefix}r{i}"
+            namespace[known], namespace[decide] = _remembered_search(flt.value)
+            lookup = f"({seen} if ({seen} := {known}({var})) is not None else {decide}({var}))"
+            terms.append(f"(({var} := {get}).__class__ is str and {lookup})")
         elif flt.op == "exists":
             terms.append(f"{field} in e" if flt.value else f"{field} not in e")
         else:
@@ -124,6 +127,26 @@ def predicate_source(filters: Sequence[Filter], namespace: dict[str, Any], prefi
             compare = f"{var} {_COMPARE[flt.op]} {operand}"
             terms.append(f"(({var} := {get}).__class__ in _NUMBER_TYPES and {compare})")
     return " and ".join(f"({term})" for term in terms)
+
+
+def _remembered_search(
+    pattern: str,
+) -> tuple[Callable[[str], bool | None], Callable[[str], bool]]:
+    """``(known, decide)``: a remembered answer for a text (or None), and the search itself.
+
+    Filtered fields (sites, models) take few values, so a dict lookup replaces most searches;
+    after ``_REMEMBERED`` distinct texts the rest are searched every time.
+    """
+    search = re.compile(pattern).search
+    answers: dict[str, bool] = {}
+
+    def decide(text: str) -> bool:
+        found = search(text) is not None
+        if len(answers) < _REMEMBERED:
+            answers[text] = found
+        return found
+
+    return answers.get, decide
 
 
 def compile_predicate(filters: Sequence[Filter]) -> Callable[[Mapping[str, Any]], bool]:

@@ -10,8 +10,9 @@ aggregate per group is a flat list::
     [count, n_0, sum_0, min_0, max_0, n_1, sum_1, ..., bins_0, ...]
 
 with four slots per numeric field (values that are not ``int``/``float`` are skipped) and one
-quantile-sketch dict per field that some rule reads a percentile of. Streams with the same
-group-by sit side by side in one list per group (see :func:`build_collector`).
+quantile-sketch dict per field that some rule reads a percentile of. Only what some reader
+needs is updated: ``n`` for means, percentiles and min/max, min/max for those alone. Streams
+with the same group-by sit side by side in one list per group (see :func:`build_collector`).
 """
 
 from __future__ import annotations
@@ -63,17 +64,31 @@ class Stream:
     fields: list[str] = field(default_factory=list)
     extremes: set[str] = field(default_factory=set)
     sketched: list[str] = field(default_factory=list)
+    counted: set[str] = field(default_factory=set)  # fields whose numeric values are counted
     offset: int = 0  # where this stream's slots start in its bundle's partial
     bundle: int = 0  # index of its bundle among the event name's bundles
 
-    def need(self, name: str | None, *, extremes: bool = False, sketch: bool = False) -> None:
-        """Register a reader's need for ``name`` (``None``: the count alone)."""
+    def need(
+        self,
+        name: str | None,
+        *,
+        extremes: bool = False,
+        sketch: bool = False,
+        counted: bool = True,
+    ) -> None:
+        """Register a reader's need for ``name`` (``None``: the count alone).
+
+        ``counted``: the reader reads ``n``, the number of numeric values (a mean, a
+        percentile, min/max); left at 0 when no reader does.
+        """
         if name is None:
             return
         if name not in self.fields:
             self.fields.append(name)
         if extremes:
             self.extremes.add(name)
+        if counted:
+            self.counted.add(name)
         if sketch and name not in self.sketched:
             self.sketched.append(name)
 
@@ -150,7 +165,8 @@ def build_collector(streams: Sequence[Stream], *, safe_keys: bool = False) -> Co
             n = slots.n
             assert n is not None
             code.append(f"{pad}if c{j}:")
-            code.append(f"{pad}    {p}[{n}] += 1")
+            if name in stream.counted:
+                code.append(f"{pad}    {p}[{n}] += 1")
             code.append(f"{pad}    {p}[{n + 1}] += v{j}")
             if name in stream.extremes:
                 code.append(f"{pad}    if v{j} < {p}[{n + 2}]: {p}[{n + 2}] = v{j}")
