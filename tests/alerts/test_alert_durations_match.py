@@ -109,3 +109,14 @@ def test_filter_errors(where: dict[str, object], message: str) -> None:
 def test_filter_is_a_value_object() -> None:
     """Filters are frozen and comparable, so identical rules can share work."""
     assert Filter(field="a", op="eq", value=1) == Filter(field="a", op="eq", value=1)
+
+
+def test_regex_answers_stay_right_past_the_remembered_texts() -> None:
+    """A regex filter answers like re.search for repeated texts and for thousands of new ones."""
+    import re
+
+    check = compile_predicate(parse_filters({"site": {"regex": r"^app\.(a|b)\d*$"}}))
+    texts = [f"app.{letter}{i}" for i in range(3000) for letter in "abc"] + ["app.a", "x", "app.b"]
+    for text in texts + texts[::-1]:
+        assert check({"site": text}) == (re.search(r"^app\.(a|b)\d*$", text) is not None)
+    assert not check({"site": ["app.a"]})  # a list is not text (and not hashable)
