@@ -23,6 +23,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+import structlog
+
 from prismq_llmtools import events
 from prismq_llmtools._decorate import attach
 from prismq_llmtools.aspects import Aspect, CacheHit, Pending
@@ -76,6 +78,7 @@ CACHE_SKIP = "llm.cache.skip"
 KeyFunction = Callable[[Mapping[str, Any]], Any]
 Predicate = Callable[[Mapping[str, Any]], bool]
 
+_ZERO = Decimal(0)
 _MEMORY_MAX_BLOB = 1 << 20  # larger answers are served from disk only
 _SECRET_BYTES = re.compile(rb"sk-[A-Za-z0-9_\-]{16,}|Bearer\s+[A-Za-z0-9._\-]{8,}")
 
@@ -210,11 +213,11 @@ class CacheAspect(Aspect):
         except UnkeyableArgument as exc:
             self._skip(call, "unkeyable_argument", error=str(exc))
             return None
-        call.extra["cache_key"] = key
         if mode != "refresh":
             hit = self._lookup(call, key)
             if hit is not None:
                 return hit
+        call.extra["cache_key"] = key  # for leave; not set on hits, to keep them light
         call.cache = "miss"
         self.stats["misses"] += 1
         return self._lead_or_follow(call, key, refresh=mode == "refresh")
@@ -267,19 +270,20 @@ class CacheAspect(Aspect):
         value = entry.value if blob is None or fresh else decode(blob).value
         call.cache = "hit"
         call.usage_source = "cache"
-        call.cost_usd = Decimal(0)
+        call.cost_usd = _ZERO
         call.saved_cost_usd = entry.cost_usd
         call.response_model = entry.response_model
         self.stats["hits"] += 1
-        fields: dict[str, Any] = {"gen_ai.request.model": entry.model}
-        events.emit(
-            call,
-            CACHE_HIT,
-            saved_cost_usd=entry.cost_usd if entry.cost_usd is not None else Decimal(0),
-            layer=layer,
-            age_s=round(max(self._now() - entry.created, 0.0), 3),
-            **fields,
-        )
+        if structlog.is_configured():
+            fields: dict[str, Any] = {"gen_ai.request.model": entry.model}
+            events.emit(
+                call,
+                CACHE_HIT,
+                saved_cost_usd=entry.cost_usd if entry.cost_usd is not None else _ZERO,
+                layer=layer,
+                age_s=round(max(self._now() - entry.created, 0.0), 3),
+                **fields,
+            )
         return CacheHit(value)
 
     def _lead_or_follow(self, call: Call, key: str, *, refresh: bool) -> Pending | CacheHit | None:

@@ -77,31 +77,23 @@ class UnkeyableArgument(LLMToolsError, TypeError):
     """An argument has no stable canonical form; the call bypasses the cache."""
 
 
-class _Tag:
-    """A typed node of the canonical structure; its repr cannot be produced by plain data."""
-
-    __slots__ = ("name", "payload")
-
-    def __init__(self, name: str, payload: object) -> None:
-        self.name = name
-        self.payload = payload
-
-    def __repr__(self) -> str:
-        return f"<{self.name} {self.payload!r}>"
+# The canonical structure is made of str/int/float/bool/None/bytes/complex, lists, tuples,
+# and two kinds of marked tuples whose marker no user value can produce (a user's Ellipsis
+# or NotImplemented is itself turned into a marked tuple): ``(Ellipsis, k1, v1, ...)`` for a
+# dict with str keys, and ``(NotImplemented, kind, payload)`` for anything typed. Its repr
+# is therefore an unambiguous encoding, computed entirely in C.
+_DICT = Ellipsis
+_TAGGED = NotImplemented
 
 
-class _Absent:
-    """An SDK sentinel (``NOT_GIVEN``, ``omit``) or a dropped secret: as if not passed."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<absent>"
+def _tag(name: str, payload: object) -> tuple[Any, ...]:
+    return (_TAGGED, name, payload)
 
 
-_ABSENT = _Absent()
-_VOLATILE = _Tag("volatile", None)
+_ABSENT = _tag("absent", None)  # an SDK sentinel or a dropped secret: as if not passed
+_VOLATILE = _tag("volatile", None)
 _ATOMS = frozenset({str, int, float, bool, type(None), bytes, complex})
+_NUMBERS = frozenset({int, float, bool, type(None)})
 
 
 def _qualname(tp: type) -> str:
@@ -142,24 +134,48 @@ def normalise(value: Any, _depth: int = 0) -> Any:
         raise UnkeyableArgument(f"argument nested deeper than {_MAX_DEPTH} levels (a cycle?)")
     depth = _depth + 1
     if tp is list:
-        return [normalise(v, depth) for v in value]
+        return [v if type(v) in _NUMBERS else normalise(v, depth) for v in value]
     if tp is tuple:
-        return tuple(normalise(v, depth) for v in value)
-    if tp is dict or isinstance(value, Mapping):
-        return _mapping(value, depth, tp)
+        return tuple([normalise(v, depth) for v in value])
+    if tp is dict:
+        return _dict(value, depth)
+    if isinstance(value, Mapping):
+        return _tag(_qualname(tp), _dict(value, depth))
     return _other(value, tp, depth)
 
 
-def _mapping(value: Mapping[Any, Any], depth: int, tp: type) -> _Tag:
+def _dict(value: Mapping[Any, Any], depth: int) -> tuple[Any, ...]:
+    try:
+        keys = sorted(value)
+    except TypeError:  # keys of mixed types
+        return _mixed_dict(value, depth)
+    out: list[Any] = [_DICT]
+    for k in keys:
+        if type(k) is not str:
+            return _mixed_dict(value, depth)
+        v = value[k]
+        tv = type(v)
+        # leaves inline: a function call per message field would double the cost of a key
+        if tv is str:
+            if v.startswith("sk-") and _SECRET.fullmatch(v):
+                continue
+        elif tv not in _ATOMS:
+            v = normalise(v, depth)
+            if v is _ABSENT:
+                continue
+        out.append(k)
+        out.append(v)
+    return tuple(out)
+
+
+def _mixed_dict(value: Mapping[Any, Any], depth: int) -> tuple[Any, ...]:
     items = []
     for k, v in value.items():
         nv = normalise(v, depth)
-        if nv is _ABSENT:
-            continue
-        nk = normalise(k, depth)
-        items.append((repr(nk), nv))
+        if nv is not _ABSENT:
+            items.append((repr(normalise(k, depth)), nv))
     items.sort(key=lambda item: item[0])
-    return _Tag("dict" if tp is dict else _qualname(tp), tuple(items))
+    return _tag("dict", tuple(items))
 
 
 def _other(value: Any, tp: type, depth: int) -> Any:
@@ -168,35 +184,35 @@ def _other(value: Any, tp: type, depth: int) -> Any:
     if _is_volatile(tp):
         return _VOLATILE
     if isinstance(value, enum.Enum):
-        return _Tag(_qualname(tp), normalise(value.value, depth))
+        return _tag(_qualname(tp), normalise(value.value, depth))
     if isinstance(value, set | frozenset):
         members = sorted((normalise(v, depth) for v in value), key=repr)
-        return _Tag("set" if tp in (set, frozenset) else _qualname(tp), tuple(members))
+        return _tag("set" if tp in (set, frozenset) else _qualname(tp), tuple(members))
     bases: tuple[type[Any], ...] = (str, int, float, bytes, list, tuple)
     for base in bases:  # subclasses: keep the type apart
         if isinstance(value, base):
-            return _Tag(_qualname(tp), normalise(base(value), depth))
+            return _tag(_qualname(tp), normalise(base(value), depth))
     dump = getattr(value, "model_dump", None)
     if callable(dump) and hasattr(tp, "model_fields"):  # pydantic: the JSON it would send
-        return _Tag(_qualname(tp), normalise(dump(mode="json", exclude_none=True), depth))
+        return _tag(_qualname(tp), normalise(dump(mode="json", exclude_none=True), depth))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        return _Tag(_qualname(tp), _mapping(fields, depth, dict))
+        return _tag(_qualname(tp), _dict(fields, depth))
     if inspect.isfunction(value) or inspect.ismethod(value):
         return _function(value, depth)
     if isinstance(value, type):
-        return _Tag("type", _qualname(value))
+        return _tag("type", _qualname(value))
     state = getattr(value, "__dict__", None)
     if isinstance(state, dict):
-        return _Tag(_qualname(tp), _mapping(state, depth, dict))
+        return _tag(_qualname(tp), _dict(state, depth))
     try:  # anything else (numpy arrays, ...): its pickled bytes
         blob = pickle.dumps(value, protocol=4)
     except Exception as exc:
         raise UnkeyableArgument(f"cannot key an argument of type {_qualname(tp)}: {exc}") from exc
-    return _Tag(_qualname(tp), hashlib.blake2b(blob, digest_size=16).hexdigest())
+    return _tag(_qualname(tp), hashlib.blake2b(blob, digest_size=16).hexdigest())
 
 
-def _function(value: Any, depth: int) -> _Tag:
+def _function(value: Any, depth: int) -> tuple[Any, ...]:
     bound_self = getattr(value, "__self__", None)
     func = getattr(value, "__func__", value)
     cells = tuple(c.cell_contents for c in func.__closure__ or () if _filled(c))
@@ -207,7 +223,7 @@ def _function(value: Any, depth: int) -> _Tag:
         normalise(func.__defaults__ or (), depth),
         normalise(bound_self, depth) if bound_self is not None else None,
     )
-    return _Tag("function", payload)
+    return _tag("function", payload)
 
 
 def _filled(cell: Any) -> bool:
@@ -245,16 +261,18 @@ def key_of_arguments(identity: str, bound: Mapping[str, Any], instance: Any = No
     Volatile arguments are dropped; for API parameters (``temperature``, ``seed``, ...)
     ``None`` means "not sent" and is dropped too, so the canonical request is what counts.
     """
-    parts = []
-    for name, value in bound.items():
+    parts: list[Any] = [identity]
+    for name in sorted(bound):
         if name in VOLATILE_ARGUMENTS:
             continue
+        value = bound[name]
         if value is None and name in API_PARAMETERS:
             continue
         nv = normalise(value)
         if nv is _ABSENT or nv is _VOLATILE:
             continue
-        parts.append((name, nv))
-    parts.sort(key=lambda item: item[0])
-    self_part = normalise(instance) if instance is not None else None
-    return digest((identity, tuple(parts), self_part))
+        parts.append(name)
+        parts.append(nv)
+    if instance is not None:
+        parts.append(_tag("self", normalise(instance)))
+    return digest(parts)

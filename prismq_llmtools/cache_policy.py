@@ -17,9 +17,8 @@ __all__ = ["CachePolicy", "bypass_cache", "current_mode", "deterministic_only", 
 _mode: ContextVar[str | None] = ContextVar("prismq_llmtools_cache_mode", default=None)
 
 
-def current_mode() -> str | None:
-    """``"bypass"``, ``"refresh"`` or ``None`` for the current thread or task."""
-    return _mode.get()
+current_mode = _mode.get
+"""``current_mode()``: ``"bypass"``, ``"refresh"`` or ``None`` for this thread or task."""
 
 
 @contextmanager

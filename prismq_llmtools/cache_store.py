@@ -247,11 +247,15 @@ class MemoryLayer:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> tuple[Entry, bytes | None] | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
+        # Lock-free: each OrderedDict operation is atomic; a concurrent eviction between
+        # the two is harmless (the entry was found, and is simply no longer recent).
+        item = self._items.get(key)
+        if item is not None:
+            try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
                 self._items.move_to_end(key)
-            return item
+            except KeyError:
+                pass
+        return item
 
     def put(self, key: str, entry: Entry, blob: bytes | None) -> None:
         if self.capacity <= 0:
