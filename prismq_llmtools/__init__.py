@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from prismq_llmtools.batch import batched
+from prismq_llmtools.batch_items import Args
 from prismq_llmtools.budget import token_budgeted
+from prismq_llmtools.cache import bypass_cache, cached, refresh_cache
 from prismq_llmtools.call import Call, Request
 from prismq_llmtools.errors import (
+    BatchError,
+    BatchItemError,
     BudgetExceeded,
     ConfigurationError,
     IncompleteStreamError,
+    ItemNotRun,
     LLMToolsError,
     RateLimitTimeout,
     RequestTooLarge,
@@ -28,10 +34,14 @@ from prismq_llmtools.tracking import cost_tracked, usage_totals
 from prismq_llmtools.usage import Usage
 
 __all__ = [
+    "Args",
+    "BatchError",
+    "BatchItemError",
     "BudgetExceeded",
     "Call",
     "ConfigurationError",
     "IncompleteStreamError",
+    "ItemNotRun",
     "LLMToolsError",
     "RateLimitTimeout",
     "Request",
@@ -40,9 +50,13 @@ __all__ = [
     "UnknownModelError",
     "Usage",
     "VocabularyError",
+    "batched",
+    "bypass_cache",
+    "cached",
     "configure_logging",
     "cost_tracked",
     "rate_limited",
+    "refresh_cache",
     "retried",
     "token_budgeted",
     "usage_totals",
