@@ -9,7 +9,7 @@ from prismq_llmtools import events
 from prismq_llmtools.call import Call
 
 if TYPE_CHECKING:
-    from prismq_llmtools.cost import PriceTable
+    from prismq_llmtools.cost import Price, PriceTable
 
 __all__ = ["UnknownPrice", "cost_call", "price_table", "set_price_table"]
 
@@ -41,6 +41,23 @@ def set_price_table(table: PriceTable | None) -> None:
     global _table
     with _lock:
         _table = table
+        _resolved.clear()
+
+
+_resolved: dict[tuple[int, str], Price | None] = {}
+
+
+def _known_price(table: PriceTable, model: str) -> Price | None:
+    """The table's price for ``model`` (None if unknown), resolved once per model name."""
+    key = (id(table), model)
+    try:
+        return _resolved[key]
+    except KeyError:
+        pass
+    if len(_resolved) > 4096:  # model names are few; bound it anyway
+        _resolved.clear()
+    price = _resolved[key] = table.get(model)
+    return price
 
 
 def cost_call(call: Call, *, unknown: UnknownPrice = "estimate") -> None:
@@ -54,14 +71,15 @@ def cost_call(call: Call, *, unknown: UnknownPrice = "estimate") -> None:
     table = price_table()
     model = candidates[0]
     for candidate in candidates:  # the model that answered, else the one asked for
-        known = table.get(candidate)
+        known = _known_price(table, candidate)
         if known is not None:
             price, model = known, candidate
             break
     else:
         price = table.price_for(model, unknown=unknown)
-    batch = bool(call.extra.get("batch"))
-    tier = call.extra.get("service_tier")
+    extra = call._extra
+    batch = bool(extra and extra.get("batch"))
+    tier = extra.get("service_tier") if extra else None
     cost = cost_of(usage, price, batch=batch, service_tier=tier if isinstance(tier, str) else None)
     call.cost_usd = cost.total_usd
     call.price_known = cost.price_known
