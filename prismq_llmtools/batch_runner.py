@@ -1,8 +1,8 @@
 """Running a batch's calls: bounded concurrency, stop on an exhausted budget, outcomes in.
 
-Sync functions run on joblib's parallel machinery with threads preferred, so
-``joblib.parallel_config(backend=...)`` can move a batch elsewhere (a Dask cluster);
-async functions run as at most ``max_concurrency`` tasks. Every call goes through the
+Sync functions run in a thread pool, or on joblib's parallel machinery when the caller
+chose a backend with ``joblib.parallel_config(backend=...)`` (a Dask cluster, say); async
+functions run as at most ``max_concurrency`` tasks. Every call goes through the
 site, so the rate limiter admits (and delays) each one and the cache answers repeats.
 """
 
@@ -147,6 +147,19 @@ def _remote_runner(func_ref: str, site: str) -> UnitRunner:
     return runner
 
 
+def joblib_backend_configured() -> bool:
+    """Whether the caller chose a backend with ``joblib.parallel_config(backend=...)``."""
+    import sys
+
+    parallel = sys.modules.get("joblib.parallel")
+    if parallel is None:  # joblib.parallel was never imported: nothing was configured
+        return False
+    config = getattr(getattr(parallel, "_backend", None), "config", None)
+    backend = config.get("backend") if isinstance(config, dict) else None
+    defaults = getattr(parallel, "default_parallel_config", {})
+    return backend is not None and backend is not defaults.get("backend")
+
+
 def run_sync(
     runner: UnitRunner,
     units: Iterable[Unit],
@@ -154,7 +167,44 @@ def run_sync(
     max_concurrency: int,
     on_outcome: Callable[[Outcome], None],
 ) -> None:
-    """Run every unit with at most ``max_concurrency`` in flight (joblib, threads preferred)."""
+    """Run every unit with at most ``max_concurrency`` in flight.
+
+    Threads by default; on joblib's backend when ``joblib.parallel_config`` names one.
+    """
+    if joblib_backend_configured():
+        _run_joblib(runner, units, max_concurrency=max_concurrency, on_outcome=on_outcome)
+        return
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    pending = iter(units)
+    pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="prismq-batch")
+    running: set[Future[Outcome]] = set()
+    try:
+        for unit in pending:  # fill the pool, then refill one per completion: no polling
+            running.add(pool.submit(runner, unit))
+            if len(running) >= max_concurrency:
+                break
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                on_outcome(future.result())
+                unit = next(pending, None)
+                if unit is not None:
+                    running.add(pool.submit(runner, unit))
+    except BaseException as exc:  # Ctrl-C: no new unit starts; running ones finish
+        runner.stop.set(exc)
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_joblib(
+    runner: UnitRunner,
+    units: Iterable[Unit],
+    *,
+    max_concurrency: int,
+    on_outcome: Callable[[Outcome], None],
+) -> None:
     from joblib import Parallel, delayed
 
     parallel = Parallel(n_jobs=max_concurrency, prefer="threads", return_as="generator_unordered")
@@ -162,7 +212,7 @@ def run_sync(
     try:
         for outcome in outcomes:
             on_outcome(outcome)
-    except BaseException as exc:  # Ctrl-C: no new unit starts; running ones finish
+    except BaseException as exc:
         runner.stop.set(exc)
         raise
     finally:

@@ -355,12 +355,14 @@ def test_progress_bar_on_request(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_joblib_parallel_config_chooses_the_backend() -> None:
-    """Sync batches run on joblib's machinery: a ``parallel_config`` backend is honoured."""
+    """By default a thread pool of ours; with ``parallel_config(backend=...)``, joblib's."""
 
     @batched(max_concurrency=2)
-    def ident(x: int) -> str:
+    def where(x: int) -> str:
         return threading.current_thread().name
 
+    assert all(name.startswith("prismq-batch") for name in where.batch(range(4)))
     with joblib.parallel_config(backend="threading"):
-        names = ident.batch(range(4))
-    assert all(name != threading.main_thread().name for name in names)
+        names = where.batch(range(4))
+    assert not any(name.startswith("prismq-batch") for name in names)
+    assert threading.main_thread().name not in names
