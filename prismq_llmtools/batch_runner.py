@@ -188,9 +188,9 @@ def run_sync(
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 on_outcome(future.result())
-                unit = next(pending, None)
-                if unit is not None:
-                    running.add(pool.submit(runner, unit))
+                following = next(pending, None)
+                if following is not None:
+                    running.add(pool.submit(runner, following))
     except BaseException as exc:  # Ctrl-C: no new unit starts; running ones finish
         runner.stop.set(exc)
         raise
