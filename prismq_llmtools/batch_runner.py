@@ -95,18 +95,21 @@ class UnitRunner:
     def __call__(self, unit: Unit) -> Outcome:
         if self.stop.reason is not None:
             return Outcome(unit, "not_run", self.stop.reason, None)
-        context = self.context.copy() if self.context is not None else contextvars.Context()
-        return context.run(self._call, unit)
+        if self.context is not None:  # our threads: run in the caller's context (nesting)
+            return self.context.copy().run(self._call, unit)
+        return self._call(unit)  # a joblib backend's worker: keep the worker's own context
 
     def _call(self, unit: Unit) -> Outcome:
         box = ItemBox(self.site, self.parent)
-        item_box.set(box)
+        token = item_box.set(box)
         try:
             value = self.func(*unit.args, **unit.kwargs)
         except Exception as exc:
             if is_stop_error(exc):
                 self.stop.set(exc)
             return Outcome(unit, "error", exc, box)
+        finally:
+            item_box.reset(token)
         return Outcome(unit, "ok", value, box)
 
     async def acall(self, unit: Unit, *, in_thread: bool) -> Outcome:
@@ -207,6 +210,10 @@ def _run_joblib(
 ) -> None:
     from joblib import Parallel, delayed
 
+    # Backends run items in their own workers (and Dask relies on the worker's context):
+    # items are not nested under the caller's Call there.
+    runner.context = None
+    runner.parent = None
     parallel = Parallel(n_jobs=max_concurrency, prefer="threads", return_as="generator_unordered")
     outcomes = parallel(delayed(runner)(unit) for unit in units)
     try:
