@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -53,6 +54,8 @@ class RateHeaders:
     reset_requests_s: float | None = None
     reset_tokens_s: float | None = None
 
+
+_rollup_lock = threading.Lock()
 
 # A process-unique prefix plus a counter: unique ids without paying for uuid4 on every call.
 _ID_PREFIX = os.urandom(4).hex()
@@ -175,16 +178,17 @@ class Call:
         return (self.cost_usd or Decimal(0)) + self.rollup_cost_usd
 
     def roll_up_into_parent(self) -> None:
-        """Add this invocation's totals to the enclosing one."""
+        """Add this invocation's totals to the enclosing one (children may finish in threads)."""
         parent = self.parent
         if parent is None:
             return
         total = self.total_usage()
-        if total is not None:
-            parent.rollup_usage = (
-                total if parent.rollup_usage is None else parent.rollup_usage + total
-            )
-        parent.rollup_cost_usd += self.total_cost_usd()
+        cost = self.total_cost_usd()
+        with _rollup_lock:
+            if total is not None:
+                rolled = parent.rollup_usage
+                parent.rollup_usage = total if rolled is None else rolled + total
+            parent.rollup_cost_usd += cost
 
 
 current_call: ContextVar[Call | None] = ContextVar("prismq_llmtools_current_call", default=None)
