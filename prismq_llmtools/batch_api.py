@@ -24,6 +24,7 @@ from prismq_llmtools import events
 from prismq_llmtools.cache_key import digest
 from prismq_llmtools.call import Call
 from prismq_llmtools.errors import BatchItemError, ConfigurationError
+from prismq_llmtools.openai.responses import response_from_body
 
 if TYPE_CHECKING:
     from prismq_llmtools._site import SiteCore
@@ -234,25 +235,7 @@ def to_answer(endpoint: str | None, record: Mapping[str, Any]) -> tuple[Any, Bas
             status_code=status,
             code=detail.get("code"),
         )
-    return _parse(endpoint, body), None
-
-
-def _parse(endpoint: str | None, body: Mapping[str, Any]) -> Any:
-    # The response types are the openai package's own (imported only in this mode, where
-    # the caller has handed us an openai client anyway).
-    if endpoint == "chat":
-        from openai.types.chat import ChatCompletion
-
-        return ChatCompletion.model_validate(body)
-    if endpoint == "embeddings":
-        from openai.types import CreateEmbeddingResponse
-
-        return CreateEmbeddingResponse.model_validate(body)
-    if endpoint == "responses":
-        from openai.types.responses import Response
-
-        return Response.model_validate(body)
-    return dict(body)
+    return response_from_body(endpoint, body), None
 
 
 def run_batch_api(
