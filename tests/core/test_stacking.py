@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import tempfile
 import random
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
