@@ -5,6 +5,12 @@ with time in ``((k-1) * resolution, k * resolution]``. A window of ``span`` tick
 tick ``k`` covers buckets ``k - span + 1 .. k``, which is exactly the events in
 ``(t - window, t]``. Each bucket enters once and leaves once, so updates are O(1) amortised
 and memory is bounded by the window, not by the history.
+
+A window keeps at most :data:`MAX_BUCKETS` buckets, so that its memory does not grow with
+its length either: a window longer than that many ticks (an hour at the default 1 s tick)
+merges ticks into blocks of ``grain = ceil(span / MAX_BUCKETS)`` ticks, aligned on multiples
+of ``grain``, and a block leaves the window only when its last tick does. Such a window covers
+at least its length and at most ``grain - 1`` ticks more (24 h + 23 s for a 1-day window).
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from collections import deque
 
 from prismq_llmtools.alerts.sketch import SlidingSketch
 
-__all__ = ["Window"]
+__all__ = ["MAX_BUCKETS", "Window"]
 
 _INF = float("inf")
+MAX_BUCKETS = 3600
+"""Buckets a window keeps at most; longer windows merge ticks (see the module docstring)."""
 
 
 class Window:
@@ -30,14 +38,23 @@ class Window:
         "_highs",
         "_lows",
         "count",
+        "grain",
         "n",
         "sketch",
         "span",
         "total",
     )
 
-    def __init__(self, span: int, *, extremes: bool = False, sketch: bool = False) -> None:
+    def __init__(
+        self,
+        span: int,
+        *,
+        extremes: bool = False,
+        sketch: bool = False,
+        max_buckets: int = MAX_BUCKETS,
+    ) -> None:
         self.span = span
+        self.grain = -(-span // max_buckets)  # ticks per bucket: 1 up to max_buckets ticks
         self._buckets: deque[tuple[int, int, int, float, dict[int, int] | None]] = deque()
         self.count = 0
         self.n = 0
@@ -57,7 +74,10 @@ class Window:
         bins: dict[int, int] | None = None,
     ) -> None:
         """Add the partial aggregate of bucket ``tick`` (ticks must not decrease)."""
-        self._buckets.append((tick, count, n, total, bins))
+        if self.grain == 1:
+            self._buckets.append((tick, count, n, total, bins))
+        else:
+            tick = self._merge(tick, count, n, total, bins)
         self.count += count
         self.n += n
         self.total += total
@@ -71,6 +91,25 @@ class Window:
             highs.append((tick, high))
         if bins and self.sketch is not None:
             self.sketch.add(bins)
+
+    def _merge(
+        self, tick: int, count: int, n: int, total: float, bins: dict[int, int] | None
+    ) -> int:
+        """Add to the bucket of ``tick``'s block; return the block's last tick."""
+        grain, buckets = self.grain, self._buckets
+        block = -(-tick // grain) * grain
+        if buckets and buckets[-1][0] == block:
+            _, held_count, held_n, held_total, held_bins = buckets.pop()
+            count, n, total = held_count + count, held_n + n, held_total + total
+            if held_bins and bins:  # a new dict: the partial's bins may be read by other rules
+                merged = dict(held_bins)
+                for index, hits in bins.items():
+                    merged[index] = merged.get(index, 0) + hits
+                bins = merged
+            else:
+                bins = held_bins or bins
+        buckets.append((block, count, n, total, bins))
+        return block
 
     def expire(self, tick: int) -> None:
         """Drop the buckets that are outside the window evaluated at ``tick``."""

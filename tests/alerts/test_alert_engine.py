@@ -336,3 +336,15 @@ def test_line_and_event_paths_read_the_same_times() -> None:
         ("fired", 3),  # 02.25 and the epoch number 03.0 are in tick 3
     ]
     assert by_lines == by_events
+
+
+def test_windows_longer_than_an_hour_move_in_blocks() -> None:
+    """A 2 h window (7200 ticks > 3600) keeps 2-tick blocks: an event at t=1 leaves at 7202."""
+    text = RULE + 'aggregate = "sum"\nfield = "x"\nwindow = "2h"\ncondition = "> 0"'
+    assert brief(run_rules(text, [(1, {"x": 1.0})], end=8000)) == [
+        ("fired", 1.0, 1.0),
+        ("resolved", 7202.0, None),
+    ]
+    # an hour is exact: it leaves at 1 + 3600
+    text = text.replace('"2h"', '"1h"')
+    assert brief(run_rules(text, [(1, {"x": 1.0})], end=8000))[-1] == ("resolved", 3601.0, None)

@@ -104,3 +104,43 @@ def test_sliding_sketch_agrees_with_a_fresh_sort(
                 merged[index] = merged.get(index, 0) + hits
         assert sketch.counts == merged
         assert sketch.quantile(total, q) == quantile_of(merged, total, q)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.lists(values, min_size=1, max_size=3)), max_size=80),
+    st.integers(5, 24),
+)
+def test_long_window_merges_ticks_into_blocks(
+    steps: list[tuple[int, list[float]]], span: int
+) -> None:
+    """Past max_buckets a window holds blocks of ticks, each kept until its last tick leaves."""
+    grain = -(-span // 4)
+    window = Window(span, extremes=True, sketch=True, max_buckets=4)
+    history: list[tuple[int, list[float], dict[int, int]]] = []
+    passed: list[dict[int, int]] = []  # partials' bins may be shared by rules: never modified
+    tick = 0
+    for gap, bucket in steps:
+        tick += gap
+        if not history or history[-1][0] != tick:
+            bins: dict[int, int] = {}
+            for value in bucket:
+                bins[bin_of(value)] = bins.get(bin_of(value), 0) + 1
+            history.append((tick, bucket, dict(bins)))
+            passed.append(bins)
+            low, high, n = min(bucket), max(bucket), len(bucket)
+            window.push(tick, n, n, sum(bucket), low, high, bins)
+        window.expire(tick)
+        # a tick's values stay while the last tick of its block is inside the window
+        kept = [(b, c) for k, b, c in history if -(-k // grain) * grain > tick - span]
+        inside = [v for b, _ in kept for v in b]
+        assert window.count == len(inside)
+        assert math.isclose(window.total, sum(inside), rel_tol=1e-9, abs_tol=1e-3)
+        assert window.minimum == (min(inside) if inside else None)
+        assert window.maximum == (max(inside) if inside else None)
+        merged: dict[int, int] = {}
+        for _, counts in kept:
+            for index, hits in counts.items():
+                merged[index] = merged.get(index, 0) + hits
+        assert window.quantile(0.9) == quantile_of(merged, len(inside), 0.9)
+        assert len(window._buckets) <= 5
+    assert passed == [counts for _, _, counts in history]
