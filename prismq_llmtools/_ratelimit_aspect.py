@@ -230,12 +230,26 @@ class RateLimitAspect(Aspect):
     def _costs(self, call: Call) -> list[float]:
         tokens = 0.0
         if self._counts_tokens:
-            from prismq_llmtools.estimate import ensure_estimate
-
-            estimate = ensure_estimate(call)
-            if estimate is not None:
-                tokens = float(estimate.prompt_tokens + (estimate.completion_cap or 0))
+            tokens = float(self._tokens(call))
         return [tokens if s.name.startswith("tokens") else 1.0 for s in self._specs]
+
+    def _tokens(self, call: Call) -> int:
+        """The prompt as the server counts it at admission, plus the completion cap."""
+        from prismq_llmtools.estimate import ensure_estimate
+
+        estimate = ensure_estimate(call)
+        if estimate is None:
+            return 0
+        limit: RateLimit = self.settings
+        prompt = estimate.prompt_tokens
+        if limit.count != "tokens":
+            from prismq_llmtools.openai.admission import character_estimate
+
+            body = call.request.body if call.request is not None else {}
+            strings = [v for v in (*call.args, *call.kwargs.values()) if isinstance(v, str)]
+            chars = character_estimate(body, strings)
+            prompt = chars if limit.count == "chars" else max(prompt, chars)
+        return prompt + (estimate.completion_cap or 0)
 
     def _declare(self, call: Call, key: str) -> None:
         if key not in self._declared:

@@ -20,7 +20,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BucketSpec", "KeyState", "Refusal", "Ticket"]
+__all__ = [
+    "NEVER",
+    "REORDER_WINDOW_S",
+    "SEND_WINDOW_S",
+    "BucketSpec",
+    "KeyState",
+    "Refusal",
+    "Ticket",
+]
+
+REORDER_WINDOW_S = 0.5
+"""Requests started this much before another may still reach the server after it."""
+
+SEND_WINDOW_S = 1.0
+"""The server admits a request at most this long after its start, or before its answer."""
+
+NEVER = -1e300
+"""A time before any clock's: a bucket full since then is full now, on any clock."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +73,8 @@ class Ticket:
     """Each bucket's cumulative charges just after this admission."""
     wait_s: float = 0.0
     """How long the holder had to wait when admitted."""
+    seq: int = 0
+    """The key's admission number of this ticket."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +88,17 @@ class Refusal:
 class KeyState:
     """The state of one key's buckets, and the operations on it (all O(buckets))."""
 
-    __slots__ = ("charged", "inflight", "last_start", "pause_until", "shift_s", "tats")
+    __slots__ = ("charged", "inflight", "last_start", "pause_until", "seq", "shift_s", "tats")
 
     def __init__(self, buckets: int) -> None:
-        self.tats = [0.0] * buckets
+        self.tats = [NEVER] * buckets
         self.charged = [0.0] * buckets
-        self.last_start = 0.0
-        self.pause_until = 0.0
+        self.last_start = NEVER
+        self.pause_until = NEVER
         self.shift_s = 0.0
+        self.seq = 0
         self.inflight: dict[str, list[float]] = {}
-        """Admitted, unanswered requests: id -> [expires_at, cost per bucket...]."""
+        """Admitted, unanswered requests: id -> [expires_at, start, seq, cost per bucket...]."""
 
     # -- queries ---------------------------------------------------------------------
 
@@ -122,10 +142,18 @@ class KeyState:
             self.tats[i] = max(self.tats[i], start) + cost / spec.rate_per_s
             self.charged[i] += cost
         self.last_start = start
+        self.seq += 1
         self._expire(now)
-        self.inflight[ticket_id] = [start + ttl_s, *costs]
+        self.inflight[ticket_id] = [start + ttl_s, start, float(self.seq), *costs]
         return Ticket(
-            ticket_id, start, bucket, tuple(costs), self.shift_s, tuple(self.charged), start - now
+            ticket_id,
+            start,
+            bucket,
+            tuple(costs),
+            self.shift_s,
+            tuple(self.charged),
+            start - now,
+            self.seq,
         )
 
     def feedback(
@@ -138,13 +166,16 @@ class KeyState:
         refund: Sequence[float] = (),
         pause_s: float = 0.0,
         follow_down: bool = True,
+        reorder_s: float = REORDER_WINDOW_S,
     ) -> list[float]:
         """What happened to ``ticket``'s request, applied in one step.
 
         Args:
-            deficits: per bucket, what the server says is spent and not yet refilled
-                (``None``: it did not say); the bucket then follows the server, counting
-                on top every request admitted here that the server may not have seen.
+            deficits: per bucket, what the server had spent and not yet refilled when it
+                admitted this request (``None``: it did not say). The bucket then follows
+                the server from this request's start, counting on top every request
+                admitted after it, and those admitted up to ``reorder_s`` before it and
+                still unanswered (they may have reached the server after it).
             follow_down: also follow the server when it reports more room than we count
                 (off when running below the limit on purpose, with headroom).
             refund: per bucket, an amount to give back (the request never reached the
@@ -159,7 +190,7 @@ class KeyState:
         self._expire(now)
         for i, deficit in enumerate(deficits):
             if deficit is not None:
-                self._follow(specs[i], i, deficit, now, follow_down)
+                self._follow(specs[i], i, ticket, deficit, now, follow_down, reorder_s)
         for i, amount in enumerate(refund):
             if amount > 0:
                 self._refund(specs[i], i, ticket, min(amount, ticket.costs[i]))
@@ -167,12 +198,29 @@ class KeyState:
             self._pause(now + pause_s, now)
         return [b - self.level(specs, i, now) for i, b in enumerate(before)]
 
-    def _follow(self, spec: BucketSpec, i: int, deficit: float, now: float, down: bool) -> None:
-        # Requests admitted here and not answered yet may be unknown to the server: count
-        # them on top (a few counted twice only makes the estimate safer).
-        pending = sum(record[1 + i] for record in self.inflight.values())
+    def _follow(
+        self,
+        spec: BucketSpec,
+        i: int,
+        ticket: Ticket,
+        deficit: float,
+        now: float,
+        down: bool,
+        reorder_s: float,
+    ) -> None:
+        # The server stated its deficit when it admitted this request: after its start,
+        # before its answer, and (a slow answer does not make the headers newer) within
+        # SEND_WINDOW_S of its start; assume the latest. Since then it has seen, at most,
+        # what we admitted after it, plus what we sent just before it that arrived late.
+        started = min(now, ticket.start + (self.shift_s - ticket.shift_s) + SEND_WINDOW_S)
+        later = self.charged[i] - ticket.charged[i]
+        late = sum(
+            record[3 + i]
+            for record in self.inflight.values()
+            if record[2] < ticket.seq and record[1] >= ticket.start - reorder_s
+        )
         deficit = min(max(deficit, 0.0), spec.capacity)
-        estimate = now + (deficit + pending) / spec.rate_per_s
+        estimate = started + (deficit + later + late) / spec.rate_per_s
         empty = max(now, self.last_start) + spec.capacity / spec.rate_per_s
         estimate = min(estimate, empty)  # a level never drops below zero
         self.tats[i] = estimate if down else max(self.tats[i], estimate)
@@ -209,6 +257,7 @@ class KeyState:
             "last_start": self.last_start,
             "pause_until": self.pause_until,
             "shift_s": self.shift_s,
+            "seq": self.seq,
             "inflight": self.inflight,
         }
 
@@ -223,5 +272,6 @@ class KeyState:
         state.last_start = float(data["last_start"])
         state.pause_until = float(data["pause_until"])
         state.shift_s = float(data["shift_s"])
+        state.seq = int(data.get("seq", 0))
         state.inflight = {str(k): [float(x) for x in v] for k, v in data["inflight"].items()}
         return state

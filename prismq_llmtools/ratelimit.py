@@ -29,6 +29,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 Reconcile = Literal["server", "refund"]
+Count = Literal["max", "tokens", "chars"]
 StoreErrorPolicy = Literal["raise", "allow"]
 _PERIODS = (("rpm", "requests", 60.0), ("tpm", "tokens", 60.0))
 _DAILY = (("rpd", "requests_day", 86_400.0), ("tpd", "tokens_day", 86_400.0))
@@ -47,6 +48,10 @@ class RateLimit:
         headroom: run at this fraction of the limits (e.g. 0.9 leaves 10% to others).
         timeout_s: longest wait for admission; beyond it ``RateLimitTimeout`` (raised as
             soon as the wait is known). ``None``: wait as long as needed.
+        count: how a prompt is counted at admission: ``tokens`` (tiktoken, OpenAI's chat
+            rules), ``chars`` (OpenAI's admission estimate, characters / 4), or ``max``
+            (the default: the larger, so neither accounting finds us over the limit);
+            the completion cap is added to each.
         reconcile: after a call, ``server`` keeps the admission charge, as OpenAI does, and
             follows the server's ``x-ratelimit-*`` headers; ``refund`` also gives back the
             unused part of the completion cap (for servers that count actual usage).
@@ -64,6 +69,7 @@ class RateLimit:
     burst: float = 0.9
     headroom: float = 1.0
     timeout_s: float | None = None
+    count: Count = "max"
     reconcile: Reconcile = "server"
     follow_headers: bool = True
     key: str | None = None
@@ -88,6 +94,10 @@ class RateLimit:
             not isinstance(self.timeout_s, int | float) or self.timeout_s < 0
         ):
             raise ConfigurationError(f"timeout_s must be >= 0 or None, got {self.timeout_s!r}")
+        if self.count not in ("max", "tokens", "chars"):
+            raise ConfigurationError(
+                f"count must be 'max', 'tokens' or 'chars', got {self.count!r}"
+            )
         if self.reconcile not in ("server", "refund"):
             raise ConfigurationError(
                 f"reconcile must be 'server' or 'refund', got {self.reconcile!r}"
@@ -128,6 +138,7 @@ def rate_limited(
     burst: float = 0.9,
     headroom: float = 1.0,
     timeout_s: float | None = None,
+    count: Count = "max",
     reconcile: Reconcile = "server",
     follow_headers: bool = True,
     key: str | KeyFunction | None = None,
@@ -148,8 +159,8 @@ def rate_limited(
     a request that never reached the server is refunded.
 
     Args:
-        rpm, tpm, rpd, tpd, burst, headroom, timeout_s, reconcile, follow_headers,
-            store, on_store_error: see :class:`RateLimit`.
+        rpm, tpm, rpd, tpd, burst, headroom, timeout_s, count, reconcile,
+            follow_headers, store, on_store_error: see :class:`RateLimit`.
         key: the bucket key: a string, or ``Call -> str``; default the request's model.
         registry: where buckets live (default: the process's :data:`default_registry`).
         clock: the clock waits are slept on (tests pass a ``FakeClock``).
@@ -163,6 +174,7 @@ def rate_limited(
         burst=burst,
         headroom=headroom,
         timeout_s=timeout_s,
+        count=count,
         reconcile=reconcile,
         follow_headers=follow_headers,
         key=key if isinstance(key, str) else None,

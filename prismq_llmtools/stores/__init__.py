@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from prismq_llmtools.bucket import REORDER_WINDOW_S
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError
 
@@ -68,6 +69,7 @@ class StateStore(Protocol):
         refund: Sequence[float] = (),
         pause_s: float = 0.0,
         follow_down: bool = True,
+        reorder_s: float = REORDER_WINDOW_S,
     ) -> list[float]:
         """Apply what happened to ``ticket``'s request (see :meth:`KeyState.feedback`)."""
         ...

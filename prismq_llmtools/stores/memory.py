@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from prismq_llmtools.bucket import BucketSpec, KeyState, Refusal, Ticket
+from prismq_llmtools.bucket import REORDER_WINDOW_S, BucketSpec, KeyState, Refusal, Ticket
 from prismq_llmtools.budget_ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
 from prismq_llmtools.clock import Clock
 
@@ -94,6 +94,7 @@ class MemoryStore:
         refund: Sequence[float] = (),
         pause_s: float = 0.0,
         follow_down: bool = True,
+        reorder_s: float = REORDER_WINDOW_S,
     ) -> list[float]:
         with self._lock:
             return self._key(key, specs, clock).feedback(
@@ -104,6 +105,7 @@ class MemoryStore:
                 refund=refund,
                 pause_s=pause_s,
                 follow_down=follow_down,
+                reorder_s=reorder_s,
             )
 
     def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:

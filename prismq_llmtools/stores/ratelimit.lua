@@ -1,8 +1,8 @@
 -- Rate-limit buckets of one key, atomically: the same math as prismq_llmtools/bucket.py.
 --
 -- KEYS[1]  hash: n (bucket names), t<i> tat, c<i> charged, ls last start, pu pause until,
---          sh pause shift
--- KEYS[2]  hash: admitted, unanswered requests: id -> "expires,cost1,cost2,..."
+--          sh pause shift, sq admissions so far
+-- KEYS[2]  hash: admitted, unanswered requests: id -> "expires,start,seq,cost1,cost2,..."
 -- ARGV     op, now ('' = this server's TIME), n, then n x (name, capacity, burst, rate),
 --          then the operation's own arguments.
 -- Numbers travel as strings written with %.17g, which round-trip doubles exactly.
@@ -42,12 +42,13 @@ if h['n'] ~= signature then -- a new key, or one declared with other buckets: st
 end
 local tats, charged = {}, {}
 for i = 1, n do
-  tats[i] = tonumber(h['t' .. i] or '0')
+  tats[i] = tonumber(h['t' .. i] or '-1e300')
   charged[i] = tonumber(h['c' .. i] or '0')
 end
-local last_start = tonumber(h['ls'] or '0')
-local pause_until = tonumber(h['pu'] or '0')
+local last_start = tonumber(h['ls'] or '-1e300')
+local pause_until = tonumber(h['pu'] or '-1e300')
 local shift = tonumber(h['sh'] or '0')
+local seq = tonumber(h['sq'] or '0')
 
 local function level(i)
   return cap[i] - rate[i] * math.max(0, tats[i] - math.max(now, last_start))
@@ -76,7 +77,9 @@ local function live_inflight() -- drops expired records, returns the others
 end
 
 local function save()
-  local fields = { 'n', signature, 'ls', fmt(last_start), 'pu', fmt(pause_until), 'sh', fmt(shift) }
+  local fields = {
+    'n', signature, 'ls', fmt(last_start), 'pu', fmt(pause_until), 'sh', fmt(shift), 'sq', fmt(seq),
+  }
   local horizon = math.max(last_start, pause_until)
   for i = 1, n do
     fields[#fields + 1] = 't' .. i
@@ -117,14 +120,15 @@ if op == 'admit' then
     charged[i] = charged[i] + costs[i]
   end
   last_start = start
+  seq = seq + 1
   live_inflight()
-  local record = { fmt(start + ttl) }
+  local record = { fmt(start + ttl), fmt(start), fmt(seq) }
   for i = 1, n do
     record[#record + 1] = fmt(costs[i])
   end
   redis.call('HSET', KEYS[2], ticket_id, table.concat(record, ','))
   save()
-  local out = { '1', fmt(start), bucket, fmt(shift), fmt(start - now) }
+  local out = { '1', fmt(start), bucket, fmt(shift), fmt(start - now), fmt(seq) }
   for i = 1, n do
     out[#out + 1] = fmt(charged[i])
   end
@@ -149,9 +153,13 @@ if op == 'levels' then
 end
 
 if op == 'feedback' then
-  -- ticket id, n costs, n charged, n deficits ('' = none), n refunds, pause_s, follow_down
+  -- ticket id, start, shift, seq, reorder_s, send window, n costs, n charged, n deficits ('' = none),
+  -- n refunds, pause_s, follow_down
   local ticket_id = ARGV[a]
-  a = a + 1
+  local ticket_start, ticket_shift = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local ticket_seq, reorder = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local send_window = tonumber(ARGV[a + 5])
+  a = a + 6
   local costs, ticket_charged, deficits, refunds = {}, {}, {}, {}
   for i = 1, n do costs[i] = tonumber(ARGV[a + i - 1]) end
   a = a + n
@@ -167,14 +175,18 @@ if op == 'feedback' then
   for i = 1, n do before[i] = level(i) end
   redis.call('HDEL', KEYS[2], ticket_id)
   local live = live_inflight()
+  local started = math.min(now, ticket_start + (shift - ticket_shift) + send_window)
   for i = 1, n do
     if deficits[i] ~= nil then
-      local pending = 0
+      local later = charged[i] - ticket_charged[i]
+      local late = 0
       for _, record in ipairs(live) do
-        pending = pending + record[1 + i]
+        if record[3] < ticket_seq and record[2] >= ticket_start - reorder then
+          late = late + record[3 + i]
+        end
       end
       local deficit = math.min(math.max(deficits[i], 0), cap[i])
-      local estimate = now + (deficit + pending) / rate[i]
+      local estimate = started + (deficit + later + late) / rate[i]
       local empty = math.max(now, last_start) + cap[i] / rate[i]
       estimate = math.min(estimate, empty)
       if down then

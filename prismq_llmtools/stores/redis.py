@@ -15,7 +15,7 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from prismq_llmtools.bucket import BucketSpec, Refusal, Ticket
+from prismq_llmtools.bucket import REORDER_WINDOW_S, SEND_WINDOW_S, BucketSpec, Refusal, Ticket
 from prismq_llmtools.budget_ledger import BudgetLine, BudgetStatus, Crossing, Denial, Unit
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError, StateStoreError
@@ -109,8 +109,9 @@ class RedisStore:
             bucket=out[2],
             costs=tuple(float(c) for c in costs),
             shift_s=float(out[3]),
-            charged=tuple(float(x) for x in out[5:]),
+            charged=tuple(float(x) for x in out[6:]),
             wait_s=float(out[4]),
+            seq=int(out[5]),
         )
 
     def wait_s(
@@ -130,12 +131,18 @@ class RedisStore:
         refund: Sequence[float] = (),
         pause_s: float = 0.0,
         follow_down: bool = True,
+        reorder_s: float = REORDER_WINDOW_S,
     ) -> list[float]:
         n = len(specs)
         padded_deficits = [*deficits, *([None] * (n - len(deficits)))]
         padded_refund = [*refund, *([0.0] * (n - len(refund)))]
         extra = [
             ticket.id,
+            _num(ticket.start),
+            _num(ticket.shift_s),
+            str(ticket.seq),
+            _num(reorder_s),
+            _num(SEND_WINDOW_S),
             *map(_num, ticket.costs),
             *map(_num, ticket.charged),
             *("" if d is None else _num(d) for d in padded_deficits),

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prismq_llmtools.bucket import BucketSpec, KeyState, Refusal, Ticket
+from prismq_llmtools.bucket import REORDER_WINDOW_S, BucketSpec, KeyState, Refusal, Ticket
 from prismq_llmtools.budget_ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError, StateStoreError
@@ -74,11 +74,16 @@ class SQLiteStore:
                 self._connections.append(connection)
         return connection
 
-    def _update(self, table: str, key: str, change: Callable[[Any], tuple[Any, T]]) -> T:
-        """Read ``key``'s JSON, apply ``change`` (-> new JSON or None, result), write back."""
+    def _update(
+        self, table: str, key: str, change: Callable[[Any], tuple[Any, T]], *, write: bool = True
+    ) -> T:
+        """Read ``key``'s JSON, apply ``change`` (-> new JSON or None, result), write back.
+
+        A read-only change runs without the write lock (WAL readers never wait for writers).
+        """
         try:
             connection = self._connection()
-            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
             try:
                 row = connection.execute(
                     f"SELECT state FROM {table} WHERE key = ?",  # noqa: S608 - fixed table names
@@ -116,7 +121,7 @@ class SQLiteStore:
             result = action(state)
             return ({"names": names, **state.to_dict()} if write else None), result
 
-        return self._update("rate_limits", key, change)
+        return self._update("rate_limits", key, change, write=write)
 
     def _on_scope(self, scope: str, action: Callable[[LedgerState], T]) -> T:
         def change(data: Any) -> tuple[Any, T]:
@@ -165,6 +170,7 @@ class SQLiteStore:
         refund: Sequence[float] = (),
         pause_s: float = 0.0,
         follow_down: bool = True,
+        reorder_s: float = REORDER_WINDOW_S,
     ) -> list[float]:
         now = _wall(clock)
         return self._on_key(
@@ -178,6 +184,7 @@ class SQLiteStore:
                 refund=refund,
                 pause_s=pause_s,
                 follow_down=follow_down,
+                reorder_s=reorder_s,
             ),
         )
 

@@ -430,3 +430,35 @@ def test_wait_events_name_the_key_and_the_binding_bucket(
     wait = next(e for e in events if e["event"] == "llm.ratelimit.wait")
     assert (wait["key"], wait["bucket"]) == (MODEL, "tokens")
     assert wait["wait_s"] == pytest.approx(clock.sleeps[0])
+
+
+@pytest.mark.parametrize("mode", ["tokens", "chars", "max"])
+def test_count_chooses_how_the_prompt_is_charged(
+    clock: FakeClock, registry: StateRegistry, mode: str
+) -> None:
+    """tokens: tiktoken's count; chars: OpenAI's admission estimate (chars / 4); max: the
+    larger. The completion cap is added to each."""
+    messages = [{"role": "user", "content": "internationalization " * 20}]
+    tokens = count_request({"model": MODEL, "messages": messages}).prompt_tokens
+    chars = -(-len(messages[0]["content"]) // 4)
+    assert chars > tokens  # long words: the server's estimate is the larger here
+
+    @rate_limited(tpm=10_000, burst=1.0, count=mode, registry=registry, clock=clock)  # type: ignore[arg-type]
+    def ask(messages: list[dict[str, str]], *, model: str = MODEL, max_tokens: int = 50) -> str:
+        return "ok"
+
+    ask(messages)
+    charged = {"tokens": tokens, "chars": chars, "max": max(tokens, chars)}[mode] + 50
+    assert levels(registry, MODEL, ask) == [10_000 - charged]
+
+
+def test_the_character_estimate_reads_every_kind_of_request() -> None:
+    """Chat contents and parts, Responses instructions and input, embeddings, plain text."""
+    from prismq_llmtools.openai.admission import character_estimate
+
+    parts = [{"type": "text", "text": "abcd" * 3}, {"type": "image_url", "image_url": {}}]
+    assert character_estimate({"messages": [{"role": "user", "content": parts}]}) == 3
+    assert character_estimate({"instructions": "abcd", "input": [{"content": "abcdabcd"}]}) == 3
+    assert character_estimate({"input": ["abcd", "abcde"]}) == 3
+    assert character_estimate({"input": [1, 2, 3]}) == 3  # token ids: four characters each
+    assert character_estimate({"model": "m"}, ["plain text arg"]) == 4
