@@ -44,6 +44,7 @@ _IGNORED = frozenset({"alert.fired", "alert.resolved"})  # the engine's own outp
 _NEVER = -(1 << 62)
 _ceil = math.ceil
 Fresh = Callable[[], list[Any]]
+Entry = tuple[Collector, Collector, list[Any]]  # a tick's state of one event name, and its folds
 Feed = tuple[int, bool, RuleRuntime, str, FieldSlots]  # bundle, grouped, reader, role, slots
 _fromisoformat = datetime.fromisoformat
 
@@ -93,9 +94,9 @@ class AlertEngine:
         self._routes: dict[str, tuple[Collector, Collector, list[Stream], Fresh]] = {}
         self._feeds: dict[str, list[Feed]] = {}  # event name -> who reads which bundle
         self._wire()
-        self._buffer: dict[int, dict[str, list[Any]]] = {}  # tick -> name -> bundles
+        self._buffer: dict[int, dict[str, Entry]] = {}  # tick -> event name -> its state
         self._current_tick = _NEVER
-        self._current: dict[str, list[Any]] = {}
+        self._current: dict[str, Entry] = {}
         self._agenda: dict[int, dict[tuple[RuleRuntime, Hashable], None]] = {}
         self._agenda_ticks: list[int] = []
         self._done = _NEVER  # every tick up to this one has been evaluated
@@ -157,13 +158,13 @@ class AlertEngine:
         route = self._routes.get(name)
         if route is not None:
             buffered = self._current if tick == self._current_tick else self._bucket(tick)
-            bundles = buffered.get(name)
-            if bundles is None:
-                bundles = buffered[name] = route[3]()
+            entry = buffered.get(name)
+            if entry is None:
+                entry = buffered[name] = (route[0], route[1], route[3]())
             try:
-                route[0](event, bundles)
+                entry[0](event, entry[2])
             except TypeError:  # a group value that cannot be a dict key (a JSON list)
-                route[1](event, bundles)
+                entry[1](event, entry[2])
         if moment > self._newest:
             self._newest = moment
             if moment > self._due:
@@ -235,28 +236,34 @@ class AlertEngine:
                         continue
                     moment = numeric
                 name: Any = event.get("event")
-                route = routes.get(name)  # the engine's own output is never routed
-                if route is None and name in ignored:
-                    continue
-                events_seen += 1
                 tick = _ceil(moment / resolution)
-                if tick <= done:
-                    late += 1
-                    continue
-                if not started:
-                    self._start(tick)
-                    started, due = True, self._due
-                if route is not None:
-                    if tick != current_tick:
-                        current = self._bucket(tick)
-                        current_tick, due = tick, self._due
-                    bundles = current.get(name)
-                    if bundles is None:
-                        bundles = current[name] = route[3]()
+                if tick == current_tick and (entry := current.get(name)) is not None:
+                    events_seen += 1  # the usual case: a tick and a name seen just before
+                else:
+                    route = routes.get(name)  # the engine's own output is never routed
+                    if route is None and name in ignored:
+                        continue
+                    events_seen += 1
+                    if tick <= done:
+                        late += 1
+                        continue
+                    if not started:
+                        self._start(tick)
+                        started, due = True, self._due
+                    if route is None:
+                        entry = None
+                    else:
+                        if tick != current_tick:
+                            current = self._bucket(tick)
+                            current_tick, due = tick, self._due
+                        entry = current.get(name)
+                        if entry is None:
+                            entry = current[name] = (route[0], route[1], route[3]())
+                if entry is not None:
                     try:
-                        route[0](event, bundles)
-                    except TypeError:
-                        route[1](event, bundles)
+                        entry[0](event, entry[2])
+                    except TypeError:  # a group value that cannot be a dict key (a JSON list)
+                        entry[1](event, entry[2])
                 if moment > newest:
                     newest = moment
                     if moment > due:
@@ -343,7 +350,7 @@ class AlertEngine:
         for runtime in self._runtimes:
             runtime.start(tick, self)
 
-    def _bucket(self, tick: int) -> dict[str, list[Any]]:
+    def _bucket(self, tick: int) -> dict[str, Entry]:
         lists = self._buffer.get(tick)
         if lists is None:
             lists = self._buffer[tick] = {}
@@ -376,7 +383,7 @@ class AlertEngine:
             self._current_tick = _NEVER
         if lists:
             feeds = self._feeds
-            for name, bundles in lists.items():
+            for name, (_, _, bundles) in lists.items():
                 for index, grouped, runtime, role, slots in feeds[name]:
                     part = bundles[index]
                     runtime.receive(tick, role, part if grouped else {(): part}, slots, dirty)
