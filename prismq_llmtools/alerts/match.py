@@ -90,10 +90,16 @@ def parse_filters(
     return tuple(filters)
 
 
-def predicate_source(filters: Sequence[Filter], namespace: dict[str, Any], prefix: str) -> str:
+def predicate_source(
+    filters: Sequence[Filter],
+    namespace: dict[str, Any],
+    prefix: str,
+    reads: Mapping[str, str] | None = None,
+) -> str:
     """Return a Python expression over ``e`` that is true when every filter holds.
 
-    Operands are added to ``namespace`` under names starting with ``prefix``.
+    Operands are added to ``namespace`` under names starting with ``prefix``. ``reads`` maps
+    fields already read (``e.get(field)``) to the local variable that holds them.
     """
     if not filters:
         return "True"
@@ -102,7 +108,7 @@ def predicate_source(filters: Sequence[Filter], namespace: dict[str, Any], prefi
     for i, flt in enumerate(filters):
         field, operand, var = f"{prefix}f{i}", f"{prefix}c{i}", f"{prefix}v{i}"
         namespace[field] = flt.field
-        get = f"e.get({field})"
+        get = (reads or {}).get(flt.field) or f"e.get({field})"
         if flt.op == "eq":
             namespace[operand] = flt.value
             terms.append(f"{get} == {operand}")

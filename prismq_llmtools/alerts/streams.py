@@ -118,12 +118,13 @@ def build_collector(streams: Sequence[Stream], *, safe_keys: bool = False) -> Co
     """Return one function that adds an event of one name to every stream's partials.
 
     Streams with the same group-by share one partial per group (a *bundle*), so each event
-    costs one group lookup per distinct group-by; each distinct filter and each field is read
-    once per event. The function is ``add(event, bundles)``; ``bundles`` comes from
-    :func:`bundles_factory` and holds, per bundle, the ``{group: partial}`` dict (or the single
-    partial of a bundle without group-by). Sets every stream's ``offset`` and ``bundle``.
-    All group lookups happen before any update, so when a group value cannot be a dict key
-    (a JSON list) nothing has been counted yet; the engine then retries with ``safe_keys``,
+    costs one group lookup per distinct group-by; each distinct filter is tested and each
+    field read once per event (also a field that is a group key, a value and a filter). The
+    function is ``add(event, bundles)``; ``bundles`` comes from :func:`bundles_factory` and
+    holds, per bundle, the ``{group: partial}`` dict (or the single partial of a bundle
+    without group-by). Sets every stream's ``offset`` and ``bundle``. All group lookups happen
+    before any update and filters never raise, so when a group value cannot be a dict key (a
+    JSON list) nothing has been counted yet; the engine then retries with ``safe_keys``,
     which turns such values into text.
     """
     ns: dict[str, Any] = {
@@ -132,32 +133,37 @@ def build_collector(streams: Sequence[Stream], *, safe_keys: bool = False) -> Co
     }  # fmt: skip
     bundles = _bundles(streams)
     fields = list(dict.fromkeys(name for stream in streams for name in stream.fields))
-    filters = list(dict.fromkeys(stream.key.where for stream in streams if stream.key.where))
-    code: list[str] = []
+    wheres = [stream.key.where for stream in streams if stream.key.where]
+    filters = list(dict.fromkeys(wheres))
+    reads = _shared_reads(bundles, fields, filters, ns)
+    code = [f"    {var} = e.get(_{var})" for var in reads.values()]
     for b, (group_by, members) in enumerate(bundles):
         if not group_by:  # a single group: the partial itself, no lookup
             code.append(f"    p{b} = bundles[{b}]")
             continue
         fresh = "[" + ", ".join(s for stream in members for s in stream.empty_slots_source()) + "]"
         code.append(f"    o{b} = bundles[{b}]")
-        code.append(f"    g = {_group_source(group_by, ns, b, safe_keys)}")
+        code.append(f"    g = {_group_source(group_by, ns, b, safe_keys, reads)}")
         code.append(f"    p{b} = o{b}.get(g)")
         code.append(f"    if p{b} is None:")
         code.append(f"        p{b} = o{b}[g] = {fresh}")
     sketched = {name for stream in streams for name in stream.sketched}
     for j, name in enumerate(fields):
         ns[f"_n{j}"] = name
-        code.append(f"    v{j} = e.get(_n{j})")
+        code.append(f"    v{j} = {reads.get(name) or f'e.get(_n{j})'}")
         code.append(f"    c{j} = v{j}.__class__ is float or v{j}.__class__ is int")
         if name in sketched:  # the sketch bin, once per event however many streams need it
             fast_bin = f"_ceil(_log(v{j}) * _INV) if _TINY < v{j} < _HUGE else _bin_of(v{j})"
             code.append(f"    k{j} = ({fast_bin}) if c{j} else 0")
+    tests = [predicate_source(where, ns, f"_w{j}_", reads) for j, where in enumerate(filters)]
     for j, where in enumerate(filters):
-        code.append(f"    m{j} = {predicate_source(where, ns, f'_w{j}_')}")
+        if wheres.count(where) > 1:  # shared by streams with different group-bys: test once
+            code.append(f"    m{j} = {tests[j]}")
+            tests[j] = f"m{j}"
     for stream in streams:
         p, pad = f"p{stream.bundle}", "    "
         if stream.key.where:
-            code.append(f"{pad}if m{filters.index(stream.key.where)}:")
+            code.append(f"{pad}if {tests[filters.index(stream.key.where)]}:")
             pad += "    "
         code.append(f"{pad}{p}[{stream.offset}] += 1")
         for name in stream.fields:
@@ -207,11 +213,33 @@ def bundles_factory(streams: Sequence[Stream]) -> Callable[[], list[Any]]:
     return factory
 
 
-def _group_source(group_by: tuple[str, ...], namespace: dict[str, Any], b: int, safe: bool) -> str:
+def _shared_reads(
+    bundles: Sequence[tuple[tuple[str, ...], list[Stream]]],
+    fields: Sequence[str],
+    filters: Sequence[tuple[Filter, ...]],
+    namespace: dict[str, Any],
+) -> dict[str, str]:
+    """Fields used more than once per event (group key, value, filter): read into a local."""
+    uses: dict[str, int] = {}
+    names = [name for group_by, _ in bundles for name in group_by] + list(fields)
+    names += [flt.field for where in filters for flt in where if flt.op != "exists"]
+    for name in names:
+        uses[name] = uses.get(name, 0) + 1
+    reads: dict[str, str] = {}
+    for name, count in uses.items():
+        if count > 1:
+            var = reads[name] = f"r{len(reads)}"
+            namespace[f"_{var}"] = name
+    return reads
+
+
+def _group_source(
+    group_by: tuple[str, ...], namespace: dict[str, Any], b: int, safe: bool, reads: dict[str, str]
+) -> str:
     parts = []
     for j, name in enumerate(group_by):
         namespace[f"_g{b}_{j}"] = name
-        get = f"e.get(_g{b}_{j})"
+        get = reads.get(name) or f"e.get(_g{b}_{j})"
         parts.append(f"_key({get})" if safe else get)
     if len(parts) == 1:
         return parts[0]
