@@ -34,13 +34,23 @@ def test_demo_counts_exactly_and_absorbs_faults(tmp_path: Path) -> None:
     )
     out = result.stdout
     assert "prompt tokens counted before the calls vs billed after: exact" in out
-    assert "calls that failed for the caller: 0" in out
+    assert "calls that failed for the caller, budget stops aside: 0" in out
+    assert "0 rejected for exceeding its rate limits" in out
+    assert "served from the cache" in out
+    assert "the daily budget stopped the summaries cleanly" in out
     assert "briefing/titles" in out
     assert "TOTAL" in out  # the usage report, read back from the log
     assert "builtin.retry-storm" in out  # the fault profile trips the built-in pack
     events = [json.loads(line) for line in log.read_text().splitlines()]
     calls = [e for e in events if e["event"] == "llm.call"]
-    assert len(calls) == 16 + 4 * 3
-    assert all(c["outcome"] == "ok" for c in calls)
+    titles = [c for c in calls if c["operation"] == "titles"]
+    assert len(titles) == 2 * 16  # a first pass, then a second one from the cache
+    assert sum(c["cache"] == "hit" for c in titles) == 16
+    assert all(c["outcome"] == "ok" for c in calls if c.get("error_type") != "BudgetExceeded")
+    assert all(
+        c["prompt_tokens_estimate"] == c["gen_ai.usage.input_tokens"]
+        for c in titles
+        if c["cache"] != "hit"
+    )
     assert any(e["event"] == "llm.retry" for e in events)
     assert any(e["event"] == "alert.fired" for e in events)

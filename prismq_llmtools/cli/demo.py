@@ -51,7 +51,7 @@ def _load_example() -> ModuleType:
     return module
 
 
-def _simulator(seed: int, fault_rate: float) -> Any:
+def _simulator(example: ModuleType, seed: int, fault_rate: float) -> Any:
     from prismq_llmtools.testing.simulator import (
         FaultProfile,
         LatencyModel,
@@ -65,8 +65,10 @@ def _simulator(seed: int, fault_rate: float) -> Any:
     )
     config = SimulatorConfig(
         seed=seed,
+        rpm=example.RPM,
+        tpm=example.TPM,
         faults=faults,
-        latency=LatencyModel(base_s=0.01, per_output_token_s=0.0002),
+        latency=LatencyModel(base_s=0.02, per_output_token_s=0.0005),
     )
     return Simulator(config)
 
@@ -75,14 +77,17 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo; return the exit status."""
     import openai
 
-    from prismq_llmtools import configure_logging, usage_totals
-    from prismq_llmtools.openai.tokens import count_request
+    from prismq_llmtools import BatchError, configure_logging, usage_totals
 
     example = _load_example()
-    log = args.log or Path(tempfile.mkdtemp(prefix="prismq-demo-")) / "events.jsonl"
+    workdir = Path(tempfile.mkdtemp(prefix="prismq-demo-"))
+    log = args.log or workdir / "events.jsonl"
+    os.environ.setdefault("PRISMQ_LLMTOOLS_CACHE_DIR", str(workdir / "cache"))
     configure_logging(file=log)
-    articles = [example.ARTICLES[i % len(example.ARTICLES)] for i in range(args.articles)]
-    articles = [f"{a} (Story {i + 1}.)" for i, a in enumerate(articles)]
+    articles = [
+        f"{example.ARTICLES[i % len(example.ARTICLES)]} (Story {i + 1}.)"
+        for i in range(args.articles)
+    ]
 
     simulator = None
     if args.real:
@@ -92,41 +97,68 @@ def run(args: argparse.Namespace) -> int:
         client = openai.OpenAI()
         where = "the OpenAI API"
     else:
-        simulator = _simulator(args.seed, args.fault_rate).start()
+        simulator = _simulator(example, args.seed, args.fault_rate).start()
         client = simulator.client()
-        where = f"the simulator at {simulator.base_url} (fault rate {args.fault_rate:.0%})"
+        where = (
+            f"the simulator at {simulator.base_url}: {example.RPM} RPM, {example.TPM:,} TPM, "
+            f"{args.fault_rate:.0%} injected faults"
+        )
     print(f"prismq_llmtools demo: {len(articles)} articles against {where}")
     print(f"events: {log}\n")
-    newsroom = example.Newsroom(client, model=args.model)
-    started = time.perf_counter()
-    counted: list[int] = []
+    newsroom = example.Newsroom(client)
     try:
-        for article in articles:
-            body = {"model": args.model, "messages": example.title_messages(article)}
-            counted.append(count_request(body).prompt_tokens)
-            newsroom.write_title(article)
-        for article in articles[:4]:
-            newsroom.briefing(article)
+        started = time.perf_counter()
+        titles = newsroom.write_title.batch(articles)
+        first_s = time.perf_counter() - started
+        started = time.perf_counter()
+        again = newsroom.write_title.batch(articles)
+        second_s = time.perf_counter() - started
+        for i in range(4):
+            newsroom.briefing(f"{example.ARTICLES[i]} (Briefing {i + 1}.)")
+        try:
+            newsroom.summarize.batch(articles)
+            budget_line = "the summaries fitted in their daily budget"
+        except BatchError as exc:
+            done = len(exc.succeeded) if exc.succeeded is not None else 0
+            budget_line = (
+                f"the daily budget stopped the summaries cleanly: {done} written, "
+                f"{len(exc.not_run)} did not run ({type(exc.stop_reason).__name__})"
+            )
     finally:
         if simulator is not None:
             server = simulator.stats()
             simulator.stop()
-    elapsed = time.perf_counter() - started
     calls = _read_calls(log)
-    titles = [c for c in calls if c.get("operation") == "titles"]
-    _print_title_table(articles, counted, titles)
+    titles_calls = [c for c in calls if c.get("operation") == "titles" and c.get("cache") != "hit"]
+    _print_title_table(titles_calls)
+    total = usage_totals().total()
+    print(f"first pass: {len(titles)} titles in {first_s:.1f} s with .batch")
+    hits = sum(1 for c in calls if c.get("operation") == "titles" and c.get("cache") == "hit")
+    print(
+        f"second pass: {len(again)} titles in {second_s:.2f} s, {hits} served from the cache "
+        f"(${total.saved_cost_usd:.6f} saved), identical: {again == titles}"
+    )
+    print(budget_line)
     _print_operations(usage_totals())
-    print(f"\nran in {elapsed:.1f} s")
     if simulator is not None:
         failed = sum(1 for c in calls if c.get("outcome") == "error")
+        injected = sum(server.faults.values())
+        waited = sum(float(c.get("wait_s", 0)) for c in calls)
         print(
-            f"server saw {server.received} requests, served {server.served}, "
-            f"failed {server.received - server.served} with injected faults; "
-            f"calls that failed for the caller: {failed}"
+            f"server: {server.received} requests, {server.served} served, {injected} injected "
+            f"faults, {server.rate_limited} rejected for exceeding its rate limits "
+            f"(the limiter waited {waited:.1f} s instead)"
+        )
+        print(
+            f"calls that failed for the caller, budget stops aside: {failed - _budget_stops(calls)}"
         )
     _print_report(log)
     _check_alerts(log)
     return 0
+
+
+def _budget_stops(calls: list[dict[str, Any]]) -> int:
+    return sum(1 for c in calls if c.get("error_type") == "BudgetExceeded")
 
 
 def _print_report(log: Path) -> None:
@@ -166,23 +198,23 @@ def _read_calls(log: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _print_title_table(
-    articles: list[str], counted: list[int], calls: list[dict[str, Any]]
-) -> None:
-    header = ("#", "article", "counted", "billed", "out", "tries", "cost $")
-    print("{:>3}  {:<42} {:>8} {:>7} {:>5} {:>5} {:>10}".format(*header))
+def _print_title_table(calls: list[dict[str, Any]]) -> None:
+    """Each title request: prompt tokens counted before the call against those billed."""
+    header = ("#", "counted", "billed", "out", "tries", "waited s", "cost $")
+    print("{:>3} {:>8} {:>7} {:>5} {:>5} {:>9} {:>10}".format(*header))
     total_counted = total_billed = 0
-    for i, (article, before, call) in enumerate(zip(articles, counted, calls, strict=False), 1):
+    for i, call in enumerate(calls, 1):
+        counted = int(call.get("prompt_tokens_estimate", -1))
         billed = int(call.get("gen_ai.usage.input_tokens", 0))
-        total_counted += before
+        total_counted += counted
         total_billed += billed
-        mark = "" if before == billed else "  <- differs"
+        mark = "" if counted == billed else "  <- differs"
         print(
-            f"{i:>3}  {article[:40] + '..':<42} {before:>8} {billed:>7} "
-            f"{call.get('gen_ai.usage.output_tokens', 0):>5} {call.get('attempts', 1):>5} "
+            f"{i:>3} {counted:>8} {billed:>7} {call.get('gen_ai.usage.output_tokens', 0):>5} "
+            f"{call.get('attempts', 1):>5} {float(call.get('wait_s', 0)):>9.2f} "
             f"{call.get('cost_usd', 0):>10.6f}{mark}"
         )
-    print(f"{'':>3}  {'total':<42} {total_counted:>8} {total_billed:>7}")
+    print(f"{'all':>3} {total_counted:>8} {total_billed:>7}")
     verdict = "exact" if total_counted == total_billed else "DIFFERENT"
     print(f"prompt tokens counted before the calls vs billed after: {verdict}\n")
 
