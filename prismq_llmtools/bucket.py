@@ -58,6 +58,11 @@ class BucketSpec:
             raise ValueError(f"bucket {self.name}: burst must be in (0, capacity]")
 
 
+def signature(specs: Sequence[BucketSpec]) -> str:
+    """Names and limits of a key's buckets: a key declared differently starts afresh."""
+    return ",".join(f"{s.name}/{s.capacity!r}/{s.burst!r}/{s.rate_per_s!r}" for s in specs)
+
+
 @dataclass(frozen=True, slots=True)
 class Ticket:
     """An admitted request: its id, start, costs, and the key's counters when admitted."""

@@ -43,10 +43,11 @@ class MemoryStore:
         return part
 
     def _key(self, key: str, specs: Sequence[BucketSpec], clock: Clock) -> KeyState:
-        keys = self._partition(clock).keys
-        state = keys.get(key)
-        if state is None or len(state.tats) != len(specs):
-            state = keys[key] = KeyState(len(specs))
+        part = self._partition(clock)
+        state = part.keys.get(key)
+        if state is None or part.signatures.get(key) != specs:  # declared anew: start afresh
+            state = part.keys[key] = KeyState(len(specs))
+            part.signatures[key] = tuple(specs)
         return state
 
     def _ledger(self, scope: str, clock: Clock) -> LedgerState:
@@ -163,8 +164,9 @@ class MemoryStore:
 
 
 class _Partition:
-    __slots__ = ("keys", "ledgers")
+    __slots__ = ("keys", "ledgers", "signatures")
 
     def __init__(self) -> None:
         self.keys: dict[str, KeyState] = {}
+        self.signatures: dict[str, tuple[BucketSpec, ...]] = {}
         self.ledgers: dict[str, LedgerState] = {}

@@ -1,6 +1,6 @@
 -- Rate-limit buckets of one key, atomically: the same math as prismq_llmtools/bucket.py.
 --
--- KEYS[1]  hash: n (bucket names), t<i> tat, c<i> charged, ls last start, pu pause until,
+-- KEYS[1]  hash: n (bucket names and limits), t<i> tat, c<i> charged, ls last start, pu pause until,
 --          sh pause shift, sq admissions so far
 -- KEYS[2]  hash: admitted, unanswered requests: id -> "expires,start,seq,cost1,cost2,..."
 -- ARGV     op, now ('' = this server's TIME), n, then n x (name, capacity, burst, rate),
@@ -29,7 +29,11 @@ for i = 1, n do
   rate[i] = tonumber(ARGV[a + 3])
   a = a + 4
 end
-local signature = table.concat(names, ',')
+local parts = {}
+for i = 1, n do -- names and limits, as the client wrote them: other limits start afresh
+  parts[i] = ARGV[4 * i] .. '/' .. ARGV[4 * i + 1] .. '/' .. ARGV[4 * i + 2] .. '/' .. ARGV[4 * i + 3]
+end
+local signature = table.concat(parts, ',')
 
 local raw = redis.call('HGETALL', KEYS[1])
 local h = {}

@@ -17,7 +17,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prismq_llmtools.bucket import REORDER_WINDOW_S, BucketSpec, KeyState, Refusal, Ticket
+from prismq_llmtools.bucket import (
+    REORDER_WINDOW_S,
+    BucketSpec,
+    KeyState,
+    Refusal,
+    Ticket,
+    signature,
+)
 from prismq_llmtools.budget_ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError, StateStoreError
@@ -113,7 +120,7 @@ class SQLiteStore:
         *,
         write: bool = True,
     ) -> T:
-        names = [spec.name for spec in specs]
+        names = signature(specs)
 
         def change(data: Any) -> tuple[Any, T]:
             same = data is not None and data.get("names") == names

@@ -126,7 +126,7 @@ def test_key_may_be_a_string_or_a_function_of_the_call(
     b(user="x")
     b(user="y")
     assert clock.sleeps == []
-    specs = RateLimit(rpm=1).specs()
+    specs = RateLimit(rpm=1, burst=1.0).specs()
     assert registry.store().levels("team-a", specs, clock=clock) == [0.0]
     assert registry.store().levels("user-x", specs, clock=clock) == [0.0]
 

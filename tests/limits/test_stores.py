@@ -362,3 +362,11 @@ def test_an_unreachable_redis_is_a_state_store_error_without_the_password() -> N
     assert "hunter2secret" not in str(caught.value)
     assert "***" in caught.value.url
     assert isinstance(caught.value, ConnectionError)
+
+
+def test_a_key_declared_with_other_limits_starts_afresh(store: StateStore) -> None:
+    """Changing a key's limits (a new config) does not inherit buckets kept for the old ones."""
+    clock = FakeClock()
+    store.admit("k", SPECS, (9, 900), clock=clock, ticket_id="a", ttl_s=60, max_wait_s=0)
+    other = (BucketSpec("requests", capacity=20, burst=18, rate_per_s=20 / 60), SPECS[1])
+    assert store.levels("k", other, clock=clock) == [20, 1_000]
