@@ -81,16 +81,20 @@ class Window:
         self.count += count
         self.n += n
         self.total += total
-        lows, highs = self._lows, self._highs
-        if lows is not None and highs is not None and n:
+        lows = self._lows
+        if lows is not None and n:
+            highs = self._highs
+            assert highs is not None
             while lows and lows[-1][1] >= low:
                 lows.pop()
             lows.append((tick, low))
             while highs and highs[-1][1] <= high:
                 highs.pop()
             highs.append((tick, high))
-        if bins and self.sketch is not None:
-            self.sketch.add(bins)
+        if bins:
+            sketch = self.sketch
+            if sketch is not None:
+                sketch.add(bins)
 
     def _merge(
         self, tick: int, count: int, n: int, total: float, bins: dict[int, int] | None
@@ -115,19 +119,26 @@ class Window:
         """Drop the buckets that are outside the window evaluated at ``tick``."""
         oldest_kept = tick - self.span + 1
         buckets = self._buckets
+        # min/max entries belong to buckets, so they are no older than the oldest bucket
+        if not buckets or buckets[0][0] >= oldest_kept:
+            return
+        sketch = self.sketch
         while buckets and buckets[0][0] < oldest_kept:
             _, count, n, total, bins = buckets.popleft()
             self.count -= count
             self.n -= n
             self.total -= total
-            if bins and self.sketch is not None:
-                self.sketch.remove(bins)
+            if bins and sketch is not None:
+                sketch.remove(bins)
         if not buckets:  # float sums drift when values are added and removed: reset exactly
             self.count = self.n = 0
             self.total = 0.0
-        for extremes in (self._lows, self._highs):
-            while extremes and extremes[0][0] < oldest_kept:
-                extremes.popleft()
+        lows, highs = self._lows, self._highs
+        if lows is not None and highs is not None:
+            while lows and lows[0][0] < oldest_kept:
+                lows.popleft()
+            while highs and highs[0][0] < oldest_kept:
+                highs.popleft()
 
     @property
     def empty(self) -> bool:
