@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_alerts.py [--sizes 100000,1200000] [--rate 200]
+    .venv/bin/python benchmarks/bench_alerts.py [--sizes 100000,1200000] [--rate 200] [--repeat 3]
 
 Rates are lines per CPU second of the measuring process (``time.process_time``), which
 other processes on the machine do not distort, and per wall second. Generates a realistic
@@ -13,8 +13,12 @@ its own child process pinned to one CPU, so that peak RSS belongs to that run al
 * ``read``: iterate the file's lines (I/O and decoding floor);
 * ``json.loads``: parse every line with the stdlib (the baseline the target is judged by);
 * ``loads+time``: parse, and read the event time of each line;
-* ``engine``: the full replay (``alerts.sources.replay``) against 20 rules, stdlib parser;
+* ``engine``: the full replay against 20 rules, stdlib parser (what ``alerts.sources.replay``
+  does for one file, fed in two parts so that peak RSS is also taken after 1,000,000 lines);
 * ``engine+orjson``: the same with ``orjson.loads`` (the optional ``[fast]`` extra), if present.
+
+``--repeat N`` runs every measurement N times: the table shows the median and the best CPU
+rate, the median wall rate and time, and the largest peak RSS.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +117,7 @@ window = "1h"
 condition = "> 20"
 """
 
+CHECKPOINT = 1_000_000  # peak RSS is also taken after this many lines (memory must stay flat)
 SITES = [f"app.{name}.run" for name in ("titles", "summaries", "tags", "qa", "translate", "embed")]
 MODELS = ["gpt-4o-mini", "gpt-4o", "o3-mini"]
 
@@ -203,7 +210,7 @@ def child(mode: str, path: str, resolution_s: float) -> dict[str, Any]:
                 parse_event_time(loads(line)["timestamp"])
         else:
             from prismq_llmtools.alerts.engine import AlertEngine
-            from prismq_llmtools.alerts.sources import replay
+            from prismq_llmtools.alerts.sources import open_log
 
             fired: list[Any] = []
             engine = AlertEngine(build_rules(resolution_s), actions=[fired.append])
@@ -212,19 +219,27 @@ def child(mode: str, path: str, resolution_s: float) -> dict[str, Any]:
                 import orjson
 
                 loader = orjson.loads
-            stats = replay([path], engine, loads=loader)
-            count = stats.lines
+            # what alerts.sources.replay does for one file, in two parts to see the memory
+            # after the first CHECKPOINT lines
+            with open_log(path) as log:
+                count = engine.process_lines(islice(log, CHECKPOINT), loads=loader)
+                result["rss_checkpoint_mib"] = _peak_rss_mib()
+                count += engine.process_lines(log, loads=loader)
+            engine.flush()
             result.update(
-                alerts=len(fired), late=engine.stats.late, malformed=stats.malformed,
-                state=engine.state_size(), ticks=engine.stats.ticks,
+                alerts=len(fired), late=engine.stats.late, state=engine.state_size(),
+                ticks=engine.stats.ticks,
             )  # fmt: skip
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result.update(
         mode=mode, lines=count, seconds=elapsed, rate=count / elapsed, cpu_rate=count / cpu,
-        rss_mib=peak_kib / 1024,
+        rss_mib=_peak_rss_mib(),
     )  # fmt: skip
     return result
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(mode: str, path: Path, cpu: int, resolution_s: float) -> dict[str, Any]:
@@ -239,6 +254,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1200000", help="log sizes in lines")
     parser.add_argument("--rate", type=float, default=200.0, help="events per second of event time")
     parser.add_argument("--resolution", type=float, default=1.0, help="engine tick in seconds")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per measurement (median and best shown)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the last)")
@@ -258,11 +276,11 @@ def main() -> None:
     print(
         f"python {sys.version.split()[0]}, pinned to CPU {cpu} of {os.cpu_count()}, 20 rules, "
         f"resolution {args.resolution:g}s, {args.rate:g} events per second of event time, "
-        f"load average {load:.2f}"
+        f"load average {load:.2f}, {args.repeat} run(s) per row (ev/CPU-s: median)"
     )
     header = (
-        f"{'lines':>9}  {'mode':<14} {'ev/CPU-s':>10} {'ev/wall-s':>10} {'wall s':>7} "
-        f"{'peak RSS':>9}  notes"
+        f"{'lines':>9}  {'mode':<14} {'ev/CPU-s':>10} {'best':>10} {'ev/wall-s':>10} "
+        f"{'wall s':>7} {'peak RSS':>9}  notes"
     )
     print(header)
     print("-" * len(header))
@@ -272,16 +290,22 @@ def main() -> None:
             generate(path, size, args.rate)
             mib = path.stat().st_size / 2**20
             for mode in modes:
-                figures = run_child(mode, path, cpu, args.resolution)
+                runs = [run_child(mode, path, cpu, args.resolution) for _ in range(args.repeat)]
+                figures = runs[0]
                 notes = f"{mib:.0f} MiB log" if mode == "read" else ""
                 if "alerts" in figures:
                     notes = (f"{figures['alerts']} alerts, {figures['late']} late, "
                              f"{figures['state']} live groups")  # fmt: skip
-                rate, seconds, rss = figures["rate"], figures["seconds"], figures["rss_mib"]
-                cpu_rate = figures["cpu_rate"]
+                    if size > CHECKPOINT:
+                        notes += f", {figures['rss_checkpoint_mib']:.1f}Mi at {CHECKPOINT:,}"
+                cpu_rates = [run["cpu_rate"] for run in runs]
+                rate = statistics.median(run["rate"] for run in runs)
+                seconds = statistics.median(run["seconds"] for run in runs)
+                rss = max(run["rss_mib"] for run in runs)
+                median, best = statistics.median(cpu_rates), max(cpu_rates)
                 print(
-                    f"{size:>9,}  {mode:<14} {cpu_rate:>10,.0f} {rate:>10,.0f} {seconds:>7.2f} "
-                    f"{rss:>7.1f}Mi  {notes}"
+                    f"{size:>9,}  {mode:<14} {median:>10,.0f} {best:>10,.0f} {rate:>10,.0f} "
+                    f"{seconds:>7.2f} {rss:>7.1f}Mi  {notes}"
                 )
             path.unlink()
 
