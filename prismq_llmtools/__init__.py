@@ -22,9 +22,11 @@ from prismq_llmtools.errors import (
     ItemNotRun,
     LLMToolsError,
     RateLimitTimeout,
+    RequestFormatError,
     RequestTooLarge,
     StateStoreError,
     UnknownModelError,
+    UnknownPriceError,
     VocabularyError,
 )
 from prismq_llmtools.events import configure_logging
@@ -45,9 +47,11 @@ __all__ = [
     "LLMToolsError",
     "RateLimitTimeout",
     "Request",
+    "RequestFormatError",
     "RequestTooLarge",
     "StateStoreError",
     "UnknownModelError",
+    "UnknownPriceError",
     "Usage",
     "VocabularyError",
     "batched",
