@@ -1,0 +1,421 @@
+"""@rate_limited and @token_budgeted: cost per call, and holding the simulator's limits.
+
+    .venv/bin/python benchmarks/bench_ratelimit.py             # everything (about 4 minutes)
+    .venv/bin/python benchmarks/bench_ratelimit.py --quick     # fewer, shorter runs
+    .venv/bin/python benchmarks/bench_ratelimit.py --minutes 5 --scale 20
+
+1. Cost: one admission plus its feedback through each store, and a site with
+   ``@rate_limited`` against the bare function.
+2. Limits: the simulator enforces RPM and TPM (admission ``exact`` or ``chars``); a
+   workload bound by requests and one bound by tokens; our limiter with 8 threads in one
+   process (in-process store) and with 4 processes x 2 threads (SQLite, Redis); as
+   baselines, in the same run and with the same limits, the OpenAI cookbook's policy (fixed
+   estimate, no reconciliation, a 15 s pause after a 429) and aiolimiter where installed.
+   Client and server share a scaled clock (``--scale`` simulated seconds per real second);
+   throughput is measured after the first simulated minute, as a fraction of the binding
+   limit, from the simulator's own counters.
+3. Budgets: 64 threads against a hard USD budget, on each store: overspend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from prismq_llmtools import BudgetExceeded, rate_limited, token_budgeted
+from prismq_llmtools._decorate import attach
+from prismq_llmtools.aspects import Aspect
+from prismq_llmtools.bucket import BucketSpec, Ticket
+from prismq_llmtools.budget import budget_status
+from prismq_llmtools.clock import system_clock
+from prismq_llmtools.openai.tokens import count_request
+from prismq_llmtools.stores import StateRegistry
+from prismq_llmtools.testing import Simulator, SimulatorConfig
+
+MODEL = "gpt-4o-mini"
+WORDS = [
+    *("administration", "development", "organization", "responsibility", "international"),
+    *("environment", "performance", "information", "relationship", "understanding"),
+    *("management", "technology"),
+]
+WORKLOADS = {  # name: (rpm, tpm, binding)
+    "rpm-bound": (120, 1_000_000, "requests"),
+    "tpm-bound": (10_000, 4_000, "tokens"),
+}
+SCALE = 20.0
+
+
+class ScaledClock:
+    """Simulated seconds: SCALE times faster than real time, shared by client and server."""
+
+    def __init__(self, origin: float | None = None) -> None:
+        self.origin = time.monotonic() if origin is None else origin
+
+    def now(self) -> float:
+        return (time.monotonic() - self.origin) * SCALE
+
+    def wall(self) -> datetime:
+        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=self.now())
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds / SCALE)
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0) / SCALE)
+
+
+def messages(rng: random.Random) -> list[dict[str, str]]:
+    text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12)))
+    return [{"role": "user", "content": f"Write a title for: {text}"}]
+
+
+# -- the clients under test ----------------------------------------------------------------
+
+
+def ours(clock: ScaledClock, rpm: int, tpm: int, store: str | None, **extra: Any) -> Callable:
+    @rate_limited(rpm=rpm, tpm=tpm, store=store, registry=StateRegistry(), clock=clock, **extra)
+    def ask(api: openai.OpenAI, messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
+        return api.chat.completions.create(model=model, messages=messages, max_tokens=30)  # type: ignore[arg-type]
+
+    return ask
+
+
+class Cookbook:
+    """The cookbook's parallel processor policy: buckets at the limits, a fixed estimate
+    (prompt tokens + max_tokens), no reconciliation, callers poll, a 429 pauses 15 s."""
+
+    def __init__(self, clock: ScaledClock, rpm: int, tpm: int) -> None:
+        self.clock, self.rpm, self.tpm = clock, rpm, tpm
+        self.requests, self.tokens = float(rpm), float(tpm)
+        self.updated = clock.now()
+        self.paused_until = 0.0
+        self.lock = threading.Lock()
+
+    def _take(self, tokens: int) -> bool:
+        with self.lock:
+            now = self.clock.now()
+            elapsed, self.updated = now - self.updated, now
+            self.requests = min(self.rpm, self.requests + elapsed * self.rpm / 60)
+            self.tokens = min(self.tpm, self.tokens + elapsed * self.tpm / 60)
+            if now < self.paused_until or self.requests < 1 or self.tokens < tokens:
+                return False
+            self.requests -= 1
+            self.tokens -= tokens
+            return True
+
+    def __call__(self, api: openai.OpenAI, messages: list[dict[str, str]]) -> Any:
+        estimate = count_request({"model": MODEL, "messages": messages}).prompt_tokens + 30
+        while True:
+            while not self._take(estimate):
+                time.sleep(0.001)
+            try:
+                return api.chat.completions.create(model=MODEL, messages=messages, max_tokens=30)  # type: ignore[arg-type]
+            except openai.RateLimitError:
+                with self.lock:
+                    self.paused_until = self.clock.now() + 15
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+def _work(url: str, ask: Callable, clock: ScaledClock, end: float, threads: int, seed: int) -> int:
+    failures = 0
+    lock = threading.Lock()
+
+    def loop(n: int) -> None:
+        nonlocal failures
+        rng = random.Random(seed + n)
+        with openai.OpenAI(base_url=url, api_key="sk-bench", max_retries=0) as api:
+            while clock.now() < end:
+                try:
+                    ask(api, messages(rng))
+                except openai.OpenAIError:
+                    with lock:
+                        failures += 1
+
+    workers = [threading.Thread(target=loop, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return failures
+
+
+def _process(
+    url: str,
+    store: str,
+    clock_at: tuple[float, float],
+    limits: tuple[int, int],
+    seed: int,
+    ready: Any,
+    go: Any,
+) -> None:
+    global SCALE
+    origin, SCALE = clock_at  # a spawned process starts from the module's defaults
+    clock = ScaledClock(origin)
+    ask = ours(clock, *limits, store)
+    ready.put(seed)
+    end = go.get()
+    _work(url, ask, clock, end, threads=2, seed=seed)
+
+
+async def _aiolimiter(url: str, clock: ScaledClock, rpm: int, tpm: int, end: float) -> None:
+    from aiolimiter import AsyncLimiter
+
+    period = 60 / SCALE  # aiolimiter measures the event loop's (real) time
+    requests, tokens = AsyncLimiter(rpm, period), AsyncLimiter(tpm, period)
+    api = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0)
+
+    async def loop(n: int) -> None:
+        rng = random.Random(n)
+        while clock.now() < end:
+            body = messages(rng)
+            estimate = count_request({"model": MODEL, "messages": body}).prompt_tokens + 30
+            await requests.acquire()
+            await tokens.acquire(estimate)
+            with contextlib.suppress(openai.RateLimitError):
+                await api.chat.completions.create(model=MODEL, messages=body, max_tokens=30)  # type: ignore[arg-type]
+
+    await asyncio.gather(*(loop(n) for n in range(8)))
+    await api.close()
+
+
+def run(
+    limiter: str,
+    workload: str,
+    admission: str,
+    minutes: float,
+    store: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One run; returns 429s and the steady-state throughput as a fraction of the limit."""
+    rpm, tpm, binding = WORKLOADS[workload]
+    server_clock = ScaledClock()
+    config = SimulatorConfig(rpm=rpm, tpm=tpm, admission=admission)  # type: ignore[arg-type]
+    with Simulator(config, clock=server_clock.now) as sim:
+        clock = ScaledClock(server_clock.origin)
+        procs: list[Any] = []
+        if limiter == "ours" and store is not None:  # 4 processes, started before the clock
+            context = multiprocessing.get_context("spawn")
+            ready, go = context.Queue(), context.Queue()
+            procs = [
+                context.Process(
+                    target=_process,
+                    args=(sim.url, store, (clock.origin, SCALE), (rpm, tpm), 10 * n, ready, go),
+                )
+                for n in range(4)
+            ]
+            for proc in procs:
+                proc.start()
+            for _ in procs:
+                ready.get(timeout=120)
+        sim.reset(buckets=True)  # every run starts from full server buckets
+        start = clock.now()
+        end = start + 60 * minutes
+        marks: list[Any] = []
+        sampler = threading.Timer(60 / SCALE, lambda: marks.append(sim.stats()))
+        sampler.start()
+        if procs:
+            for _ in procs:
+                go.put(end)
+            for proc in procs:
+                proc.join()
+        elif limiter == "ours":
+            _work(sim.url, ours(clock, rpm, tpm, None, **extra), clock, end, threads=8, seed=1)
+        elif limiter == "cookbook":
+            _work(sim.url, Cookbook(clock, rpm, tpm), clock, end, threads=8, seed=1)
+        else:
+            asyncio.run(_aiolimiter(sim.url, clock, rpm, tpm, end))
+        sampler.join()
+        final = sim.stats()
+        elapsed = clock.now() - start - 60
+    first = marks[0]
+    if binding == "requests":
+        rate = (final.served - first.served) / elapsed * 60 / rpm
+    else:
+        rate = (final.charged_tokens - first.charged_tokens) / elapsed * 60 / tpm
+    return {"429": final.rate_limited, "served": final.served, "ratio": rate}
+
+
+# -- cost per call ---------------------------------------------------------------------------
+
+
+def cost(stores: dict[str, str]) -> None:
+    specs = (
+        BucketSpec("requests", capacity=1e9, burst=1e9, rate_per_s=1e9),
+        BucketSpec("tokens", capacity=1e12, burst=1e12, rate_per_s=1e12),
+    )
+    print("\ncost per admission + feedback (one thread)")
+    for name, url in stores.items():
+        store = StateRegistry().store(url)
+        store.clear()
+        n = 20_000 if name == "memory" else 2_000
+        started = time.perf_counter()
+        for i in range(n):
+            ticket = store.admit(
+                "k", specs, (1, 100), clock=system_clock, ticket_id=str(i), ttl_s=60, max_wait_s=0
+            )
+            assert isinstance(ticket, Ticket)
+            store.feedback("k", specs, ticket, clock=system_clock, deficits=(None, 50.0))
+        per = (time.perf_counter() - started) / n * 1e6
+        print(f"  {name:<8} {per:8.1f} us")
+
+    def bare() -> str:
+        return "x"
+
+    class Needs(Aspect):  # a site that discovers the request (and so estimates usage)
+        kind = "needs_request"
+        needs_request = True
+
+    rpm = rate_limited(rpm=10**9, model=MODEL, registry=StateRegistry())(lambda: "x")
+    both = rate_limited(rpm=10**9, tpm=10**9, model=MODEL, registry=StateRegistry())(lambda: "x")
+    rows = (
+        ("bare function", bare),
+        ("site discovering the request", attach(Needs(), model=MODEL)(lambda: "x")),
+        ("@rate_limited rpm (memory)", rpm),
+        ("@rate_limited rpm+tpm (memory)", both),
+    )
+    for label, f in rows:
+        for _ in range(2_000):
+            f()
+        started = time.perf_counter()
+        for _ in range(50_000):
+            f()
+        print(f"  {label:<34} {(time.perf_counter() - started) / 50_000 * 1e6:6.2f} us/call")
+
+
+# -- budgets ---------------------------------------------------------------------------------
+
+
+def budgets(stores: dict[str, str]) -> None:
+    print("\n64 threads x 5 calls against a hard USD budget")
+    for name, url in stores.items():
+        StateRegistry().store(url).clear()
+        limit = Decimal("0.005")
+
+        @token_budgeted(daily_usd=limit, store=url, registry=StateRegistry())
+        def ask(
+            messages: list[dict[str, str]], *, model: str = MODEL, max_tokens: int = 200
+        ) -> dict[str, Any]:
+            used = random.randint(1, max_tokens)
+            return {"model": MODEL, "usage": {"prompt_tokens": 12, "completion_tokens": used}}
+
+        refused = 0
+
+        def worker() -> None:
+            nonlocal refused
+            for _ in range(5):
+                try:
+                    ask([{"role": "user", "content": "Title for a bakery."}])
+                except BudgetExceeded:
+                    refused += 1
+
+        threads = [threading.Thread(target=worker) for _ in range(64)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        spent = budget_status(ask)["daily_usd"]["spent"]
+        print(
+            f"  {name:<8} spent ${spent} of ${limit}, overspend ${max(Decimal(0), spent - limit)},"
+            f" {320 - refused} calls admitted, {refused} refused"
+        )
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def _redis() -> tuple[str | None, subprocess.Popen[bytes] | None]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        print("redis-server not installed: Redis rows skipped")
+        return None, None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(  # noqa: S603 - the redis-server found on PATH, fixed arguments
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.3)
+    return f"redis://127.0.0.1:{port}/0", process
+
+
+def main() -> None:
+    global SCALE
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs, fewer rows")
+    parser.add_argument("--minutes", type=float, default=4.0, help="simulated minutes a run")
+    parser.add_argument("--scale", type=float, default=SCALE, help="simulated s per real s")
+    args = parser.parse_args()
+    SCALE = args.scale
+    minutes = 2.0 if args.quick else args.minutes
+    directory = Path(tempfile.mkdtemp(prefix="bench-ratelimit-"))
+    redis_url, redis_process = _redis()
+    stores = {"memory": "memory", "sqlite": f"sqlite://{directory / 'state.db'}"}
+    if redis_url:
+        stores["redis"] = redis_url
+    try:
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, scale {SCALE:g}x,")
+        print(f"{minutes:g} simulated minutes a run, throughput measured after the first")
+        cost(stores)
+        budgets(stores)
+        rows: list[tuple[str, str, str, str]] = [
+            ("ours", "memory", w, a) for w in WORKLOADS for a in ("exact", "chars")
+        ]
+        for name in ("sqlite", "redis") if not args.quick else ("sqlite",):
+            if name in stores:
+                rows += [("ours", name, w, "chars") for w in WORKLOADS]
+        rows += [("ours burst=1", "memory", w, "exact") for w in WORKLOADS]
+        rows += [("cookbook", "-", w, a) for w in WORKLOADS for a in ("exact", "chars")]
+        try:
+            import aiolimiter  # noqa: F401
+
+            rows += [("aiolimiter", "-", w, "chars") for w in WORKLOADS]
+        except ImportError:
+            print("aiolimiter not installed: its rows are skipped")
+        print(f"\n{'limiter':<13} {'store':<9} {'workload':<10} {'admission':<9} {'429s':>5}"
+              f" {'served':>7} {'throughput / limit':>19}")  # fmt: skip
+        for limiter, store, workload, admission in rows:
+            url = None if store in ("memory", "-") else stores[store]
+            if url and url.startswith("sqlite"):  # each run's clock starts at 0: fresh state
+                url = f"sqlite://{directory / f'{workload}-{admission}.db'}"
+            if url and url.startswith("redis"):
+                url += "?clock=caller"  # the scaled clock, not the Redis server's
+                StateRegistry().store(url).clear()
+            extra = {"burst": 1.0} if limiter == "ours burst=1" else {}
+            name = "ours" if limiter.startswith("ours") else limiter
+            result = run(name, workload, admission, minutes, url, **extra)
+            where = f"{store} x4" if url else store
+            print(
+                f"{limiter:<13} {where:<9} {workload:<10} {admission:<9} {result['429']:>5}"
+                f" {result['served']:>7} {result['ratio']:>18.1%}"
+            )
+    finally:
+        if redis_process is not None:
+            redis_process.terminate()
+            redis_process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
