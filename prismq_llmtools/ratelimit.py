@@ -44,7 +44,7 @@ class RateLimit:
         rpd, tpd: requests and tokens per day (optional).
         burst: fraction of each bucket that may be spent at once; the rest is a margin that
             keeps a server counting slightly differently (timing, its own token estimate)
-            from answering 429. 0.9 held the simulator at 0 x 429 (see docs/ratelimit.md).
+            from answering 429. 0.9 held the simulator at 0 x 429 (BENCHMARKS.md).
         headroom: run at this fraction of the limits (e.g. 0.9 leaves 10% to others).
         timeout_s: longest wait for admission; beyond it ``RateLimitTimeout`` (raised as
             soon as the wait is known). ``None``: wait as long as needed.
