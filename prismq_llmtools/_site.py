@@ -400,8 +400,14 @@ class SiteCore:
         return view
 
     def stats(self) -> dict[str, Any]:
-        """Live statistics of the site."""
-        return {"calls": self.calls, "errors": self.errors}
+        """Live statistics of the site: its calls and errors, and each aspect's own view
+        (bucket levels, budget use, cache hits, ...)."""
+        view: dict[str, Any] = {"calls": self.calls, "errors": self.errors}
+        for aspect in self.aspects:
+            own = aspect.stats_view()
+            if own:
+                view[aspect.kind] = own
+        return view
 
     def __repr__(self) -> str:
         kinds = ", ".join(a.kind for a in self.aspects)

@@ -127,6 +127,10 @@ class Aspect:
     def finish(self, call: Call) -> None:
         return None
 
+    def stats_view(self) -> dict[str, Any]:
+        """This aspect's live statistics, for ``f.llm.stats()`` (empty: none)."""
+        return {}
+
     def settings_view(self) -> dict[str, Any]:
         """This aspect's effective settings, for ``f.llm``."""
         if self.settings is None:

@@ -444,6 +444,10 @@ class CacheAspect(Aspect):
         view["location"] = str(self.location)
         return view
 
+    def stats_view(self) -> dict[str, Any]:
+        """Hits, misses, skips, stores and corrupt entries since the process started."""
+        return dict(self.stats)
+
 
 def _unstorable(call: Call, result: Any) -> str | None:
     extra = call._extra or {}

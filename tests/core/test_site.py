@@ -310,3 +310,21 @@ def test_site_default_model_when_arguments_name_none() -> None:
 
     title("x")
     assert seen[0].model == "gpt-4.1-mini"
+
+
+def test_llm_stats_include_each_aspects_view(tmp_path: Any) -> None:
+    """f.llm.stats() shows the site's counts and its aspects' live statistics."""
+    from prismq_llmtools import cached
+
+    @cached(str(tmp_path))
+    @retried()
+    def double(x: int) -> int:
+        return 2 * x
+
+    double(2)
+    double(2)
+    stats = double.llm.stats()
+    assert stats["calls"] == 2
+    assert stats["errors"] == 0
+    assert stats["cached"]["hits"] == 1
+    assert stats["cached"]["misses"] == 1
