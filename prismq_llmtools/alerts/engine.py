@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from prismq_llmtools.alerts.alert import Alert
-from prismq_llmtools.alerts.evaluators import RuleRuntime, runtime_for
+from prismq_llmtools.alerts.evaluators import Dirty, RuleRuntime, runtime_for
 from prismq_llmtools.alerts.eventtime import parse_event_time, second_of
 from prismq_llmtools.alerts.rules import Rule, RuleSet
 from prismq_llmtools.alerts.streams import (
@@ -91,13 +91,14 @@ class AlertEngine:
         self._runtimes = [
             runtime_for(rule, i, self.resolution_s) for i, rule in enumerate(self.rules)
         ]
+        self._rule_index = {rule.name: i for i, rule in enumerate(self.rules)}
         self._routes: dict[str, tuple[Collector, Collector, list[Stream], Fresh]] = {}
         self._feeds: dict[str, list[Feed]] = {}  # event name -> who reads which bundle
         self._wire()
         self._buffer: dict[int, dict[str, Entry]] = {}  # tick -> event name -> its state
         self._current_tick = _NEVER
         self._current: dict[str, Entry] = {}
-        self._agenda: dict[int, dict[tuple[RuleRuntime, Hashable], None]] = {}
+        self._agenda: dict[int, Dirty] = {}  # tick -> rule -> groups to evaluate then
         self._agenda_ticks: list[int] = []
         self._done = _NEVER  # every tick up to this one has been evaluated
         self._newest = -math.inf  # newest event time seen
@@ -323,7 +324,10 @@ class AlertEngine:
             entries = self._agenda[tick] = {}
             heapq.heappush(self._agenda_ticks, tick)
             self._due = min(self._due, tick * self.resolution_s + self.lateness_s)
-        entries[(runtime, key)] = None
+        keys = entries.get(runtime)
+        if keys is None:
+            keys = entries[runtime] = {}
+        keys[key] = None
 
     def emit(self, alert: Alert) -> None:
         """Hand ``alert`` to every action; a failing action is counted, never raised.
@@ -377,7 +381,7 @@ class AlertEngine:
 
     def _evaluate_tick(self, tick: int) -> None:
         self.stats.ticks += 1
-        dirty: dict[tuple[RuleRuntime, Hashable], None] = {}
+        dirty: Dirty = {}
         lists = self._buffer.pop(tick, None)
         if tick == self._current_tick:
             self._current_tick = _NEVER
@@ -389,23 +393,26 @@ class AlertEngine:
                     runtime.receive(tick, role, part if grouped else {(): part}, slots, dirty)
         if self._agenda_ticks and self._agenda_ticks[0] == tick:
             heapq.heappop(self._agenda_ticks)
-            dirty.update(self._agenda.pop(tick))
+            for runtime, keys in self._agenda.pop(tick).items():
+                changed = dirty.get(runtime)
+                if changed is None:
+                    dirty[runtime] = keys
+                else:
+                    changed.update(keys)
         held: list[Alert] = []
-        ranked: list[tuple[tuple[int, str], Alert]] = []
         self._held = held
         try:
-            for runtime, key in dirty:  # groups are independent: any order gives the same state
-                runtime.evaluate(tick, key, self)
-                if held:
-                    ranked.extend(((runtime.index, repr(key)), alert) for alert in held)
-                    held.clear()
+            for runtime, keys in dirty.items():  # groups are independent: any order will do
+                runtime.evaluate(tick, keys, self)
         finally:
             self._held = None
         # alerts in canonical order, so that the order of arrival within a tick does not show
-        ranked.sort(key=_rank)
-        for _, alert in ranked:
+        held.sort(key=self._rank)
+        for alert in held:
             self.emit(alert)
 
-
-def _rank(entry: tuple[tuple[int, str], Alert]) -> tuple[int, str]:
-    return entry[0]
+    def _rank(self, alert: Alert) -> tuple[int, str]:
+        """Rule order, then the group key's text: an order that arrival cannot change."""
+        values = tuple(alert.group.values())
+        key = values[0] if len(values) == 1 else values  # the group key, as rules keep it
+        return self._rule_index[alert.rule], repr(key)

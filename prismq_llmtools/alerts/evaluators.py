@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
 from prismq_llmtools.alerts.alert import Alert, render_message
@@ -28,7 +28,8 @@ _COMPARE = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt,
     "<=": operator.le, "==": operator.eq, "!=": operator.ne,
 }  # fmt: skip
-Dirty = dict[tuple["RuleRuntime", Hashable], None]
+Keys = dict[Hashable, None]  # an ordered set of group keys
+Dirty = dict["RuleRuntime", Keys]  # the groups of each rule to evaluate at a tick
 
 
 class Host(Protocol):
@@ -114,8 +115,11 @@ class RuleRuntime:
         """Take one tick's partial aggregates of a stream this rule reads."""
         raise NotImplementedError
 
-    def evaluate(self, tick: int, key: Hashable, host: Host) -> None:
-        """Re-evaluate one group at ``tick``; emit alerts and schedule what comes next."""
+    def evaluate(self, tick: int, keys: Iterable[Hashable], host: Host) -> None:
+        """Re-evaluate groups at ``tick``; emit alerts and schedule what comes next.
+
+        Groups are independent: the order of ``keys`` does not change any group's state.
+        """
         raise NotImplementedError
 
     def _alert(
@@ -174,6 +178,9 @@ class AggregateRuntime(RuleRuntime):
     ) -> None:
         groups, count, n, sketch = self.groups, slots.count, slots.n, slots.sketch
         main = role == "main"
+        changed = dirty.get(self)
+        if changed is None:
+            changed = dirty[self] = {}
         for key, p in partials.items():
             hits = p[count]
             if not hits:  # the group matched another stream of the bundle, not this one
@@ -193,7 +200,7 @@ class AggregateRuntime(RuleRuntime):
                     if group.period != period:
                         group.period, group.period_total = period, 0.0
                     group.period_total += p[n + 1]
-            dirty[(self, key)] = None
+            changed[key] = None
 
     def value(self, group: _Group, tick: int) -> float | None:
         """The rule's aggregate for ``group`` at ``tick`` (windows already expired)."""
@@ -257,45 +264,53 @@ class AggregateRuntime(RuleRuntime):
         rate = group.main.total / self.rule.window_s
         return spent + rate * max(0.0, end - tick * self._resolution_s)
 
-    def evaluate(self, tick: int, key: Hashable, host: Host) -> None:
-        group = self.groups.get(key)
-        if group is None:
-            return
-        main, other = group.main, group.other
-        main.expire(tick)
-        if other is not None:
-            other.expire(tick)
-        value = self._value(group, tick)
-        if value is not None and self._compare(value, self._threshold):
-            if group.state == INACTIVE:
-                group.state, group.since = PENDING, tick
-            if group.state == PENDING:
-                if tick - group.since >= self.for_ticks:
-                    group.state, group.notified = FIRING, tick
-                    self._alert(host, tick, key, "fired", value)
-                    if self.repeat_ticks:
-                        host.schedule(tick + self.repeat_ticks, self, key)
-                else:
-                    host.schedule(group.since + self.for_ticks, self, key)
-            elif self.repeat_ticks and tick - group.notified >= self.repeat_ticks:
-                group.notified = tick
-                self._alert(host, tick, key, "fired", value, repeat=True)
-                host.schedule(tick + self.repeat_ticks, self, key)
-        else:
-            if group.state == FIRING:
-                self._alert(host, tick, key, "resolved", value)
-            group.state = INACTIVE
-        leaves = main.leaves_at
-        if other is not None:
-            also = other.leaves_at
-            if also is not None and (leaves is None or also < leaves):
-                leaves = also
-        if leaves is not None:
-            if leaves != group.scheduled:  # usually already on the agenda from the last tick
-                group.scheduled = leaves
-                host.schedule(leaves, self, key)
-        elif group.state == INACTIVE and not group.period_total:
-            del self.groups[key]
+    def evaluate(self, tick: int, keys: Iterable[Hashable], host: Host) -> None:
+        groups, value_of, compare, threshold = (
+            self.groups,
+            self._value,
+            self._compare,
+            self._threshold,
+        )
+        for_ticks, repeat_ticks, schedule = self.for_ticks, self.repeat_ticks, host.schedule
+        for key in keys:
+            group = groups.get(key)
+            if group is None:
+                continue
+            main, other = group.main, group.other
+            main.expire(tick)
+            if other is not None:
+                other.expire(tick)
+            value = value_of(group, tick)
+            if value is not None and compare(value, threshold):
+                if group.state == INACTIVE:
+                    group.state, group.since = PENDING, tick
+                if group.state == PENDING:
+                    if tick - group.since >= for_ticks:
+                        group.state, group.notified = FIRING, tick
+                        self._alert(host, tick, key, "fired", value)
+                        if repeat_ticks:
+                            schedule(tick + repeat_ticks, self, key)
+                    else:
+                        schedule(group.since + for_ticks, self, key)
+                elif repeat_ticks and tick - group.notified >= repeat_ticks:
+                    group.notified = tick
+                    self._alert(host, tick, key, "fired", value, repeat=True)
+                    schedule(tick + repeat_ticks, self, key)
+            else:
+                if group.state == FIRING:
+                    self._alert(host, tick, key, "resolved", value)
+                group.state = INACTIVE
+            leaves = main.leaves_at
+            if other is not None:
+                also = other.leaves_at
+                if also is not None and (leaves is None or also < leaves):
+                    leaves = also
+            if leaves is not None:
+                if leaves != group.scheduled:  # usually already on the agenda from the last tick
+                    group.scheduled = leaves
+                    schedule(leaves, self, key)
+            elif group.state == INACTIVE and not group.period_total:
+                del groups[key]
 
 
 def _read_count(window: Window) -> float:
@@ -339,15 +354,22 @@ class AbsenceRuntime(RuleRuntime):
         slots: FieldSlots,
         dirty: Dirty,
     ) -> None:
+        changed = dirty.get(self)
+        if changed is None:
+            changed = dirty[self] = {}
         for key, p in partials.items():
             if not p[slots.count]:
                 continue
             self._last[key] = tick
             if key not in self.groups:
                 self.groups[key] = _Group(Window(1), None)
-            dirty[(self, key)] = None
+            changed[key] = None
 
-    def evaluate(self, tick: int, key: Hashable, host: Host) -> None:
+    def evaluate(self, tick: int, keys: Iterable[Hashable], host: Host) -> None:
+        for key in keys:
+            self._evaluate_group(tick, key, host)
+
+    def _evaluate_group(self, tick: int, key: Hashable, host: Host) -> None:
         group = self.groups.get(key)
         if group is None:
             return
