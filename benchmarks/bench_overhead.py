@@ -5,9 +5,9 @@ Run: .venv/bin/python benchmarks/bench_overhead.py
 Every aspect is present but does no real work: the function describes no OpenAI request
 (so nothing is counted, priced or estimated), the rate limiter has one generous request
 bucket under a fixed key, the budget has no limit, the cache is disabled, and nothing ever
-waits. The figure is the cost of the machinery itself. In the same run it measures the bare function,
-a single plain wrapt layer, and six plain stacked wrapt layers (what six independent
-decorators would cost), and prints the ratios.
+waits. The figure is the cost of the machinery itself. In the same run it measures the bare
+function, a single plain wrapt layer, and six plain stacked wrapt layers (what six
+independent decorators would cost), and prints the ratios.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import threading
 import os
+import threading
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
