@@ -33,6 +33,7 @@ def test_demo_counts_exactly_and_absorbs_faults(tmp_path: Path) -> None:
         check=True,
     )
     out = result.stdout
+    print(out)  # shown by pytest when an assertion below fails
     assert "prompt tokens counted before the calls vs billed after: exact" in out
     assert "calls that failed for the caller, budget stops aside: 0" in out
     assert "0 rejected for exceeding its rate limits" in out

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     example = _load_example()
     workdir = Path(tempfile.mkdtemp(prefix="prismq-demo-"))
     log = args.log or workdir / "events.jsonl"
-    os.environ.setdefault("PRISMQ_LLMTOOLS_CACHE_DIR", str(workdir / "cache"))
+    os.environ["PRISMQ_LLMTOOLS_CACHE_DIR"] = str(workdir / "cache")  # a fresh cache per demo
     configure_logging(file=log)
     articles = [
         f"{example.ARTICLES[i % len(example.ARTICLES)]} (Story {i + 1}.)"
