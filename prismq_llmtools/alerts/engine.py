@@ -45,7 +45,7 @@ _NEVER = -(1 << 62)
 _ceil = math.ceil
 Fresh = Callable[[], list[Any]]
 Entry = tuple[Collector, Collector, list[Any]]  # a tick's state of one event name, and its folds
-Feed = tuple[int, bool, RuleRuntime, str, FieldSlots]  # bundle, grouped, reader, role, slots
+Reader = tuple[int, bool, RuleRuntime, str, FieldSlots]  # bundle, grouped, rule, role, slots
 _fromisoformat = datetime.fromisoformat
 
 
@@ -93,7 +93,7 @@ class AlertEngine:
         ]
         self._rule_index = {rule.name: i for i, rule in enumerate(self.rules)}
         self._routes: dict[str, tuple[Collector, Collector, list[Stream], Fresh]] = {}
-        self._feeds: dict[str, list[Feed]] = {}  # event name -> who reads which bundle
+        self._readers: dict[str, list[Reader]] = {}  # event name -> who reads which bundle
         self._wire()
         self._buffer: dict[int, dict[str, Entry]] = {}  # tick -> event name -> its state
         self._current_tick = _NEVER
@@ -111,11 +111,15 @@ class AlertEngine:
         streams: dict[StreamKey, Stream] = {}
         wiring: list[tuple[RuleRuntime, str, Stream, str | None]] = []
         for runtime in self._runtimes:
-            for match, side, extremes, sketch, counted in runtime.feeds():
+            for feed in runtime.feeds():
+                match = feed.match
                 key = StreamKey(match.event, match.where, runtime.rule.group_by)
                 stream = streams.setdefault(key, Stream(key))
-                stream.need(match.field, extremes=extremes, sketch=sketch, counted=counted)
-                wiring.append((runtime, side, stream, match.field))
+                stream.need(
+                    match.field, extremes=feed.extremes, sketch=feed.sketch,
+                    counted=feed.counted, summed=feed.summed,
+                )  # fmt: skip
+                wiring.append((runtime, feed.role, stream, match.field))
         by_event: dict[str, list[Stream]] = {}
         for stream in streams.values():
             by_event.setdefault(stream.key.event, []).append(stream)
@@ -128,8 +132,8 @@ class AlertEngine:
         for runtime, role, stream, field in wiring:
             if stream.key.event not in self._routes:
                 continue
-            feed = (stream.bundle, bool(stream.key.group_by), runtime, role, stream.slots(field))
-            self._feeds.setdefault(stream.key.event, []).append(feed)
+            reader = (stream.bundle, bool(stream.key.group_by), runtime, role, stream.slots(field))
+            self._readers.setdefault(stream.key.event, []).append(reader)
 
     # -- input ---------------------------------------------------------------------------
 
@@ -386,9 +390,9 @@ class AlertEngine:
         if tick == self._current_tick:
             self._current_tick = _NEVER
         if lists:
-            feeds = self._feeds
+            readers = self._readers
             for name, (_, _, bundles) in lists.items():
-                for index, grouped, runtime, role, slots in feeds[name]:
+                for index, grouped, runtime, role, slots in readers[name]:
                     part = bundles[index]
                     runtime.receive(tick, role, part if grouped else {(): part}, slots, dirty)
         if self._agenda_ticks and self._agenda_ticks[0] == tick:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from prismq_llmtools.alerts.alert import Alert, render_message
 from prismq_llmtools.alerts.durations import format_duration
@@ -21,7 +21,14 @@ from prismq_llmtools.alerts.rules import Match, Rule
 from prismq_llmtools.alerts.streams import FieldSlots, Partial
 from prismq_llmtools.alerts.windows import Window
 
-__all__ = ["AbsenceRuntime", "AggregateRuntime", "Host", "RuleRuntime", "runtime_for"]
+__all__ = [
+    "AbsenceRuntime",
+    "AggregateRuntime",
+    "Feed",
+    "Host",
+    "RuleRuntime",
+    "runtime_for",
+]
 
 INACTIVE, PENDING, FIRING = 0, 1, 2
 _COMPARE = {
@@ -30,6 +37,21 @@ _COMPARE = {
 }  # fmt: skip
 Keys = dict[Hashable, None]  # an ordered set of group keys
 Dirty = dict["RuleRuntime", Keys]  # the groups of each rule to evaluate at a tick
+
+
+class Feed(NamedTuple):
+    """One stream a rule reads, and which of the field's aggregates it needs.
+
+    ``n`` (how many values were numbers) is read by means, percentiles and min/max; the sum
+    by sums, means, rates, ratios and forecasts. Streams update only what some reader needs.
+    """
+
+    match: Match
+    role: Literal["main", "other"]
+    extremes: bool = False
+    sketch: bool = False
+    counted: bool = False
+    summed: bool = False
 
 
 class Host(Protocol):
@@ -83,23 +105,28 @@ class RuleRuntime:
         )
         self.groups: dict[Hashable, _Group] = {}
 
-    def feeds(self) -> list[tuple[Match, Literal["main", "other"], bool, bool, bool]]:
-        """``(match, role, needs extremes, needs sketch, needs n)`` for each stream it reads.
-
-        ``n`` is how many values of the field were numbers; sums, counts and rates do not
-        read it, so streams read only by those do not count it.
-        """
+    def feeds(self) -> list[Feed]:
+        """What this rule reads: one :class:`Feed` per stream (two for a ratio)."""
         rule = self.rule
         if rule.numerator is not None and rule.denominator is not None:
             return [
-                (rule.numerator, "main", False, False, False),
-                (rule.denominator, "other", False, False, False),
+                Feed(rule.numerator, "main", summed=True),
+                Feed(rule.denominator, "other", summed=True),
             ]
         assert rule.match is not None
-        extremes = rule.aggregate in ("min", "max")
+        aggregate = rule.aggregate
+        extremes = aggregate in ("min", "max")
         sketch = rule.quantile is not None
-        counted = extremes or sketch or rule.aggregate == "avg"
-        return [(rule.match, "main", extremes, sketch, counted)]
+        return [
+            Feed(
+                rule.match,
+                "main",
+                extremes=extremes,
+                sketch=sketch,
+                counted=extremes or sketch or aggregate == "avg",
+                summed=aggregate in ("sum", "avg", "rate", "forecast"),
+            )
+        ]
 
     def start(self, tick: int, host: Host) -> None:
         """Called once with the tick of the first event the engine sees."""

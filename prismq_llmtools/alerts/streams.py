@@ -65,6 +65,7 @@ class Stream:
     extremes: set[str] = field(default_factory=set)
     sketched: list[str] = field(default_factory=list)
     counted: set[str] = field(default_factory=set)  # fields whose numeric values are counted
+    summed: set[str] = field(default_factory=set)  # fields whose numeric values are summed
     offset: int = 0  # where this stream's slots start in its bundle's partial
     bundle: int = 0  # index of its bundle among the event name's bundles
 
@@ -75,11 +76,13 @@ class Stream:
         extremes: bool = False,
         sketch: bool = False,
         counted: bool = True,
+        summed: bool = True,
     ) -> None:
         """Register a reader's need for ``name`` (``None``: the count alone).
 
         ``counted``: the reader reads ``n``, the number of numeric values (a mean, a
-        percentile, min/max); left at 0 when no reader does.
+        percentile, min/max); ``summed``: it reads their sum. Each is left at 0 when no
+        reader reads it.
         """
         if name is None:
             return
@@ -89,6 +92,8 @@ class Stream:
             self.extremes.add(name)
         if counted:
             self.counted.add(name)
+        if summed:
+            self.summed.add(name)
         if sketch and name not in self.sketched:
             self.sketched.append(name)
 
@@ -173,7 +178,8 @@ def build_collector(streams: Sequence[Stream], *, safe_keys: bool = False) -> Co
             code.append(f"{pad}if c{j}:")
             if name in stream.counted:
                 code.append(f"{pad}    {p}[{n}] += 1")
-            code.append(f"{pad}    {p}[{n + 1}] += v{j}")
+            if name in stream.summed:
+                code.append(f"{pad}    {p}[{n + 1}] += v{j}")
             if name in stream.extremes:
                 code.append(f"{pad}    if v{j} < {p}[{n + 2}]: {p}[{n + 2}] = v{j}")
                 code.append(f"{pad}    if v{j} > {p}[{n + 3}]: {p}[{n + 3}] = v{j}")
