@@ -24,7 +24,7 @@ from prismq_llmtools.testing import (
 from prismq_llmtools.testing.simulator.client import push_faults, reset_remote
 from prismq_llmtools.testing.simulator.config_file import config_from_mapping, load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
