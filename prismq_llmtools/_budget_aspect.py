@@ -57,6 +57,12 @@ class BudgetAspect(Aspect):
             site.clock = self.clock
         self._site = site
 
+    def active_hooks(self) -> set[str]:
+        budget: TokenBudget = self.settings
+        if self._lines or budget.completion_cap is not None or budget.max_prompt_tokens is not None:
+            return self.overrides()
+        return set()  # no budget and no cap: nothing to check, reserve or settle
+
     # -- hooks -----------------------------------------------------------------------
 
     def reserve(self, call: Call) -> None:

@@ -3,8 +3,9 @@
 Each decorator of ours adds an aspect to the same :class:`Site`, so stacking six
 decorators costs one wrapper and one :class:`~prismq_llmtools.call.Call` per invocation,
 and the phase order (see :mod:`prismq_llmtools.aspects`) never depends on stacking order.
-The algorithm is a generator that yields what it needs done (run the function, or wait);
-a sync and an async driver carry that out.
+The algorithm is a generator that yields what it needs done (wait, or run the function);
+a sync and an async driver carry that out. The sync driver lets the generator call the
+function itself, so a call that never waits passes through it without a single yield.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import inspect
 import json
 import sys
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import wait as wait_for_futures
 from contextlib import contextmanager
 from typing import Any, cast
@@ -29,7 +30,7 @@ from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.observe import resolve_usage
 from prismq_llmtools.pricing import cost_call
-from prismq_llmtools.request import request_from_arguments, request_from_body
+from prismq_llmtools.request import API_PARAMETERS, request_from_arguments, request_from_body
 
 __all__ = ["Site", "SiteCore", "site_for"]
 
@@ -47,6 +48,41 @@ _RUN = _Run()
 _Flow = Generator[object, Any, Any]
 
 
+class _Hooks:
+    """A site's hooks per phase, for its aspects' current settings (rebuilt when they change).
+
+    An invocation keeps the hooks it started with, so a settings change in mid-call never
+    skips the clean-up of a phase that already ran (a cache flight, a budget reservation).
+    """
+
+    __slots__ = (
+        "after_attempt",
+        "before_attempt",
+        "enter",
+        "finish",
+        "leave",
+        "reserve",
+        "retry",
+        "settle",
+    )
+
+    def __init__(self, aspects: Sequence[Aspect]) -> None:
+        active = [(aspect, aspect.active_hooks()) for aspect in aspects]
+
+        def hooks(name: str) -> tuple[Any, ...]:
+            return tuple(getattr(aspect, name) for aspect, names in active if name in names)
+
+        self.enter = hooks("enter")
+        self.reserve = hooks("reserve")
+        self.before_attempt = hooks("before_attempt")
+        self.after_attempt = hooks("after_attempt")
+        self.settle = hooks("settle")
+        self.leave = hooks("leave")
+        self.finish = hooks("finish")
+        retriers = [aspect for aspect, names in active if "retry_delay" in names]
+        self.retry: Aspect | None = retriers[0] if retriers else None
+
+
 class SiteCore:
     """Everything a call site knows: its name, its aspects, its defaults and its statistics.
 
@@ -61,6 +97,8 @@ class SiteCore:
         self.is_async = inspect.iscoroutinefunction(raw)
         self._is_static = isinstance(func, staticmethod)
         self._binder = Binder(raw)
+        # No parameter names a request field: only **kwargs or the site's model can.
+        self._plain_parameters = API_PARAMETERS.isdisjoint(self._binder.parameter_names)
         self._method_binder: Binder | None = None
         self.aspects: list[Aspect] = []
         self.default_model: str | None = None
@@ -75,7 +113,6 @@ class SiteCore:
         self.cost_policy: Any = None
         self.calls = 0
         self.errors = 0
-        self._retry: Aspect | None = None
         self._needs_request = False
         self._rebuild()
 
@@ -90,7 +127,6 @@ class SiteCore:
         self.aspects.append(aspect)
         aspect.attach(self)
         self._apply_settings()
-        self._rebuild()
 
     def set_name(self, name: str) -> None:
         """Rename the site (only before it has been called)."""
@@ -136,6 +172,7 @@ class SiteCore:
         self.operation = overrides.get("operation", self._base_operation or self.name)
         for aspect in self.aspects:
             aspect.apply(overrides, self.name)
+        self._rebuild()  # settings decide which hooks are active
 
     def configure(self, **changes: Any) -> None:
         """Change settings of this site at run time, until the process ends."""
@@ -170,19 +207,8 @@ class SiteCore:
             )
 
     def _rebuild(self) -> None:
-        def hooks(name: str) -> tuple[Any, ...]:
-            return tuple(getattr(a, name) for a in self.aspects if name in a.overrides())
-
-        self._enter = hooks("enter")
-        self._reserve = hooks("reserve")
-        self._before_attempt = hooks("before_attempt")
-        self._after_attempt = hooks("after_attempt")
-        self._settle = hooks("settle")
-        self._leave = hooks("leave")
-        self._finish = hooks("finish")
-        retriers = [a for a in self.aspects if "retry_delay" in a.overrides()]
-        self._retry = retriers[0] if retriers else None
-        self.owns_retries = self._retry is not None
+        self._hooks = _Hooks(self.aspects)
+        self.owns_retries = self._hooks.retry is not None
         self._needs_request = self.request_extractor is not None or any(
             a.needs_request for a in self.aspects
         )
@@ -199,6 +225,13 @@ class SiteCore:
 
     def discover_request(self, call: Call, instance: Any) -> Request | None:
         """Find the request in the arguments, else by the extractor, else site defaults."""
+        if (
+            self._plain_parameters
+            and self.request_extractor is None
+            and (not call.kwargs or API_PARAMETERS.isdisjoint(call.kwargs))
+        ):  # no argument can describe a request: skip binding them
+            model = self.default_model
+            return None if model is None else request_from_body({"model": model})
         bound = self.bind(call, instance)
         request = None
         if self.request_extractor is not None:
@@ -213,8 +246,19 @@ class SiteCore:
         operation = self.operation if parent is None else f"{parent.operation}/{self.operation}"
         return Call(self.name, operation, args, kwargs, parent, self.owns_retries)
 
-    def flow(self, call: Call, instance: Any) -> _Flow:
-        """The algorithm of one invocation; yields ``_RUN``, a wait in seconds, or ``Pending``."""
+    def flow(
+        self,
+        call: Call,
+        instance: Any,
+        run: Callable[..., Any] | None = None,
+        returned: list[Any] | None = None,
+    ) -> _Flow:
+        """The algorithm of one invocation; yields a wait in seconds, ``Pending`` or ``_RUN``.
+
+        With ``run`` (the sync driver) the flow calls the function itself and appends its
+        result to ``returned``; without it (async), it yields ``_RUN`` and is sent the result.
+        """
+        hooks = self._hooks
         now = self.clock.now
         token = current_call.set(call)
         call.started = now()
@@ -225,7 +269,7 @@ class SiteCore:
             if self._needs_request:
                 call.request = self.discover_request(call, instance)
             hit: CacheHit | Pending | None = None
-            for enter in self._enter:
+            for enter in hooks.enter:
                 hit = enter(call)
                 while isinstance(hit, Pending):  # single flight: an identical call is running
                     yield hit
@@ -234,32 +278,37 @@ class SiteCore:
                     result = hit.value
                     break
             if hit is None:
-                for reserve in self._reserve:
+                for reserve in hooks.reserve:
                     reserve(call)
                 while True:  # one attempt per turn
                     call.attempts += 1
-                    for before in self._before_attempt:
+                    for before in hooks.before_attempt:
                         wait = before(call)
                         while wait > 0:
                             call.wait_s += wait
                             yield wait
                             wait = before(call)
                     started = now()
-                    try:
-                        result = yield _RUN
+                    try:  # call.args/kwargs: an aspect may have rewritten them (truncation)
+                        if run is None:
+                            result = yield _RUN
+                        else:
+                            result = run(*call.args, **call.kwargs)
                     except Exception as exc:
-                        delay = self._failed_attempt(call, exc, now() - started)
+                        delay = self._failed_attempt(call, hooks, exc, now() - started)
                         if delay is None:
                             raise
                         if delay > 0:
                             yield delay
                         continue
-                    for after in self._after_attempt:
+                    for after in hooks.after_attempt:
                         after(call, None)
-                    if self._retry is not None and structlog.is_configured():
+                    if hooks.retry is not None and structlog.is_configured():
                         _emit_attempt(call, now() - started, None)
                     break
             call.outcome = "ok"
+            if returned is not None:
+                returned.append(result)
             return result
         except BaseException as exc:
             call.outcome = "error"
@@ -268,15 +317,17 @@ class SiteCore:
         finally:
             current_call.reset(token)
             if call._extra is not None and call.outcome == "ok":
-                self._finish_maybe_later(call, result, instance)
+                self._finish_maybe_later(call, hooks, result, instance)
             else:
-                self._complete(call, result, instance)
+                self._complete(call, hooks, result, instance)
 
-    def _failed_attempt(self, call: Call, exc: Exception, duration_s: float) -> float | None:
+    def _failed_attempt(
+        self, call: Call, hooks: _Hooks, exc: Exception, duration_s: float
+    ) -> float | None:
         """Feedback and the retry decision after a failed attempt: a wait, or None to raise."""
-        for after in self._after_attempt:
+        for after in hooks.after_attempt:
             after(call, exc)
-        retry = self._retry
+        retry = hooks.retry
         if retry is None:
             return None
         delay = retry.retry_delay(call, exc)
@@ -297,35 +348,40 @@ class SiteCore:
         )
         return delay
 
-    def _finish_maybe_later(self, call: Call, result: Any, instance: Any) -> None:
+    def _finish_maybe_later(self, call: Call, hooks: _Hooks, result: Any, instance: Any) -> None:
         state = _pending_stream_state(result)
-        if state is not None and state.on_done(lambda: self._complete(call, result, instance)):
+        if state is not None and state.on_done(
+            lambda: self._complete(call, hooks, result, instance)
+        ):
             return  # the function returned a stream: the Call ends when the stream does
-        self._complete(call, result, instance)
+        self._complete(call, hooks, result, instance)
 
-    def _complete(self, call: Call, result: Any, instance: Any) -> None:
+    def _complete(self, call: Call, hooks: _Hooks, result: Any, instance: Any) -> None:
         self.calls += 1
         if call.outcome == "error":
             self.errors += 1
         logging_on = structlog.is_configured()
         if call.request is None and logging_on:
             call.request = self.discover_request(call, instance)
-        if (
+        if call.usage_source is None and (
             call.request is not None
             or call.observed_requests
             or call._extra is not None
-            or (type(result).__module__ != "builtins")
-        ):
+            # As when the rate limiter kept its admission in ``call.extra``: an admitted
+            # call's result is inspected even when it is a builtin (a dict with ``usage``).
+            or call.admission is not None
+            or type(result).__module__ != "builtins"
+        ):  # else nothing could carry usage: skip the call
             resolve_usage(call, result)
         if call.usage is not None:
             policy = self.cost_policy
             cost_call(call, unknown=policy.settings.unknown_price if policy else "estimate")
-        for settle in self._settle:
+        for settle in hooks.settle:
             settle(call)
         if call.outcome == "ok":
-            for leave in self._leave:
+            for leave in hooks.leave:
                 leave(call, result)
-        for finish in self._finish:
+        for finish in hooks.finish:
             finish(call)
         call.duration_s = self.clock.now() - call.started
         if call.parent is not None:
@@ -342,25 +398,15 @@ class SiteCore:
         if not _boundary.ready and "openai._base_client" in sys.modules:
             _boundary.maybe_instrument()
         call = self.new_call(args, kwargs)
-        flow = self.flow(call, instance)
-        try:
-            action = next(flow)
-            while True:
-                if action is _RUN:
-                    try:  # call.args/kwargs: an aspect may have rewritten them (truncation)
-                        value = wrapped(*call.args, **call.kwargs)
-                    except BaseException as exc:
-                        action = flow.throw(exc)
-                        continue
-                    action = flow.send(value)
-                else:
-                    if type(action) is Pending:
-                        wait_for_futures((action.future,))
-                    else:
-                        self.clock.sleep(cast(float, action))
-                    action = flow.send(None)
-        except StopIteration as stop:
-            return stop.value
+        # The flow runs the function itself and hands its result over in a list: a for
+        # loop spares raising StopIteration, a good share of the cost of a call.
+        returned: list[Any] = []
+        for action in self.flow(call, instance, wrapped, returned):
+            if type(action) is Pending:
+                wait_for_futures((action.future,))
+            else:
+                self.clock.sleep(cast(float, action))
+        return returned[0]
 
     async def run_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         if not _boundary.ready and "openai._base_client" in sys.modules:

@@ -69,7 +69,8 @@ class Pending:
 class Aspect:
     """Base class of the per-decorator behaviours; every hook defaults to doing nothing.
 
-    The site only calls the hooks a subclass overrides, so an unused phase costs nothing.
+    The site only calls the hooks a subclass overrides and reports active (see
+    :meth:`active_hooks`), so an unused phase costs nothing.
     An aspect's settings are a frozen dataclass: ``base`` holds the decorator's arguments,
     ``settings`` the effective values after the settings file, environment and runtime
     overrides (see :mod:`prismq_llmtools.settings`).
@@ -140,3 +141,12 @@ class Aspect:
     def overrides(self) -> set[str]:
         """Which hooks this aspect's class overrides."""
         return {hook for hook in HOOKS if getattr(type(self), hook) is not getattr(Aspect, hook)}
+
+    def active_hooks(self) -> set[str]:
+        """The hooks the site calls under the current settings (default: every override).
+
+        An aspect whose settings make a hook a no-op (a disabled cache, a budget without
+        limits) leaves it out, so the site does not pay for calling it. The site asks again
+        whenever settings change.
+        """
+        return self.overrides()

@@ -120,6 +120,9 @@ class CacheAspect(Aspect):
         if self._clock is not None:
             site.clock = self._clock
 
+    def active_hooks(self) -> set[str]:
+        return self.overrides() if self.settings.cache_enabled else set()
+
     def configured(self) -> None:
         with self._lock:
             self._identity = None

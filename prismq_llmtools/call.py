@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from prismq_llmtools.usage import Usage, UsageSource
 
 if TYPE_CHECKING:
+    from prismq_llmtools._ratelimit_feedback import Pending
     from prismq_llmtools.openai.tokens import TokenEstimate
 
 __all__ = ["Call", "Endpoint", "Outcome", "RateHeaders", "Request", "current_call"]
@@ -111,6 +112,8 @@ class Call:
     response_id: str | None = None
     rate_headers: RateHeaders | None = None
     possibly_billed: bool = False
+    admission: Pending | None = None
+    """The rate limiter's admission of the latest attempt (kept off ``extra``: cheaper)."""
 
     owns_retries: bool = False
     _call_id: str | None = None
