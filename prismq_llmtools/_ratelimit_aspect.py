@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prismq_llmtools import events
@@ -29,6 +30,10 @@ CORRECTION = "llm.ratelimit.correction"
 STORE_ERROR = "llm.store.error"
 
 _TICKET_TTL_S = 900.0  # an admitted request unanswered for this long no longer counts in flight
+
+# Ticket ids in the in-process store need only be unique in this process: a counter is
+# cheaper than an id unique across processes (``call_id``), which shared stores need.
+_local_ticket_numbers = itertools.count(1)
 
 
 class RateLimitAspect(Aspect):
@@ -56,8 +61,18 @@ class RateLimitAspect(Aspect):
         limit: RateLimit = self.settings
         self._specs = limit.specs()
         self._counts_tokens = any(s.name.startswith("tokens") for s in self._specs)
+        self._max_wait_s = math.inf if limit.timeout_s is None else float(limit.timeout_s)
+        # What cannot change from call to call is decided here, once: the key when it is a
+        # fixed string, and the costs when no bucket counts tokens (one request each).
+        self._fixed_key = limit.key if self._key_function is None else None
+        ones = tuple(1.0 for _ in self._specs)
+        fits = all(spec.capacity >= 1.0 for spec in self._specs)
+        self._fixed_costs: tuple[float, ...] | None = (
+            ones if fits and not self._counts_tokens else None
+        )
         self._declared: set[str] = set()
         self._store: StateStore | None = None
+        self._local_ids = False
 
     def attach(self, site: Any) -> None:
         if self.clock is not None:
@@ -67,92 +82,87 @@ class RateLimitAspect(Aspect):
     # -- hooks -----------------------------------------------------------------------
 
     def before_attempt(self, call: Call) -> float:
-        pending: Pending | None = call.extra.get("ratelimit")
+        pending = call.admission
         if pending is not None and pending.attempt == call.attempts and not pending.done:
             return self._recheck(call, pending)
         return self._admit(call)
 
     def after_attempt(self, call: Call, error: BaseException | None) -> None:
-        pending: Pending | None = call.extra.get("ratelimit")
+        pending = call.admission
         if pending is None or pending.done or pending.attempt != call.attempts:
             return
-        self._feedback(call, pending, error)
+        if error is None and call.rate_headers is pending.headers:
+            self._answered(call, pending)  # no headers: nothing to correct, nothing to pause
+        else:
+            self._feedback(call, pending, error)
 
     def settle(self, call: Call) -> None:
-        pending: Pending | None = call.extra.get("ratelimit")
+        pending = call.admission
         if pending is None:
             return
         if not pending.done:  # cancelled, or ended without an attempt finishing
             self._feedback(call, pending, call.error)
         limit: RateLimit = self.settings
         if limit.reconcile == "refund" and call.outcome == "ok" and call.usage is not None:
-            used = call.usage.total_tokens
-            refund = [
-                max(0.0, cost - used) if spec.name.startswith("tokens") else 0.0
-                for spec, cost in zip(self._specs, pending.ticket.costs, strict=True)
-            ]
-            if any(refund):
-                self._guarded(
-                    call,
-                    lambda store: store.feedback(
-                        pending.key, self._specs, pending.ticket, clock=self._clock(), refund=refund
-                    ),
-                )
+            self._refund_unused(call, pending, call.usage.total_tokens)
 
     # -- admission -------------------------------------------------------------------
 
     def _admit(self, call: Call) -> float:
-        limit: RateLimit = self.settings
-        key = self._key(call)
-        costs = self._costs(call)
-        for spec, cost in zip(self._specs, costs, strict=True):
-            if cost > spec.capacity:
-                raise RequestTooLarge(
-                    key=key, bucket=spec.name, requested=cost, capacity=spec.capacity
-                )
-        max_wait = math.inf if limit.timeout_s is None else float(limit.timeout_s)
-        self._declare(call, key)
-        ticket_id = f"{call.call_id}.{call.attempts}"
-        result = self._guarded(
-            call,
-            lambda s: s.admit(
+        key = self._fixed_key
+        if key is None:
+            key = self._key(call)
+        costs: Sequence[float] | None = self._fixed_costs
+        if costs is None:
+            costs = self._costs(call)
+            self._check_size(key, costs)
+        if key not in self._declared:
+            self._declare(call, key)
+        try:
+            store = self._store or self._open_store()
+            result = store.admit(
                 key,
                 self._specs,
                 costs,
                 clock=self._clock(),
-                ticket_id=ticket_id,
+                ticket_id=self._ticket_id(call),
                 ttl_s=_TICKET_TTL_S,
-                max_wait_s=max_wait,
-            ),
-        )
-        if result is None:
+                max_wait_s=self._max_wait_s,
+            )
+        except StateStoreError as exc:
+            self._store_failed(call, exc)
             return 0.0
         if isinstance(result, Refusal):
             raise RateLimitTimeout(
-                key=key, bucket=result.bucket, wait_s=result.wait_s, timeout_s=max_wait
+                key=key, bucket=result.bucket, wait_s=result.wait_s, timeout_s=self._max_wait_s
             )
-        now = self._now()
-        pending = Pending(
-            key=key,
-            ticket=result,
-            attempt=call.attempts,
-            deadline=None if limit.timeout_s is None else now + max_wait,
-            headers=call.rate_headers,
-        )
-        call.extra["ratelimit"] = pending
+        max_wait = self._max_wait_s
+        deadline = None if max_wait == math.inf else self._now() + max_wait
+        call.admission = Pending(key, result, call.attempts, deadline, call.rate_headers)
         wait = float(result.wait_s)
         if wait > 0:
             events.emit(call, WAIT, key=key, bucket=result.bucket, wait_s=round(wait, 6))
         return wait
 
+    def _check_size(self, key: str, costs: Sequence[float]) -> None:
+        for spec, cost in zip(self._specs, costs, strict=True):
+            if cost > spec.capacity:
+                raise RequestTooLarge(
+                    key=key, bucket=spec.name, requested=cost, capacity=spec.capacity
+                )
+
+    def _ticket_id(self, call: Call) -> str:
+        if self._local_ids:
+            return f"~{next(_local_ticket_numbers)}"
+        return f"{call.call_id}.{call.attempts}"
+
     def _recheck(self, call: Call, pending: Pending) -> float:
-        wait: float = (
-            self._guarded(
-                call,
-                lambda s: s.wait_s(pending.key, self._specs, pending.ticket, clock=self._clock()),
-            )
-            or 0.0
-        )
+        try:
+            store = self._store or self._open_store()
+            wait = store.wait_s(pending.key, self._specs, pending.ticket, clock=self._clock())
+        except StateStoreError as exc:
+            self._store_failed(call, exc)
+            wait = 0.0
         if not wait:
             pending.headers = call.rate_headers
             return 0.0
@@ -169,35 +179,26 @@ class RateLimitAspect(Aspect):
 
     def _release(self, call: Call, pending: Pending) -> None:
         pending.done = True
-        self._guarded(
-            call,
-            lambda s: s.feedback(
-                pending.key,
-                self._specs,
-                pending.ticket,
-                clock=self._clock(),
-                refund=pending.ticket.costs,
-            ),
-        )
+        self._apply(call, pending, refund=pending.ticket.costs)
 
     # -- feedback --------------------------------------------------------------------
+
+    def _answered(self, call: Call, pending: Pending) -> None:
+        """The attempt succeeded without rate-limit headers: it is no longer in flight."""
+        pending.done = True
+        self._apply(call, pending, follow_down=False)
 
     def _feedback(self, call: Call, pending: Pending, error: BaseException | None) -> None:
         pending.done = True
         limit: RateLimit = self.settings
         plan = feedback_for(call, pending, error, self._specs, limit, follow=limit.follow_headers)
-        deltas = self._guarded(
+        deltas = self._apply(
             call,
-            lambda s: s.feedback(
-                pending.key,
-                self._specs,
-                pending.ticket,
-                clock=self._clock(),
-                deficits=plan.deficits,
-                refund=plan.refund,
-                pause_s=plan.pause_s,
-                follow_down=plan.follow_down,
-            ),
+            pending,
+            deficits=plan.deficits,
+            refund=plan.refund,
+            pause_s=plan.pause_s,
+            follow_down=plan.follow_down,
         )
         if plan.pause_s > 0:
             events.emit(
@@ -213,6 +214,41 @@ class RateLimitAspect(Aspect):
                     delta=round(delta, 3),
                     server_remaining=remaining,
                 )
+
+    def _refund_unused(self, call: Call, pending: Pending, used: int) -> None:
+        refund = [
+            max(0.0, cost - used) if spec.name.startswith("tokens") else 0.0
+            for spec, cost in zip(self._specs, pending.ticket.costs, strict=True)
+        ]
+        if any(refund):
+            self._apply(call, pending, refund=refund)
+
+    def _apply(
+        self,
+        call: Call,
+        pending: Pending,
+        *,
+        deficits: Sequence[float | None] = (),
+        refund: Sequence[float] = (),
+        pause_s: float = 0.0,
+        follow_down: bool = True,
+    ) -> list[float] | None:
+        """Feed what happened to ``pending``'s request to the store (``None``: unreachable)."""
+        try:
+            store = self._store or self._open_store()
+            return store.feedback(
+                pending.key,
+                self._specs,
+                pending.ticket,
+                clock=self._clock(),
+                deficits=deficits,
+                refund=refund,
+                pause_s=pause_s,
+                follow_down=follow_down,
+            )
+        except StateStoreError as exc:
+            self._store_failed(call, exc)
+            return None
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -252,27 +288,27 @@ class RateLimitAspect(Aspect):
         return prompt + (estimate.completion_cap or 0)
 
     def _declare(self, call: Call, key: str) -> None:
-        if key not in self._declared:
-            limit: RateLimit = self.settings
-            site = self._site.name if self._site is not None else call.site
-            self.registry.declare(limit.store or "memory", key, self._specs, site)
-            self._declared.add(key)
+        limit: RateLimit = self.settings
+        site = self._site.name if self._site is not None else call.site
+        self.registry.declare(limit.store or "memory", key, self._specs, site)
+        self._declared.add(key)
 
-    def _guarded(self, call: Call, action: Callable[[StateStore], Any]) -> Any:
-        """Run a store operation under the unreachable-store policy (``None`` if allowed)."""
-        try:
-            store = self._store
-            if store is None:
-                limit: RateLimit = self.settings
-                store = self._store = self.registry.store(limit.store or "memory")
-            return action(store)
-        except StateStoreError as exc:
-            if self.settings.on_store_error == "raise":
-                raise
-            events.emit(
-                call, STORE_ERROR, level="warning", store=exc.url, error=str(exc), policy="allow"
-            )
-            return None
+    def _open_store(self) -> StateStore:
+        from prismq_llmtools.stores.memory import MemoryStore
+
+        limit: RateLimit = self.settings
+        store = self._store = self.registry.store(limit.store or "memory")
+        self._local_ids = isinstance(store, MemoryStore)
+        return store
+
+    def _store_failed(self, call: Call, exc: StateStoreError) -> None:
+        """The unreachable-store policy: fail closed (raise), or warn and let the call go."""
+        limit: RateLimit = self.settings
+        if limit.on_store_error == "raise":
+            raise exc
+        events.emit(
+            call, STORE_ERROR, level="warning", store=exc.url, error=str(exc), policy="allow"
+        )
 
     def _clock(self) -> Clock:
         site = self._site

@@ -27,7 +27,7 @@ _DEFAULT_PAUSE_S = 1.0  # a 429 without Retry-After
 
 @dataclass(slots=True)
 class Pending:
-    """The admission of one attempt, kept on the Call (``call.extra["ratelimit"]``)."""
+    """The admission of one attempt, kept on the Call (``call.admission``)."""
 
     key: str
     ticket: Ticket

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "NEVER",
@@ -63,9 +63,12 @@ def signature(specs: Sequence[BucketSpec]) -> str:
     return ",".join(f"{s.name}/{s.capacity!r}/{s.burst!r}/{s.rate_per_s!r}" for s in specs)
 
 
-@dataclass(frozen=True, slots=True)
-class Ticket:
-    """An admitted request: its id, start, costs, and the key's counters when admitted."""
+class Ticket(NamedTuple):
+    """An admitted request: its id, start, costs, and the key's counters when admitted.
+
+    A named tuple rather than a frozen dataclass: one is made per admission, and building
+    a tuple costs a fraction of a frozen dataclass's ``__init__``.
+    """
 
     id: str
     start: float
@@ -134,21 +137,30 @@ class KeyState:
 
         Costs must not exceed capacities (callers check; see ``RequestTooLarge``).
         """
-        start, bucket = max(now, self.last_start), "queue"
+        # Runs once per request: index loops and comparisons, because zip(strict=True)
+        # and max() cost more here than the arithmetic they serve.
+        start, bucket = now, "queue"
+        if self.last_start > start:
+            start = self.last_start
         if self.pause_until > start:
             start, bucket = self.pause_until, "pause"
-        for spec, tat, cost in zip(specs, self.tats, costs, strict=True):
-            ready = tat - max(0.0, spec.burst - cost) / spec.rate_per_s
+        tats = self.tats
+        for i, spec in enumerate(specs):
+            spare = spec.burst - costs[i]
+            ready = tats[i] - (spare if spare > 0.0 else 0.0) / spec.rate_per_s
             if ready > start:
                 start, bucket = ready, spec.name
         if start - now > max_wait_s:
             return Refusal(wait_s=start - now, bucket=bucket)
-        for i, (spec, cost) in enumerate(zip(specs, costs, strict=True)):
-            self.tats[i] = max(self.tats[i], start) + cost / spec.rate_per_s
-            self.charged[i] += cost
+        charged = self.charged
+        for i, spec in enumerate(specs):
+            tat = tats[i]
+            tats[i] = (start if start > tat else tat) + costs[i] / spec.rate_per_s
+            charged[i] += costs[i]
         self.last_start = start
         self.seq += 1
-        self._expire(now)
+        if self.inflight:
+            self._expire(now)
         self.inflight[ticket_id] = [start + ttl_s, start, float(self.seq), *costs]
         return Ticket(
             ticket_id,
@@ -156,7 +168,7 @@ class KeyState:
             bucket,
             tuple(costs),
             self.shift_s,
-            tuple(self.charged),
+            tuple(charged),
             start - now,
             self.seq,
         )
@@ -190,6 +202,12 @@ class KeyState:
         Returns:
             Per bucket, how much the level dropped (negative: it rose).
         """
+        if not deficits and not refund and pause_s <= 0:  # answered, nothing to correct
+            inflight = self.inflight
+            inflight.pop(ticket.id, None)
+            if inflight:
+                self._expire(now)
+            return [0.0] * len(specs)
         before = [self.level(specs, i, now) for i in range(len(specs))]
         self.inflight.pop(ticket.id, None)
         self._expire(now)

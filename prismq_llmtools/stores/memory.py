@@ -32,8 +32,20 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._by_clock: weakref.WeakKeyDictionary[Any, _Partition] = weakref.WeakKeyDictionary()
         self._by_clock_strong: dict[Any, _Partition] = {}  # clocks without weak references
+        # The partition used last, by its clock: a process has one clock in practice, and
+        # an identity check is cheaper than a weak-keyed lookup. Holding the clock keeps its
+        # partition, as the weak dictionary would while the clock is alive.
+        self._last: tuple[Any, _Partition] | None = None
 
     def _partition(self, clock: Clock) -> _Partition:
+        last = self._last
+        if last is not None and last[0] is clock:
+            return last[1]
+        part = self._lookup(clock)
+        self._last = (clock, part)
+        return part
+
+    def _lookup(self, clock: Clock) -> _Partition:
         try:
             part = self._by_clock.get(clock)
             if part is None:
@@ -45,7 +57,7 @@ class MemoryStore:
     def _key(self, key: str, specs: Sequence[BucketSpec], clock: Clock) -> KeyState:
         part = self._partition(clock)
         state = part.keys.get(key)
-        if state is None or part.signatures.get(key) != specs:  # declared anew: start afresh
+        if state is None or not _same(part.signatures.get(key), specs):  # declared anew: afresh
             state = part.keys[key] = KeyState(len(specs))
             part.signatures[key] = tuple(specs)
         return state
@@ -155,6 +167,7 @@ class MemoryStore:
         with self._lock:
             self._by_clock.clear()
             self._by_clock_strong.clear()
+            self._last = None
 
     def close(self) -> None:
         self.clear()
@@ -170,3 +183,8 @@ class _Partition:
         self.keys: dict[str, KeyState] = {}
         self.signatures: dict[str, tuple[BucketSpec, ...]] = {}
         self.ledgers: dict[str, LedgerState] = {}
+
+
+def _same(known: tuple[BucketSpec, ...] | None, specs: Sequence[BucketSpec]) -> bool:
+    # A site passes the same tuple on every call: identity settles it without comparing.
+    return known is specs or known == specs
