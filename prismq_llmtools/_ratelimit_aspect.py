@@ -33,7 +33,7 @@ _TICKET_TTL_S = 900.0  # an admitted request unanswered for this long no longer 
 
 # Ticket ids in the in-process store need only be unique in this process: a counter is
 # cheaper than an id unique across processes (``call_id``), which shared stores need.
-_local_ticket_numbers = itertools.count(1)
+_local_ticket_ids = map("~{}".format, itertools.count(1))
 
 
 class RateLimitAspect(Aspect):
@@ -62,6 +62,7 @@ class RateLimitAspect(Aspect):
         self._specs = limit.specs()
         self._counts_tokens = any(s.name.startswith("tokens") for s in self._specs)
         self._max_wait_s = math.inf if limit.timeout_s is None else float(limit.timeout_s)
+        self._timed = self._max_wait_s != math.inf
         # What cannot change from call to call is decided here, once: the key when it is a
         # fixed string, and the costs when no bucket counts tokens (one request each).
         self._fixed_key = limit.key if self._key_function is None else None
@@ -70,6 +71,7 @@ class RateLimitAspect(Aspect):
         self._fixed_costs: tuple[float, ...] | None = (
             ones if fits and not self._counts_tokens else None
         )
+        self._refunds = limit.reconcile == "refund"
         self._declared: set[str] = set()
         self._store: StateStore | None = None
         self._local_ids = False
@@ -102,8 +104,7 @@ class RateLimitAspect(Aspect):
             return
         if not pending.done:  # cancelled, or ended without an attempt finishing
             self._feedback(call, pending, call.error)
-        limit: RateLimit = self.settings
-        if limit.reconcile == "refund" and call.outcome == "ok" and call.usage is not None:
+        if self._refunds and call.outcome == "ok" and call.usage is not None:
             self._refund_unused(call, pending, call.usage.total_tokens)
 
     # -- admission -------------------------------------------------------------------
@@ -120,12 +121,15 @@ class RateLimitAspect(Aspect):
             self._declare(call, key)
         try:
             store = self._store or self._open_store()
+            ticket_id = (
+                next(_local_ticket_ids) if self._local_ids else f"{call.call_id}.{call.attempts}"
+            )
             result = store.admit(
                 key,
                 self._specs,
                 costs,
                 clock=self._clock(),
-                ticket_id=self._ticket_id(call),
+                ticket_id=ticket_id,
                 ttl_s=_TICKET_TTL_S,
                 max_wait_s=self._max_wait_s,
             )
@@ -136,8 +140,7 @@ class RateLimitAspect(Aspect):
             raise RateLimitTimeout(
                 key=key, bucket=result.bucket, wait_s=result.wait_s, timeout_s=self._max_wait_s
             )
-        max_wait = self._max_wait_s
-        deadline = None if max_wait == math.inf else self._now() + max_wait
+        deadline = self._now() + self._max_wait_s if self._timed else None
         call.admission = Pending(key, result, call.attempts, deadline, call.rate_headers)
         wait = float(result.wait_s)
         if wait > 0:
@@ -150,11 +153,6 @@ class RateLimitAspect(Aspect):
                 raise RequestTooLarge(
                     key=key, bucket=spec.name, requested=cost, capacity=spec.capacity
                 )
-
-    def _ticket_id(self, call: Call) -> str:
-        if self._local_ids:
-            return f"~{next(_local_ticket_numbers)}"
-        return f"{call.call_id}.{call.attempts}"
 
     def _recheck(self, call: Call, pending: Pending) -> float:
         try:
@@ -186,7 +184,11 @@ class RateLimitAspect(Aspect):
     def _answered(self, call: Call, pending: Pending) -> None:
         """The attempt succeeded without rate-limit headers: it is no longer in flight."""
         pending.done = True
-        self._apply(call, pending, follow_down=False)
+        try:
+            store = self._store or self._open_store()
+            store.feedback(pending.key, self._specs, pending.ticket, clock=self._clock())
+        except StateStoreError as exc:
+            self._store_failed(call, exc)
 
     def _feedback(self, call: Call, pending: Pending, error: BaseException | None) -> None:
         pending.done = True

@@ -212,6 +212,9 @@ class SiteCore:
         self._needs_request = self.request_extractor is not None or any(
             a.needs_request for a in self.aspects
         )
+        self._arguments_may_name_request = (
+            not self._plain_parameters or self.request_extractor is not None
+        )
 
     # -- per invocation ------------------------------------------------------------
 
@@ -266,7 +269,9 @@ class SiteCore:
             call.instance = instance
         result: Any = None
         try:
-            if self._needs_request:
+            if self._needs_request and (
+                call.kwargs or self._arguments_may_name_request or self.default_model is not None
+            ):  # else the request is None: no argument or default can describe one
                 call.request = self.discover_request(call, instance)
             hit: CacheHit | Pending | None = None
             for enter in hooks.enter:
@@ -367,10 +372,10 @@ class SiteCore:
             call.request is not None
             or call.observed_requests
             or call._extra is not None
-            # As when the rate limiter kept its admission in ``call.extra``: an admitted
-            # call's result is inspected even when it is a builtin (a dict with ``usage``).
-            or call.admission is not None
             or type(result).__module__ != "builtins"
+            # As when the rate limiter kept its admission in ``call.extra``: the result of
+            # an admitted call is read even when it is a plain dict (with ``usage``).
+            or (call.admission is not None and type(result) is dict)
         ):  # else nothing could carry usage: skip the call
             resolve_usage(call, result)
         if call.usage is not None:

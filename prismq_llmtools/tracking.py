@@ -94,8 +94,10 @@ class Totals:
                 self.reasoning_tokens += usage.reasoning_tokens
             if cost:
                 self.cost_usd += cost
-        self.retries += retries
-        self.rate_limited += rate_limited
+        if retries:  # most calls: none, and skipping the additions halves a fold
+            self.retries += retries
+        if rate_limited:
+            self.rate_limited += rate_limited
 
     def add(self, other: Totals) -> None:
         """Add another group's totals."""
@@ -153,13 +155,14 @@ class UsageTotals:
 
     def _fold(self) -> None:
         pending = self._pending
+        groups = self._groups
         with self._lock:
             while pending:
                 fact = pending.popleft()
                 key = (fact[0], fact[1] or "unknown", int(fact[2] // 86_400))
-                totals = self._groups.get(key)
+                totals = groups.get(key)
                 if totals is None:
-                    totals = self._groups[key] = Totals()
+                    totals = groups[key] = Totals()
                 totals.add_fact(fact)
 
     def _view(self, index: int) -> dict[Any, Totals]:

@@ -32,34 +32,36 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._by_clock: weakref.WeakKeyDictionary[Any, _Partition] = weakref.WeakKeyDictionary()
         self._by_clock_strong: dict[Any, _Partition] = {}  # clocks without weak references
-        # The partition used last, by its clock: a process has one clock in practice, and
-        # an identity check is cheaper than a weak-keyed lookup. Holding the clock keeps its
-        # partition, as the weak dictionary would while the clock is alive.
+        # The partition and the key used last: a process has one clock in practice and
+        # often one key, and identity checks are cheaper than weak-keyed and dict lookups.
+        # Holding the clock keeps its partition, as the weak dictionary would while the
+        # clock is alive; a key's state is replaced only in _key, which updates _hot.
         self._last: tuple[Any, _Partition] | None = None
+        self._hot: tuple[Any, Sequence[BucketSpec], str, KeyState] | None = None
 
     def _partition(self, clock: Clock) -> _Partition:
         last = self._last
         if last is not None and last[0] is clock:
             return last[1]
-        part = self._lookup(clock)
-        self._last = (clock, part)
-        return part
-
-    def _lookup(self, clock: Clock) -> _Partition:
         try:
             part = self._by_clock.get(clock)
             if part is None:
                 part = self._by_clock[clock] = _Partition()
         except TypeError:
             part = self._by_clock_strong.setdefault(clock, _Partition())
+        self._last = (clock, part)
         return part
 
     def _key(self, key: str, specs: Sequence[BucketSpec], clock: Clock) -> KeyState:
+        hot = self._hot
+        if hot is not None and hot[0] is clock and hot[1] is specs and hot[2] == key:
+            return hot[3]
         part = self._partition(clock)
         state = part.keys.get(key)
-        if state is None or not _same(part.signatures.get(key), specs):  # declared anew: afresh
+        if state is None or part.signatures.get(key) != specs:  # declared anew: start afresh
             state = part.keys[key] = KeyState(len(specs))
             part.signatures[key] = tuple(specs)
+        self._hot = (clock, specs, key, state)
         return state
 
     def _ledger(self, scope: str, clock: Clock) -> LedgerState:
@@ -110,7 +112,11 @@ class MemoryStore:
         reorder_s: float = REORDER_WINDOW_S,
     ) -> list[float]:
         with self._lock:
-            return self._key(key, specs, clock).feedback(
+            state = self._key(key, specs, clock)
+            if not deficits and not refund and pause_s <= 0:
+                state.release(ticket, clock.now())  # answered: nothing to correct
+                return [0.0] * len(specs)
+            return state.feedback(
                 specs,
                 ticket,
                 clock.now(),
@@ -167,7 +173,7 @@ class MemoryStore:
         with self._lock:
             self._by_clock.clear()
             self._by_clock_strong.clear()
-            self._last = None
+            self._last = self._hot = None
 
     def close(self) -> None:
         self.clear()
@@ -183,8 +189,3 @@ class _Partition:
         self.keys: dict[str, KeyState] = {}
         self.signatures: dict[str, tuple[BucketSpec, ...]] = {}
         self.ledgers: dict[str, LedgerState] = {}
-
-
-def _same(known: tuple[BucketSpec, ...] | None, specs: Sequence[BucketSpec]) -> bool:
-    # A site passes the same tuple on every call: identity settles it without comparing.
-    return known is specs or known == specs
