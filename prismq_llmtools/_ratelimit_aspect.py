@@ -93,10 +93,17 @@ class RateLimitAspect(Aspect):
         pending = call.admission
         if pending is None or pending.done or pending.attempt != call.attempts:
             return
-        if error is None and call.rate_headers is pending.headers:
-            self._answered(call, pending)  # no headers: nothing to correct, nothing to pause
-        else:
+        if error is not None or call.rate_headers is not pending.headers:
             self._feedback(call, pending, error)
+            return
+        # Answered without rate-limit headers: nothing to correct or pause, only to release
+        # (inline, not through _feedback: this is every call's path).
+        pending.done = True
+        try:
+            store = self._store or self._open_store()
+            store.feedback(pending.key, self._specs, pending.ticket, clock=self._clock())
+        except StateStoreError as exc:
+            self._store_failed(call, exc)
 
     def settle(self, call: Call) -> None:
         pending = call.admission
@@ -180,15 +187,6 @@ class RateLimitAspect(Aspect):
         self._apply(call, pending, refund=pending.ticket.costs)
 
     # -- feedback --------------------------------------------------------------------
-
-    def _answered(self, call: Call, pending: Pending) -> None:
-        """The attempt succeeded without rate-limit headers: it is no longer in flight."""
-        pending.done = True
-        try:
-            store = self._store or self._open_store()
-            store.feedback(pending.key, self._specs, pending.ticket, clock=self._clock())
-        except StateStoreError as exc:
-            self._store_failed(call, exc)
 
     def _feedback(self, call: Call, pending: Pending, error: BaseException | None) -> None:
         pending.done = True
