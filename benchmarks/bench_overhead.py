@@ -7,12 +7,14 @@ Every aspect is present but does no real work: the function describes no OpenAI 
 bucket under a fixed key, the budget has no limit, the cache is disabled, and nothing ever
 waits. The figure is the cost of the machinery itself. In the same run it measures the bare
 function, a single plain wrapt layer, and six plain stacked wrapt layers (what six
-independent decorators would cost), and prints the ratios.
+independent decorators would cost), and prints the ratios; then a site with each aspect
+alone, to show what each adds to the site's own machinery.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import statistics
 import timeit
 from collections.abc import Callable
@@ -65,9 +67,20 @@ def _site() -> tuple[Callable[..., int], list[str]]:
     return func, [name for name, _ in decorators]
 
 
-def _per_call_us(func: Callable[..., int]) -> float:
-    runs = timeit.repeat(lambda: func(1), number=N, repeat=REPEAT)
-    return min(runs) / N * 1e6
+def _per_call_us(func: Callable[..., int], number: int = N) -> float:
+    runs = timeit.repeat(lambda: func(1), number=number, repeat=REPEAT)
+    return min(runs) / number * 1e6
+
+
+def _per_aspect(base: float) -> None:
+    """A site with each aspect alone: the site's machinery plus that aspect."""
+    print(f"\n{'one site with one aspect':<34} {'us/call':>8} {'over bare':>10}")
+    for name, decorator in _available_decorators():
+        func: Any = decorator(lambda x: x)
+        for _ in range(1000):
+            func(1)
+        us = _per_call_us(func, N // 4)
+        print(f"{name:<34} {us:>8.3f} {us - base:>10.3f}")
 
 
 def main() -> None:
@@ -90,6 +103,8 @@ def main() -> None:
     print(f"site overhead / six stacked layers overhead: {site_over / six_over:.2f}")
     spread = statistics.pstdev(timeit.repeat(lambda: site(1), number=N // 10, repeat=REPEAT))
     print(f"(min of {REPEAT} runs of {N} calls; spread of the site runs: {spread * 1e3:.2f} ms)")
+    _per_aspect(base)
+    print(f"(min of {REPEAT} runs of {N // 4} calls; load average {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":

@@ -321,7 +321,12 @@ class SiteCore:
             raise
         finally:
             current_call.reset(token)
-            if call._extra is not None and call.outcome == "ok":
+            if call.outcome == "ok" and (
+                call._extra is not None
+                # As when the rate limiter's admission lived in ``call.extra``: a stream
+                # returned by an admitted call ends the call when the stream ends.
+                or (call.admission is not None and type(result).__module__ != "builtins")
+            ):
                 self._finish_maybe_later(call, hooks, result, instance)
             else:
                 self._complete(call, hooks, result, instance)
