@@ -1,53 +1,17 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
-from structlog.testing import capture_logs
 
-from prismq_llmtools.events import close_log_file
-from prismq_llmtools.pricing import set_price_table
-from prismq_llmtools.settings import Settings, reset_settings
-from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import LatencyModel, Simulator, SimulatorConfig
-from prismq_llmtools.tracking import usage_totals
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No test reads the user's settings or writes to the real per-user cache directory."""
-    for name in list(os.environ):
-        if name.startswith("PRISMQ_LLMTOOLS"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PRISMQ_LLMTOOLS_CACHE_DIR", str(tmp_path / "default-cache"))
-    reset_settings(Settings())
-    usage_totals().reset()
-    yield
-    reset_settings(None)
-    set_price_table(None)
-    close_log_file()
-    structlog.reset_defaults()
 
 
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
-
-
-@pytest.fixture
-def events() -> Iterator[list[dict[str, Any]]]:
-    """Every event emitted during the test, as dicts."""
-    with capture_logs() as captured:
-        yield captured
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture(scope="session")
