@@ -20,6 +20,7 @@ from prismq_llmtools.events import close_log_file
 from prismq_llmtools.pricing import set_price_table
 from prismq_llmtools.settings import Settings, reset_settings
 from prismq_llmtools.testing.clock import FakeClock
+from prismq_llmtools.testing.simulator import Simulator, SimulatorConfig
 from prismq_llmtools.tracking import usage_totals
 
 
@@ -49,3 +50,22 @@ def events() -> Iterator[list[dict[str, Any]]]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def shared_simulator() -> Iterator[Simulator]:
+    """One default simulator for the whole run (start-up cost paid once)."""
+    with Simulator(SimulatorConfig(seed=7)) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def sim(shared_simulator: Simulator) -> Simulator:
+    """The shared simulator with its statistics, buckets and scripted faults reset."""
+    shared_simulator.reset(buckets=True, prompt_cache=True, faults=True)
+    return shared_simulator

@@ -1,30 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from prismq_llmtools.testing.simulator import LatencyModel, Simulator, SimulatorConfig
-
-
-@pytest.fixture
-def cache_dir(tmp_path: Path) -> Path:
-    return tmp_path / "cache"
-
-
-@pytest.fixture(scope="session")
-def simulator() -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(seed=7)) as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(simulator: Simulator) -> Simulator:
-    """The shared simulator with its statistics zeroed."""
-    simulator.reset(buckets=True, prompt_cache=True, faults=True)
-    return simulator
 
 
 @pytest.fixture(scope="session")
