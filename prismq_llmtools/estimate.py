@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from prismq_llmtools.call import Call
+from prismq_llmtools.request import API_PARAMETERS
 
 if TYPE_CHECKING:
     from prismq_llmtools.openai.tokens import TokenEstimate
@@ -50,7 +51,9 @@ def _cap(body: Any) -> int | None:
 
 
 def _strings(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
-    return [v for v in (*args, *kwargs.values()) if isinstance(v, str)]
+    """The text arguments; request parameters given by keyword (model, ...) are not prompt."""
+    named = [v for k, v in kwargs.items() if k not in API_PARAMETERS]
+    return [v for v in (*args, *named) if isinstance(v, str)]
 
 
 def count_output_text(call: Call, result: Any) -> int:

@@ -328,3 +328,18 @@ def test_llm_stats_include_each_aspects_view(tmp_path: Any) -> None:
     assert stats["errors"] == 0
     assert stats["cached"]["hits"] == 1
     assert stats["cached"]["misses"] == 1
+
+
+def test_plain_text_estimate_counts_the_text_not_the_model_name() -> None:
+    """A plain-text site is estimated from its text; a model= keyword is not prompt text."""
+    from prismq_llmtools.call import Request
+    from prismq_llmtools.estimate import ensure_estimate
+    from prismq_llmtools.openai.tokens import count_request
+
+    text = "A bakery delivers bread by cargo bike."
+    call = Call("s", "s", (text,), {"model": "gpt-4o-mini"})
+    call.request = Request(model="gpt-4o-mini", body={"model": "gpt-4o-mini"})
+    estimate = ensure_estimate(call)
+    alone = count_request({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})
+    assert estimate is not None
+    assert estimate.prompt_tokens == alone.prompt_tokens
