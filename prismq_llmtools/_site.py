@@ -11,13 +11,15 @@ function itself, so a call that never waits passes through it without a single y
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import sys
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import wait as wait_for_futures
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 import structlog
 import wrapt
@@ -36,16 +38,6 @@ __all__ = ["Site", "SiteCore", "site_for"]
 
 RequestExtractor = Callable[[dict[str, Any]], "Request | Mapping[str, Any] | None"]
 """Builds the request from the bound arguments: a :class:`Request`, a JSON body, or None."""
-
-
-class _Run:
-    """Action: run the wrapped function once."""
-
-    __slots__ = ()
-
-
-_RUN = _Run()
-_Flow = Generator[object, Any, Any]
 
 
 class _Hooks:
@@ -70,7 +62,7 @@ class _Hooks:
         active = [(aspect, aspect.active_hooks()) for aspect in aspects]
 
         def hooks(name: str) -> tuple[Any, ...]:
-            return tuple(getattr(aspect, name) for aspect, names in active if name in names)
+            return tuple(aspect.hook(name) for aspect, names in active if name in names)
 
         self.enter = hooks("enter")
         self.reserve = hooks("reserve")
@@ -114,6 +106,7 @@ class SiteCore:
         self.calls = 0
         self.errors = 0
         self._needs_request = False
+        self._rebuild_lock = threading.Lock()
         self._rebuild()
 
     # -- configuration -------------------------------------------------------------
@@ -206,14 +199,26 @@ class SiteCore:
                 f"known: {', '.join(sorted(known))}"
             )
 
+    def refresh_hooks(self) -> None:
+        """Ask the aspects again which hooks are active (one changed its mind)."""
+        self._rebuild()
+
     def _rebuild(self) -> None:
+        with self._rebuild_lock:  # rebuilt from several threads: the last one sees all changes
+            self._rebuild_hooks()
+
+    def _rebuild_hooks(self) -> None:
         self._hooks = _Hooks(self.aspects)
         self.owns_retries = self._hooks.retry is not None
         self._needs_request = self.request_extractor is not None or any(
             a.needs_request for a in self.aspects
         )
-        self._arguments_may_name_request = (
-            not self._plain_parameters or self.request_extractor is not None
+        # Whether the request must be discovered before the call even without keyword
+        # arguments: only parameters, an extractor or a default model can describe one.
+        self._finds_request = self._needs_request and (
+            not self._plain_parameters
+            or self.request_extractor is not None
+            or self.default_model is not None
         )
 
     # -- per invocation ------------------------------------------------------------
@@ -245,75 +250,81 @@ class SiteCore:
         return request
 
     def new_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+        """A Call for an invocation of this site made outside its drivers (batch planning)."""
         parent = current_call.get()
         operation = self.operation if parent is None else f"{parent.operation}/{self.operation}"
         return Call(self.name, operation, args, kwargs, parent, self.owns_retries)
 
-    def flow(
-        self,
-        call: Call,
-        instance: Any,
-        run: Callable[..., Any] | None = None,
-        returned: list[Any] | None = None,
-    ) -> _Flow:
-        """The algorithm of one invocation; yields a wait in seconds, ``Pending`` or ``_RUN``.
+    # -- drivers -------------------------------------------------------------------
+    #
+    # One algorithm, two drivers: ``run_sync`` and ``run_async`` are the same phases in
+    # the same order (see prismq_llmtools.aspects); they differ only in how they wait
+    # (sleep or await) and call the function. Hooks never wait themselves, so everything
+    # between the waits is shared (``_failed_attempt``, ``_defer``, ``_complete``).
 
-        With ``run`` (the sync driver) the flow calls the function itself and appends its
-        result to ``returned``; without it (async), it yields ``_RUN`` and is sent the result.
-        """
-        hooks = self._hooks
-        now = self.clock.now
-        token = current_call.set(call)
-        call.started = now()
+    def run_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """One invocation of a sync function through every aspect."""
+        if not _boundary.ready and "openai._base_client" in sys.modules:
+            _boundary.maybe_instrument()
+        hooks = self._hooks  # kept for the whole call, whatever settings change meanwhile
+        clock = self.clock
+        parent = current_call.get()
+        call = Call(
+            self.name,
+            self.operation if parent is None else f"{parent.operation}/{self.operation}",
+            args,
+            kwargs,
+            parent,
+            self.owns_retries,
+        )
+        call.started = clock.now()
         if instance is not None:
             call.instance = instance
+        token = current_call.set(call)
         result: Any = None
         try:
-            if self._needs_request and (
-                call.kwargs or self._arguments_may_name_request or self.default_model is not None
-            ):  # else the request is None: no argument or default can describe one
+            if self._finds_request or (kwargs and self._needs_request):
                 call.request = self.discover_request(call, instance)
             hit: CacheHit | Pending | None = None
-            for enter in hooks.enter:
-                hit = enter(call)
-                while isinstance(hit, Pending):  # single flight: an identical call is running
-                    yield hit
+            if hooks.enter:
+                for enter in hooks.enter:
                     hit = enter(call)
-                if hit is not None:
-                    result = hit.value
-                    break
+                    while isinstance(hit, Pending):  # single flight: an identical call is running
+                        wait_for_futures((hit.future,))
+                        hit = enter(call)
+                    if hit is not None:
+                        result = hit.value
+                        break
             if hit is None:
-                for reserve in hooks.reserve:
-                    reserve(call)
+                if hooks.reserve:  # (here and below: an empty loop costs more than a test)
+                    for reserve in hooks.reserve:
+                        reserve(call)
                 while True:  # one attempt per turn
                     call.attempts += 1
-                    for before in hooks.before_attempt:
-                        wait = before(call)
-                        while wait > 0:
-                            call.wait_s += wait
-                            yield wait
+                    if hooks.before_attempt:
+                        for before in hooks.before_attempt:
                             wait = before(call)
-                    started = now()
+                            while wait > 0:
+                                call.wait_s += wait
+                                clock.sleep(wait)
+                                wait = before(call)
+                    started = clock.now()
                     try:  # call.args/kwargs: an aspect may have rewritten them (truncation)
-                        if run is None:
-                            result = yield _RUN
-                        else:
-                            result = run(*call.args, **call.kwargs)
+                        result = wrapped(*call.args, **call.kwargs)
                     except Exception as exc:
-                        delay = self._failed_attempt(call, hooks, exc, now() - started)
+                        delay = self._failed_attempt(call, hooks, exc, clock.now() - started)
                         if delay is None:
                             raise
                         if delay > 0:
-                            yield delay
+                            clock.sleep(delay)
                         continue
-                    for after in hooks.after_attempt:
-                        after(call, None)
+                    if hooks.after_attempt:
+                        for after in hooks.after_attempt:
+                            after(call, None)
                     if hooks.retry is not None and structlog.is_configured():
-                        _emit_attempt(call, now() - started, None)
+                        _emit_attempt(call, clock.now() - started, None)
                     break
             call.outcome = "ok"
-            if returned is not None:
-                returned.append(result)
             return result
         except BaseException as exc:
             call.outcome = "error"
@@ -321,14 +332,80 @@ class SiteCore:
             raise
         finally:
             current_call.reset(token)
-            if call.outcome == "ok" and (
-                call._extra is not None
-                # As when the rate limiter's admission lived in ``call.extra``: a stream
-                # returned by an admitted call ends the call when the stream ends.
-                or (call.admission is not None and type(result).__module__ != "builtins")
-            ):
-                self._finish_maybe_later(call, hooks, result, instance)
-            else:
+            if type(result).__module__ == "builtins" or not self._defer(call, hooks, result):
+                self._complete(call, hooks, result, instance)
+
+    async def run_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """One invocation of an async function through every aspect (see ``run_sync``)."""
+        if not _boundary.ready and "openai._base_client" in sys.modules:
+            _boundary.maybe_instrument()
+        hooks = self._hooks
+        clock = self.clock
+        parent = current_call.get()
+        call = Call(
+            self.name,
+            self.operation if parent is None else f"{parent.operation}/{self.operation}",
+            args,
+            kwargs,
+            parent,
+            self.owns_retries,
+        )
+        call.started = clock.now()
+        if instance is not None:
+            call.instance = instance
+        token = current_call.set(call)
+        result: Any = None
+        try:
+            if self._finds_request or (kwargs and self._needs_request):
+                call.request = self.discover_request(call, instance)
+            hit: CacheHit | Pending | None = None
+            if hooks.enter:
+                for enter in hooks.enter:
+                    hit = enter(call)
+                    while isinstance(hit, Pending):
+                        await asyncio.wait((asyncio.wrap_future(hit.future),))
+                        hit = enter(call)
+                    if hit is not None:
+                        result = hit.value
+                        break
+            if hit is None:
+                if hooks.reserve:
+                    for reserve in hooks.reserve:
+                        reserve(call)
+                while True:
+                    call.attempts += 1
+                    if hooks.before_attempt:
+                        for before in hooks.before_attempt:
+                            wait = before(call)
+                            while wait > 0:
+                                call.wait_s += wait
+                                await clock.asleep(wait)
+                                wait = before(call)
+                    started = clock.now()
+                    try:
+                        result = await wrapped(*call.args, **call.kwargs)
+                    except Exception as exc:
+                        delay = self._failed_attempt(call, hooks, exc, clock.now() - started)
+                        if delay is None:
+                            raise
+                        if delay > 0:
+                            await clock.asleep(delay)
+                        continue
+                    if hooks.after_attempt:
+                        for after in hooks.after_attempt:
+                            after(call, None)
+                    if hooks.retry is not None and structlog.is_configured():
+                        _emit_attempt(call, clock.now() - started, None)
+                    break
+            call.outcome = "ok"
+            return result
+        except BaseException as exc:
+            call.outcome = "error"
+            call.error = exc
+            raise
+        finally:
+            current_call.reset(token)
+            if type(result).__module__ == "builtins" or not self._defer(call, hooks, result):
                 self._complete(call, hooks, result, instance)
 
     def _failed_attempt(
@@ -358,23 +435,27 @@ class SiteCore:
         )
         return delay
 
-    def _finish_maybe_later(self, call: Call, hooks: _Hooks, result: Any, instance: Any) -> None:
+    def _defer(self, call: Call, hooks: _Hooks, result: Any) -> bool:
+        """Whether the call ends later, when the stream it returned ends."""
+        if call.outcome != "ok":
+            return False
         state = _pending_stream_state(result)
-        if state is not None and state.on_done(
-            lambda: self._complete(call, hooks, result, instance)
-        ):
-            return  # the function returned a stream: the Call ends when the stream does
-        self._complete(call, hooks, result, instance)
+        instance = call.instance
+        return state is not None and bool(
+            state.on_done(lambda: self._complete(call, hooks, result, instance))
+        )
 
     def _complete(self, call: Call, hooks: _Hooks, result: Any, instance: Any) -> None:
         self.calls += 1
-        if call.outcome == "error":
+        outcome = call.outcome
+        if outcome == "error":
             self.errors += 1
         logging_on = structlog.is_configured()
-        if call.request is None and logging_on:
-            call.request = self.discover_request(call, instance)
+        request = call.request
+        if request is None and logging_on:
+            request = call.request = self.discover_request(call, instance)
         if call.usage_source is None and (
-            call.request is not None
+            request is not None
             or call.observed_requests
             or call._extra is not None
             or type(result).__module__ != "builtins"
@@ -386,13 +467,15 @@ class SiteCore:
         if call.usage is not None:
             policy = self.cost_policy
             cost_call(call, unknown=policy.settings.unknown_price if policy else "estimate")
-        for settle in hooks.settle:
-            settle(call)
-        if call.outcome == "ok":
+        if hooks.settle:  # (an empty loop costs more than the test)
+            for settle in hooks.settle:
+                settle(call)
+        if hooks.leave and outcome == "ok":
             for leave in hooks.leave:
                 leave(call, result)
-        for finish in hooks.finish:
-            finish(call)
+        if hooks.finish:
+            for finish in hooks.finish:
+                finish(call)
         call.duration_s = self.clock.now() - call.started
         if call.parent is not None:
             call.roll_up_into_parent()
@@ -401,46 +484,6 @@ class SiteCore:
                 events.emit_call(call, **_content_fields(call, result))
             else:
                 events.emit_call(call)
-
-    # -- drivers -------------------------------------------------------------------
-
-    def run_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not _boundary.ready and "openai._base_client" in sys.modules:
-            _boundary.maybe_instrument()
-        call = self.new_call(args, kwargs)
-        # The flow runs the function itself and hands its result over in a list: a for
-        # loop spares raising StopIteration, a good share of the cost of a call.
-        returned: list[Any] = []
-        for action in self.flow(call, instance, wrapped, returned):
-            if type(action) is Pending:
-                wait_for_futures((action.future,))
-            else:
-                self.clock.sleep(cast(float, action))
-        return returned[0]
-
-    async def run_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not _boundary.ready and "openai._base_client" in sys.modules:
-            _boundary.maybe_instrument()
-        call = self.new_call(args, kwargs)
-        flow = self.flow(call, instance)
-        try:
-            action = next(flow)
-            while True:
-                if action is _RUN:
-                    try:
-                        value = await wrapped(*call.args, **call.kwargs)
-                    except BaseException as exc:
-                        action = flow.throw(exc)
-                        continue
-                    action = flow.send(value)
-                else:
-                    if type(action) is Pending:
-                        await asyncio.wait((asyncio.wrap_future(action.future),))
-                    else:
-                        await self.clock.asleep(cast(float, action))
-                    action = flow.send(None)
-        except StopIteration as stop:
-            return stop.value
 
     # -- introspection -------------------------------------------------------------
 
@@ -560,8 +603,19 @@ class Site(wrapt.FunctionWrapper[..., Any]):
     __bound_function_wrapper__ = _BoundSite
 
     def __init__(self, wrapped: Any, core: SiteCore) -> None:
-        super().__init__(wrapped, core.run_async if core.is_async else core.run_sync)
+        run = core.run_async if core.is_async else core.run_sync
+        super().__init__(wrapped, run)
         self._self_core = core
+        # wrapt's own __call__ asks the wrapped function for ``__self__`` at every call (an
+        # AttributeError, i.e. an exception, for a plain function: a third of the cost of a
+        # call). The answer never changes, so it is asked once, here.
+        instance = None
+        if self._self_binding in ("function", "instancemethod", "classmethod", "callable"):
+            instance = getattr(wrapped, "__self__", None)
+        self._self_call = functools.partial(run, wrapped, instance)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._self_call(args, kwargs)
 
     @property
     def llm(self) -> SiteCore:

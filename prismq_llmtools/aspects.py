@@ -142,6 +142,13 @@ class Aspect:
         """Which hooks this aspect's class overrides."""
         return {hook for hook in HOOKS if getattr(type(self), hook) is not getattr(Aspect, hook)}
 
+    def hook(self, name: str) -> Any:
+        """The callable the site runs for phase ``name`` (default: the method of that name).
+
+        An aspect may hand over a cheaper callable with the same signature instead.
+        """
+        return getattr(self, name)
+
     def active_hooks(self) -> set[str]:
         """The hooks the site calls under the current settings (default: every override).
 

@@ -72,8 +72,8 @@ class Call:
 
     Aspects read and write it in a fixed phase order; ``llm.call`` is rendered from it.
     Usage and cost are this invocation's own; ``rollup_*`` add every nested Call's.
-    Unset fields read as their class-level defaults, so creating a Call costs a few
-    attribute stores, not forty.
+    The fields read on every call are set in ``__init__``; the rest read as their class-level
+    defaults until an aspect sets them, so creating a Call costs fifteen stores, not forty.
     """
 
     site: str
@@ -135,6 +135,23 @@ class Call:
         self.parent = parent
         if owns_retries:
             self.owns_retries = True
+        # The fields every call reads: stored here, they are read from the instance; left
+        # to their class defaults, each read would miss the instance and search the class.
+        self.request = None
+        self.usage = None
+        self.usage_source = None
+        self.observed_requests = 0
+        self._extra = None
+        self.admission = None
+        self.attempts = 0
+        self.rate_headers = None
+        self.outcome = None
+        self.response_model = None
+        self.cache = None
+        self.cost_usd = None
+        self.saved_cost_usd = None
+        self.retries = 0
+        self.rate_limited = 0
 
     @property
     def call_id(self) -> str:

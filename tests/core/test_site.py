@@ -343,3 +343,26 @@ def test_plain_text_estimate_counts_the_text_not_the_model_name() -> None:
     alone = count_request({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})
     assert estimate is not None
     assert estimate.prompt_tokens == alone.prompt_tokens
+
+
+def test_decorating_a_bound_method_calls_it_with_its_instance() -> None:
+    """A site made from an already bound method sees its object as the call's instance,
+    and a plain function's site sees none (as wrapt's own call would decide)."""
+    seen: list[Any] = []
+
+    class Spy(Aspect):
+        kind = "spy"
+
+        def reserve(self, call: Call) -> None:
+            seen.append(call.instance)
+
+    class Greeter:
+        def greet(self, name: str) -> str:
+            return f"hi {name}"
+
+    greeter = Greeter()
+    bound = _decorator(Spy())(greeter.greet)
+    plain = _decorator(Spy())(lambda name: name)
+    assert bound("ann") == "hi ann"
+    assert plain("bob") == "bob"
+    assert seen == [greeter, None]
