@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,29 +75,6 @@ class Totals:
             reasoning_tokens=self.reasoning_tokens,
         )
 
-    def add_fact(self, fact: _Fact) -> None:
-        """Count one finished call, as recorded by :meth:`UsageTotals.record`."""
-        _, _, _, error, hit, usage, cost, saved, retries, rate_limited = fact
-        self.calls += 1
-        if error:
-            self.errors += 1
-        if hit:
-            self.cache_hits += 1
-            if saved:
-                self.saved_cost_usd += saved
-        else:
-            if usage is not None:
-                self.input_tokens += usage.input_tokens
-                self.cached_input_tokens += usage.cached_input_tokens
-                self.output_tokens += usage.output_tokens
-                self.reasoning_tokens += usage.reasoning_tokens
-            if cost:
-                self.cost_usd += cost
-        if retries:  # most calls: none, and skipping the additions halves a fold
-            self.retries += retries
-        if rate_limited:
-            self.rate_limited += rate_limited
-
     def add(self, other: Totals) -> None:
         """Add another group's totals."""
         for name in self.__slots__:
@@ -107,13 +83,6 @@ class Totals:
     def as_dict(self) -> dict[str, Any]:
         """The totals as a plain dict (amounts stay Decimal)."""
         return {name: getattr(self, name) for name in self.__slots__}
-
-
-_Fact = tuple[
-    str, str | None, float, bool, bool, Usage | None, Decimal | None, Decimal | None, int, int
-]
-"""(operation, model, POSIX time, error, cache hit, usage, cost, saved cost, retries, 429s)"""
-_FOLD_EVERY = 256
 
 
 class UsageTotals:
@@ -127,46 +96,62 @@ class UsageTotals:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # One table keyed by (operation, model, UTC day number); the per-operation,
-        # per-model and per-day views are sums computed when read. Calls are appended to a
-        # deque (atomic, no lock) and folded into the table in batches, which keeps
-        # recording off the per-call hot path.
+        # per-model and per-day views are sums computed when read.
         self._groups: dict[tuple[str, str, int], Totals] = {}
-        self._pending: deque[_Fact] = deque()
+        self._day = (0, 0.0, 0.0)  # (UTC day number, its start, its end) of the latest call
+        self._last: tuple[Any, ...] = ("", None, None, None)
 
     def record(self, call: Call, *, when: float | None = None) -> None:
         """Add one finished call (``when``: its POSIX time, default now)."""
+        if when is None:
+            when = time.time()
+        day = self._day
+        if not day[1] <= when < day[2]:  # the day number, worked out once a day
+            number = int(when // 86_400)
+            day = self._day = (number, number * 86_400, (number + 1) * 86_400)
         request = call.request
-        self._pending.append(
-            (
-                call.operation,
-                call.response_model or (request.model if request is not None else None),
-                time.time() if when is None else when,
-                call.outcome == "error",
-                call.cache == "hit",
-                call.usage,
-                call.cost_usd,
-                call.saved_cost_usd,
-                call.retries,
-                call.rate_limited,
-            )
-        )
-        if len(self._pending) >= _FOLD_EVERY:
-            self._fold()
+        model = call.response_model or (request.model if request is not None else None)
+        operation = call.operation
+        lock = self._lock
+        lock.acquire()
+        try:
+            last = self._last  # the group of the latest call: most calls repeat it
+            if last[0] is operation and last[1] is model and last[2] is day:
+                totals = last[3]
+            else:
+                totals = self._group(operation, model, day)
+            totals.calls += 1
+            if call.outcome == "error":
+                totals.errors += 1
+            if call.cache == "hit":
+                totals.cache_hits += 1
+                if call.saved_cost_usd:
+                    totals.saved_cost_usd += call.saved_cost_usd
+            else:
+                usage = call.usage
+                if usage is not None:
+                    totals.input_tokens += usage.input_tokens
+                    totals.cached_input_tokens += usage.cached_input_tokens
+                    totals.output_tokens += usage.output_tokens
+                    totals.reasoning_tokens += usage.reasoning_tokens
+                if call.cost_usd:
+                    totals.cost_usd += call.cost_usd
+            if call.retries:  # most calls: none
+                totals.retries += call.retries
+            if call.rate_limited:
+                totals.rate_limited += call.rate_limited
+        finally:
+            lock.release()
 
-    def _fold(self) -> None:
-        pending = self._pending
-        groups = self._groups
-        with self._lock:
-            while pending:
-                fact = pending.popleft()
-                key = (fact[0], fact[1] or "unknown", int(fact[2] // 86_400))
-                totals = groups.get(key)
-                if totals is None:
-                    totals = groups[key] = Totals()
-                totals.add_fact(fact)
+    def _group(self, operation: str, model: str | None, day: tuple[int, float, float]) -> Totals:
+        key = (operation, model or "unknown", day[0])
+        totals = self._groups.get(key)
+        if totals is None:
+            totals = self._groups[key] = Totals()
+        self._last = (operation, model, day, totals)
+        return totals
 
     def _view(self, index: int) -> dict[Any, Totals]:
-        self._fold()
         with self._lock:
             items = [(key[index], _copy(t)) for key, t in self._groups.items()]
         out: dict[Any, Totals] = {}
@@ -176,7 +161,6 @@ class UsageTotals:
 
     def total(self) -> Totals:
         """Everything recorded."""
-        self._fold()
         out = Totals()
         with self._lock:
             for totals in self._groups.values():
@@ -209,8 +193,8 @@ class UsageTotals:
     def reset(self) -> None:
         """Forget everything."""
         with self._lock:
-            self._pending.clear()
             self._groups.clear()
+            self._last = ("", None, None, None)
 
 
 def _copy(totals: Totals) -> Totals:
@@ -241,6 +225,14 @@ class CostAspect(Aspect):
 
     def finish(self, call: Call) -> None:
         (self.totals or _default_totals).record(call)
+
+    def active_hooks(self) -> set[str]:
+        return {"finish"}
+
+    def hook(self, name: str) -> Any:
+        if name == "finish":  # the totals' own ``record``: one call less on every call
+            return (self.totals or _default_totals).record
+        return super().hook(name)
 
 
 def cost_tracked(

@@ -97,3 +97,52 @@ def test_nested_operations_roll_up() -> None:
     assert usage_totals().total().calls == 3
     assert list(usage_totals().by_model()) == ["gpt-4o-mini-2024-07-18"]
     assert len(usage_totals().by_day()) == 1
+
+
+def test_totals_lose_no_call_across_threads() -> None:
+    """Eight threads recording at once: every call is counted, with its usage."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prismq_llmtools.call import Call
+    from prismq_llmtools.tracking import UsageTotals
+
+    totals = UsageTotals()
+
+    def record(i: int) -> None:
+        call = Call("site", "op" if i % 2 else "other")
+        call.outcome = "error" if i % 3 == 0 else "ok"
+        call.usage = Usage(input_tokens=2, output_tokens=1)
+        call.cost_usd = Decimal("0.001")
+        call.retries = 1
+        totals.record(call)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(record, range(16_000)))
+    total = totals.total()
+    assert total.calls == 16_000
+    assert total.errors == len(range(0, 16_000, 3))
+    assert total.input_tokens == 32_000
+    assert total.output_tokens == 16_000
+    assert total.cost_usd == Decimal("16.000")
+    assert total.retries == 16_000
+    assert totals.by_operation()["op"].calls == 8_000
+
+
+def test_totals_split_at_utc_midnight_and_forget_on_reset() -> None:
+    """Calls either side of midnight land on their own days; reset forgets the latest group."""
+    from prismq_llmtools.call import Call
+    from prismq_llmtools.tracking import UsageTotals
+
+    totals = UsageTotals()
+    midnight = 20_000 * 86_400.0
+    for when in (midnight - 0.001, midnight, midnight + 1, midnight - 1):
+        call = Call("site", "op")
+        call.outcome = "ok"
+        totals.record(call, when=when)
+    days = {day: t.calls for day, t in totals.by_day().items()}
+    assert days == {"2024-10-03": 2, "2024-10-04": 2}
+    totals.reset()
+    call = Call("site", "op")
+    call.outcome = "ok"
+    totals.record(call, when=midnight)
+    assert totals.total().calls == 1
