@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
@@ -128,6 +130,33 @@ class BatchAspect(Aspect):
         self.base = self.settings = policy
         self.split = split
         self.count_tokens = count_tokens
+        self._site: SiteCore | None = None
+        self._lock = threading.Lock()
+        self._items_running = 0
+
+    def attach(self, site: Any) -> None:
+        self._site = site
+
+    def active_hooks(self) -> set[str]:
+        # Only while batch items run does a call need attributing to its item: every
+        # other call of the site skips the hook.
+        return {"finish"} if self._items_running else set()
+
+    @contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Attribute the site's calls to their batch item while the block runs."""
+        self._count_items(1)
+        try:
+            yield
+        finally:
+            self._count_items(-1)
+
+    def _count_items(self, step: int) -> None:
+        with self._lock:
+            was = self._items_running
+            self._items_running += step
+            if (was == 0) != (self._items_running == 0) and self._site is not None:
+                self._site.refresh_hooks()
 
     def finish(self, call: Call) -> None:
         box = item_box.get()

@@ -13,9 +13,10 @@ import contextvars
 import importlib
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from prismq_llmtools.batch_items import Unit
 from prismq_llmtools.call import Call, current_call
@@ -103,7 +104,8 @@ class UnitRunner:
         box = ItemBox(self.site, self.parent)
         token = item_box.set(box)
         try:
-            value = self.func(*unit.args, **unit.kwargs)
+            with _collecting(self.func):
+                value = self.func(*unit.args, **unit.kwargs)
         except Exception as exc:
             if is_stop_error(exc):
                 self.stop.set(exc)
@@ -119,10 +121,11 @@ class UnitRunner:
         box = ItemBox(self.site, self.parent)
         token = item_box.set(box)
         try:
-            if in_thread:
-                value = await asyncio.to_thread(self.func, *unit.args, **unit.kwargs)
-            else:
-                value = await self.func(*unit.args, **unit.kwargs)
+            with _collecting(self.func):
+                if in_thread:
+                    value = await asyncio.to_thread(self.func, *unit.args, **unit.kwargs)
+                else:
+                    value = await self.func(*unit.args, **unit.kwargs)
         except Exception as exc:
             if is_stop_error(exc):
                 self.stop.set(exc)
@@ -137,6 +140,15 @@ class UnitRunner:
         if self.func_ref is None:
             raise TypeError("only a module-level function can be sent to another process")
         return (_remote_runner, (self.func_ref, self.site))
+
+
+def _collecting(func: Any) -> AbstractContextManager[None]:
+    """While an item runs, its site's ``@batched`` aspect attributes calls to the item."""
+    core = getattr(func, "llm", None)
+    for aspect in getattr(core, "aspects", ()):
+        if aspect.kind == "batched":
+            return cast(AbstractContextManager[None], aspect.collecting())
+    return nullcontext()
 
 
 def _remote_runner(func_ref: str, site: str) -> UnitRunner:

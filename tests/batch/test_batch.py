@@ -366,3 +366,30 @@ def test_joblib_parallel_config_chooses_the_backend() -> None:
         names = where.batch(range(4))
     assert not any(name.startswith("prismq-batch") for name in names)
     assert threading.main_thread().name not in names
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_calls_are_attributed_to_items_only_while_items_run(
+    sim: Simulator, events: list[dict[str, Any]], concurrency: int
+) -> None:
+    """The batch aspect joins the site's finish phase only while items run: items one at
+    a time or several at once are all attributed, and calls outside a batch skip it."""
+    from prismq_llmtools.batch import BatchAspect
+
+    title = title_site(sim, max_concurrency=concurrency)
+
+    def batch_hook_active() -> bool:
+        return any(
+            getattr(hook, "__func__", None) is BatchAspect.finish
+            for hook in title.llm._hooks.finish
+        )
+
+    assert not batch_hook_active()
+    title("outside")
+    title.batch(TOPICS[:6])
+    assert not batch_hook_active()
+    (summary,) = named(events, "llm.batch")
+    item_costs = [c["cost_usd"] for c in named(events, "llm.call")][1:]
+    assert len(item_costs) == 6
+    assert summary["cost_usd"] == pytest.approx(sum(item_costs))
+    assert summary["cost_usd"] > 0
