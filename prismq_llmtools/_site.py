@@ -282,6 +282,7 @@ class SiteCore:
             call.instance = instance
         token = current_call.set(call)
         result: Any = None
+        logging_on: bool | None = None  # asked once per call (not for free)
         try:
             if self._finds_request or (kwargs and self._needs_request):
                 call.request = self.discover_request(call, instance)
@@ -321,8 +322,10 @@ class SiteCore:
                     if hooks.after_attempt:
                         for after in hooks.after_attempt:
                             after(call, None)
-                    if hooks.retry is not None and structlog.is_configured():
-                        _emit_attempt(call, clock.now() - started, None)
+                    if hooks.retry is not None:
+                        logging_on = structlog.is_configured()
+                        if logging_on:
+                            _emit_attempt(call, clock.now() - started, None)
                     break
             call.outcome = "ok"
             return result
@@ -333,7 +336,7 @@ class SiteCore:
         finally:
             current_call.reset(token)
             if type(result).__module__ == "builtins" or not self._defer(call, hooks, result):
-                self._complete(call, hooks, result, instance)
+                self._complete(call, hooks, result, instance, logging_on)
 
     async def run_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """One invocation of an async function through every aspect (see ``run_sync``)."""
@@ -355,6 +358,7 @@ class SiteCore:
             call.instance = instance
         token = current_call.set(call)
         result: Any = None
+        logging_on: bool | None = None  # asked once per call (not for free)
         try:
             if self._finds_request or (kwargs and self._needs_request):
                 call.request = self.discover_request(call, instance)
@@ -394,8 +398,10 @@ class SiteCore:
                     if hooks.after_attempt:
                         for after in hooks.after_attempt:
                             after(call, None)
-                    if hooks.retry is not None and structlog.is_configured():
-                        _emit_attempt(call, clock.now() - started, None)
+                    if hooks.retry is not None:
+                        logging_on = structlog.is_configured()
+                        if logging_on:
+                            _emit_attempt(call, clock.now() - started, None)
                     break
             call.outcome = "ok"
             return result
@@ -406,7 +412,7 @@ class SiteCore:
         finally:
             current_call.reset(token)
             if type(result).__module__ == "builtins" or not self._defer(call, hooks, result):
-                self._complete(call, hooks, result, instance)
+                self._complete(call, hooks, result, instance, logging_on)
 
     def _failed_attempt(
         self, call: Call, hooks: _Hooks, exc: Exception, duration_s: float
@@ -445,12 +451,20 @@ class SiteCore:
             state.on_done(lambda: self._complete(call, hooks, result, instance))
         )
 
-    def _complete(self, call: Call, hooks: _Hooks, result: Any, instance: Any) -> None:
+    def _complete(
+        self,
+        call: Call,
+        hooks: _Hooks,
+        result: Any,
+        instance: Any,
+        logging_on: bool | None = None,
+    ) -> None:
         self.calls += 1
         outcome = call.outcome
         if outcome == "error":
             self.errors += 1
-        logging_on = structlog.is_configured()
+        if logging_on is None:
+            logging_on = structlog.is_configured()
         request = call.request
         if request is None and logging_on:
             request = call.request = self.discover_request(call, instance)
