@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -10,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 from prismq_llmtools import events
 from prismq_llmtools._ratelimit_feedback import Pending, feedback_for
 from prismq_llmtools.aspects import Aspect
-from prismq_llmtools.bucket import Refusal
+from prismq_llmtools.bucket import Refusal, Ticket
 from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import RateLimitTimeout, RequestTooLarge, StateStoreError
 from prismq_llmtools.stores import StateRegistry, StateStore
+from prismq_llmtools.stores.lane import Lane, local_ticket_id
+from prismq_llmtools.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
     from prismq_llmtools._site import SiteCore
@@ -29,11 +30,8 @@ PAUSE = "llm.ratelimit.pause"
 CORRECTION = "llm.ratelimit.correction"
 STORE_ERROR = "llm.store.error"
 
+_new = object.__new__
 _TICKET_TTL_S = 900.0  # an admitted request unanswered for this long no longer counts in flight
-
-# Ticket ids in the in-process store need only be unique in this process: a counter is
-# cheaper than an id unique across processes (``call_id``), which shared stores need.
-_local_ticket_ids = map("~{}".format, itertools.count(1))
 
 
 class RateLimitAspect(Aspect):
@@ -75,6 +73,12 @@ class RateLimitAspect(Aspect):
         self._declared: set[str] = set()
         self._store: StateStore | None = None
         self._local_ids = False
+        # The in-process store's fast lane, when every admission of this site is alike
+        # (fixed key and costs, no timeout); made by the first admission, see _admit.
+        self._lane: Lane | None = None
+        self._lane_costs = (
+            self._fixed_costs if self._fixed_key is not None and not self._timed else None
+        )
 
     def attach(self, site: Any) -> None:
         if self.clock is not None:
@@ -87,6 +91,18 @@ class RateLimitAspect(Aspect):
         pending = call.admission
         if pending is not None and pending.attempt == call.attempts and not pending.done:
             return self._recheck(call, pending)
+        lane = self._lane
+        if lane is not None and self._site is not None and lane.clock is self._site.clock:
+            ticket = lane.admit()
+            if ticket is not None:
+                pending = call.admission = _new(Pending)  # Pending's __init__, inline
+                pending.key = lane.key
+                pending.ticket = ticket
+                pending.attempt = call.attempts
+                pending.deadline = None
+                pending.headers = call.rate_headers
+                pending.done = False
+                return self._waiting(call, lane.key, ticket) if ticket.wait_s > 0 else 0.0
         return self._admit(call)
 
     def after_attempt(self, call: Call, error: BaseException | None) -> None:
@@ -99,6 +115,16 @@ class RateLimitAspect(Aspect):
         # Answered without rate-limit headers: nothing to correct or pause, only to release
         # (inline, not through _feedback: this is every call's path).
         pending.done = True
+        lane = self._lane
+        if (
+            lane is not None
+            and lane.key is pending.key
+            and not lane.state.retired
+            and self._site is not None
+            and lane.clock is self._site.clock
+        ):
+            lane.answer(pending.ticket.id)  # released by the key's next operation
+            return
         try:
             store = self._store or self._open_store()
             store.feedback(pending.key, self._specs, pending.ticket, clock=self._clock())
@@ -126,16 +152,15 @@ class RateLimitAspect(Aspect):
             self._check_size(key, costs)
         if key not in self._declared:
             self._declare(call, key)
+        clock = self._clock()
         try:
             store = self._store or self._open_store()
-            ticket_id = (
-                next(_local_ticket_ids) if self._local_ids else f"{call.call_id}.{call.attempts}"
-            )
+            ticket_id = local_ticket_id() if self._local_ids else f"{call.call_id}.{call.attempts}"
             result = store.admit(
                 key,
                 self._specs,
                 costs,
-                clock=self._clock(),
+                clock=clock,
                 ticket_id=ticket_id,
                 ttl_s=_TICKET_TTL_S,
                 max_wait_s=self._max_wait_s,
@@ -147,11 +172,19 @@ class RateLimitAspect(Aspect):
             raise RateLimitTimeout(
                 key=key, bucket=result.bucket, wait_s=result.wait_s, timeout_s=self._max_wait_s
             )
+        if self._lane_costs is not None and type(store) is MemoryStore:  # not a subclass
+            # Later admissions take the lane, until the store drops the key's state or the
+            # site's clock changes.
+            self._lane = store.lane(
+                key, self._specs, self._lane_costs, clock=clock, ttl_s=_TICKET_TTL_S
+            )
         deadline = self._now() + self._max_wait_s if self._timed else None
         call.admission = Pending(key, result, call.attempts, deadline, call.rate_headers)
-        wait = float(result.wait_s)
-        if wait > 0:
-            events.emit(call, WAIT, key=key, bucket=result.bucket, wait_s=round(wait, 6))
+        return self._waiting(call, key, result) if result.wait_s > 0 else 0.0
+
+    def _waiting(self, call: Call, key: str, ticket: Ticket) -> float:
+        wait = float(ticket.wait_s)
+        events.emit(call, WAIT, key=key, bucket=ticket.bucket, wait_s=round(wait, 6))
         return wait
 
     def _check_size(self, key: str, costs: Sequence[float]) -> None:
@@ -294,8 +327,6 @@ class RateLimitAspect(Aspect):
         self._declared.add(key)
 
     def _open_store(self) -> StateStore:
-        from prismq_llmtools.stores.memory import MemoryStore
-
         limit: RateLimit = self.settings
         store = self._store = self.registry.store(limit.store or "memory")
         self._local_ids = isinstance(store, MemoryStore)

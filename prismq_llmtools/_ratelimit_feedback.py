@@ -25,17 +25,37 @@ __all__ = ["Pending", "Plan", "feedback_for"]
 _DEFAULT_PAUSE_S = 1.0  # a 429 without Retry-After
 
 
-@dataclass(slots=True)
 class Pending:
-    """The admission of one attempt, kept on the Call (``call.admission``)."""
+    """The admission of one attempt, kept on the Call (``call.admission``).
 
-    key: str
-    ticket: Ticket
-    attempt: int
-    deadline: float | None
-    headers: RateHeaders | None
-    """``call.rate_headers`` before this attempt ran: new headers are a new response."""
-    done: bool = False
+    ``headers`` is ``call.rate_headers`` before the attempt ran (new headers are a new
+    response); ``done`` says the store has heard how the attempt ended. A plain class, not a
+    dataclass: every admitted call makes one, and the rate limiter's fast path fills its
+    slots without a Python-level ``__init__``.
+    """
+
+    __slots__ = ("attempt", "deadline", "done", "headers", "key", "ticket")
+
+    def __init__(
+        self,
+        key: str,
+        ticket: Ticket,
+        attempt: int,
+        deadline: float | None,
+        headers: RateHeaders | None,
+    ) -> None:
+        self.key = key
+        self.ticket = ticket
+        self.attempt = attempt
+        self.deadline = deadline
+        self.headers = headers
+        self.done = False
+
+    def __repr__(self) -> str:
+        return (
+            f"Pending(key={self.key!r}, ticket={self.ticket!r}, attempt={self.attempt},"
+            f" deadline={self.deadline!r}, done={self.done})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

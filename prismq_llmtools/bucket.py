@@ -96,7 +96,17 @@ class Refusal:
 class KeyState:
     """The state of one key's buckets, and the operations on it (all O(buckets))."""
 
-    __slots__ = ("charged", "inflight", "last_start", "pause_until", "seq", "shift_s", "tats")
+    __slots__ = (
+        "answered",
+        "charged",
+        "inflight",
+        "last_start",
+        "pause_until",
+        "retired",
+        "seq",
+        "shift_s",
+        "tats",
+    )
 
     def __init__(self, buckets: int) -> None:
         self.tats = [NEVER] * buckets
@@ -107,6 +117,12 @@ class KeyState:
         self.seq = 0
         self.inflight: dict[str, list[float]] = {}
         """Admitted, unanswered requests: id -> [expires_at, start, seq, cost per bucket...]."""
+        self.answered: list[str] = []
+        """Ids of requests answered with nothing to correct, released without the store's
+        lock: appending is atomic, and every operation that reads ``inflight`` forgets them
+        first (and expires what a release would have), so it sees what a release leaves."""
+        self.retired = False
+        """Set by a store that dropped this state (cleared, or the key declared anew)."""
 
     # -- queries ---------------------------------------------------------------------
 
@@ -159,8 +175,10 @@ class KeyState:
             charged[i] += costs[i]
         self.last_start = start
         self.seq += 1
+        if self.answered:
+            self.forget_answered()
         if self.inflight:
-            self._expire(now)
+            self.expire(now)
         self.inflight[ticket_id] = [start + ttl_s, start, float(self.seq), *costs]
         # tuple.__new__ skips the named tuple's Python-level __new__: a sixth of the cost.
         return tuple.__new__(
@@ -210,8 +228,10 @@ class KeyState:
             self.release(ticket, now)
             return [0.0] * len(specs)
         before = [self.level(specs, i, now) for i in range(len(specs))]
+        if self.answered:
+            self.forget_answered()
         self.inflight.pop(ticket.id, None)
-        self._expire(now)
+        self.expire(now)
         for i, deficit in enumerate(deficits):
             if deficit is not None:
                 self._follow(specs[i], i, ticket, deficit, now, follow_down, reorder_s)
@@ -224,10 +244,18 @@ class KeyState:
 
     def release(self, ticket: Ticket, now: float) -> None:
         """``ticket``'s request was answered and nothing needs correcting: forget it."""
+        if self.answered:
+            self.forget_answered()
         inflight = self.inflight
         inflight.pop(ticket.id, None)
         if inflight:
-            self._expire(now)
+            self.expire(now)
+
+    def forget_answered(self) -> None:
+        """Drop the ``answered`` requests from ``inflight`` (under the store's lock)."""
+        answered, inflight = self.answered, self.inflight
+        while answered:
+            inflight.pop(answered.pop(), None)
 
     def _follow(
         self,
@@ -273,7 +301,8 @@ class KeyState:
             self.last_start += delta
             self.tats = [tat + delta if tat > now else tat for tat in self.tats]
 
-    def _expire(self, now: float) -> None:
+    def expire(self, now: float) -> None:
+        """Forget the admitted requests whose tickets expired (unanswered too long)."""
         if self.inflight:
             for key in [k for k, record in self.inflight.items() if record[0] < now]:
                 del self.inflight[key]
@@ -282,6 +311,7 @@ class KeyState:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (for the SQLite store)."""
+        self.forget_answered()
         return {
             "tats": self.tats,
             "charged": self.charged,

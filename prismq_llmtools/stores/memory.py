@@ -15,6 +15,7 @@ from typing import Any
 from prismq_llmtools.bucket import REORDER_WINDOW_S, BucketSpec, KeyState, Refusal, Ticket
 from prismq_llmtools.budget_ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
 from prismq_llmtools.clock import Clock
+from prismq_llmtools.stores.lane import Lane
 
 __all__ = ["MemoryStore"]
 
@@ -59,6 +60,8 @@ class MemoryStore:
         part = self._partition(clock)
         state = part.keys.get(key)
         if state is None or part.signatures.get(key) != specs:  # declared anew: start afresh
+            if state is not None:
+                state.retired = True  # its lanes see it
             state = part.keys[key] = KeyState(len(specs))
             part.signatures[key] = tuple(specs)
         self._hot = (clock, specs, key, state)
@@ -136,6 +139,29 @@ class MemoryStore:
                 reorder_s=reorder_s,
             )
 
+    def lane(
+        self,
+        key: str,
+        specs: Sequence[BucketSpec],
+        costs: Sequence[float],
+        *,
+        clock: Clock,
+        ttl_s: float,
+    ) -> Lane:
+        """A fast handle that admits ``costs`` on ``key`` (waiting as long as needed) and
+        releases answered requests, as :meth:`admit` and :meth:`feedback` would."""
+        with self._lock:
+            state = self._key(key, specs, clock)
+            return Lane(
+                self._lock,
+                state,
+                key=key,
+                specs=specs,
+                costs=costs,
+                clock=clock,
+                ttl_s=ttl_s,
+            )
+
     def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:
         with self._lock:
             state = self._key(key, specs, clock)
@@ -180,6 +206,9 @@ class MemoryStore:
 
     def clear(self) -> None:
         with self._lock:
+            for part in [*self._by_clock.values(), *self._by_clock_strong.values()]:
+                for state in part.keys.values():
+                    state.retired = True  # its lanes see it
             self._by_clock.clear()
             self._by_clock_strong.clear()
             self._last = self._hot = None
