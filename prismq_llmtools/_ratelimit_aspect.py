@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from prismq_llmtools import events
 from prismq_llmtools._ratelimit_feedback import Pending, feedback_for
 from prismq_llmtools.aspects import Aspect
-from prismq_llmtools.bucket import Refusal, Ticket
+from prismq_llmtools.bucket import Refusal
 from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import RateLimitTimeout, RequestTooLarge, StateStoreError
@@ -30,7 +30,6 @@ PAUSE = "llm.ratelimit.pause"
 CORRECTION = "llm.ratelimit.correction"
 STORE_ERROR = "llm.store.error"
 
-_new = object.__new__
 _TICKET_TTL_S = 900.0  # an admitted request unanswered for this long no longer counts in flight
 
 
@@ -75,7 +74,7 @@ class RateLimitAspect(Aspect):
         self._local_ids = False
         # The in-process store's fast lane, when every admission of this site is alike
         # (fixed key and costs, no timeout); made by the first admission, see _admit.
-        self._lane: Lane | None = None
+        self._lane: Lane[Pending] | None = None
         self._lane_costs = (
             self._fixed_costs if self._fixed_key is not None and not self._timed else None
         )
@@ -93,16 +92,15 @@ class RateLimitAspect(Aspect):
             return self._recheck(call, pending)
         lane = self._lane
         if lane is not None and self._site is not None and lane.clock is self._site.clock:
-            ticket = lane.admit()
-            if ticket is not None:
-                pending = call.admission = _new(Pending)  # Pending's __init__, inline
+            pending = lane.admit()  # the ticket's fields set; the rest of __init__, inline:
+            if pending is not None:
                 pending.key = lane.key
-                pending.ticket = ticket
                 pending.attempt = call.attempts
                 pending.deadline = None
                 pending.headers = call.rate_headers
                 pending.done = False
-                return self._waiting(call, lane.key, ticket) if ticket.wait_s > 0 else 0.0
+                call.admission = pending
+                return self._waiting(call, pending) if pending.wait_s > 0 else 0.0
         return self._admit(call)
 
     def after_attempt(self, call: Call, error: BaseException | None) -> None:
@@ -123,11 +121,11 @@ class RateLimitAspect(Aspect):
             and self._site is not None
             and lane.clock is self._site.clock
         ):
-            lane.answer(pending.ticket.id)  # released by the key's next operation
+            lane.answer(pending.id)  # released by the key's next operation
             return
         try:
             store = self._store or self._open_store()
-            store.feedback(pending.key, self._specs, pending.ticket, clock=self._clock())
+            store.feedback(pending.key, self._specs, pending, clock=self._clock())
         except StateStoreError as exc:
             self._store_failed(call, exc)
 
@@ -176,15 +174,21 @@ class RateLimitAspect(Aspect):
             # Later admissions take the lane, until the store drops the key's state or the
             # site's clock changes.
             self._lane = store.lane(
-                key, self._specs, self._lane_costs, clock=clock, ttl_s=_TICKET_TTL_S
+                key,
+                self._specs,
+                self._lane_costs,
+                clock=clock,
+                ttl_s=_TICKET_TTL_S,
+                ticket_type=Pending,
             )
         deadline = self._now() + self._max_wait_s if self._timed else None
-        call.admission = Pending(key, result, call.attempts, deadline, call.rate_headers)
-        return self._waiting(call, key, result) if result.wait_s > 0 else 0.0
+        pending = Pending(key, result, call.attempts, deadline, call.rate_headers)
+        call.admission = pending
+        return self._waiting(call, pending) if pending.wait_s > 0 else 0.0
 
-    def _waiting(self, call: Call, key: str, ticket: Ticket) -> float:
-        wait = float(ticket.wait_s)
-        events.emit(call, WAIT, key=key, bucket=ticket.bucket, wait_s=round(wait, 6))
+    def _waiting(self, call: Call, pending: Pending) -> float:
+        wait = float(pending.wait_s)
+        events.emit(call, WAIT, key=pending.key, bucket=pending.bucket, wait_s=round(wait, 6))
         return wait
 
     def _check_size(self, key: str, costs: Sequence[float]) -> None:
@@ -197,7 +201,7 @@ class RateLimitAspect(Aspect):
     def _recheck(self, call: Call, pending: Pending) -> float:
         try:
             store = self._store or self._open_store()
-            wait = store.wait_s(pending.key, self._specs, pending.ticket, clock=self._clock())
+            wait = store.wait_s(pending.key, self._specs, pending, clock=self._clock())
         except StateStoreError as exc:
             self._store_failed(call, exc)
             wait = 0.0
@@ -217,7 +221,7 @@ class RateLimitAspect(Aspect):
 
     def _release(self, call: Call, pending: Pending) -> None:
         pending.done = True
-        self._apply(call, pending, refund=pending.ticket.costs)
+        self._apply(call, pending, refund=pending.costs)
 
     # -- feedback --------------------------------------------------------------------
 
@@ -251,7 +255,7 @@ class RateLimitAspect(Aspect):
     def _refund_unused(self, call: Call, pending: Pending, used: int) -> None:
         refund = [
             max(0.0, cost - used) if spec.name.startswith("tokens") else 0.0
-            for spec, cost in zip(self._specs, pending.ticket.costs, strict=True)
+            for spec, cost in zip(self._specs, pending.costs, strict=True)
         ]
         if any(refund):
             self._apply(call, pending, refund=refund)
@@ -272,7 +276,7 @@ class RateLimitAspect(Aspect):
             return store.feedback(
                 pending.key,
                 self._specs,
-                pending.ticket,
+                pending,
                 clock=self._clock(),
                 deficits=deficits,
                 refund=refund,

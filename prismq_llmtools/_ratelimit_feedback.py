@@ -25,16 +25,23 @@ __all__ = ["Pending", "Plan", "feedback_for"]
 _DEFAULT_PAUSE_S = 1.0  # a 429 without Retry-After
 
 
-class Pending:
-    """The admission of one attempt, kept on the Call (``call.admission``).
+class Pending(Ticket):
+    """The admission of one attempt, kept on the Call (``call.admission``): the store's
+    ticket, with what the rate limiter keeps about it.
 
     ``headers`` is ``call.rate_headers`` before the attempt ran (new headers are a new
-    response); ``done`` says the store has heard how the attempt ended. A plain class, not a
-    dataclass: every admitted call makes one, and the rate limiter's fast path fills its
-    slots without a Python-level ``__init__``.
+    response); ``done`` says the store has heard how the attempt ended. The in-process
+    store's lanes make these directly (see :class:`~prismq_llmtools.stores.lane.Lane`), the
+    other ways copy the store's ticket.
     """
 
-    __slots__ = ("attempt", "deadline", "done", "headers", "key", "ticket")
+    __slots__ = ("attempt", "deadline", "done", "headers", "key")
+
+    key: str
+    attempt: int
+    deadline: float | None
+    headers: RateHeaders | None
+    done: bool
 
     def __init__(
         self,
@@ -44,8 +51,16 @@ class Pending:
         deadline: float | None,
         headers: RateHeaders | None,
     ) -> None:
+        self.id = ticket.id
+        self.start = ticket.start
+        self.bucket = ticket.bucket
+        self.costs = ticket.costs
+        self.shift_s = ticket.shift_s
+        self.charged = ticket.charged
+        self.wait_s = ticket.wait_s
+        self.seq = ticket.seq
+        self.expires_at = ticket.expires_at
         self.key = key
-        self.ticket = ticket
         self.attempt = attempt
         self.deadline = deadline
         self.headers = headers
@@ -53,8 +68,8 @@ class Pending:
 
     def __repr__(self) -> str:
         return (
-            f"Pending(key={self.key!r}, ticket={self.ticket!r}, attempt={self.attempt},"
-            f" deadline={self.deadline!r}, done={self.done})"
+            f"Pending(key={self.key!r}, id={self.id!r}, start={self.start!r},"
+            f" attempt={self.attempt}, deadline={self.deadline!r}, done={self.done})"
         )
 
 
@@ -81,7 +96,7 @@ def feedback_for(
     """The feedback for ``pending``'s attempt, which ended with ``error`` (or succeeded)."""
     headers = call.rate_headers if call.rate_headers is not pending.headers else None
     status = getattr(error, "status_code", None) if error is not None else None
-    costs = pending.ticket.costs
+    costs = pending.costs
     if error is not None and headers is None and not isinstance(status, int):
         if call.possibly_billed:
             return Plan()

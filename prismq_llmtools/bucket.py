@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 __all__ = [
     "NEVER",
@@ -38,6 +38,8 @@ SEND_WINDOW_S = 1.0
 
 NEVER = -1e300
 """A time before any clock's: a bucket full since then is full now, on any clock."""
+
+_new = object.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +65,14 @@ def signature(specs: Sequence[BucketSpec]) -> str:
     return ",".join(f"{s.name}/{s.capacity!r}/{s.burst!r}/{s.rate_per_s!r}" for s in specs)
 
 
-class Ticket(NamedTuple):
+@dataclass(slots=True)
+class Ticket:
     """An admitted request: its id, start, costs, and the key's counters when admitted.
 
-    A named tuple rather than a frozen dataclass: one is made per admission, and building
-    a tuple costs a fraction of a frozen dataclass's ``__init__``.
+    The state of its key keeps it while the request is in flight. Never changed once made.
+    Not a frozen dataclass, nor a named tuple: one is made per admission, filled slot by
+    slot (a fraction of a frozen ``__init__``), and the rate limiter's record of an
+    admission extends it with its own fields, so that an admission is one object.
     """
 
     id: str
@@ -83,6 +88,8 @@ class Ticket(NamedTuple):
     """How long the holder had to wait when admitted."""
     seq: int = 0
     """The key's admission number of this ticket."""
+    expires_at: float = math.inf
+    """When its store stops counting it in flight, answered or not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +122,8 @@ class KeyState:
         self.pause_until = NEVER
         self.shift_s = 0.0
         self.seq = 0
-        self.inflight: dict[str, list[float]] = {}
-        """Admitted, unanswered requests: id -> [expires_at, start, seq, cost per bucket...]."""
+        self.inflight: dict[str, Ticket] = {}
+        """Admitted, unanswered requests, by id: their tickets."""
         self.answered: list[str] = []
         """Ids of requests answered with nothing to correct, released without the store's
         lock: appending is atomic, and every operation that reads ``inflight`` forgets them
@@ -179,21 +186,18 @@ class KeyState:
             self.forget_answered()
         if self.inflight:
             self.expire(now)
-        self.inflight[ticket_id] = [start + ttl_s, start, float(self.seq), *costs]
-        # tuple.__new__ skips the named tuple's Python-level __new__: a sixth of the cost.
-        return tuple.__new__(
-            Ticket,
-            (
-                ticket_id,
-                start,
-                bucket,
-                tuple(costs),
-                self.shift_s,
-                tuple(charged),
-                start - now,
-                self.seq,
-            ),
-        )
+        ticket = _new(Ticket)  # Ticket's __init__, inline (as the in-process store's lanes)
+        ticket.id = ticket_id
+        ticket.start = start
+        ticket.bucket = bucket
+        ticket.costs = tuple(costs)
+        ticket.shift_s = self.shift_s
+        ticket.charged = tuple(charged)
+        ticket.wait_s = start - now
+        ticket.seq = self.seq
+        ticket.expires_at = start + ttl_s
+        self.inflight[ticket_id] = ticket
+        return ticket
 
     def feedback(
         self,
@@ -274,9 +278,9 @@ class KeyState:
         started = min(now, ticket.start + (self.shift_s - ticket.shift_s) + SEND_WINDOW_S)
         later = self.charged[i] - ticket.charged[i]
         late = sum(
-            record[3 + i]
-            for record in self.inflight.values()
-            if record[2] < ticket.seq and record[1] >= ticket.start - reorder_s
+            other.costs[i]
+            for other in self.inflight.values()
+            if other.seq < ticket.seq and other.start >= ticket.start - reorder_s
         )
         deficit = min(max(deficit, 0.0), spec.capacity)
         estimate = started + (deficit + later + late) / spec.rate_per_s
@@ -304,7 +308,7 @@ class KeyState:
     def expire(self, now: float) -> None:
         """Forget the admitted requests whose tickets expired (unanswered too long)."""
         if self.inflight:
-            for key in [k for k, record in self.inflight.items() if record[0] < now]:
+            for key in [k for k, ticket in self.inflight.items() if ticket.expires_at < now]:
                 del self.inflight[key]
 
     # -- persistence -----------------------------------------------------------------
@@ -319,7 +323,9 @@ class KeyState:
             "pause_until": self.pause_until,
             "shift_s": self.shift_s,
             "seq": self.seq,
-            "inflight": self.inflight,
+            "inflight": {
+                k: [t.expires_at, t.start, float(t.seq), *t.costs] for k, t in self.inflight.items()
+            },
         }
 
     @classmethod
@@ -334,5 +340,21 @@ class KeyState:
         state.pause_until = float(data["pause_until"])
         state.shift_s = float(data["shift_s"])
         state.seq = int(data.get("seq", 0))
-        state.inflight = {str(k): [float(x) for x in v] for k, v in data["inflight"].items()}
+        state.inflight = {str(k): _record(str(k), v) for k, v in data["inflight"].items()}
         return state
+
+
+def _record(ticket_id: str, record: list[Any]) -> Ticket:
+    """A ticket in flight as :meth:`KeyState.to_dict` keeps it: only what expiry and the
+    corrections of later answers read (its expiry, start, admission number and costs)."""
+    expires_at, start, seq, *costs = (float(x) for x in record)
+    return Ticket(
+        ticket_id,
+        start,
+        "",
+        tuple(costs),
+        0.0,
+        (),
+        seq=int(seq),
+        expires_at=expires_at,
+    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from prismq_llmtools.bucket import BucketSpec, KeyState, Ticket
 from prismq_llmtools.clock import Clock
@@ -26,7 +27,9 @@ __all__ = ["Lane", "local_ticket_id"]
 # Ticket ids unique in this process, all the in-process store needs: "0x1", "0x2"...
 # (hex() is the cheapest int-to-str there is; no caller's own ids look like these).
 _ticket_ids = map(hex, itertools.count(1))
-_new_ticket = tuple.__new__  # skips the named tuple's Python-level __new__, as KeyState does
+_new = object.__new__
+
+T = TypeVar("T", bound=Ticket)
 
 
 def local_ticket_id() -> str:
@@ -34,9 +37,13 @@ def local_ticket_id() -> str:
     return next(_ticket_ids)
 
 
-class Lane:
+class Lane(Generic[T]):
     """Admits requests of fixed ``costs`` on one key of a :class:`MemoryStore`, and releases
-    them once answered with nothing to correct."""
+    them once answered with nothing to correct.
+
+    Its tickets are of ``ticket_type``, a :class:`Ticket` class whose extra fields the caller
+    fills (the rate limiter's admission record): one object per admission, not two.
+    """
 
     __slots__ = (
         "_costs",
@@ -44,6 +51,7 @@ class Lane:
         "_now",
         "_one",
         "_plan",
+        "_ticket_type",
         "_ttl_s",
         "answer",
         "clock",
@@ -61,6 +69,7 @@ class Lane:
         costs: Sequence[float],
         clock: Clock,
         ttl_s: float,
+        ticket_type: type[T],
     ) -> None:
         if len(costs) != len(specs) or any(
             c > s.capacity for s, c in zip(specs, costs, strict=False)
@@ -72,6 +81,7 @@ class Lane:
         self.clock = clock
         self._now: Callable[[], float] = clock.now
         self._ttl_s = ttl_s
+        self._ticket_type = ticket_type
         self._costs = tuple(costs)
         # What KeyState.admit computes per request, by the same operations: the same floats.
         self._plan = tuple(
@@ -89,7 +99,7 @@ class Lane:
         """Releases an answered ticket by id, as :meth:`KeyState.release` (see
         ``KeyState.answered``): no lock, no Python-level call."""
 
-    def admit(self) -> Ticket | None:
+    def admit(self) -> T | None:
         """:meth:`KeyState.admit` of the fixed costs, now; ``None``: the state is retired."""
         lock = self._lock
         lock.acquire()  # not ``with``: cheaper, and the finally clause releases it as well
@@ -130,16 +140,17 @@ class Lane:
                 inflight.pop(answered.pop(), None)
             if inflight:
                 state.expire(now)
-            ticket_id = next(_ticket_ids)
-            costs = self._costs
-            if self._one:
-                inflight[ticket_id] = [start + self._ttl_s, start, float(seq), costs[0]]
-                snapshot: tuple[float, ...] = (charged[0],)
-            else:
-                inflight[ticket_id] = [start + self._ttl_s, start, float(seq), *costs]
-                snapshot = tuple(charged)
-            return _new_ticket(
-                Ticket, (ticket_id, start, bucket, costs, state.shift_s, snapshot, start - now, seq)
-            )
+            ticket = _new(self._ticket_type)  # Ticket's __init__, inline
+            ticket.id = ticket_id = next(_ticket_ids)
+            ticket.start = start
+            ticket.bucket = bucket
+            ticket.costs = self._costs
+            ticket.shift_s = state.shift_s
+            ticket.wait_s = start - now
+            ticket.seq = seq
+            ticket.expires_at = start + self._ttl_s
+            ticket.charged = (charged[0],) if self._one else tuple(charged)
+            inflight[ticket_id] = ticket
+            return ticket
         finally:
             lock.release()

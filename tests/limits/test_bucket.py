@@ -170,6 +170,23 @@ def test_state_round_trips_through_json() -> None:
     assert KeyState.from_dict(state.to_dict(), 3).to_dict() == KeyState(3).to_dict()
 
 
+def test_requests_in_flight_keep_their_stored_form() -> None:
+    """A shared store keeps each request in flight as [expires_at, start, seq, costs...], as
+    files written by earlier versions do, and reads it back as a ticket."""
+    state = KeyState(2)
+    specs = (RPM, BucketSpec("tokens", capacity=100, burst=90, rate_per_s=2.0))
+    state.admit(specs, (1, 50), 3.0, ticket_id="t", ttl_s=60)
+    assert state.to_dict()["inflight"] == {"t": [63.0, 3.0, 1.0, 1.0, 50.0]}
+    copy = KeyState.from_dict(json.loads(json.dumps(state.to_dict())), 2).inflight["t"]
+    assert (copy.id, copy.expires_at, copy.start, copy.seq, copy.costs) == (
+        "t",
+        63.0,
+        3.0,
+        1,
+        (1.0, 50.0),
+    )
+
+
 # -- properties ----------------------------------------------------------------------
 
 _specs = st.tuples(
