@@ -1,5 +1,5 @@
 """A fast handle on one key of the in-process store, for sites whose every request costs
-the same (no token bucket) and waits as long as needed (no timeout): most sites.
+the same (no token bucket) and waits as long as needed (no timeout).
 
 A :class:`Lane` holds what :meth:`MemoryStore.admit` and :meth:`MemoryStore.feedback` look up
 on every request (the lock, the key's state on the clock's partition) and what
