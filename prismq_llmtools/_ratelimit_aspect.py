@@ -99,6 +99,7 @@ class RateLimitAspect(Aspect):
                 pending.deadline = None
                 pending.headers = call.rate_headers
                 pending.done = False
+                pending.lane = lane
                 call.admission = pending
                 return self._waiting(call, pending) if pending.wait_s > 0 else 0.0
         return self._admit(call)
@@ -113,21 +114,23 @@ class RateLimitAspect(Aspect):
         # Answered without rate-limit headers: nothing to correct or pause, only to release
         # (inline, not through _feedback: this is every call's path).
         pending.done = True
-        lane = self._lane
-        if (
-            lane is not None
-            and lane.key is pending.key
-            and not lane.state.retired
-            and self._site is not None
-            and lane.clock is self._site.clock
-        ):
-            lane.answer(pending.id)  # released by the key's next operation
+        lane = pending.lane
+        if lane is not None and not lane.state.retired:
+            lane.answer(pending.id)  # into the state that admitted it, at its next operation
             return
         try:
             store = self._store or self._open_store()
             store.feedback(pending.key, self._specs, pending, clock=self._clock())
         except StateStoreError as exc:
             self._store_failed(call, exc)
+
+    def active_hooks(self) -> set[str]:
+        # Every attempt begun hears how it ended (after_attempt): settle only has the
+        # unused part of the completion cap to give back.
+        hooks = self.overrides()
+        if not self._refunds:
+            hooks.discard("settle")
+        return hooks
 
     def settle(self, call: Call) -> None:
         pending = call.admission

@@ -19,6 +19,7 @@ from prismq_llmtools.call import Call, RateHeaders
 
 if TYPE_CHECKING:
     from prismq_llmtools.ratelimit import RateLimit
+    from prismq_llmtools.stores.lane import Lane
 
 __all__ = ["Pending", "Plan", "feedback_for"]
 
@@ -35,13 +36,15 @@ class Pending(Ticket):
     other ways copy the store's ticket.
     """
 
-    __slots__ = ("attempt", "deadline", "done", "headers", "key")
+    __slots__ = ("attempt", "deadline", "done", "headers", "key", "lane")
 
     key: str
     attempt: int
     deadline: float | None
     headers: RateHeaders | None
     done: bool
+    lane: Lane[Pending] | None
+    """The lane that admitted it, if one did: the state the ticket is released into."""
 
     def __init__(
         self,
@@ -65,6 +68,7 @@ class Pending(Ticket):
         self.deadline = deadline
         self.headers = headers
         self.done = False
+        self.lane = None
 
     def __repr__(self) -> str:
         return (

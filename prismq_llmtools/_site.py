@@ -303,12 +303,16 @@ class SiteCore:
                 while True:  # one attempt per turn
                     call.attempts += 1
                     if hooks.before_attempt:
-                        for before in hooks.before_attempt:
-                            wait = before(call)
-                            while wait > 0:
-                                call.wait_s += wait
-                                clock.sleep(wait)
+                        try:
+                            for before in hooks.before_attempt:
                                 wait = before(call)
+                                while wait > 0:
+                                    call.wait_s += wait
+                                    clock.sleep(wait)
+                                    wait = before(call)
+                        except BaseException as exc:  # a refusal, or interrupted waiting
+                            self._interrupted(call, hooks, exc)
+                            raise
                     started = clock.now()
                     try:  # call.args/kwargs: an aspect may have rewritten them (truncation)
                         result = wrapped(*call.args, **call.kwargs)
@@ -319,6 +323,9 @@ class SiteCore:
                         if delay > 0:
                             clock.sleep(delay)
                         continue
+                    except BaseException as exc:  # cancelled or interrupted: no retry
+                        self._interrupted(call, hooks, exc)
+                        raise
                     if hooks.after_attempt:
                         for after in hooks.after_attempt:
                             after(call, None)
@@ -379,12 +386,16 @@ class SiteCore:
                 while True:
                     call.attempts += 1
                     if hooks.before_attempt:
-                        for before in hooks.before_attempt:
-                            wait = before(call)
-                            while wait > 0:
-                                call.wait_s += wait
-                                await clock.asleep(wait)
+                        try:
+                            for before in hooks.before_attempt:
                                 wait = before(call)
+                                while wait > 0:
+                                    call.wait_s += wait
+                                    await clock.asleep(wait)
+                                    wait = before(call)
+                        except BaseException as exc:  # a refusal, or interrupted waiting
+                            self._interrupted(call, hooks, exc)
+                            raise
                     started = clock.now()
                     try:
                         result = await wrapped(*call.args, **call.kwargs)
@@ -395,6 +406,9 @@ class SiteCore:
                         if delay > 0:
                             await clock.asleep(delay)
                         continue
+                    except BaseException as exc:  # cancelled or interrupted: no retry
+                        self._interrupted(call, hooks, exc)
+                        raise
                     if hooks.after_attempt:
                         for after in hooks.after_attempt:
                             after(call, None)
@@ -413,6 +427,12 @@ class SiteCore:
             current_call.reset(token)
             if type(result).__module__ == "builtins" or not self._defer(call, hooks, result):
                 self._complete(call, hooks, result, instance, logging_on)
+
+    def _interrupted(self, call: Call, hooks: _Hooks, exc: BaseException) -> None:
+        """Tell the attempt's aspects it ended with ``exc`` (every attempt begun hears how
+        it ended, so an admission made for it is never left in flight)."""
+        for after in hooks.after_attempt:
+            after(call, exc)
 
     def _failed_attempt(
         self, call: Call, hooks: _Hooks, exc: Exception, duration_s: float

@@ -8,7 +8,9 @@ were stacked in::
     per attempt:
       before_attempt   rate-limit admission (returns a wait in seconds, 0 to go)
       <run the function, observe usage and headers>
-      after_attempt    feedback: 429 pauses, header corrections, refunds
+      after_attempt    feedback: 429 pauses, header corrections, refunds (called for
+                       every attempt begun, with the error when it failed, was refused
+                       or interrupted, even by a KeyboardInterrupt or a cancellation)
       retry_delay      the retry decision (only @retried has one)
     settle       budget settlement, rate-limit reconciliation (success or failure)
     leave        on success only: cache store

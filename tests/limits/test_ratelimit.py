@@ -462,3 +462,52 @@ def test_the_character_estimate_reads_every_kind_of_request() -> None:
     assert character_estimate({"input": ["abcd", "abcde"]}) == 3
     assert character_estimate({"input": [1, 2, 3]}) == 3  # token ids: four characters each
     assert character_estimate({"model": "m"}, ["plain text arg"]) == 4
+
+
+@pytest.mark.parametrize("key", [None, "fixed"])
+def test_an_interrupted_call_gives_its_admission_back(
+    clock: FakeClock, registry: StateRegistry, key: str | None
+) -> None:
+    """A KeyboardInterrupt in the function (no request seen) refunds the admission, on the
+    general way (key: the model) and on the fixed-key lane alike."""
+
+    @rate_limited(rpm=10, key=key, registry=registry, clock=clock, model=MODEL)
+    def ask() -> None:
+        raise KeyboardInterrupt
+
+    for _ in range(3):
+        with pytest.raises(KeyboardInterrupt):
+            ask()
+    assert levels(registry, key or MODEL, ask) == [10]
+
+
+async def test_a_task_cancelled_while_waiting_gives_its_place_back(
+    registry: StateRegistry,
+) -> None:
+    """A task cancelled while it awaits admission leaves no charge behind: the next caller
+    waits as long as it would have, had the cancelled task never asked."""
+
+    class StuckOnceClock(FakeClock):
+        stuck = True
+
+        async def asleep(self, seconds: float) -> None:
+            if self.stuck:
+                self.stuck = False
+                await asyncio.Event().wait()  # until cancelled
+            await super().asleep(seconds)
+
+    clock = StuckOnceClock()
+
+    @rate_limited(rpm=60, burst=1.0, key="k", registry=registry, clock=clock)
+    async def ask() -> str:
+        return "ok"
+
+    for _ in range(60):
+        await ask()
+    waiting = asyncio.ensure_future(ask())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await ask()
+    assert clock.sleeps == pytest.approx([1.0])  # not 2.0: the cancelled place is free
