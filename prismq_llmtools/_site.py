@@ -262,7 +262,7 @@ class SiteCore:
     # (sleep or await) and call the function. Hooks never wait themselves, so everything
     # between the waits is shared (``_failed_attempt``, ``_defer``, ``_complete``).
 
-    def run_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    def run_sync(self, wrapped: Any, instance: Any, /, *args: Any, **kwargs: Any) -> Any:
         """One invocation of a sync function through every aspect."""
         if not _boundary.ready and "openai._base_client" in sys.modules:
             _boundary.maybe_instrument()
@@ -345,7 +345,7 @@ class SiteCore:
             if type(result).__module__ == "builtins" or not self._defer(call, hooks, result):
                 self._complete(call, hooks, result, instance, logging_on)
 
-    async def run_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    async def run_async(self, wrapped: Any, instance: Any, /, *args: Any, **kwargs: Any) -> Any:
         """One invocation of an async function through every aspect (see ``run_sync``)."""
         if not _boundary.ready and "openai._base_client" in sys.modules:
             _boundary.maybe_instrument()
@@ -638,7 +638,11 @@ class Site(wrapt.FunctionWrapper[..., Any]):
 
     def __init__(self, wrapped: Any, core: SiteCore) -> None:
         run = core.run_async if core.is_async else core.run_sync
-        super().__init__(wrapped, run)
+
+        def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            return run(wrapped, instance, *args, **kwargs)  # wrapt's calling convention
+
+        super().__init__(wrapped, wrapper)
         self._self_core = core
         # wrapt's own __call__ asks the wrapped function for ``__self__`` at every call (an
         # AttributeError, i.e. an exception, for a plain function: a third of the cost of a
@@ -649,7 +653,7 @@ class Site(wrapt.FunctionWrapper[..., Any]):
         self._self_call = functools.partial(run, wrapped, instance)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._self_call(args, kwargs)
+        return self._self_call(*args, **kwargs)
 
     @property
     def llm(self) -> SiteCore:
@@ -688,19 +692,18 @@ def site_for(func: Any, *, name: str | None = None) -> Site:
 
 
 def _new_site(func: Any, core: SiteCore) -> Site:
-    """A :class:`Site` of a class of its own, whose ``__call__`` reaches the site's driver.
+    """A :class:`Site` of a class of its own, whose ``__call__`` is the site's driver.
 
     Reading an attribute of a wrapt proxy is slow (~0.15 us, a tenth of a bare site's
-    cost): the class's ``__call__`` finds the driver in its closure instead.
+    cost), and so is a Python-level ``__call__``: the class's ``__call__`` is the driver
+    itself, its function and instance bound in a ``functools.partial`` (which, having no
+    ``__get__``, is called without the site).
     """
 
     class OwnSite(Site):
         __slots__ = ()
 
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            return call(args, kwargs)
-
     OwnSite.__name__ = OwnSite.__qualname__ = "Site"
     site = OwnSite(func, core)
-    call = site._self_call
+    OwnSite.__call__ = site._self_call  # type: ignore[method-assign]
     return site
