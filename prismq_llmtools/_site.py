@@ -30,6 +30,7 @@ from prismq_llmtools.aspects import Aspect, CacheHit, Pending
 from prismq_llmtools.call import Call, Request, current_call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.events import logging_state as _logging_state
 from prismq_llmtools.observe import resolve_usage
 from prismq_llmtools.pricing import cost_call
 from prismq_llmtools.request import API_PARAMETERS, request_from_arguments, request_from_body
@@ -330,7 +331,7 @@ class SiteCore:
                         for after in hooks.after_attempt:
                             after(call, None)
                     if hooks.retry is not None:
-                        logging_on = structlog.is_configured()
+                        logging_on = _logging_state.is_configured
                         if logging_on:
                             _emit_attempt(call, clock.now() - started, None)
                     break
@@ -413,7 +414,7 @@ class SiteCore:
                         for after in hooks.after_attempt:
                             after(call, None)
                     if hooks.retry is not None:
-                        logging_on = structlog.is_configured()
+                        logging_on = _logging_state.is_configured
                         if logging_on:
                             _emit_attempt(call, clock.now() - started, None)
                     break
@@ -484,7 +485,7 @@ class SiteCore:
         if outcome == "error":
             self.errors += 1
         if logging_on is None:
-            logging_on = structlog.is_configured()
+            logging_on = _logging_state.is_configured
         request = call.request
         if request is None and logging_on:
             request = call.request = self.discover_request(call, instance)
@@ -590,10 +591,6 @@ def _content_fields(call: Call, result: Any) -> dict[str, Any]:
     if isinstance(result, str):
         fields["gen_ai.completion"] = result
     return fields
-
-
-def events_wanted() -> bool:
-    return structlog.is_configured()
 
 
 def _emit_attempt(call: Call, duration_s: float, error: BaseException | None) -> None:
