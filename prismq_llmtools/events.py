@@ -33,6 +33,7 @@ __all__ = [
     "redact_processor",
 ]
 
+
 class _AskStructlog:
     """Stands in for structlog's configuration object should its layout ever change."""
 
