@@ -98,28 +98,29 @@ class UsageTotals:
         # One table keyed by (operation, model, UTC day number); the per-operation,
         # per-model and per-day views are sums computed when read.
         self._groups: dict[tuple[str, str, int], Totals] = {}
-        self._day = (0, 0.0, 0.0)  # (UTC day number, its start, its end) of the latest call
-        self._last: tuple[Any, ...] = ("", None, None, None)
+        self._last_operation: str | None = None
+        self._last_model: str | None = None
+        self._last_totals = Totals()
+        self._day_start = self._day_end = 0.0  # the latest call's UTC day (none yet: empty)
 
     def record(self, call: Call, *, when: float | None = None) -> None:
         """Add one finished call (``when``: its POSIX time, default now)."""
         if when is None:
             when = time.time()
-        day = self._day
-        if not day[1] <= when < day[2]:  # the day number, worked out once a day
-            number = int(when // 86_400)
-            day = self._day = (number, number * 86_400, (number + 1) * 86_400)
         request = call.request
         model = call.response_model or (request.model if request is not None else None)
         operation = call.operation
         lock = self._lock
         lock.acquire()
         try:
-            last = self._last  # the group of the latest call: most calls repeat it
-            if last[0] is operation and last[1] is model and last[2] is day:
-                totals = last[3]
+            if (  # the group of the latest call, that same day: most calls repeat it
+                operation is self._last_operation
+                and model is self._last_model
+                and self._day_start <= when < self._day_end
+            ):
+                totals = self._last_totals
             else:
-                totals = self._group(operation, model, day)
+                totals = self._group(operation, model, when)
             totals.calls += 1
             if call.outcome == "error":
                 totals.errors += 1
@@ -143,13 +144,20 @@ class UsageTotals:
         finally:
             lock.release()
 
-    def _group(self, operation: str, model: str | None, day: tuple[int, float, float]) -> Totals:
-        key = (operation, model or "unknown", day[0])
+    def _group(self, operation: str, model: str | None, when: float) -> Totals:
+        day = int(when // 86_400)
+        key = (operation, model or "unknown", day)
         totals = self._groups.get(key)
         if totals is None:
             totals = self._groups[key] = Totals()
-        self._last = (operation, model, day, totals)
+        self._last_operation, self._last_model, self._last_totals = operation, model, totals
+        self._day_start, self._day_end = day * 86_400.0, (day + 1) * 86_400.0
         return totals
+
+    def _forget_latest(self) -> None:
+        self._last_operation = self._last_model = None
+        self._last_totals = Totals()
+        self._day_start = self._day_end = 0.0  # an empty day: no call is in it
 
     def _view(self, index: int) -> dict[Any, Totals]:
         with self._lock:
@@ -194,7 +202,7 @@ class UsageTotals:
         """Forget everything."""
         with self._lock:
             self._groups.clear()
-            self._last = ("", None, None, None)
+            self._forget_latest()
 
 
 def _copy(totals: Totals) -> Totals:
