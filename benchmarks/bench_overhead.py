@@ -13,6 +13,7 @@ alone, to show what each adds to the site's own machinery.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import statistics
@@ -83,6 +84,36 @@ def _per_aspect(base: float) -> None:
         print(f"{name:<34} {us:>8.3f} {us - base:>10.3f}")
 
 
+async def _abare(x: int) -> int:
+    return x
+
+
+async def _async_per_call_us(func: Callable[..., Any], number: int) -> float:
+    best = float("inf")
+    for _ in range(REPEAT):
+        started = timeit.default_timer()
+        for _ in range(number):
+            await func(1)
+        best = min(best, (timeit.default_timer() - started) / number * 1e6)
+    return best
+
+
+def _async_rows() -> None:
+    """The same six aspects on an async function, awaited in a loop."""
+
+    async def fresh(x: int) -> int:
+        return x
+
+    func: Any = fresh
+    for _, decorator in reversed(_available_decorators()):
+        func = decorator(func)
+    bare_us = asyncio.run(_async_per_call_us(_abare, N // 4))
+    site_us = asyncio.run(_async_per_call_us(func, N // 4))
+    print(f"\n{'async (awaited in a loop)':<34} {'us/call':>8} {'over bare':>10}")
+    print(f"{'bare coroutine function':<34} {bare_us:>8.3f} {0.0:>10.3f}")
+    print(f"{'one site with 6 aspects':<34} {site_us:>8.3f} {site_us - bare_us:>10.3f}")
+
+
 def main() -> None:
     site, names = _site()
     for _ in range(1000):
@@ -105,6 +136,7 @@ def main() -> None:
     print(f"(min of {REPEAT} runs of {N} calls; spread of the site runs: {spread * 1e3:.2f} ms)")
     _per_aspect(base)
     print(f"(min of {REPEAT} runs of {N // 4} calls; load average {os.getloadavg()[0]:.2f})")
+    _async_rows()
 
 
 if __name__ == "__main__":
