@@ -51,6 +51,7 @@ class BudgetAspect(Aspect):
         self._lines = budget.lines()
         self._prices = any(line.unit == "usd" for line in self._lines)
         self._store: StateStore | None = None
+        self._generation = -1
 
     def attach(self, site: Any) -> None:
         if self.clock is not None:
@@ -277,7 +278,9 @@ class BudgetAspect(Aspect):
         budget: TokenBudget = self.settings
         try:
             store = self._store
-            if store is None:
+            if store is None or self._generation != self.registry.generation:
+                # asked again after the registry's reset or install
+                self._generation = self.registry.generation
                 store = self._store = self.registry.store(budget.store or "memory")
             return action(store)
         except StateStoreError as exc:

@@ -71,6 +71,7 @@ class RateLimitAspect(Aspect):
         self._refunds = limit.reconcile == "refund"
         self._declared: set[str] = set()
         self._store: StateStore | None = None
+        self._generation = -1
         self._local_ids = False
         # The in-process store's fast lane, when every admission of this site is alike
         # (fixed key and costs, no timeout); made by the first admission, see _admit.
@@ -119,7 +120,7 @@ class RateLimitAspect(Aspect):
             lane.answer(pending.id)  # into the state that admitted it, at its next operation
             return
         try:
-            store = self._store or self._open_store()
+            store = self._store_now()
             store.feedback(pending.key, self._specs, pending, clock=self._clock())
         except StateStoreError as exc:
             self._store_failed(call, exc)
@@ -151,11 +152,11 @@ class RateLimitAspect(Aspect):
         if costs is None:
             costs = self._costs(call)
             self._check_size(key, costs)
-        if key not in self._declared:
-            self._declare(call, key)
         clock = self._clock()
         try:
-            store = self._store or self._open_store()
+            store = self._store_now()
+            if key not in self._declared:
+                self._declare(call, key)
             ticket_id = local_ticket_id() if self._local_ids else f"{call.call_id}.{call.attempts}"
             result = store.admit(
                 key,
@@ -203,7 +204,7 @@ class RateLimitAspect(Aspect):
 
     def _recheck(self, call: Call, pending: Pending) -> float:
         try:
-            store = self._store or self._open_store()
+            store = self._store_now()
             wait = store.wait_s(pending.key, self._specs, pending, clock=self._clock())
         except StateStoreError as exc:
             self._store_failed(call, exc)
@@ -275,7 +276,7 @@ class RateLimitAspect(Aspect):
     ) -> list[float] | None:
         """Feed what happened to ``pending``'s request to the store (``None``: unreachable)."""
         try:
-            store = self._store or self._open_store()
+            store = self._store_now()
             return store.feedback(
                 pending.key,
                 self._specs,
@@ -333,10 +334,16 @@ class RateLimitAspect(Aspect):
         self.registry.declare(limit.store or "memory", key, self._specs, site)
         self._declared.add(key)
 
-    def _open_store(self) -> StateStore:
-        limit: RateLimit = self.settings
-        store = self._store = self.registry.store(limit.store or "memory")
-        self._local_ids = isinstance(store, MemoryStore)
+    def _store_now(self) -> StateStore:
+        """The registry's store for this site, asked again after a reset or an install."""
+        store = self._store
+        if store is None or self._generation != self.registry.generation:
+            limit: RateLimit = self.settings
+            self._generation = self.registry.generation
+            store = self._store = self.registry.store(limit.store or "memory")
+            self._local_ids = isinstance(store, MemoryStore)
+            self._declared = set()  # the registry forgot the declarations too
+            self._lane = None
         return store
 
     def _store_failed(self, call: Call, exc: StateStoreError) -> None:

@@ -179,6 +179,8 @@ class StateRegistry:
         self._stores: dict[str, StateStore] = {}
         self._declared: dict[tuple[str, str], tuple[str, tuple[BucketSpec, ...]]] = {}
         self._lock = threading.Lock()
+        self.generation = 0
+        """Counts resets and installs: a user of a store asks again when it changed."""
 
     def store(self, url: str | None = None) -> StateStore:
         """The store at ``url`` (default ``memory``), opened on first use."""
@@ -192,9 +194,14 @@ class StateRegistry:
         return store
 
     def install(self, url: str, store: StateStore) -> None:
-        """Serve ``url`` from ``store`` (a custom backend, or a fake in tests)."""
+        """Serve ``url`` from ``store`` (a custom backend, or a fake in tests); a store it
+        replaces is closed."""
         with self._lock:
+            replaced = self._stores.get(url)
             self._stores[url] = store
+            self.generation += 1
+        if replaced is not None and replaced is not store:
+            replaced.close()
 
     def declare(self, url: str, key: str, specs: tuple[BucketSpec, ...], site: str) -> None:
         """Record ``key``'s limits; a different declaration by another site is an error."""
@@ -214,6 +221,7 @@ class StateRegistry:
         with self._lock:
             stores, self._stores = self._stores, {}
             self._declared.clear()
+            self.generation += 1
         for store in stores.values():
             store.close()
 

@@ -384,3 +384,26 @@ def test_an_unreachable_store_fails_closed_or_open(
     else:
         ask("x")
         assert any(e["event"] == "llm.store.error" for e in events)
+
+
+def test_a_budget_scope_stays_shared_across_a_registry_reset(
+    clock: FakeClock, registry: StateRegistry
+) -> None:
+    """After ``registry.reset()`` a site that had opened the store and a site opening it
+    now spend from the same fresh budget."""
+    messages = [{"role": "user", "content": "Title for a bakery."}]
+
+    @token_budgeted(daily_tokens=10_000, scope="team", registry=registry, clock=clock)
+    def first(messages: list[dict[str, Any]], *, model: str = MODEL) -> dict[str, Any]:
+        return answer(10, 1)
+
+    @token_budgeted(daily_tokens=10_000, scope="team", registry=registry, clock=clock)
+    def second(messages: list[dict[str, Any]], *, model: str = MODEL) -> dict[str, Any]:
+        return answer(10, 1)
+
+    first(messages)
+    registry.reset()
+    first(messages)
+    second(messages)
+    assert budget_status(first)["daily_tokens"]["spent"] == 22
+    assert budget_status(second)["daily_tokens"]["spent"] == 22

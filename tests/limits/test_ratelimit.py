@@ -511,3 +511,48 @@ async def test_a_task_cancelled_while_waiting_gives_its_place_back(
         await waiting
     await ask()
     assert clock.sleeps == pytest.approx([1.0])  # not 2.0: the cancelled place is free
+
+
+@pytest.mark.parametrize("key", ["shared", None])
+def test_sites_keep_sharing_a_key_across_a_registry_reset(
+    clock: FakeClock, registry: StateRegistry, key: str | None
+) -> None:
+    """After ``registry.reset()`` a site that had opened the store and a site opening it
+    now use the same fresh store: they still share the key's bucket."""
+
+    @rate_limited(rpm=60, burst=1.0, key=key, registry=registry, clock=clock, model=MODEL)
+    def first() -> None:
+        return None
+
+    @rate_limited(rpm=60, burst=1.0, key=key, registry=registry, clock=clock, model=MODEL)
+    def second() -> None:
+        return None
+
+    first()
+    registry.reset()
+    for _ in range(30):
+        first()
+    for _ in range(30):
+        second()
+    assert clock.sleeps == []
+    second()  # the 61st request on the fresh bucket waits, whoever sends it
+    assert clock.sleeps == pytest.approx([1.0])
+
+
+def test_an_installed_store_serves_sites_that_opened_the_old_one(
+    clock: FakeClock, registry: StateRegistry
+) -> None:
+    """``registry.install`` replaces the store for every site, also those already using it
+    (the replaced store is closed)."""
+
+    @rate_limited(rpm=10, key="k", registry=registry, clock=clock)
+    def ask() -> None:
+        return None
+
+    ask()
+    fresh = MemoryStore()
+    registry.install("memory", fresh)
+    ask()
+    ask()
+    specs = RateLimit(rpm=10).specs()
+    assert [round(x, 6) for x in fresh.levels("k", specs, clock=clock)] == [8]
