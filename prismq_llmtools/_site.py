@@ -3,9 +3,9 @@
 Each decorator of ours adds an aspect to the same :class:`Site`, so stacking six
 decorators costs one wrapper and one :class:`~prismq_llmtools.call.Call` per invocation,
 and the phase order (see :mod:`prismq_llmtools.aspects`) never depends on stacking order.
-The algorithm is a generator that yields what it needs done (wait, or run the function);
-a sync and an async driver carry that out. The sync driver lets the generator call the
-function itself, so a call that never waits passes through it without a single yield.
+The algorithm is written twice, as a sync and an async driver that differ only in how they
+wait and call the function (a generator shared by both cost more than any phase). Hooks
+never wait: they return waits the drivers carry out.
 """
 
 from __future__ import annotations
