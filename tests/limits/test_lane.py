@@ -311,3 +311,26 @@ def test_lanes_are_made_only_for_fixed_costs(registry: StateRegistry) -> None:
     for ask in sites:
         ask()
         assert ask.llm.aspects[0]._lane is None
+
+
+def test_threads_on_the_fast_lane_lose_no_admission_and_no_release(
+    registry: StateRegistry,
+) -> None:
+    """Eight threads calling one fast-lane site at once: every admission is charged once,
+    and every answered request (released without the lock) is forgotten."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    @rate_limited(rpm=10**9, key="threads", registry=registry)
+    def ask(i: int) -> int:
+        return i
+
+    ask(-1)  # the first admission goes the general way and makes the lane
+    assert ask.llm.aspects[0]._lane is not None
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(ask, range(4_000))) == sum(range(4_000))
+    specs = ask.llm.aspects[0]._specs
+    state = registry.store()._key("threads", specs, ask.llm.clock)
+    assert state.seq == 4_001
+    assert state.charged == [4_001.0]
+    state.forget_answered()
+    assert state.inflight == {}
