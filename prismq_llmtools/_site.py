@@ -206,21 +206,18 @@ class SiteCore:
 
     def _rebuild(self) -> None:
         with self._rebuild_lock:  # rebuilt from several threads: the last one sees all changes
-            self._rebuild_hooks()
-
-    def _rebuild_hooks(self) -> None:
-        self._hooks = _Hooks(self.aspects)
-        self.owns_retries = self._hooks.retry is not None
-        self._needs_request = self.request_extractor is not None or any(
-            a.needs_request for a in self.aspects
-        )
-        # Whether the request must be discovered before the call even without keyword
-        # arguments: only parameters, an extractor or a default model can describe one.
-        self._finds_request = self._needs_request and (
-            not self._plain_parameters
-            or self.request_extractor is not None
-            or self.default_model is not None
-        )
+            self._hooks = _Hooks(self.aspects)
+            self.owns_retries = self._hooks.retry is not None
+            self._needs_request = self.request_extractor is not None or any(
+                a.needs_request for a in self.aspects
+            )
+            # Whether the request must be discovered before the call even without keyword
+            # arguments: only parameters, an extractor or a default model can describe one.
+            self._finds_request = self._needs_request and (
+                not self._plain_parameters
+                or self.request_extractor is not None
+                or self.default_model is not None
+            )
 
     # -- per invocation ------------------------------------------------------------
 
@@ -647,10 +644,7 @@ class Site(wrapt.FunctionWrapper[..., Any]):
         instance = None
         if self._self_binding in ("function", "instancemethod", "classmethod", "callable"):
             instance = getattr(wrapped, "__self__", None)
-        self._self_call = functools.partial(run, wrapped, instance)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._self_call(*args, **kwargs)
+        self._self_call = functools.partial(run, wrapped, instance)  # see _new_site
 
     @property
     def llm(self) -> SiteCore:

@@ -73,7 +73,7 @@ class Call:
     Aspects read and write it in a fixed phase order; ``llm.call`` is rendered from it.
     Usage and cost are this invocation's own; ``rollup_*`` add every nested Call's.
     The fields read on every call are set in ``__init__``; the rest read as their class-level
-    defaults until an aspect sets them, so creating a Call costs fifteen stores, not forty.
+    defaults until an aspect sets them, so creating a Call costs twenty stores, not forty.
     """
 
     site: str

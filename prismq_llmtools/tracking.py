@@ -93,15 +93,15 @@ class UsageTotals:
     ``report/summarize``).
     """
 
+    _last_operation: str | None
+    _last_model: str | None
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # One table keyed by (operation, model, UTC day number); the per-operation,
         # per-model and per-day views are sums computed when read.
         self._groups: dict[tuple[str, str, int], Totals] = {}
-        self._last_operation: str | None = None
-        self._last_model: str | None = None
-        self._last_totals = Totals()
-        self._day_start = self._day_end = 0.0  # the latest call's UTC day (none yet: empty)
+        self._forget_latest()
 
     def record(self, call: Call, *, when: float | None = None) -> None:
         """Add one finished call (``when``: its POSIX time, default now)."""
@@ -155,9 +155,10 @@ class UsageTotals:
         return totals
 
     def _forget_latest(self) -> None:
+        """No latest group: the next call looks its group up."""
         self._last_operation = self._last_model = None
         self._last_totals = Totals()
-        self._day_start = self._day_end = 0.0  # an empty day: no call is in it
+        self._day_start = self._day_end = 0.0  # the latest call's UTC day: empty
 
     def _view(self, index: int) -> dict[Any, Totals]:
         with self._lock:
@@ -233,9 +234,6 @@ class CostAspect(Aspect):
 
     def finish(self, call: Call) -> None:
         (self.totals or _default_totals).record(call)
-
-    def active_hooks(self) -> set[str]:
-        return {"finish"}
 
     def hook(self, name: str) -> Any:
         if name == "finish":  # the totals' own ``record``: one call less on every call

@@ -550,9 +550,11 @@ def test_an_installed_store_serves_sites_that_opened_the_old_one(
         return None
 
     ask()
+    replaced = registry.store()
     fresh = MemoryStore()
     registry.install("memory", fresh)
     ask()
     ask()
     specs = RateLimit(rpm=10).specs()
     assert [round(x, 6) for x in fresh.levels("k", specs, clock=clock)] == [8]
+    assert replaced.levels("k", specs, clock=clock) == [10]  # closed: it forgot its charge
