@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar, cast
 
-from prismq_llmtools._site import RequestExtractor, site_for
+from prismq_llmtools._site import RequestExtractor
+from prismq_llmtools._site_wrapper import site_for
 from prismq_llmtools.aspects import Aspect
 from prismq_llmtools.types import LLMFunction
 

@@ -75,7 +75,7 @@ class RateLimitAspect(Aspect):
         self._local_ids = False
         # The in-process store's fast lane, when every admission of this site is alike
         # (fixed key and costs, no timeout); made by the first admission, see _admit.
-        self._lane: Lane[Pending] | None = None
+        self._lane: Lane | None = None
         self._lane_costs = (
             self._fixed_costs if self._fixed_key is not None and not self._timed else None
         )
@@ -93,14 +93,8 @@ class RateLimitAspect(Aspect):
             return self._recheck(call, pending)
         lane = self._lane
         if lane is not None and self._site is not None and lane.clock is self._site.clock:
-            pending = lane.admit()  # the ticket's fields set; the rest of __init__, inline:
+            pending = lane.admit(call.attempts, call.rate_headers)
             if pending is not None:
-                pending.key = lane.key
-                pending.attempt = call.attempts
-                pending.deadline = None
-                pending.headers = call.rate_headers
-                pending.done = False
-                pending.lane = lane
                 call.admission = pending
                 return self._waiting(call, pending) if pending.wait_s > 0 else 0.0
         return self._admit(call)
@@ -183,10 +177,9 @@ class RateLimitAspect(Aspect):
                 self._lane_costs,
                 clock=clock,
                 ttl_s=_TICKET_TTL_S,
-                ticket_type=Pending,
             )
         deadline = self._now() + self._max_wait_s if self._timed else None
-        pending = Pending(key, result, call.attempts, deadline, call.rate_headers)
+        pending = Pending.of(result, key, call.attempts, deadline, call.rate_headers)
         call.admission = pending
         return self._waiting(call, pending) if pending.wait_s > 0 else 0.0
 

@@ -31,44 +31,64 @@ class Pending(Ticket):
     ticket, with what the rate limiter keeps about it.
 
     ``headers`` is ``call.rate_headers`` before the attempt ran (new headers are a new
-    response); ``done`` says the store has heard how the attempt ended. The in-process
+    response); ``done`` says the store has heard how the attempt ended; ``lane`` is the lane
+    that admitted it, if one did (the state the ticket is released into). The in-process
     store's lanes make these directly (see :class:`~prismq_llmtools.stores.lane.Lane`), the
-    other ways copy the store's ticket.
+    other ways copy the store's ticket (:meth:`of`).
     """
 
     __slots__ = ("attempt", "deadline", "done", "headers", "key", "lane")
 
-    key: str
-    attempt: int
-    deadline: float | None
-    headers: RateHeaders | None
-    done: bool
-    lane: Lane[Pending] | None
-    """The lane that admitted it, if one did: the state the ticket is released into."""
-
     def __init__(
         self,
+        id: str,
+        start: float,
+        bucket: str,
+        costs: tuple[float, ...],
+        shift_s: float,
+        charged: tuple[float, ...],
+        wait_s: float,
+        seq: int,
+        expires_at: float,
         key: str,
-        ticket: Ticket,
         attempt: int,
         deadline: float | None,
         headers: RateHeaders | None,
+        lane: Lane | None = None,
     ) -> None:
-        self.id = ticket.id
-        self.start = ticket.start
-        self.bucket = ticket.bucket
-        self.costs = ticket.costs
-        self.shift_s = ticket.shift_s
-        self.charged = ticket.charged
-        self.wait_s = ticket.wait_s
-        self.seq = ticket.seq
-        self.expires_at = ticket.expires_at
+        super().__init__(id, start, bucket, costs, shift_s, charged, wait_s, seq, expires_at)
         self.key = key
         self.attempt = attempt
         self.deadline = deadline
         self.headers = headers
         self.done = False
-        self.lane = None
+        self.lane = lane
+
+    @classmethod
+    def of(
+        cls,
+        ticket: Ticket,
+        key: str,
+        attempt: int,
+        deadline: float | None,
+        headers: RateHeaders | None,
+    ) -> Pending:
+        """The admission ``ticket`` of attempt ``attempt`` on ``key``."""
+        return cls(
+            ticket.id,
+            ticket.start,
+            ticket.bucket,
+            ticket.costs,
+            ticket.shift_s,
+            ticket.charged,
+            ticket.wait_s,
+            ticket.seq,
+            ticket.expires_at,
+            key,
+            attempt,
+            deadline,
+            headers,
+        )
 
     def __repr__(self) -> str:
         return (

@@ -39,8 +39,6 @@ SEND_WINDOW_S = 1.0
 NEVER = -1e300
 """A time before any clock's: a bucket full since then is full now, on any clock."""
 
-_new = object.__new__
-
 
 @dataclass(frozen=True, slots=True)
 class BucketSpec:
@@ -65,31 +63,62 @@ def signature(specs: Sequence[BucketSpec]) -> str:
     return ",".join(f"{s.name}/{s.capacity!r}/{s.burst!r}/{s.rate_per_s!r}" for s in specs)
 
 
-@dataclass(slots=True)
 class Ticket:
     """An admitted request: its id, start, costs, and the key's counters when admitted.
 
     The state of its key keeps it while the request is in flight. Never changed once made.
-    Not a frozen dataclass, nor a named tuple: one is made per admission, filled slot by
-    slot (a fraction of a frozen ``__init__``), and the rate limiter's record of an
-    admission extends it with its own fields, so that an admission is one object.
+    Not frozen: the rate limiter's record of an admission extends it with fields of its own
+    (:class:`~prismq_llmtools._ratelimit_feedback.Pending`), so that an admission is one object.
+    A plain class, not a dataclass: compiled (README, "Speed"), its ``__init__`` is native code.
+
+    Fields:
+        bucket: what set the start: a bucket's name, ``queue`` (FIFO) or ``pause``.
+        shift_s: the key's cumulative pause shift at admission; later pauses move ``start``.
+        charged: each bucket's cumulative charges just after this admission.
+        wait_s: how long the holder had to wait when admitted.
+        seq: the key's admission number of this ticket.
+        expires_at: when its store stops counting it in flight, answered or not.
     """
 
-    id: str
-    start: float
-    bucket: str
-    """What set the start: a bucket's name, ``queue`` (FIFO) or ``pause``."""
-    costs: tuple[float, ...]
-    shift_s: float
-    """The key's cumulative pause shift at admission; later pauses move ``start``."""
-    charged: tuple[float, ...]
-    """Each bucket's cumulative charges just after this admission."""
-    wait_s: float = 0.0
-    """How long the holder had to wait when admitted."""
-    seq: int = 0
-    """The key's admission number of this ticket."""
-    expires_at: float = math.inf
-    """When its store stops counting it in flight, answered or not."""
+    __slots__ = (
+        "bucket",
+        "charged",
+        "costs",
+        "expires_at",
+        "id",
+        "seq",
+        "shift_s",
+        "start",
+        "wait_s",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        start: float,
+        bucket: str,
+        costs: tuple[float, ...],
+        shift_s: float,
+        charged: tuple[float, ...],
+        wait_s: float = 0.0,
+        seq: int = 0,
+        expires_at: float = math.inf,
+    ) -> None:
+        self.id = id
+        self.start = start
+        self.bucket = bucket
+        self.costs = costs
+        self.shift_s = shift_s
+        self.charged = charged
+        self.wait_s = wait_s
+        self.seq = seq
+        self.expires_at = expires_at
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(id={self.id!r}, start={self.start!r}, bucket={self.bucket!r},"
+            f" costs={self.costs!r}, seq={self.seq})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,16 +215,17 @@ class KeyState:
             self.forget_answered()
         if self.inflight:
             self.expire(now)
-        ticket = _new(Ticket)  # Ticket's __init__, inline (as the in-process store's lanes)
-        ticket.id = ticket_id
-        ticket.start = start
-        ticket.bucket = bucket
-        ticket.costs = tuple(costs)
-        ticket.shift_s = self.shift_s
-        ticket.charged = tuple(charged)
-        ticket.wait_s = start - now
-        ticket.seq = self.seq
-        ticket.expires_at = start + ttl_s
+        ticket = Ticket(
+            ticket_id,
+            start,
+            bucket,
+            tuple(costs),
+            self.shift_s,
+            tuple(charged),
+            start - now,
+            self.seq,
+            start + ttl_s,
+        )
         self.inflight[ticket_id] = ticket
         return ticket
 

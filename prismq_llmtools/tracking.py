@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
@@ -77,12 +77,15 @@ class Totals:
 
     def add(self, other: Totals) -> None:
         """Add another group's totals."""
-        for name in self.__slots__:
+        for name in _TOTALS_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict[str, Any]:
         """The totals as a plain dict (amounts stay Decimal)."""
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in _TOTALS_FIELDS}
+
+
+_TOTALS_FIELDS = tuple(f.name for f in fields(Totals))
 
 
 class UsageTotals:

@@ -17,19 +17,20 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING
 
-from prismq_llmtools.bucket import BucketSpec, KeyState, Ticket
+from prismq_llmtools._ratelimit_feedback import Pending
+from prismq_llmtools.bucket import BucketSpec, KeyState
 from prismq_llmtools.clock import Clock
+
+if TYPE_CHECKING:
+    from prismq_llmtools.call import RateHeaders
 
 __all__ = ["Lane", "local_ticket_id"]
 
 # Ticket ids unique in this process, all the in-process store needs: "0x1", "0x2"...
 # (hex() is the cheapest int-to-str there is; no caller's own ids look like these).
 _ticket_ids = map(hex, itertools.count(1))
-_new = object.__new__
-
-T = TypeVar("T", bound=Ticket)
 
 
 def local_ticket_id() -> str:
@@ -37,12 +38,13 @@ def local_ticket_id() -> str:
     return next(_ticket_ids)
 
 
-class Lane(Generic[T]):
+class Lane:
     """Admits requests of fixed ``costs`` on one key of a :class:`MemoryStore`, and releases
     them once answered with nothing to correct.
 
-    Its tickets are of ``ticket_type``, a :class:`Ticket` class whose extra fields the caller
-    fills (the rate limiter's admission record): one object per admission, not two.
+    Its tickets are the rate limiter's admission records (:class:`Pending`, a
+    :class:`~prismq_llmtools.bucket.Ticket` with the limiter's fields): one object per
+    admission, not two.
     """
 
     __slots__ = (
@@ -51,7 +53,6 @@ class Lane(Generic[T]):
         "_now",
         "_one",
         "_plan",
-        "_ticket_type",
         "_ttl_s",
         "answer",
         "clock",
@@ -69,7 +70,6 @@ class Lane(Generic[T]):
         costs: Sequence[float],
         clock: Clock,
         ttl_s: float,
-        ticket_type: type[T],
     ) -> None:
         if len(costs) != len(specs) or any(
             c > s.capacity for s, c in zip(specs, costs, strict=False)
@@ -81,7 +81,6 @@ class Lane(Generic[T]):
         self.clock = clock
         self._now: Callable[[], float] = clock.now
         self._ttl_s = ttl_s
-        self._ticket_type = ticket_type
         self._costs = tuple(costs)
         # What KeyState.admit computes per request, by the same operations: the same floats.
         self._plan = tuple(
@@ -99,8 +98,9 @@ class Lane(Generic[T]):
         """Releases an answered ticket by id, as :meth:`KeyState.release` (see
         ``KeyState.answered``): no lock, no Python-level call."""
 
-    def admit(self) -> T | None:
-        """:meth:`KeyState.admit` of the fixed costs, now; ``None``: the state is retired."""
+    def admit(self, attempt: int, headers: RateHeaders | None) -> Pending | None:
+        """:meth:`KeyState.admit` of the fixed costs, now, for ``attempt`` of a call whose
+        latest rate-limit headers are ``headers``; ``None``: the state is retired."""
         lock = self._lock
         lock.acquire()  # not ``with``: cheaper, and the finally clause releases it as well
         try:
@@ -140,16 +140,23 @@ class Lane(Generic[T]):
                 inflight.pop(answered.pop(), None)
             if inflight:
                 state.expire(now)
-            ticket = _new(self._ticket_type)  # Ticket's __init__, inline
-            ticket.id = ticket_id = next(_ticket_ids)
-            ticket.start = start
-            ticket.bucket = bucket
-            ticket.costs = self._costs
-            ticket.shift_s = state.shift_s
-            ticket.wait_s = start - now
-            ticket.seq = seq
-            ticket.expires_at = start + self._ttl_s
-            ticket.charged = (charged[0],) if self._one else tuple(charged)
+            ticket_id = next(_ticket_ids)
+            ticket = Pending(
+                ticket_id,
+                start,
+                bucket,
+                self._costs,
+                state.shift_s,
+                (charged[0],) if self._one else tuple(charged),
+                start - now,
+                seq,
+                start + self._ttl_s,
+                self.key,
+                attempt,
+                None,
+                headers,
+                self,
+            )
             inflight[ticket_id] = ticket
             return ticket
         finally:

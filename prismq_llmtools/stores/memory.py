@@ -15,7 +15,7 @@ from typing import Any
 from prismq_llmtools.bucket import REORDER_WINDOW_S, BucketSpec, KeyState, Refusal, Ticket
 from prismq_llmtools.budget_ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
 from prismq_llmtools.clock import Clock
-from prismq_llmtools.stores.lane import Lane, T
+from prismq_llmtools.stores.lane import Lane
 
 __all__ = ["MemoryStore"]
 
@@ -147,11 +147,10 @@ class MemoryStore:
         *,
         clock: Clock,
         ttl_s: float,
-        ticket_type: type[T],
-    ) -> Lane[T]:
+    ) -> Lane:
         """A fast handle that admits ``costs`` on ``key`` (waiting as long as needed) and
-        releases answered requests, as :meth:`admit` and :meth:`feedback` would; its
-        tickets are ``ticket_type``'s (see :class:`Lane`)."""
+        releases answered requests, as :meth:`admit` and :meth:`feedback` would (see
+        :class:`Lane`)."""
         with self._lock:
             state = self._key(key, specs, clock)
             return Lane(
@@ -162,7 +161,6 @@ class MemoryStore:
                 costs=costs,
                 clock=clock,
                 ttl_s=ttl_s,
-                ticket_type=ticket_type,
             )
 
     def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from prismq_llmtools import ConfigurationError, cost_tracked, retried
-from prismq_llmtools._site import Site
+from prismq_llmtools._site_wrapper import Site
 from prismq_llmtools.aspects import Aspect, CacheHit
 from prismq_llmtools.call import Call, current_call
 from prismq_llmtools.testing.clock import FakeClock
