@@ -114,6 +114,25 @@ def _async_rows() -> None:
     print(f"{'one site with 6 aspects':<34} {site_us:>8.3f} {site_us - bare_us:>10.3f}")
 
 
+def _method_rows() -> None:
+    """The same six aspects on a method, looked up and called as ``obj.method(1)``."""
+
+    def method(self: Any, x: int) -> int:
+        return x
+
+    func: Any = method
+    for _, decorator in reversed(_available_decorators()):
+        func = decorator(func)
+    owner: Any = type("Owner", (), {"bare": method, "site": func})()
+    for _ in range(1000):
+        owner.site(1)
+    bare_us = _per_call_us(lambda _: owner.bare(1), N // 4)
+    site_us = _per_call_us(lambda _: owner.site(1), N // 4)
+    print(f"\n{'method (obj.method(1))':<34} {'us/call':>8} {'over bare':>10}")
+    print(f"{'bare method':<34} {bare_us:>8.3f} {0.0:>10.3f}")
+    print(f"{'one site with 6 aspects':<34} {site_us:>8.3f} {site_us - bare_us:>10.3f}")
+
+
 def main() -> None:
     site, names = _site()
     for _ in range(1000):
@@ -140,6 +159,7 @@ def main() -> None:
     _per_aspect(base)
     print(f"(min of {REPEAT} runs of {N // 4} calls; load average {os.getloadavg()[0]:.2f})")
     _async_rows()
+    _method_rows()
 
 
 if __name__ == "__main__":
