@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
+from prismq_llmtools._decorate import attach
+from prismq_llmtools.aspects import Aspect
 from prismq_llmtools.cache import cache_of, cached
+from prismq_llmtools.call import Call
 from prismq_llmtools.testing.simulator import Simulator
 
 from .conftest import named
@@ -182,3 +185,39 @@ def test_a_function_calling_itself_with_the_same_arguments_does_not_deadlock(
     assert recurse(5) == 6
     assert recurse(5) == 6
     assert depth == [5, 5]
+
+
+class FailingSettle(Aspect):
+    """Raises in the settle phase while armed: the cache's own clean-up never runs."""
+
+    kind = "failing_settle"
+
+    def __init__(self) -> None:
+        self.armed = True
+
+    def settle(self, call: Call) -> None:
+        if self.armed:
+            raise RuntimeError("settle failed")
+
+
+def test_a_leader_that_never_cleans_up_frees_its_waiters_once_collected(cache_dir: Path) -> None:
+    """A leader whose clean-up phases never ran (another aspect raised first) ends its flight
+    as abandoned when its Call is collected, so an identical call runs instead of waiting."""
+    runs: list[int] = []
+    failing = FailingSettle()
+
+    @attach(failing)
+    @cached(cache_dir)
+    def work(x: int) -> int:
+        runs.append(x)
+        return x + 1
+
+    with pytest.raises(RuntimeError, match="settle failed"):
+        work(1)
+    failing.armed = False  # (the failed Call is gone by now: nothing else refers to it)
+    answers: list[int] = []  # (a daemon thread: one left waiting must not block the exit)
+    runner = threading.Thread(target=lambda: answers.append(work(1)), daemon=True)
+    runner.start()
+    runner.join(timeout=10)
+    assert answers == [2], "the identical call still waits on the failed leader's flight"
+    assert runs == [1, 1]
