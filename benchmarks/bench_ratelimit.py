@@ -231,9 +231,16 @@ def run(
         sim.reset(buckets=True)  # every run starts from full server buckets
         start = clock.now()
         end = start + 60 * minutes
-        marks: list[Any] = []
-        sampler = threading.Timer(60 / SCALE, lambda: marks.append(sim.stats()))
-        sampler.start()
+        # The server's counters after the first minute and at the end, each with the time it
+        # was read: what the workers do after ``end`` (finishing their last request, a
+        # process exiting) is outside the window.
+        marks: list[tuple[float, Any]] = []
+        samplers = [
+            threading.Timer(at / SCALE, lambda: marks.append((clock.now(), sim.stats())))
+            for at in (60, end - start)
+        ]
+        for sampler in samplers:
+            sampler.start()
         if procs:
             for _ in procs:
                 go.put(end)
@@ -245,14 +252,15 @@ def run(
             _work(sim.url, Cookbook(clock, rpm, tpm), clock, end, threads=8, seed=1)
         else:
             asyncio.run(_aiolimiter(sim.url, clock, rpm, tpm, end))
-        sampler.join()
+        for sampler in samplers:
+            sampler.join()
         final = sim.stats()
-        elapsed = clock.now() - start - 60
-    first = marks[0]
+    (began, first), (ended, last) = marks
+    elapsed = ended - began
     if binding == "requests":
-        rate = (final.served - first.served) / elapsed * 60 / rpm
+        rate = (last.served - first.served) / elapsed * 60 / rpm
     else:
-        rate = (final.charged_tokens - first.charged_tokens) / elapsed * 60 / tpm
+        rate = (last.charged_tokens - first.charged_tokens) / elapsed * 60 / tpm
     return {"429": final.rate_limited, "served": final.served, "ratio": rate}
 
 
