@@ -9,7 +9,7 @@ The tree::
     ├── RequestFormatError (also ValueError)    a request body that cannot be counted
     ├── UnknownPriceError (also KeyError)       no price is known for a model (policy "raise")
     ├── VocabularyError (also RuntimeError)     a tokenizer vocabulary is missing or corrupt
-    ├── IncompleteStreamError                   a stream ended without a finish_reason (retryable)
+    ├── IncompleteStreamError                   a stream ended without saying how (retryable)
     ├── RateLimitTimeout (also TimeoutError)    the rate limiter could not admit a call in time
     ├── RequestTooLarge (also ValueError)       a request the rate limit's buckets can never hold
     ├── BudgetExceeded                          a token/USD budget refused a call (no API call made)
@@ -91,7 +91,8 @@ class VocabularyError(LLMToolsError, RuntimeError):
 
 
 class IncompleteStreamError(LLMToolsError):
-    """A streamed answer ended without a ``finish_reason``: the server cut it short.
+    """A streamed answer ended without saying how (no chat ``finish_reason``, no final
+    Responses ``response.*`` event): the server cut it short.
 
     The official client raises nothing in that case; under ``@retried`` it is a transient
     failure and the attempt is retried.

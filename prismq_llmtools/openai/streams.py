@@ -15,6 +15,9 @@ from prismq_llmtools.usage import Usage
 
 __all__ = ["ObservedAsyncStream", "ObservedStream", "StreamState"]
 
+# The Responses API events that end a stream, each carrying the response with its usage.
+_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
 
 class StreamState:
     """What has been seen of one stream; finalised exactly once."""
@@ -53,7 +56,7 @@ class StreamState:
         """Record ``chunk``; return True when it must be hidden from the caller."""
         kind = getattr(chunk, "type", None)
         if isinstance(kind, str):  # Responses API events
-            if kind in ("response.completed", "response.incomplete"):
+            if kind in _FINAL_EVENTS:
                 response = getattr(chunk, "response", None)
                 self.usage = parse_usage(getattr(response, "usage", None))
                 self.finish_reason = kind
@@ -101,8 +104,9 @@ class StreamState:
             callback()
 
     def incomplete(self) -> bool:
-        """True when a chat stream ended without any ``finish_reason``."""
-        return self.endpoint == "chat" and self.finish_reason is None
+        """True when a stream ended without saying how: a chat stream without any
+        ``finish_reason``, a Responses stream without its final ``response.*`` event."""
+        return self.endpoint in ("chat", "responses") and self.finish_reason is None
 
     def _estimate(self) -> Usage | None:
         from prismq_llmtools.openai.tokens import count_request, count_text
@@ -116,13 +120,13 @@ class StreamState:
 
 
 def _end_of_stream(state: StreamState) -> None:
-    """Finalise at exhaustion; a chat stream with no finish_reason is a failed attempt."""
+    """Finalise at exhaustion; a stream that never said how it ended is a failed attempt."""
     incomplete = state.incomplete()
     state.finalize(complete=not incomplete)
     if incomplete:
         state.call.extra["stream_incomplete"] = True
         if state.call.owns_retries:
-            raise IncompleteStreamError("the stream ended without a finish_reason")
+            raise IncompleteStreamError("the stream ended without a finish_reason or final event")
 
 
 class ObservedStream(wrapt.ObjectProxy[Any]):

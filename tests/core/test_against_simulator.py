@@ -13,6 +13,7 @@ from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator, SimulatorConfig
 
 MESSAGES = [{"role": "user", "content": "Write a haiku about bicycles."}]
+PROMPT = "Write a haiku about bicycles."
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,50 @@ def test_early_break_on_a_real_stream_is_estimated(
     assert line["gen_ai.usage.input_tokens"] == sim.stats().prompt_tokens
 
 
+def test_streamed_responses_usage_is_the_billed_usage(
+    sim: Simulator, events: list[dict[str, Any]]
+) -> None:
+    """A streamed Responses API call: usage from its final event, as the server billed it."""
+    api = sim.client()
+
+    @cost_tracked()
+    def haiku() -> str:
+        stream = api.responses.create(model="o4-mini", input=PROMPT, stream=True)
+        return "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+
+    assert haiku()
+    (line,) = _calls(events)
+    stats = sim.stats()
+    assert line["usage_source"] == "observed"
+    assert line["gen_ai.usage.input_tokens"] == stats.prompt_tokens
+    assert line["gen_ai.usage.output_tokens"] == stats.completion_tokens
+    assert line["gen_ai.usage.reasoning.output_tokens"] == stats.reasoning_tokens > 0
+
+
+async def test_async_streamed_responses_early_break_is_estimated(
+    sim: Simulator, events: list[dict[str, Any]]
+) -> None:
+    """Leaving an async Responses stream early still records usage, marked estimated."""
+    api = sim.async_client()
+
+    @cost_tracked()
+    async def first() -> str:
+        stream = await api.responses.create(
+            model="gpt-4o-mini", input=PROMPT, max_output_tokens=60, stream=True
+        )
+        async for event in stream:
+            if event.type == "response.output_text.delta":
+                await stream.close()
+                return str(event.delta)
+        return ""
+
+    async with api:
+        assert await first()
+    (line,) = _calls(events)
+    assert line["usage_source"] == "estimated"
+    assert line["gen_ai.usage.input_tokens"] == sim.stats().prompt_tokens
+
+
 def test_raw_response_usage(sim: Simulator, events: list[dict[str, Any]]) -> None:
     """with_raw_response through the simulator is observed too."""
     api = sim.client()
@@ -150,6 +195,24 @@ def test_broken_streams_are_retried(sim: Simulator, kind: FaultKind) -> None:
             model="gpt-4o-mini", messages=MESSAGES, max_tokens=30, stream=True
         )
         return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    assert story()
+    assert sim.stats().received == 2
+
+
+@pytest.mark.parametrize("kind", [FaultKind.STREAM_CUT, FaultKind.STREAM_NO_FINISH])
+def test_broken_response_streams_are_retried(sim: Simulator, kind: FaultKind) -> None:
+    """A Responses stream cut mid-way, or ending without its final event, is a failed
+    attempt too."""
+    sim.script(Fault(kind=kind))
+    api = sim.client()
+
+    @retried(attempts=3, clock=FakeClock())
+    def story() -> str:
+        stream = api.responses.create(
+            model="gpt-4o-mini", input=PROMPT, max_output_tokens=30, stream=True
+        )
+        return "".join(e.delta for e in stream if e.type == "response.output_text.delta")
 
     assert story()
     assert sim.stats().received == 2

@@ -257,6 +257,30 @@ def test_responses_api_cut_by_max_output_tokens(client: openai.OpenAI) -> None:
     assert response.usage.output_tokens_details.reasoning_tokens > 0
 
 
+@pytest.mark.parametrize(
+    ("model", "cap"), [("gpt-4o-mini", None), ("o4-mini", 500), ("gpt-4o", 16)]
+)
+def test_responses_api_streams_the_answer_it_would_return(
+    client: openai.OpenAI, model: str, cap: int | None
+) -> None:
+    """A streamed Responses call: its deltas spell the text, and its last event is the whole
+    response with the usage of the same request unstreamed (incomplete when the cap cut it)."""
+    options = {} if cap is None else {"max_output_tokens": cap}
+    whole = client.responses.create(model=model, input="Name three rivers.", **options)
+    events = list(
+        client.responses.create(model=model, input="Name three rivers.", stream=True, **options)
+    )
+    kinds = [event.type for event in events]
+    assert kinds[0] == "response.created"
+    assert kinds[-1] == f"response.{whole.status}"
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == whole.output_text
+    final = events[-1].response  # type: ignore[union-attr]
+    assert final.output_text == whole.output_text
+    assert final.usage == whole.usage
+
+
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     """/v1/models lists the configured models; an unknown one is 404 model_not_found."""
     ids = [model.id for model in client.models.list()]

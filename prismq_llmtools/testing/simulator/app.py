@@ -230,10 +230,17 @@ class SimulatorApp:
         headers: list[tuple[str, str]],
     ) -> StreamReply:
         kind = fault.kind if fault is not None else FaultKind.NONE
-        chunks = render.chat_chunks(
-            prepared, completion, created, finish=kind is not FaultKind.STREAM_NO_FINISH
-        )
-        events = [b"data: " + render.dumps(chunk) + b"\n\n" for chunk, _ in chunks]
+        finish = kind is not FaultKind.STREAM_NO_FINISH
+        chat = prepared.endpoint == "chat"
+        if chat:
+            chunks = render.chat_chunks(prepared, completion, created, finish=finish)
+            events = [b"data: " + render.dumps(chunk) + b"\n\n" for chunk, _ in chunks]
+        else:  # Responses API: named events, and no [DONE] at the end
+            chunks = render.response_events(prepared, completion, created, finish=finish)
+            events = [
+                b"event: " + chunk["type"].encode() + b"\ndata: " + render.dumps(chunk) + b"\n\n"
+                for chunk, _ in chunks
+            ]
         token_counts = [tokens for _, tokens in chunks]
         if kind is FaultKind.MALFORMED_JSON:
             events[len(events) // 2] = b'data: {"id": "chatcmpl-broken", "choices": [\n\n'
@@ -242,7 +249,7 @@ class SimulatorApp:
             events = events[: max(1, len(events) // 2)]
         elif kind is FaultKind.EMPTY_BODY:
             events = []
-        else:
+        elif chat:
             events.append(b"data: [DONE]\n\n")
         if kind is FaultKind.SLOW:
             first_byte_s += fault.delay_s if fault is not None else 0.0

@@ -196,7 +196,7 @@ class Engine:
             limits=limits,
             estimate=estimate,
             choice_cap=choice_cap,
-            stream=endpoint == "chat" and body.get("stream") is True,
+            stream=endpoint in ("chat", "responses") and body.get("stream") is True,
         )
 
     @staticmethod
@@ -209,10 +209,6 @@ class Engine:
                 )
         elif body.get("input") in (None, "", []):
             return api_errors.invalid_request("'input' is required.", param="input")
-        if endpoint == "responses" and body.get("stream") is True:
-            return api_errors.invalid_request(
-                "The simulator serves /v1/responses without streaming.", param="stream"
-            )
         return None
 
     @staticmethod

@@ -185,6 +185,52 @@ def response_object(prepared: Prepared, completion: Completion, created: int) ->
     }
 
 
+def response_events(
+    prepared: Prepared,
+    completion: Completion,
+    created: int,
+    *,
+    finish: bool = True,
+) -> list[tuple[dict[str, Any], int]]:
+    """The server-sent events of a streamed Responses API call, each with its token count.
+
+    ``response.created``, the message item and its text part opened, one
+    ``response.output_text.delta`` per word, the part and item closed, then
+    ``response.completed`` (``response.incomplete`` when the cap cut the text) carrying the
+    whole response with its usage; none of that last event when ``finish`` is False.
+    """
+    final = response_object(prepared, completion, created)
+    message = final["output"][-1]
+    item_id, index = message["id"], len(final["output"]) - 1
+    text = message["content"][0]["text"]
+    opening = {**final, "status": "in_progress", "output": [], "usage": None}
+    opening["incomplete_details"] = None
+    events: list[tuple[dict[str, Any], int]] = []
+
+    def event(kind: str, tokens: int = 0, **fields: Any) -> None:
+        events.append(({"type": kind, "sequence_number": len(events), **fields}, tokens))
+
+    event("response.created", response=opening)
+    event("response.in_progress", response=opening)
+    for number, item in enumerate(final["output"][:-1]):  # reasoning, before the message
+        event("response.output_item.added", output_index=number, item=item)
+        event("response.output_item.done", output_index=number, item=item)
+    part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    opened = {**message, "status": "in_progress", "content": []}
+    event("response.output_item.added", output_index=index, item=opened)
+    where = {"item_id": item_id, "output_index": index, "content_index": 0}
+    event("response.content_part.added", **where, part=part)
+    for piece in _pieces(text):
+        event("response.output_text.delta", 1, **where, delta=piece, logprobs=[])
+    if not finish:
+        return events
+    event("response.output_text.done", **where, text=text, logprobs=[])
+    event("response.content_part.done", **where, part={**part, "text": text})
+    event("response.output_item.done", output_index=index, item=message)
+    event(f"response.{final['status']}", response=final)
+    return events
+
+
 def embeddings(prepared: Prepared, completion: Completion) -> dict[str, Any]:
     """A ``list`` of ``embedding`` objects in the requested encoding format."""
     as_base64 = prepared.body.get("encoding_format") == "base64"
