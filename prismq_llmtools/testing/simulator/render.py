@@ -203,8 +203,13 @@ def response_events(
     message = final["output"][-1]
     item_id, index = message["id"], len(final["output"]) - 1
     text = message["content"][0]["text"]
-    opening = {**final, "status": "in_progress", "output": [], "usage": None}
-    opening["incomplete_details"] = None
+    opening = {
+        **final,
+        "status": "in_progress",
+        "incomplete_details": None,
+        "output": [],
+        "usage": None,
+    }
     events: list[tuple[dict[str, Any], int]] = []
 
     def event(kind: str, tokens: int = 0, **fields: Any) -> None:
