@@ -106,18 +106,13 @@ class RateLimitAspect(Aspect):
         if error is not None or call.rate_headers is not pending.headers:
             self._feedback(call, pending, error)
             return
-        # Answered without rate-limit headers: nothing to correct or pause, only to release
-        # (inline, not through _feedback: this is every call's path).
+        # Answered without rate-limit headers: nothing to correct or pause, only to release.
         pending.done = True
         lane = pending.lane
         if lane is not None and not lane.state.retired:
             lane.answer(pending.id)  # into the state that admitted it, at its next operation
             return
-        try:
-            store = self._store_now()
-            store.feedback(pending.key, self._specs, pending, clock=self._clock())
-        except StateStoreError as exc:
-            self._store_failed(call, exc)
+        self._apply(call, pending)
 
     def active_hooks(self) -> set[str]:
         # Every attempt begun hears how it ended (after_attempt): settle only has the

@@ -86,12 +86,7 @@ class MemoryStore:
         max_wait_s: float,
     ) -> Ticket | Refusal:
         with self._lock:
-            hot = self._hot  # _key's first check, inline: this runs on every request
-            if hot is not None and hot[0] is clock and hot[1] is specs and hot[2] == key:
-                state = hot[3]
-            else:
-                state = self._key(key, specs, clock)
-            return state.admit(
+            return self._key(key, specs, clock).admit(
                 specs,
                 costs,
                 clock.now(),
@@ -120,15 +115,7 @@ class MemoryStore:
         reorder_s: float = REORDER_WINDOW_S,
     ) -> list[float]:
         with self._lock:
-            hot = self._hot  # as in admit
-            if hot is not None and hot[0] is clock and hot[1] is specs and hot[2] == key:
-                state = hot[3]
-            else:
-                state = self._key(key, specs, clock)
-            if not deficits and not refund and pause_s <= 0:
-                state.release(ticket, clock.now())  # answered: nothing to correct
-                return [0.0] * len(specs)
-            return state.feedback(
+            return self._key(key, specs, clock).feedback(
                 specs,
                 ticket,
                 clock.now(),
