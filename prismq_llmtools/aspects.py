@@ -30,8 +30,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mypy_extensions import mypyc_attr
-
 from prismq_llmtools.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -70,7 +68,6 @@ class Pending:
     future: Future[Any]
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # the uncompiled aspects extend it
 class Aspect:
     """Base class of the per-decorator behaviours; every hook defaults to doing nothing.
 

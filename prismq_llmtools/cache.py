@@ -302,10 +302,8 @@ class CacheAspect(Aspect):
                 flight = flights.start(key, call)
                 call.extra["cache_flight"] = flight
                 # Should the call end without its finish hook (another hook raised), free the
-                # waiters when it is collected rather than never (through an object only the
-                # call holds: a compiled Call takes no weak references).
-                guard = call.extra["cache_flight_guard"] = _Guard()
-                weakref.finalize(guard, flights.finish, flight, ABANDONED)
+                # waiters when it is collected rather than never.
+                weakref.finalize(call, flights.finish, flight, ABANDONED)
                 return None
         if descends_from(call, flight.leader_id):  # the leader calls itself: never wait on it
             self._skip(call, "recursion")
@@ -524,9 +522,3 @@ def cached(
         policy, key=key, when=when, backend=backend, compress=compress, clock=clock
     )
     return attach(aspect, name=name, model=model)
-
-
-class _Guard:
-    """Collected with the Call that holds it (see ``weakref.finalize`` above)."""
-
-    __slots__ = ("__weakref__",)
