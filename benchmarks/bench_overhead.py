@@ -144,7 +144,7 @@ def main() -> None:
         (f"one site with {len(names)} aspects", _per_call_us(site)),
     ]
     base = rows[0][1]
-    core = importlib.import_module("prismq_llmtools._site")
+    core = importlib.import_module("prismq_llmtools.site.core")
     built = "compiled (mypyc)" if str(core.__file__).endswith(".so") else "plain Python"
     print(f"hot path: {built}")
     print(f"aspects on the site: {', '.join(names)}")

@@ -41,13 +41,13 @@ from typing import Any
 import openai
 
 from prismq_llmtools import BudgetExceeded, rate_limited, token_budgeted
-from prismq_llmtools._decorate import attach
-from prismq_llmtools.aspects import Aspect
-from prismq_llmtools.bucket import BucketSpec, Ticket
+from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.budget import budget_status
 from prismq_llmtools.clock import system_clock
 from prismq_llmtools.openai.tokens import count_request
+from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.stores import StateRegistry
+from prismq_llmtools.stores.bucket import BucketSpec, Ticket
 from prismq_llmtools.testing import Simulator, SimulatorConfig
 
 MODEL = "gpt-4o-mini"

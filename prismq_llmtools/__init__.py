@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from prismq_llmtools.batch import batched
-from prismq_llmtools.batch_items import Args
+from prismq_llmtools.batch.items import Args
 from prismq_llmtools.budget import token_budgeted
 from prismq_llmtools.cache import bypass_cache, cached, refresh_cache
 from prismq_llmtools.call import Call, Request
+from prismq_llmtools.cost.tracking import cost_tracked, usage_totals
 from prismq_llmtools.errors import (
     BatchError,
     BatchItemError,
@@ -32,7 +33,6 @@ from prismq_llmtools.errors import (
 from prismq_llmtools.events import configure_logging
 from prismq_llmtools.ratelimit import rate_limited
 from prismq_llmtools.retry import retried
-from prismq_llmtools.tracking import cost_tracked, usage_totals
 from prismq_llmtools.usage import Usage
 
 __all__ = [

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from prismq_llmtools.usage import Usage, UsageSource
 
 if TYPE_CHECKING:
-    from prismq_llmtools._ratelimit_feedback import Pending
     from prismq_llmtools.openai.tokens import TokenEstimate
+    from prismq_llmtools.ratelimit.feedback import Pending
 
 __all__ = ["Call", "Endpoint", "Outcome", "RateHeaders", "Request", "current_call"]
 

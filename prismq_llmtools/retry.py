@@ -8,14 +8,14 @@ from typing import Any, ParamSpec, TypeVar
 
 import tenacity
 
-from prismq_llmtools._decorate import attach
-from prismq_llmtools._site import RequestExtractor
-from prismq_llmtools.aspects import Aspect
+from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.errors import RetryAdvice, classify_openai_error
 from prismq_llmtools.settings import register_keys
+from prismq_llmtools.site.core import RequestExtractor
+from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.types import LLMFunction
 
 __all__ = ["RetryPolicy", "retried", "wait_retry_after"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from prismq_llmtools._site import SiteCore
+    from prismq_llmtools.site.core import SiteCore
 
 __all__ = ["LLMFunction"]
 

@@ -8,6 +8,10 @@ plugin, registered as a ``pytest11`` entry point.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +20,12 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from prismq_llmtools.cost.tracking import usage_totals
 from prismq_llmtools.events import close_log_file
 from prismq_llmtools.pricing import set_price_table
 from prismq_llmtools.settings import Settings, reset_settings
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Simulator, SimulatorConfig
-from prismq_llmtools.tracking import usage_totals
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +73,45 @@ def sim(shared_simulator: Simulator) -> Simulator:
     """The shared simulator with its statistics, buckets and scripted faults reset."""
     shared_simulator.reset(buckets=True, prompt_cache=True, faults=True)
     return shared_simulator
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A private redis-server on a free loopback port, for the whole session."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip(
+            "redis-server is not installed, so the Redis store is not tested here"
+            " (Debian: apt-get install redis-server; `make test` installs it)"
+        )
+    import redis
+
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    try:
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if process.poll() is not None:
+                    pytest.fail(f"redis-server exited with {process.returncode}")
+                threading.Event().wait(0.05)
+        else:
+            pytest.fail("redis-server did not answer within 5 s")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)

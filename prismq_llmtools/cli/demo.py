@@ -164,7 +164,7 @@ def _budget_stops(calls: list[dict[str, Any]]) -> int:
 def _print_report(log: Path) -> None:
     """The usage report of the run, read back from its own log."""
     from prismq_llmtools.report import build_report, read_events
-    from prismq_llmtools.report_render import render_table
+    from prismq_llmtools.report.render import render_table
 
     print(f"\nprismq-llmtools report {log}")
     print(render_table(build_report(read_events([log]), by="operation")))

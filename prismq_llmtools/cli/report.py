@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from prismq_llmtools.alerts.sources import SourceStats
     from prismq_llmtools.errors import ConfigurationError
     from prismq_llmtools.report import build_report, read_events
-    from prismq_llmtools.report_render import plot_costs, render_csv, render_json, render_table
+    from prismq_llmtools.report.render import plot_costs, render_csv, render_json, render_table
 
     bounds = []
     for option, text in (("--since", args.since), ("--until", args.until)):

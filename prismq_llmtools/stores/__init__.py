@@ -2,8 +2,8 @@
 
 A store is chosen by URL: ``memory`` (the default: this process only), ``sqlite:///path``
 (several processes on one machine), ``redis://host:port/db`` (several machines). Every store
-has the same semantics: the rate-limit math of :mod:`prismq_llmtools.bucket` and the
-budget math of :mod:`prismq_llmtools.budget_ledger`, applied atomically (a lock, a
+has the same semantics: the rate-limit math of :mod:`prismq_llmtools.stores.bucket` and the
+budget math of :mod:`prismq_llmtools.stores.ledger`, applied atomically (a lock, a
 ``BEGIN IMMEDIATE`` transaction, a Lua script).
 
 Stores are reached through a :class:`StateRegistry`: an explicit object, one per process by
@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from prismq_llmtools.bucket import REORDER_WINDOW_S
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.stores.bucket import REORDER_WINDOW_S
 
 if TYPE_CHECKING:
-    from prismq_llmtools.bucket import BucketSpec, Refusal, Ticket
-    from prismq_llmtools.budget_ledger import BudgetLine, BudgetStatus, Crossing, Denial
+    from prismq_llmtools.stores.bucket import BucketSpec, Refusal, Ticket
+    from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, Denial
 
 __all__ = ["StateRegistry", "StateStore", "default_registry", "display_url"]
 

@@ -19,9 +19,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from prismq_llmtools._ratelimit_feedback import Pending
-from prismq_llmtools.bucket import BucketSpec, KeyState
 from prismq_llmtools.clock import Clock
+from prismq_llmtools.ratelimit.feedback import Pending
+from prismq_llmtools.stores.bucket import BucketSpec, KeyState
 
 if TYPE_CHECKING:
     from prismq_llmtools.call import RateHeaders
@@ -43,7 +43,7 @@ class Lane:
     them once answered with nothing to correct.
 
     Its tickets are the rate limiter's admission records (:class:`Pending`, a
-    :class:`~prismq_llmtools.bucket.Ticket` with the limiter's fields): one object per
+    :class:`~prismq_llmtools.stores.bucket.Ticket` with the limiter's fields): one object per
     admission, not two.
     """
 

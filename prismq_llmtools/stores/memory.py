@@ -12,10 +12,10 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from prismq_llmtools.bucket import REORDER_WINDOW_S, BucketSpec, KeyState, Refusal, Ticket
-from prismq_llmtools.budget_ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
 from prismq_llmtools.clock import Clock
+from prismq_llmtools.stores.bucket import REORDER_WINDOW_S, BucketSpec, KeyState, Refusal, Ticket
 from prismq_llmtools.stores.lane import Lane
+from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
 
 __all__ = ["MemoryStore"]
 

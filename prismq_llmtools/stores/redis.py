@@ -2,8 +2,8 @@
 
 Every operation is one Lua script (``ratelimit.lua``, ``budget.lua``), so it is atomic on
 the server, and reads the time from the Redis server (``TIME``): the clients' clocks do not
-matter. The scripts implement the same math as :mod:`prismq_llmtools.bucket` and
-:mod:`prismq_llmtools.budget_ledger`; the parametrised store tests hold them to it.
+matter. The scripts implement the same math as :mod:`prismq_llmtools.stores.bucket` and
+:mod:`prismq_llmtools.stores.ledger`; the parametrised store tests hold them to it.
 Requires the ``redis`` package (``pip install 'prismq_llmtools[redis]'``).
 """
 
@@ -15,10 +15,16 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from prismq_llmtools.bucket import REORDER_WINDOW_S, SEND_WINDOW_S, BucketSpec, Refusal, Ticket
-from prismq_llmtools.budget_ledger import BudgetLine, BudgetStatus, Crossing, Denial, Unit
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError, StateStoreError
+from prismq_llmtools.stores.bucket import (
+    REORDER_WINDOW_S,
+    SEND_WINDOW_S,
+    BucketSpec,
+    Refusal,
+    Ticket,
+)
+from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, Denial, Unit
 
 __all__ = ["RedisStore"]
 

@@ -17,7 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prismq_llmtools.bucket import (
+from prismq_llmtools.clock import Clock
+from prismq_llmtools.errors import ConfigurationError, StateStoreError
+from prismq_llmtools.stores.bucket import (
     REORDER_WINDOW_S,
     BucketSpec,
     KeyState,
@@ -25,9 +27,7 @@ from prismq_llmtools.bucket import (
     Ticket,
     signature,
 )
-from prismq_llmtools.budget_ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
-from prismq_llmtools.clock import Clock
-from prismq_llmtools.errors import ConfigurationError, StateStoreError
+from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
 
 __all__ = ["SQLiteStore", "sqlite_path"]
 

@@ -13,7 +13,7 @@ import pytest
 
 from prismq_llmtools.cli import main
 from prismq_llmtools.report import build_report
-from prismq_llmtools.report_render import render_csv, render_json, render_table
+from prismq_llmtools.report.render import render_csv, render_json, render_table
 
 DAY1, DAY2 = "2026-11-24T10:00:00.000000Z", "2026-11-25T09:30:00.000000Z"
 

@@ -11,12 +11,12 @@ import joblib
 import pytest
 
 from prismq_llmtools import cost_tracked, retried
-from prismq_llmtools._decorate import attach
-from prismq_llmtools.aspects import Aspect
+from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.batch import batched
-from prismq_llmtools.batch_items import Args
+from prismq_llmtools.batch.items import Args
 from prismq_llmtools.call import Call
 from prismq_llmtools.errors import BatchError, ConfigurationError, ItemNotRun
+from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator
 

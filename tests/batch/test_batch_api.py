@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from prismq_llmtools import batch_api, cost_tracked, usage_totals
+from prismq_llmtools import cost_tracked, usage_totals
+from prismq_llmtools.batch import api as batch_api
 from prismq_llmtools.batch import batched
-from prismq_llmtools.batch_api import split_lines
+from prismq_llmtools.batch.api import split_lines
 from prismq_llmtools.cache import cached
 from prismq_llmtools.cost import cost_of
 from prismq_llmtools.errors import BatchError, BatchItemError, ConfigurationError
@@ -206,8 +207,8 @@ def test_a_site_without_a_derivable_request_gets_a_clear_error(api: Simulator) -
 
 def test_a_request_extractor_makes_any_site_batchable(api: Simulator) -> None:
     """With ``request=``, a site taking plain text derives its request and can be batched."""
-    from prismq_llmtools._decorate import attach
     from prismq_llmtools.batch import BatchAspect, BatchPolicy
+    from prismq_llmtools.site.decorate import attach
 
     client = api.client()
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from prismq_llmtools.batch import batched
-from prismq_llmtools.checkpoint import Checkpoint
+from prismq_llmtools.batch.checkpoint import Checkpoint
 from prismq_llmtools.errors import BatchError
 from prismq_llmtools.testing.simulator import LatencyModel, Simulator, SimulatorConfig
 

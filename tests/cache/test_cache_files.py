@@ -12,7 +12,7 @@ import joblib
 import pytest
 
 from prismq_llmtools.cache import cache_of, cached
-from prismq_llmtools.cache_store import decode
+from prismq_llmtools.cache.store import decode
 from prismq_llmtools.testing.simulator import Simulator
 
 from .conftest import named

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prismq_llmtools.cache_key import (
+from prismq_llmtools.cache.key import (
     UnkeyableArgument,
     digest,
     function_fingerprint,

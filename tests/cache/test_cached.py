@@ -13,8 +13,7 @@ import openai
 import pytest
 
 from prismq_llmtools import cost_tracked, usage_totals
-from prismq_llmtools._decorate import attach
-from prismq_llmtools.aspects import Aspect
+from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.cache import (
     bypass_cache,
     cache_of,
@@ -23,6 +22,7 @@ from prismq_llmtools.cache import (
     refresh_cache,
 )
 from prismq_llmtools.call import Call
+from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Simulator
 
@@ -339,7 +339,7 @@ def test_default_location_comes_from_the_environment(
 
 def test_default_location_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """With no environment variable the platform's per-user cache directory is used."""
-    from prismq_llmtools.cache_store import default_cache_dir
+    from prismq_llmtools.cache.store import default_cache_dir
 
     environ = {"XDG_CACHE_HOME": str(tmp_path)}
     if os.name == "posix" and os.uname().sysname == "Linux":

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from prismq_llmtools._decorate import attach
-from prismq_llmtools.aspects import Aspect
+from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.cache import cache_of, cached
 from prismq_llmtools.call import Call
+from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.testing.simulator import Simulator
 
 from .conftest import named

@@ -234,8 +234,8 @@ def test_rate_limit_headers_reach_the_call() -> None:
     seen: list[Call] = []
     api = client(Script(ok()))
 
-    from prismq_llmtools._decorate import attach
-    from prismq_llmtools.aspects import Aspect
+    from prismq_llmtools.aspect import Aspect
+    from prismq_llmtools.site.decorate import attach
 
     class Keep(Aspect):
         kind = "keep"

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from prismq_llmtools import ConfigurationError, cost_tracked, retried
-from prismq_llmtools._site_wrapper import Site
-from prismq_llmtools.aspects import Aspect, CacheHit
+from prismq_llmtools.aspect import Aspect, CacheHit
 from prismq_llmtools.call import Call, current_call
+from prismq_llmtools.site.wrapper import Site
 from prismq_llmtools.testing.clock import FakeClock
 
 
@@ -48,7 +48,7 @@ class Recorder(Aspect):
 
 
 def _decorator(aspect: Aspect) -> Any:
-    from prismq_llmtools._decorate import attach
+    from prismq_llmtools.site.decorate import attach
 
     return attach(aspect)
 
@@ -275,7 +275,7 @@ def test_request_extractor_describes_a_plain_text_site() -> None:
         def reserve(self, call: Call) -> None:
             seen.append(call.request)
 
-    from prismq_llmtools._decorate import attach
+    from prismq_llmtools.site.decorate import attach
 
     @attach(
         Keep(),
@@ -302,7 +302,7 @@ def test_site_default_model_when_arguments_name_none() -> None:
         def reserve(self, call: Call) -> None:
             seen.append(call.request)
 
-    from prismq_llmtools._decorate import attach
+    from prismq_llmtools.site.decorate import attach
 
     @attach(Keep(), model="gpt-4.1-mini")
     def title(text: str) -> str:
@@ -333,8 +333,8 @@ def test_llm_stats_include_each_aspects_view(tmp_path: Any) -> None:
 def test_plain_text_estimate_counts_the_text_not_the_model_name() -> None:
     """A plain-text site is estimated from its text; a model= keyword is not prompt text."""
     from prismq_llmtools.call import Request
-    from prismq_llmtools.estimate import ensure_estimate
     from prismq_llmtools.openai.tokens import count_request
+    from prismq_llmtools.site.estimate import ensure_estimate
 
     text = "A bakery delivers bread by cargo bike."
     call = Call("s", "s", (text,), {"model": "gpt-4o-mini"})

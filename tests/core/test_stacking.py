@@ -11,10 +11,10 @@ import pytest
 from structlog.testing import capture_logs
 
 import prismq_llmtools
+from prismq_llmtools.cost.tracking import usage_totals
 from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator, SimulatorConfig
-from prismq_llmtools.tracking import usage_totals
 
 VOLATILE = {"timestamp", "call_id", "parent_id", "request_id", "gen_ai.response.id", "duration_s"}
 

@@ -1,0 +1,305 @@
+"""The ``@token_budgeted`` aspect: prompt cap, completion cap, reserve, settle."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from prismq_llmtools import events
+from prismq_llmtools.aspect import Aspect
+from prismq_llmtools.budget.truncate import parameter_names, replace_argument, truncate_messages
+from prismq_llmtools.call import Call, Request
+from prismq_llmtools.clock import Clock, system_clock
+from prismq_llmtools.errors import BudgetExceeded, StateStoreError
+from prismq_llmtools.stores import StateRegistry, StateStore
+from prismq_llmtools.stores.ledger import MICRO_USD, BudgetStatus, Denial
+
+if TYPE_CHECKING:
+    from prismq_llmtools.budget import TokenBudget
+    from prismq_llmtools.openai.tokens import TokenEstimate
+    from prismq_llmtools.site.core import SiteCore
+
+__all__ = ["BudgetAspect"]
+
+THRESHOLD = "llm.budget.threshold"
+EXCEEDED = "llm.budget.exceeded"
+TRUNCATED = "llm.budget.truncated"
+STORE_ERROR = "llm.store.error"
+
+_CAP_PARAMETERS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+
+class BudgetAspect(Aspect):
+    """Checks the prompt and reserves the worst case before the call; settles after it."""
+
+    kind = "token_budgeted"
+    needs_request = True
+
+    def __init__(self, budget: TokenBudget, *, registry: StateRegistry, clock: Clock | None):
+        self.base = self.settings = budget
+        self.registry = registry
+        self.clock = clock
+        self._site: SiteCore | None = None
+        self._parameters: dict[bool, tuple[list[str], set[str]]] = {}
+        self.configured()
+
+    def configured(self) -> None:
+        budget: TokenBudget = self.settings
+        self._lines = budget.lines()
+        self._prices = any(line.unit == "usd" for line in self._lines)
+        self._store: StateStore | None = None
+        self._generation = -1
+
+    def attach(self, site: Any) -> None:
+        if self.clock is not None:
+            site.clock = self.clock
+        self._site = site
+
+    def active_hooks(self) -> set[str]:
+        budget: TokenBudget = self.settings
+        if self._lines or budget.completion_cap is not None or budget.max_prompt_tokens is not None:
+            return self.overrides()
+        return set()  # no budget and no cap: nothing to check, reserve or settle
+
+    # -- hooks -----------------------------------------------------------------------
+
+    def reserve(self, call: Call) -> None:
+        from prismq_llmtools.site.estimate import ensure_estimate
+
+        budget: TokenBudget = self.settings
+        estimate = ensure_estimate(call)
+        if estimate is None:
+            return  # no model, nothing to count: nothing to hold the call to
+        if budget.completion_cap is not None and estimate.completion_cap is None:
+            estimate = self._inject_cap(call, estimate, budget.completion_cap)
+        limit = budget.max_prompt_tokens
+        if limit is not None and estimate.prompt_tokens > limit:
+            estimate = self._fit_prompt(call, estimate, limit)
+        if not self._lines:
+            return
+        amounts = {"tokens": estimate.total_estimate}
+        if self._prices:
+            amounts["usd"] = _micro(self._worst_cost(call, estimate))
+        denial = self._guarded(
+            call,
+            lambda store: store.reserve(
+                self._scope(call),
+                self._lines,
+                amounts,
+                clock=self._clock(),
+                reservation_id=call.call_id,
+                ttl_s=budget.reservation_ttl_s,
+            ),
+        )
+        if isinstance(denial, Denial):
+            self._refuse(call, denial)
+        call.extra["budget"] = denial is None and self._store is not None
+
+    def settle(self, call: Call) -> None:
+        if not call._extra or not call._extra.get("budget"):
+            return
+        usage = call.usage
+        actual = {"tokens": usage.total_tokens if usage is not None else 0}
+        if self._prices:
+            actual["usd"] = _micro(self._actual_cost(call))
+        crossings = self._guarded(
+            call,
+            lambda store: store.settle(
+                self._scope(call), self._lines, call.call_id, actual, clock=self._clock()
+            ),
+        )
+        for crossing in crossings or ():
+            events.emit(
+                call,
+                THRESHOLD,
+                level="warning",
+                scope=self._scope(call),
+                budget=crossing.line,
+                unit=crossing.unit,
+                used=_plain(crossing.used, crossing.unit),
+                limit=_plain(crossing.limit, crossing.unit),
+                fraction=crossing.threshold,
+            )
+
+    def status(self) -> list[BudgetStatus]:
+        """Every budget line of this site's scope, now."""
+        scope = self._scope(None)
+        found = self._guarded(
+            None, lambda store: store.budget_status(scope, self._lines, clock=self._clock())
+        )
+        return list(found or ())
+
+    # -- before the call -------------------------------------------------------------
+
+    def _inject_cap(self, call: Call, estimate: TokenEstimate, cap: int) -> TokenEstimate:
+        parameters = self._parameters_of(call)
+        declared = [name for name in _CAP_PARAMETERS if name in parameters[1]]
+        if declared and replace_argument(call, parameters, declared[0], cap):
+            if call.request is not None:
+                body = {**call.request.body, declared[0]: cap}
+                call.request = dataclasses.replace(call.request, body=body)
+        else:  # the function builds its own request: the client boundary adds the cap
+            call.extra["completion_cap"] = cap
+        estimate = dataclasses.replace(estimate, completion_cap=cap)
+        call.estimate = estimate
+        return estimate
+
+    def _fit_prompt(self, call: Call, estimate: TokenEstimate, limit: int) -> TokenEstimate:
+        budget: TokenBudget = self.settings
+        request = call.request
+        messages = request.body.get("messages") if request is not None else None
+        if budget.prompt_policy == "raise" or request is None or not isinstance(messages, list):
+            self._refuse(
+                call,
+                Denial("max_prompt_tokens", "tokens", estimate.prompt_tokens, limit),
+                reason=f"the prompt has {estimate.prompt_tokens} tokens, more than"
+                f" max_prompt_tokens={limit}"
+                + (
+                    "" if budget.prompt_policy == "raise" else " (no messages argument to truncate)"
+                ),
+            )
+
+        def count(candidate: list[Any]) -> int:
+            from prismq_llmtools.openai.tokens import count_request
+
+            body = {**request.body, "messages": candidate}
+            return count_request(body, endpoint=request.endpoint).prompt_tokens
+
+        fitted = truncate_messages(messages, limit, count)
+        if fitted is None or not replace_argument(
+            call, self._parameters_of(call), "messages", fitted[0]
+        ):
+            self._refuse(
+                call,
+                Denial("max_prompt_tokens", "tokens", estimate.prompt_tokens, limit),
+                reason=f"the prompt has {estimate.prompt_tokens} tokens and cannot be truncated"
+                f" to max_prompt_tokens={limit} (system messages and the newest message kept)",
+            )
+        kept, dropped = fitted
+        call.request = Request(
+            model=request.model, endpoint=request.endpoint, body={**request.body, "messages": kept}
+        )
+        before = estimate.prompt_tokens
+        call.estimate = None
+        from prismq_llmtools.site.estimate import ensure_estimate
+
+        fresh = ensure_estimate(call)
+        assert fresh is not None
+        if estimate.completion_cap is not None and fresh.completion_cap is None:
+            fresh = call.estimate = dataclasses.replace(
+                fresh, completion_cap=estimate.completion_cap
+            )
+        events.emit(
+            call,
+            TRUNCATED,
+            scope=self._scope(call),
+            removed_messages=dropped,
+            prompt_tokens_before=before,
+            prompt_tokens_after=fresh.prompt_tokens,
+            max_prompt_tokens=limit,
+        )
+        return fresh
+
+    def _refuse(self, call: Call, denial: Denial, reason: str = "") -> NoReturn:
+        scope = self._scope(call)
+        requested = _plain(denial.requested, denial.unit)
+        remaining = _plain(denial.remaining, denial.unit)
+        events.emit(
+            call,
+            EXCEEDED,
+            level="warning",
+            scope=scope,
+            budget=denial.line,
+            unit=denial.unit,
+            requested=requested,
+            remaining=remaining,
+        )
+        raise BudgetExceeded(
+            scope=scope,
+            budget=denial.line,
+            unit=denial.unit,
+            requested=_exact(denial.requested, denial.unit),
+            remaining=_exact(denial.remaining, denial.unit),
+            reason=reason,
+        )
+
+    # -- prices ----------------------------------------------------------------------
+
+    def _worst_cost(self, call: Call, estimate: TokenEstimate) -> Decimal:
+        from prismq_llmtools.cost import cost_of
+        from prismq_llmtools.pricing import price_table
+        from prismq_llmtools.usage import Usage
+
+        price = price_table().price_for(estimate.model, unknown="estimate")
+        tier = call.request.body.get("service_tier") if call.request is not None else None
+        worst = Usage(
+            input_tokens=estimate.prompt_tokens, output_tokens=estimate.completion_cap or 0
+        )
+        return cost_of(worst, price, service_tier=tier if isinstance(tier, str) else None).total_usd
+
+    def _actual_cost(self, call: Call) -> Decimal:
+        if call.cost_usd is not None:
+            return call.cost_usd
+        if call.usage is None or call.usage_source == "cache":
+            return Decimal(0)
+        from prismq_llmtools.cost import cost_of
+        from prismq_llmtools.pricing import price_table
+
+        model = call.response_model or call.model or ""
+        price = price_table().price_for(model, unknown="estimate")
+        return cost_of(call.usage, price).total_usd
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _scope(self, call: Call | None) -> str:
+        budget: TokenBudget = self.settings
+        if budget.scope:
+            return budget.scope
+        site = self._site
+        return site.name if site is not None else (call.site if call is not None else "")
+
+    def _parameters_of(self, call: Call) -> tuple[list[str], set[str]]:
+        site = self._site
+        bound = call.instance is not None and not getattr(site, "_is_static", False)
+        found = self._parameters.get(bound)
+        if found is None and site is not None:
+            found = self._parameters[bound] = parameter_names(site.func, bound=bound)
+        return found or ([], set())
+
+    def _clock(self) -> Clock:
+        site = self._site
+        return site.clock if site is not None else (self.clock or system_clock)
+
+    def _guarded(self, call: Call | None, action: Callable[[StateStore], Any]) -> Any:
+        """Run a store operation under the unreachable-store policy (``None`` if allowed)."""
+        budget: TokenBudget = self.settings
+        try:
+            store = self._store
+            if store is None or self._generation != self.registry.generation:
+                # asked again after the registry's reset or install
+                self._generation = self.registry.generation
+                store = self._store = self.registry.store(budget.store or "memory")
+            return action(store)
+        except StateStoreError as exc:
+            if budget.on_store_error == "raise":
+                raise
+            events.emit(
+                call, STORE_ERROR, level="warning", store=exc.url, error=str(exc), policy="allow"
+            )
+            return None
+
+
+def _micro(usd: Decimal) -> int:
+    """Micro-dollars, rounded up: a ledger amount never understates a cost."""
+    return math.ceil(usd * MICRO_USD)
+
+
+def _exact(amount: int, unit: str) -> int | Decimal:
+    return Decimal(amount) / MICRO_USD if unit == "usd" else amount
+
+
+def _plain(amount: int, unit: str) -> float | int:
+    return amount / MICRO_USD if unit == "usd" else amount

@@ -1,0 +1,351 @@
+"""The ``@rate_limited`` aspect: admission before each attempt, feedback after it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from prismq_llmtools import events
+from prismq_llmtools.aspect import Aspect
+from prismq_llmtools.call import Call
+from prismq_llmtools.clock import Clock, system_clock
+from prismq_llmtools.errors import RateLimitTimeout, RequestTooLarge, StateStoreError
+from prismq_llmtools.ratelimit.feedback import Pending, feedback_for
+from prismq_llmtools.stores import StateRegistry, StateStore
+from prismq_llmtools.stores.bucket import Refusal
+from prismq_llmtools.stores.lane import Lane, local_ticket_id
+from prismq_llmtools.stores.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from prismq_llmtools.ratelimit import RateLimit
+    from prismq_llmtools.site.core import SiteCore
+
+__all__ = ["CORRECTION", "PAUSE", "STORE_ERROR", "WAIT", "KeyFunction", "RateLimitAspect"]
+
+KeyFunction = Callable[[Call], str]
+
+WAIT = "llm.ratelimit.wait"
+PAUSE = "llm.ratelimit.pause"
+CORRECTION = "llm.ratelimit.correction"
+STORE_ERROR = "llm.store.error"
+
+_TICKET_TTL_S = 900.0  # an admitted request unanswered for this long no longer counts in flight
+
+
+class RateLimitAspect(Aspect):
+    """Admits each attempt through the key's buckets and feeds the server's answer back."""
+
+    kind = "rate_limited"
+    needs_request = True
+
+    def __init__(
+        self,
+        limit: RateLimit,
+        *,
+        key: KeyFunction | None,
+        registry: StateRegistry,
+        clock: Clock | None,
+    ) -> None:
+        self.base = self.settings = limit
+        self.registry = registry
+        self.clock = clock
+        self._key_function = key
+        self._site: SiteCore | None = None
+        self.configured()
+
+    def configured(self) -> None:
+        limit: RateLimit = self.settings
+        self._specs = limit.specs()
+        self._counts_tokens = any(s.name.startswith("tokens") for s in self._specs)
+        self._max_wait_s = math.inf if limit.timeout_s is None else float(limit.timeout_s)
+        self._timed = self._max_wait_s != math.inf
+        # What cannot change from call to call is decided here, once: the key when it is a
+        # fixed string, and the costs when no bucket counts tokens (one request each).
+        self._fixed_key = limit.key if self._key_function is None else None
+        ones = tuple(1.0 for _ in self._specs)
+        fits = all(spec.capacity >= 1.0 for spec in self._specs)
+        self._fixed_costs: tuple[float, ...] | None = (
+            ones if fits and not self._counts_tokens else None
+        )
+        self._refunds = limit.reconcile == "refund"
+        self._declared: set[str] = set()
+        self._store: StateStore | None = None
+        self._generation = -1
+        self._local_ids = False
+        # The in-process store's fast lane, when every admission of this site is alike
+        # (fixed key and costs, no timeout); made by the first admission, see _admit.
+        self._lane: Lane | None = None
+        self._lane_costs = (
+            self._fixed_costs if self._fixed_key is not None and not self._timed else None
+        )
+
+    def attach(self, site: Any) -> None:
+        if self.clock is not None:
+            site.clock = self.clock
+        self._site = site
+
+    # -- hooks -----------------------------------------------------------------------
+
+    def before_attempt(self, call: Call) -> float:
+        pending = call.admission
+        if pending is not None and pending.attempt == call.attempts and not pending.done:
+            return self._recheck(call, pending)
+        lane = self._lane
+        if lane is not None and self._site is not None and lane.clock is self._site.clock:
+            pending = lane.admit(call.attempts, call.rate_headers)
+            if pending is not None:
+                call.admission = pending
+                return self._waiting(call, pending) if pending.wait_s > 0 else 0.0
+        return self._admit(call)
+
+    def after_attempt(self, call: Call, error: BaseException | None) -> None:
+        pending = call.admission
+        if pending is None or pending.done or pending.attempt != call.attempts:
+            return
+        if error is not None or call.rate_headers is not pending.headers:
+            self._feedback(call, pending, error)
+            return
+        # Answered without rate-limit headers: nothing to correct or pause, only to release.
+        pending.done = True
+        lane = pending.lane
+        if lane is not None and not lane.state.retired:
+            lane.answer(pending.id)  # into the state that admitted it, at its next operation
+            return
+        self._apply(call, pending)
+
+    def active_hooks(self) -> set[str]:
+        # Every attempt begun hears how it ended (after_attempt): settle only has the
+        # unused part of the completion cap to give back.
+        hooks = self.overrides()
+        if not self._refunds:
+            hooks.discard("settle")
+        return hooks
+
+    def settle(self, call: Call) -> None:
+        pending = call.admission
+        if pending is None:
+            return
+        if not pending.done:  # cancelled, or ended without an attempt finishing
+            self._feedback(call, pending, call.error)
+        if self._refunds and call.outcome == "ok" and call.usage is not None:
+            self._refund_unused(call, pending, call.usage.total_tokens)
+
+    # -- admission -------------------------------------------------------------------
+
+    def _admit(self, call: Call) -> float:
+        key = self._fixed_key
+        if key is None:
+            key = self._key(call)
+        costs: Sequence[float] | None = self._fixed_costs
+        if costs is None:
+            costs = self._costs(call)
+            self._check_size(key, costs)
+        clock = self._clock()
+        try:
+            store = self._store_now()
+            if key not in self._declared:
+                self._declare(call, key)
+            ticket_id = local_ticket_id() if self._local_ids else f"{call.call_id}.{call.attempts}"
+            result = store.admit(
+                key,
+                self._specs,
+                costs,
+                clock=clock,
+                ticket_id=ticket_id,
+                ttl_s=_TICKET_TTL_S,
+                max_wait_s=self._max_wait_s,
+            )
+        except StateStoreError as exc:
+            self._store_failed(call, exc)
+            return 0.0
+        if isinstance(result, Refusal):
+            raise RateLimitTimeout(
+                key=key, bucket=result.bucket, wait_s=result.wait_s, timeout_s=self._max_wait_s
+            )
+        if self._lane_costs is not None and type(store) is MemoryStore:  # not a subclass
+            # Later admissions take the lane, until the store drops the key's state or the
+            # site's clock changes.
+            self._lane = store.lane(
+                key,
+                self._specs,
+                self._lane_costs,
+                clock=clock,
+                ttl_s=_TICKET_TTL_S,
+            )
+        deadline = self._now() + self._max_wait_s if self._timed else None
+        pending = Pending.of(result, key, call.attempts, deadline, call.rate_headers)
+        call.admission = pending
+        return self._waiting(call, pending) if pending.wait_s > 0 else 0.0
+
+    def _waiting(self, call: Call, pending: Pending) -> float:
+        wait = float(pending.wait_s)
+        events.emit(call, WAIT, key=pending.key, bucket=pending.bucket, wait_s=round(wait, 6))
+        return wait
+
+    def _check_size(self, key: str, costs: Sequence[float]) -> None:
+        for spec, cost in zip(self._specs, costs, strict=True):
+            if cost > spec.capacity:
+                raise RequestTooLarge(
+                    key=key, bucket=spec.name, requested=cost, capacity=spec.capacity
+                )
+
+    def _recheck(self, call: Call, pending: Pending) -> float:
+        try:
+            store = self._store_now()
+            wait = store.wait_s(pending.key, self._specs, pending, clock=self._clock())
+        except StateStoreError as exc:
+            self._store_failed(call, exc)
+            wait = 0.0
+        if not wait:
+            pending.headers = call.rate_headers
+            return 0.0
+        if pending.deadline is not None and self._now() + wait > pending.deadline + 1e-9:
+            self._release(call, pending)
+            limit: RateLimit = self.settings
+            raise RateLimitTimeout(
+                key=pending.key,
+                bucket="pause",
+                wait_s=wait,
+                timeout_s=float(limit.timeout_s or 0.0),
+            )
+        return wait
+
+    def _release(self, call: Call, pending: Pending) -> None:
+        pending.done = True
+        self._apply(call, pending, refund=pending.costs)
+
+    # -- feedback --------------------------------------------------------------------
+
+    def _feedback(self, call: Call, pending: Pending, error: BaseException | None) -> None:
+        pending.done = True
+        limit: RateLimit = self.settings
+        plan = feedback_for(call, pending, error, self._specs, limit, follow=limit.follow_headers)
+        deltas = self._apply(
+            call,
+            pending,
+            deficits=plan.deficits,
+            refund=plan.refund,
+            pause_s=plan.pause_s,
+            follow_down=plan.follow_down,
+        )
+        if plan.pause_s > 0:
+            events.emit(
+                call, PAUSE, level="warning", key=pending.key, wait_s=round(plan.pause_s, 6)
+            )
+        for spec, delta, remaining in zip(self._specs, deltas or (), plan.remaining, strict=False):
+            if remaining is not None and abs(delta) >= max(1.0, 0.01 * spec.capacity):
+                events.emit(
+                    call,
+                    CORRECTION,
+                    key=pending.key,
+                    bucket=spec.name,
+                    delta=round(delta, 3),
+                    server_remaining=remaining,
+                )
+
+    def _refund_unused(self, call: Call, pending: Pending, used: int) -> None:
+        refund = [
+            max(0.0, cost - used) if spec.name.startswith("tokens") else 0.0
+            for spec, cost in zip(self._specs, pending.costs, strict=True)
+        ]
+        if any(refund):
+            self._apply(call, pending, refund=refund)
+
+    def _apply(
+        self,
+        call: Call,
+        pending: Pending,
+        *,
+        deficits: Sequence[float | None] = (),
+        refund: Sequence[float] = (),
+        pause_s: float = 0.0,
+        follow_down: bool = True,
+    ) -> list[float] | None:
+        """Feed what happened to ``pending``'s request to the store (``None``: unreachable)."""
+        try:
+            store = self._store_now()
+            return store.feedback(
+                pending.key,
+                self._specs,
+                pending,
+                clock=self._clock(),
+                deficits=deficits,
+                refund=refund,
+                pause_s=pause_s,
+                follow_down=follow_down,
+            )
+        except StateStoreError as exc:
+            self._store_failed(call, exc)
+            return None
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _key(self, call: Call) -> str:
+        if self._key_function is not None:
+            return str(self._key_function(call))
+        limit: RateLimit = self.settings
+        if limit.key is not None:
+            return limit.key
+        if call.model:
+            return call.model
+        site = self._site
+        return (site.default_model or site.name) if site is not None else call.site
+
+    def _costs(self, call: Call) -> list[float]:
+        tokens = 0.0
+        if self._counts_tokens:
+            tokens = float(self._tokens(call))
+        return [tokens if s.name.startswith("tokens") else 1.0 for s in self._specs]
+
+    def _tokens(self, call: Call) -> int:
+        """The prompt as the server counts it at admission, plus the completion cap."""
+        from prismq_llmtools.site.estimate import ensure_estimate
+
+        estimate = ensure_estimate(call)
+        if estimate is None:
+            return 0
+        limit: RateLimit = self.settings
+        prompt = estimate.prompt_tokens
+        if limit.count != "tokens":
+            from prismq_llmtools.openai.admission import character_estimate
+
+            body = call.request.body if call.request is not None else {}
+            strings = [v for v in (*call.args, *call.kwargs.values()) if isinstance(v, str)]
+            chars = character_estimate(body, strings)
+            prompt = chars if limit.count == "chars" else max(prompt, chars)
+        return prompt + (estimate.completion_cap or 0)
+
+    def _declare(self, call: Call, key: str) -> None:
+        limit: RateLimit = self.settings
+        site = self._site.name if self._site is not None else call.site
+        self.registry.declare(limit.store or "memory", key, self._specs, site)
+        self._declared.add(key)
+
+    def _store_now(self) -> StateStore:
+        """The registry's store for this site, asked again after a reset or an install."""
+        store = self._store
+        if store is None or self._generation != self.registry.generation:
+            limit: RateLimit = self.settings
+            self._generation = self.registry.generation
+            store = self._store = self.registry.store(limit.store or "memory")
+            self._local_ids = isinstance(store, MemoryStore)
+            self._declared = set()  # the registry forgot the declarations too
+            self._lane = None
+        return store
+
+    def _store_failed(self, call: Call, exc: StateStoreError) -> None:
+        """The unreachable-store policy: fail closed (raise), or warn and let the call go."""
+        limit: RateLimit = self.settings
+        if limit.on_store_error == "raise":
+            raise exc
+        events.emit(
+            call, STORE_ERROR, level="warning", store=exc.url, error=str(exc), policy="allow"
+        )
+
+    def _clock(self) -> Clock:
+        site = self._site
+        return site.clock if site is not None else (self.clock or system_clock)
+
+    def _now(self) -> float:
+        return self._clock().now()

@@ -1,0 +1,188 @@
+"""What the server's answer to one admitted request means for the key's buckets.
+
+- ``x-ratelimit-remaining-*`` (or ``-reset-*``) headers: the bucket follows the server, which
+  also sees other clients of the account and counts tokens its own way.
+- A 429 ``rate_limit_exceeded``: the key pauses for Retry-After (every caller, at once), and
+  the request, which the server refused, is not charged.
+- No answer at all (a connection error, or the function failed before any request): the
+  request is refunded. A timeout may have been served, so it stays charged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prismq_llmtools.call import Call, RateHeaders
+from prismq_llmtools.stores.bucket import BucketSpec, Ticket
+
+if TYPE_CHECKING:
+    from prismq_llmtools.ratelimit import RateLimit
+    from prismq_llmtools.stores.lane import Lane
+
+__all__ = ["Pending", "Plan", "feedback_for"]
+
+_DEFAULT_PAUSE_S = 1.0  # a 429 without Retry-After
+
+
+class Pending(Ticket):
+    """The admission of one attempt, kept on the Call (``call.admission``): the store's
+    ticket, with what the rate limiter keeps about it.
+
+    ``headers`` is ``call.rate_headers`` before the attempt ran (new headers are a new
+    response); ``done`` says the store has heard how the attempt ended; ``lane`` is the lane
+    that admitted it, if one did (the state the ticket is released into). The in-process
+    store's lanes make these directly (see :class:`~prismq_llmtools.stores.lane.Lane`), the
+    other ways copy the store's ticket (:meth:`of`).
+    """
+
+    __slots__ = ("attempt", "deadline", "done", "headers", "key", "lane")
+
+    def __init__(
+        self,
+        id: str,
+        start: float,
+        bucket: str,
+        costs: tuple[float, ...],
+        shift_s: float,
+        charged: tuple[float, ...],
+        wait_s: float,
+        seq: int,
+        expires_at: float,
+        key: str,
+        attempt: int,
+        deadline: float | None,
+        headers: RateHeaders | None,
+        lane: Lane | None = None,
+    ) -> None:
+        super().__init__(id, start, bucket, costs, shift_s, charged, wait_s, seq, expires_at)
+        self.key = key
+        self.attempt = attempt
+        self.deadline = deadline
+        self.headers = headers
+        self.done = False
+        self.lane = lane
+
+    @classmethod
+    def of(
+        cls,
+        ticket: Ticket,
+        key: str,
+        attempt: int,
+        deadline: float | None,
+        headers: RateHeaders | None,
+    ) -> Pending:
+        """The admission ``ticket`` of attempt ``attempt`` on ``key``."""
+        return cls(
+            ticket.id,
+            ticket.start,
+            ticket.bucket,
+            ticket.costs,
+            ticket.shift_s,
+            ticket.charged,
+            ticket.wait_s,
+            ticket.seq,
+            ticket.expires_at,
+            key,
+            attempt,
+            deadline,
+            headers,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Pending(key={self.key!r}, id={self.id!r}, start={self.start!r},"
+            f" attempt={self.attempt}, deadline={self.deadline!r}, done={self.done})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to apply to the buckets (see ``KeyState.feedback``)."""
+
+    deficits: tuple[float | None, ...] = ()
+    refund: tuple[float, ...] = ()
+    pause_s: float = 0.0
+    follow_down: bool = False
+    remaining: tuple[int | None, ...] = ()
+
+
+def feedback_for(
+    call: Call,
+    pending: Pending,
+    error: BaseException | None,
+    specs: Sequence[BucketSpec],
+    limit: RateLimit,
+    *,
+    follow: bool,
+) -> Plan:
+    """The feedback for ``pending``'s attempt, which ended with ``error`` (or succeeded)."""
+    headers = call.rate_headers if call.rate_headers is not pending.headers else None
+    status = getattr(error, "status_code", None) if error is not None else None
+    costs = pending.costs
+    if error is not None and headers is None and not isinstance(status, int):
+        if call.possibly_billed:
+            return Plan()
+        return Plan(refund=costs)  # never reached the server
+    refused = status == 429
+    quota = refused and getattr(error, "code", None) == "insufficient_quota"
+    pause_s = _retry_after(error) if refused and not quota and follow else 0.0
+    if headers is None or not follow:
+        return Plan(refund=costs if refused else (), pause_s=pause_s)
+    remaining = tuple(_remaining(spec, headers, limit) for spec in specs)
+    deficits = tuple(
+        None if left is None else spec.capacity - left
+        for spec, left in zip(specs, remaining, strict=True)
+    )
+    return Plan(
+        deficits=deficits,
+        refund=costs if quota else (),
+        pause_s=pause_s,
+        follow_down=_may_lower(specs, headers, limit),
+        remaining=tuple(None if left is None else int(left) for left in remaining),
+    )
+
+
+def _fields(spec: BucketSpec, headers: RateHeaders) -> tuple[Any, Any, Any] | None:
+    if spec.name == "requests":
+        return headers.limit_requests, headers.remaining_requests, headers.reset_requests_s
+    if spec.name == "tokens":
+        return headers.limit_tokens, headers.remaining_tokens, headers.reset_tokens_s
+    return None  # OpenAI reports no daily buckets
+
+
+def _remaining(spec: BucketSpec, headers: RateHeaders, limit: RateLimit) -> float | None:
+    fields = _fields(spec, headers)
+    if fields is None:
+        return None
+    server_limit, remaining, reset_s = fields
+    if remaining is not None:
+        return float(remaining)
+    if reset_s is None:
+        return None
+    configured = limit.rpm if spec.name == "requests" else limit.tpm
+    total = float(server_limit or configured or 0)
+    return max(0.0, total - float(reset_s) * total / 60.0)
+
+
+def _may_lower(specs: Sequence[BucketSpec], headers: RateHeaders, limit: RateLimit) -> bool:
+    # Following the server down (it has more room than we count) is right only when our
+    # buckets ARE the server's: no headroom, and the limits the headers state.
+    if limit.headroom != 1:
+        return False
+    for spec in specs:
+        fields = _fields(spec, headers)
+        configured = limit.rpm if spec.name == "requests" else limit.tpm
+        if fields is not None and fields[0] is not None and fields[0] != configured:
+            return False
+    return True
+
+
+def _retry_after(error: BaseException | None) -> float:
+    from prismq_llmtools.openai.headers import retry_after_s
+
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    wait = retry_after_s(headers) if headers is not None else None
+    return _DEFAULT_PAUSE_S if wait is None else wait

@@ -1,0 +1,37 @@
+"""The one way every decorator of ours attaches its aspect to a function's site."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar, cast
+
+from prismq_llmtools.aspect import Aspect
+from prismq_llmtools.site.core import RequestExtractor
+from prismq_llmtools.site.wrapper import site_for
+from prismq_llmtools.types import LLMFunction
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def attach(
+    aspect: Aspect,
+    *,
+    name: str | None = None,
+    model: str | None = None,
+    operation: str | None = None,
+    request: RequestExtractor | None = None,
+) -> Callable[[Callable[P, R]], LLMFunction[P, R]]:
+    """A decorator adding ``aspect`` to the decorated function's (possibly new) site.
+
+    ``name``, ``model`` and ``request`` are site-level: the site's name, its default model,
+    and a function building the request from the bound arguments.
+    """
+
+    def decorator(func: Callable[P, R]) -> LLMFunction[P, R]:
+        site = site_for(func, name=name)
+        site.llm.set_defaults(model=model, operation=operation, request=request)
+        site.llm.add(aspect)
+        return cast(LLMFunction[P, R], site)
+
+    return decorator

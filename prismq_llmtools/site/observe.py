@@ -1,0 +1,60 @@
+"""Deciding a Call's usage: observed requests, else the returned response, else an estimate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prismq_llmtools.call import Call
+from prismq_llmtools.usage import Usage
+
+__all__ = ["resolve_usage"]
+
+
+def _looks_like_openai(result: Any) -> bool:
+    module = type(result).__module__
+    return module.startswith("openai.") or (isinstance(result, dict) and "usage" in result)
+
+
+def resolve_usage(call: Call, result: Any) -> None:
+    """Fill ``call.usage`` and ``call.usage_source`` from what really happened."""
+    if call.usage_source is not None:  # already decided (a cache hit)
+        return
+    for stream in (call._extra or {}).get("streams", ()):
+        stream.finalize(complete=False)  # opened inside the call and abandoned unfinished
+    if call.observed_usage is not None:
+        call.usage = call.observed_usage
+        estimated = call._extra is not None and call._extra.get("usage_estimated")
+        call.usage_source = "estimated" if estimated else "observed"
+        return
+    if call.outcome == "ok" and _looks_like_openai(result):
+        from prismq_llmtools.openai.usage import facts_from_response
+
+        facts = facts_from_response(result)
+        if facts is not None:
+            call.response_model = call.response_model or facts.model
+            call.response_id = call.response_id or facts.response_id
+            call.request_id = call.request_id or facts.request_id
+            if facts.usage is not None:
+                call.usage = facts.usage
+                call.usage_source = "response"
+                return
+    if call.observed_requests or call.request is None or call.request.model is None:
+        return
+    if call.outcome != "ok" and not call.possibly_billed:
+        return  # failed requests are not billed, unless a timeout may have been served
+    estimate = _estimate(call, result)
+    if estimate is not None:
+        call.usage = estimate
+        call.usage_source = "estimated"
+
+
+def _estimate(call: Call, result: Any) -> Usage | None:
+    """Prompt tokens as counted before the call; output tokens counted from a text result."""
+    from prismq_llmtools.site.estimate import count_output_text, ensure_estimate
+
+    estimate = ensure_estimate(call)
+    if estimate is None:
+        return None
+    prompt = estimate.prompt_tokens
+    output = count_output_text(call, result) if call.outcome == "ok" else 0
+    return Usage(input_tokens=prompt, output_tokens=output)

@@ -1,0 +1,390 @@
+"""Token buckets as pure math: the buckets of one key, first come first served.
+
+Each bucket is kept the GCRA way ("virtual scheduling"): not a level refilled by a timer but
+``tat``, the time at which the bucket will be full again. Admission computes the exact time
+a request may start, reserves its cost at that time, and later requests queue behind it
+(starts never decrease), so a large request cannot be starved by small ones and nobody
+polls: a caller sleeps exactly until its start.
+
+The level of a bucket is ``capacity - rate * max(0, tat - max(now, last_start))``: what is
+left once every request already admitted has started. Admission, refunds, server
+corrections and pauses keep it within ``[0, capacity]``.
+
+Times are seconds on whatever clock the state store uses; only differences matter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "NEVER",
+    "REORDER_WINDOW_S",
+    "SEND_WINDOW_S",
+    "BucketSpec",
+    "KeyState",
+    "Refusal",
+    "Ticket",
+]
+
+REORDER_WINDOW_S = 0.5
+"""Requests started this much before another may still reach the server after it."""
+
+SEND_WINDOW_S = 1.0
+"""The server admits a request at most this long after its start, or before its answer."""
+
+NEVER = -1e300
+"""A time before any clock's: a bucket full since then is full now, on any clock."""
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSpec:
+    """One bucket: it holds ``capacity``, refills at ``rate_per_s``, and admits a request
+    only while ``burst`` minus its cost stays available (``capacity - burst`` is a margin
+    kept unspent, so a server counting slightly differently still has room)."""
+
+    name: str
+    capacity: float
+    burst: float
+    rate_per_s: float
+
+    def __post_init__(self) -> None:
+        if not self.capacity > 0 or not self.rate_per_s > 0:
+            raise ValueError(f"bucket {self.name}: capacity and rate must be > 0")
+        if not 0 < self.burst <= self.capacity:
+            raise ValueError(f"bucket {self.name}: burst must be in (0, capacity]")
+
+
+def signature(specs: Sequence[BucketSpec]) -> str:
+    """Names and limits of a key's buckets: a key declared differently starts afresh."""
+    return ",".join(f"{s.name}/{s.capacity!r}/{s.burst!r}/{s.rate_per_s!r}" for s in specs)
+
+
+class Ticket:
+    """An admitted request: its id, start, costs, and the key's counters when admitted.
+
+    The state of its key keeps it while the request is in flight. Never changed once made.
+    Not frozen: the rate limiter's record of an admission extends it with fields of its own
+    (:class:`~prismq_llmtools.ratelimit.feedback.Pending`), so that an admission is one object.
+    A plain class, not a dataclass: compiled (README, "Speed"), its ``__init__`` is native code.
+
+    Fields:
+        bucket: what set the start: a bucket's name, ``queue`` (FIFO) or ``pause``.
+        shift_s: the key's cumulative pause shift at admission; later pauses move ``start``.
+        charged: each bucket's cumulative charges just after this admission.
+        wait_s: how long the holder had to wait when admitted.
+        seq: the key's admission number of this ticket.
+        expires_at: when its store stops counting it in flight, answered or not.
+    """
+
+    __slots__ = (
+        "bucket",
+        "charged",
+        "costs",
+        "expires_at",
+        "id",
+        "seq",
+        "shift_s",
+        "start",
+        "wait_s",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        start: float,
+        bucket: str,
+        costs: tuple[float, ...],
+        shift_s: float,
+        charged: tuple[float, ...],
+        wait_s: float = 0.0,
+        seq: int = 0,
+        expires_at: float = math.inf,
+    ) -> None:
+        self.id = id
+        self.start = start
+        self.bucket = bucket
+        self.costs = costs
+        self.shift_s = shift_s
+        self.charged = charged
+        self.wait_s = wait_s
+        self.seq = seq
+        self.expires_at = expires_at
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(id={self.id!r}, start={self.start!r}, bucket={self.bucket!r},"
+            f" costs={self.costs!r}, seq={self.seq})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Admission would have had to wait ``wait_s``, longer than allowed; nothing changed."""
+
+    wait_s: float
+    bucket: str
+
+
+class KeyState:
+    """The state of one key's buckets, and the operations on it (all O(buckets))."""
+
+    __slots__ = (
+        "answered",
+        "charged",
+        "inflight",
+        "last_start",
+        "pause_until",
+        "retired",
+        "seq",
+        "shift_s",
+        "tats",
+    )
+
+    def __init__(self, buckets: int) -> None:
+        self.tats = [NEVER] * buckets
+        self.charged = [0.0] * buckets
+        self.last_start = NEVER
+        self.pause_until = NEVER
+        self.shift_s = 0.0
+        self.seq = 0
+        self.inflight: dict[str, Ticket] = {}
+        """Admitted, unanswered requests, by id: their tickets."""
+        self.answered: list[str] = []
+        """Ids of requests answered with nothing to correct, released without the store's
+        lock: appending is atomic, and every operation that reads ``inflight`` forgets them
+        first (and expires what a release would have), so it sees what a release leaves."""
+        self.retired = False
+        """Set by a store that dropped this state (cleared, or the key declared anew)."""
+
+    # -- queries ---------------------------------------------------------------------
+
+    def level(self, specs: Sequence[BucketSpec], index: int, now: float) -> float:
+        """What bucket ``index`` holds once every admitted request has started."""
+        spec = specs[index]
+        behind = self.tats[index] - max(now, self.last_start)
+        return spec.capacity - spec.rate_per_s * max(0.0, behind)
+
+    def wait_s(self, ticket: Ticket, now: float) -> float:
+        """How long the holder of ``ticket`` must still wait (pauses included)."""
+        start = ticket.start + (self.shift_s - ticket.shift_s)
+        return max(0.0, start - now, self.pause_until - now if start > now else 0.0)
+
+    # -- operations ------------------------------------------------------------------
+
+    def admit(
+        self,
+        specs: Sequence[BucketSpec],
+        costs: Sequence[float],
+        now: float,
+        *,
+        ticket_id: str,
+        ttl_s: float,
+        max_wait_s: float = math.inf,
+    ) -> Ticket | Refusal:
+        """Reserve ``costs`` at the earliest start every bucket allows, queueing FIFO.
+
+        Costs must not exceed capacities (callers check; see ``RequestTooLarge``).
+        """
+        # Runs once per request: index loops and comparisons, because zip(strict=True)
+        # and max() cost more here than the arithmetic they serve.
+        start, bucket = now, "queue"
+        if self.last_start > start:
+            start = self.last_start
+        if self.pause_until > start:
+            start, bucket = self.pause_until, "pause"
+        tats = self.tats
+        for i, spec in enumerate(specs):
+            spare = spec.burst - costs[i]
+            ready = tats[i] - (spare if spare > 0.0 else 0.0) / spec.rate_per_s
+            if ready > start:
+                start, bucket = ready, spec.name
+        if start - now > max_wait_s:
+            return Refusal(wait_s=start - now, bucket=bucket)
+        charged = self.charged
+        for i, spec in enumerate(specs):
+            tat = tats[i]
+            tats[i] = (start if start > tat else tat) + costs[i] / spec.rate_per_s
+            charged[i] += costs[i]
+        self.last_start = start
+        self.seq += 1
+        if self.answered:
+            self.forget_answered()
+        if self.inflight:
+            self.expire(now)
+        ticket = Ticket(
+            ticket_id,
+            start,
+            bucket,
+            tuple(costs),
+            self.shift_s,
+            tuple(charged),
+            start - now,
+            self.seq,
+            start + ttl_s,
+        )
+        self.inflight[ticket_id] = ticket
+        return ticket
+
+    def feedback(
+        self,
+        specs: Sequence[BucketSpec],
+        ticket: Ticket,
+        now: float,
+        *,
+        deficits: Sequence[float | None] = (),
+        refund: Sequence[float] = (),
+        pause_s: float = 0.0,
+        follow_down: bool = True,
+        reorder_s: float = REORDER_WINDOW_S,
+    ) -> list[float]:
+        """What happened to ``ticket``'s request, applied in one step.
+
+        Args:
+            deficits: per bucket, what the server had spent and not yet refilled when it
+                admitted this request (``None``: it did not say). The bucket then follows
+                the server from this request's start, counting on top every request
+                admitted after it, and those admitted up to ``reorder_s`` before it and
+                still unanswered (they may have reached the server after it).
+            follow_down: also follow the server when it reports more room than we count
+                (off when running below the limit on purpose, with headroom).
+            refund: per bucket, an amount to give back (the request never reached the
+                server, or used less); never more than the request's own effect.
+            pause_s: stop every start for this long (a 429 with Retry-After).
+
+        Returns:
+            Per bucket, how much the level dropped (negative: it rose).
+        """
+        if not deficits and not refund and pause_s <= 0:
+            self.release(ticket, now)
+            return [0.0] * len(specs)
+        before = [self.level(specs, i, now) for i in range(len(specs))]
+        if self.answered:
+            self.forget_answered()
+        self.inflight.pop(ticket.id, None)
+        self.expire(now)
+        for i, deficit in enumerate(deficits):
+            if deficit is not None:
+                self._follow(specs[i], i, ticket, deficit, now, follow_down, reorder_s)
+        for i, amount in enumerate(refund):
+            if amount > 0:
+                self._refund(specs[i], i, ticket, min(amount, ticket.costs[i]))
+        if pause_s > 0:
+            self._pause(now + pause_s, now)
+        return [b - self.level(specs, i, now) for i, b in enumerate(before)]
+
+    def release(self, ticket: Ticket, now: float) -> None:
+        """``ticket``'s request was answered and nothing needs correcting: forget it."""
+        if self.answered:
+            self.forget_answered()
+        inflight = self.inflight
+        inflight.pop(ticket.id, None)
+        if inflight:
+            self.expire(now)
+
+    def forget_answered(self) -> None:
+        """Drop the ``answered`` requests from ``inflight`` (under the store's lock)."""
+        answered, inflight = self.answered, self.inflight
+        while answered:
+            inflight.pop(answered.pop(), None)
+
+    def _follow(
+        self,
+        spec: BucketSpec,
+        i: int,
+        ticket: Ticket,
+        deficit: float,
+        now: float,
+        down: bool,
+        reorder_s: float,
+    ) -> None:
+        # The server stated its deficit when it admitted this request: after its start,
+        # before its answer, and (a slow answer does not make the headers newer) within
+        # SEND_WINDOW_S of its start; assume the latest. Since then it has seen, at most,
+        # what we admitted after it, plus what we sent just before it that arrived late.
+        started = min(now, ticket.start + (self.shift_s - ticket.shift_s) + SEND_WINDOW_S)
+        later = self.charged[i] - ticket.charged[i]
+        late = sum(
+            other.costs[i]
+            for other in self.inflight.values()
+            if other.seq < ticket.seq and other.start >= ticket.start - reorder_s
+        )
+        deficit = min(max(deficit, 0.0), spec.capacity)
+        estimate = started + (deficit + later + late) / spec.rate_per_s
+        empty = max(now, self.last_start) + spec.capacity / spec.rate_per_s
+        estimate = min(estimate, empty)  # a level never drops below zero
+        self.tats[i] = estimate if down else max(self.tats[i], estimate)
+
+    def _refund(self, spec: BucketSpec, i: int, ticket: Ticket, amount: float) -> None:
+        # Without this request the bucket could not be emptier than the requests admitted
+        # after it, all started by ``last_start`` (starts are FIFO): never credit beyond that.
+        floor = self.last_start + (self.charged[i] - ticket.charged[i]) / spec.rate_per_s
+        self.tats[i] = min(self.tats[i], max(self.tats[i] - amount / spec.rate_per_s, floor))
+
+    def _pause(self, until: float, now: float) -> None:
+        paused_to = max(now, self.pause_until)
+        if until <= paused_to:
+            return
+        delta = until - paused_to
+        self.shift_s += delta
+        self.pause_until = until
+        if self.last_start > now:  # requests waiting: they all move, keeping their spacing
+            self.last_start += delta
+            self.tats = [tat + delta if tat > now else tat for tat in self.tats]
+
+    def expire(self, now: float) -> None:
+        """Forget the admitted requests whose tickets expired (unanswered too long)."""
+        if self.inflight:
+            for key in [k for k, ticket in self.inflight.items() if ticket.expires_at < now]:
+                del self.inflight[key]
+
+    # -- persistence -----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (for the SQLite store)."""
+        self.forget_answered()
+        return {
+            "tats": self.tats,
+            "charged": self.charged,
+            "last_start": self.last_start,
+            "pause_until": self.pause_until,
+            "shift_s": self.shift_s,
+            "seq": self.seq,
+            "inflight": {
+                k: [t.expires_at, t.start, float(t.seq), *t.costs] for k, t in self.inflight.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], buckets: int) -> KeyState:
+        """The inverse of :meth:`to_dict`; a state of another shape starts afresh."""
+        state = cls(buckets)
+        if len(data.get("tats", ())) != buckets:
+            return state
+        state.tats = [float(x) for x in data["tats"]]
+        state.charged = [float(x) for x in data["charged"]]
+        state.last_start = float(data["last_start"])
+        state.pause_until = float(data["pause_until"])
+        state.shift_s = float(data["shift_s"])
+        state.seq = int(data.get("seq", 0))
+        state.inflight = {str(k): _record(str(k), v) for k, v in data["inflight"].items()}
+        return state
+
+
+def _record(ticket_id: str, record: list[Any]) -> Ticket:
+    """A ticket in flight as :meth:`KeyState.to_dict` keeps it: only what expiry and the
+    corrections of later answers read (its expiry, start, admission number and costs)."""
+    expires_at, start, seq, *costs = (float(x) for x in record)
+    return Ticket(
+        ticket_id,
+        start,
+        "",
+        tuple(costs),
+        0.0,
+        (),
+        seq=int(seq),
+        expires_at=expires_at,
+    )

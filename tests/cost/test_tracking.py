@@ -1,0 +1,147 @@
+"""@cost_tracked: cost from actual usage, totals per operation (rolled up), model and day."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from prismq_llmtools import Usage, cost_tracked, usage_totals
+from prismq_llmtools.cost import cost_of
+from prismq_llmtools.pricing import price_table
+from tests.core.fakes import Script, chat_body, client, ok
+
+
+def _ask(model: str, usage: dict[str, int]) -> Any:
+    api = client(Script(ok(chat_body(model=model, **usage))))
+
+    @cost_tracked(operation="op")
+    def ask() -> str:
+        r = api.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+        return r.choices[0].message.content or ""
+
+    ask()
+    return usage_totals().total()
+
+
+@pytest.mark.parametrize(
+    ("model", "usage"),
+    [
+        ("gpt-4o", {"prompt_tokens": 1000, "completion_tokens": 200}),
+        ("gpt-4o-mini", {"prompt_tokens": 5000, "completion_tokens": 10, "cached_tokens": 4096}),
+        ("o3", {"prompt_tokens": 300, "completion_tokens": 900, "reasoning_tokens": 700}),
+        ("gpt-4.1", {"prompt_tokens": 2048, "completion_tokens": 64, "cached_tokens": 1024}),
+        ("gpt-5-mini", {"prompt_tokens": 100, "completion_tokens": 100, "reasoning_tokens": 50}),
+    ],
+)
+def test_cost_equals_the_price_library(model: str, usage: dict[str, int]) -> None:
+    """The tracked cost is exactly the price table's cost of the billed usage."""
+    totals = _ask(model, usage)
+    expected = cost_of(
+        Usage(
+            input_tokens=usage["prompt_tokens"],
+            output_tokens=usage["completion_tokens"],
+            cached_input_tokens=usage.get("cached_tokens", 0),
+            reasoning_tokens=usage.get("reasoning_tokens", 0),
+        ),
+        price_table().price_for(model),
+    ).total_usd
+    assert totals.cost_usd == expected
+    assert totals.cost_usd > 0
+    assert totals.input_tokens == usage["prompt_tokens"]
+    assert totals.reasoning_tokens == usage.get("reasoning_tokens", 0)
+
+
+def test_gpt_4o_mini_cost_by_hand() -> None:
+    """gpt-4o-mini: 1,000 input at $0.15/M and 500 output at $0.60/M is $0.00045."""
+    totals = _ask("gpt-4o-mini", {"prompt_tokens": 1000, "completion_tokens": 500})
+    assert totals.cost_usd == Decimal("0.00045")
+
+
+def test_unknown_model_warns_and_estimates(events: list[dict[str, Any]]) -> None:
+    """A model with no price is costed by the stand-in and announced, never a silent $0."""
+    totals = _ask("my-private-model", {"prompt_tokens": 1000, "completion_tokens": 0})
+    warning = [e for e in events if e["event"] == "llm.price.unknown"]
+    assert warning
+    assert warning[0]["gen_ai.request.model"] == "my-private-model"
+    assert totals.cost_usd > 0
+
+
+def test_nested_operations_roll_up() -> None:
+    """report includes report/summarize in the rolled-up view, each call counted once."""
+    api = client(Script(*(ok(chat_body(prompt_tokens=10, completion_tokens=1)) for _ in range(3))))
+
+    @cost_tracked(operation="summarize")
+    def summarize() -> None:
+        api.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+
+    @cost_tracked(operation="report")
+    def report() -> None:
+        api.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "y"}]
+        )
+        summarize()
+        summarize()
+
+    report()
+    flat = usage_totals().by_operation(rollup=False)
+    rolled = usage_totals().by_operation()
+    assert flat["report"].calls == 1
+    assert flat["report/summarize"].calls == 2
+    assert rolled["report"].calls == 3
+    assert rolled["report"].input_tokens == 30
+    assert usage_totals().total().calls == 3
+    assert list(usage_totals().by_model()) == ["gpt-4o-mini-2024-07-18"]
+    assert len(usage_totals().by_day()) == 1
+
+
+def test_totals_lose_no_call_across_threads() -> None:
+    """Eight threads recording at once: every call is counted, with its usage."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prismq_llmtools.call import Call
+    from prismq_llmtools.cost.tracking import UsageTotals
+
+    totals = UsageTotals()
+
+    def record(i: int) -> None:
+        call = Call("site", "op" if i % 2 else "other")
+        call.outcome = "error" if i % 3 == 0 else "ok"
+        call.usage = Usage(input_tokens=2, output_tokens=1)
+        call.cost_usd = Decimal("0.001")
+        call.retries = 1
+        totals.record(call)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(record, range(16_000)))
+    total = totals.total()
+    assert total.calls == 16_000
+    assert total.errors == len(range(0, 16_000, 3))
+    assert total.input_tokens == 32_000
+    assert total.output_tokens == 16_000
+    assert total.cost_usd == Decimal("16.000")
+    assert total.retries == 16_000
+    assert totals.by_operation()["op"].calls == 8_000
+
+
+def test_totals_split_at_utc_midnight_and_forget_on_reset() -> None:
+    """Calls either side of midnight land on their own days; reset forgets the latest group."""
+    from prismq_llmtools.call import Call
+    from prismq_llmtools.cost.tracking import UsageTotals
+
+    totals = UsageTotals()
+    midnight = 20_000 * 86_400.0
+    for when in (midnight - 0.001, midnight, midnight + 1, midnight - 1):
+        call = Call("site", "op")
+        call.outcome = "ok"
+        totals.record(call, when=when)
+    days = {day: t.calls for day, t in totals.by_day().items()}
+    assert days == {"2024-10-03": 2, "2024-10-04": 2}
+    totals.reset()
+    call = Call("site", "op")
+    call.outcome = "ok"
+    totals.record(call, when=midnight)
+    assert totals.total().calls == 1
