@@ -18,7 +18,7 @@ were stacked in::
 
 Hooks are synchronous and never sleep: a hook that must wait returns the wait and the
 site's sync or async driver carries it out, so one algorithm serves both. Likewise an
-``enter`` hook that finds the same call already in flight returns :class:`Pending`: the
+``enter`` hook that finds the same call already in flight returns :class:`InFlight`: the
 driver waits for that call's future, then runs ``enter`` again (single flight).
 """
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from prismq_llmtools.call import Call
     from prismq_llmtools.site.core import SiteCore
 
-__all__ = ["HOOKS", "Aspect", "CacheHit", "Pending"]
+__all__ = ["HOOKS", "Aspect", "CacheHit", "InFlight"]
 
 HOOKS = (
     "enter",
@@ -58,7 +58,7 @@ class CacheHit:
 
 
 @dataclass(frozen=True, slots=True)
-class Pending:
+class InFlight:
     """An ``enter`` hook's answer: an identical call is computing the result right now.
 
     The driver waits until ``future`` is done (blocking the thread, or awaiting it without
@@ -106,7 +106,7 @@ class Aspect:
     def attach(self, site: SiteCore) -> None:
         """Called once when the aspect joins ``site``."""
 
-    def enter(self, call: Call) -> CacheHit | Pending | None:
+    def enter(self, call: Call) -> CacheHit | InFlight | None:
         return None
 
     def reserve(self, call: Call) -> None:
@@ -143,13 +143,6 @@ class Aspect:
     def overrides(self) -> set[str]:
         """Which hooks this aspect's class overrides."""
         return {hook for hook in HOOKS if getattr(type(self), hook) is not getattr(Aspect, hook)}
-
-    def hook(self, name: str) -> Any:
-        """The callable the site runs for phase ``name`` (default: the method of that name).
-
-        An aspect may hand over a cheaper callable with the same signature instead.
-        """
-        return getattr(self, name)
 
     def active_hooks(self) -> set[str]:
         """The hooks the site calls under the current settings (default: every override).

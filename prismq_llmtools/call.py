@@ -96,6 +96,11 @@ class Call:
     price_known: bool = True
     rollup_usage: Usage | None = None
     rollup_cost_usd: Decimal = Decimal(0)
+    recorded: bool = False
+    """Whether usage totals recorded this call (its site is ``@cost_tracked``)."""
+    unrecorded_usage: Usage | None = None
+    unrecorded_cost_usd: Decimal = Decimal(0)
+    """What nested calls that no totals recorded used: their usage counts as this call's."""
 
     attempts: int = 0
     retries: int = 0
@@ -198,17 +203,34 @@ class Call:
         return (self.cost_usd or Decimal(0)) + self.rollup_cost_usd
 
     def roll_up_into_parent(self) -> None:
-        """Add this invocation's totals to the enclosing one (children may finish in threads)."""
+        """Add this invocation's totals to the enclosing one (children may finish in threads).
+
+        What no totals recorded (this call, when its site is not ``@cost_tracked``, and its
+        own unrecorded descendants) is handed to the parent's ``unrecorded_*``, so that the
+        nearest tracked ancestor records it once, whichever decorators the calls between
+        them carry.
+        """
         parent = self.parent
         if parent is None:
             return
         total = self.total_usage()
         cost = self.total_cost_usd()
+        unrecorded: Usage | None = None
+        unrecorded_cost = Decimal(0)
+        if not self.recorded and self.cache != "hit":
+            unrecorded = _add(self.usage, self.unrecorded_usage)
+            unrecorded_cost = (self.cost_usd or Decimal(0)) + self.unrecorded_cost_usd
         with _rollup_lock:
-            if total is not None:
-                rolled = parent.rollup_usage
-                parent.rollup_usage = total if rolled is None else rolled + total
+            parent.rollup_usage = _add(parent.rollup_usage, total)
             parent.rollup_cost_usd += cost
+            parent.unrecorded_usage = _add(parent.unrecorded_usage, unrecorded)
+            parent.unrecorded_cost_usd += unrecorded_cost
+
+
+def _add(first: Usage | None, second: Usage | None) -> Usage | None:
+    if first is None:
+        return second
+    return first if second is None else first + second
 
 
 current_call: ContextVar[Call | None] = ContextVar("prismq_llmtools_current_call", default=None)

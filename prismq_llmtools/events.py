@@ -34,26 +34,6 @@ __all__ = [
 ]
 
 
-class _AskStructlog:
-    """Stands in for structlog's configuration object should its layout ever change."""
-
-    @property
-    def is_configured(self) -> bool:
-        return structlog.is_configured()
-
-
-def _structlog_config() -> Any:
-    config = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
-    if isinstance(getattr(config, "is_configured", None), bool):
-        return config
-    return _AskStructlog()
-
-
-logging_state: Any = _structlog_config()
-"""``logging_state.is_configured`` is ``structlog.is_configured()``: the flag that function
-returns, read without calling it (every call of a site asks, and a function call costs
-more than the rest of the question). Falls back to calling it."""
-
 CALL = "llm.call"
 ATTEMPT = "llm.attempt"
 RETRY = "llm.retry"

@@ -26,7 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 import structlog
 
 from prismq_llmtools import events
-from prismq_llmtools.aspect import Aspect, CacheHit, Pending
+from prismq_llmtools.aspect import Aspect, CacheHit, InFlight
 from prismq_llmtools.cache.flight import ABANDONED, Flight, Outcome, SingleFlight, descends_from
 from prismq_llmtools.cache.key import UnkeyableArgument, digest, function_fingerprint, normalise
 from prismq_llmtools.cache.key import key_of_arguments as _key_of_arguments
@@ -194,7 +194,7 @@ class CacheAspect(Aspect):
 
     # -- enter: lookup and single flight ------------------------------------------------
 
-    def enter(self, call: Call) -> CacheHit | Pending | None:
+    def enter(self, call: Call) -> CacheHit | InFlight | None:
         if not self.settings.cache_enabled:
             return None
         extra = call._extra
@@ -289,7 +289,7 @@ class CacheAspect(Aspect):
             )
         return CacheHit(value)
 
-    def _lead_or_follow(self, call: Call, key: str, *, refresh: bool) -> Pending | CacheHit | None:
+    def _lead_or_follow(self, call: Call, key: str, *, refresh: bool) -> InFlight | CacheHit | None:
         flights = self._flights
         with flights.lock:
             flight = flights.get(key)
@@ -309,9 +309,9 @@ class CacheAspect(Aspect):
             self._skip(call, "recursion")
             return None
         call.extra["cache_wait"] = flight
-        return Pending(flight.future)
+        return InFlight(flight.future)
 
-    def _joined(self, call: Call, flight: Flight) -> CacheHit | Pending | None:
+    def _joined(self, call: Call, flight: Flight) -> CacheHit | InFlight | None:
         outcome = flight.future.result()
         if outcome[0] == "ok":
             self.stats["misses"] -= 1

@@ -1,6 +1,6 @@
 """Single flight: identical calls in flight at the same time make one upstream call.
 
-The first call (the leader) runs; the others get a :class:`~prismq_llmtools.aspect.Pending`
+The first call (the leader) runs; the others get a :class:`~prismq_llmtools.aspect.InFlight`
 for the leader's future, which the site's driver waits on (a thread blocks, a task awaits),
 then they take the leader's outcome: its answer, or its exception. A leader that ends
 without an answer (cancelled, or its answer cannot be cached) abandons the flight and the

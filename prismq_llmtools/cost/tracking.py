@@ -133,6 +133,10 @@ class UsageTotals:
                     totals.saved_cost_usd += call.saved_cost_usd
             else:
                 usage = call.usage
+                if call.unrecorded_usage is not None:  # untracked nested calls' usage
+                    usage = (
+                        call.unrecorded_usage if usage is None else usage + call.unrecorded_usage
+                    )
                 if usage is not None:
                     totals.input_tokens += usage.input_tokens
                     totals.cached_input_tokens += usage.cached_input_tokens
@@ -140,6 +144,7 @@ class UsageTotals:
                     totals.reasoning_tokens += usage.reasoning_tokens
                 if call.cost_usd:
                     totals.cost_usd += call.cost_usd
+                totals.cost_usd += call.unrecorded_cost_usd
             if call.retries:  # most calls: none
                 totals.retries += call.retries
             if call.rate_limited:
@@ -237,11 +242,7 @@ class CostAspect(Aspect):
 
     def finish(self, call: Call) -> None:
         (self.totals or _default_totals).record(call)
-
-    def hook(self, name: str) -> Any:
-        if name == "finish":  # the totals' own ``record``: one call less on every call
-            return (self.totals or _default_totals).record
-        return super().hook(name)
+        call.recorded = True
 
 
 def cost_tracked(

@@ -1,79 +1,35 @@
-"""The call site's core: everything a decorated function knows, and the drivers that run
-each invocation through every aspect in order.
+"""The call site's core: everything a decorated function knows (its name, aspects, settings
+and statistics).
 
 Each decorator of ours adds an aspect to the same site (ONE wrapt wrapper per decorated
-function: :class:`~prismq_llmtools.site.wrapper.Site`), so stacking six
-decorators costs one wrapper and one :class:`~prismq_llmtools.call.Call` per invocation,
-and the phase order (see :mod:`prismq_llmtools.aspect`) never depends on stacking order.
-The algorithm is written twice, as a sync and an async driver that differ only in how they
-wait and call the function (a generator shared by both cost more than any phase). Hooks
-never wait: they return waits the drivers carry out.
+function: :class:`~prismq_llmtools.site.wrapper.Site`), so stacking six decorators costs one
+wrapper and one :class:`~prismq_llmtools.call.Call` per invocation, and the phase order (see
+:mod:`prismq_llmtools.aspect`) never depends on stacking order. Each invocation runs the one
+algorithm of :mod:`prismq_llmtools.site.flow` through a driver of
+:mod:`prismq_llmtools.site.drivers`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import json
-import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import wait as wait_for_futures
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import structlog
-
-from prismq_llmtools import events
-from prismq_llmtools.aspect import Aspect, CacheHit, Pending
+from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Call, Request, current_call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
-from prismq_llmtools.events import logging_state as _logging_state
-from prismq_llmtools.pricing import cost_call
+from prismq_llmtools.pricing import UnknownPrice
 from prismq_llmtools.site.binding import Binder
-from prismq_llmtools.site.observe import resolve_usage
+from prismq_llmtools.site.flow import Hooks
 from prismq_llmtools.site.request import API_PARAMETERS, request_from_arguments, request_from_body
 
 __all__ = ["RequestExtractor", "SiteCore"]
 
 RequestExtractor = Callable[[dict[str, Any]], "Request | Mapping[str, Any] | None"]
 """Builds the request from the bound arguments: a :class:`Request`, a JSON body, or None."""
-
-
-class _Hooks:
-    """A site's hooks per phase, for its aspects' current settings (rebuilt when they change).
-
-    An invocation keeps the hooks it started with, so a settings change in mid-call never
-    skips the clean-up of a phase that already ran (a cache flight, a budget reservation).
-    """
-
-    __slots__ = (
-        "after_attempt",
-        "before_attempt",
-        "enter",
-        "finish",
-        "leave",
-        "reserve",
-        "retry",
-        "settle",
-    )
-
-    def __init__(self, aspects: Sequence[Aspect]) -> None:
-        active = [(aspect, aspect.active_hooks()) for aspect in aspects]
-
-        def hooks(name: str) -> tuple[Any, ...]:
-            return tuple(aspect.hook(name) for aspect, names in active if name in names)
-
-        self.enter = hooks("enter")
-        self.reserve = hooks("reserve")
-        self.before_attempt = hooks("before_attempt")
-        self.after_attempt = hooks("after_attempt")
-        self.settle = hooks("settle")
-        self.leave = hooks("leave")
-        self.finish = hooks("finish")
-        retriers = [aspect for aspect, names in active if "retry_delay" in names]
-        self.retry: Aspect | None = retriers[0] if retriers else None
 
 
 class SiteCore:
@@ -104,9 +60,9 @@ class SiteCore:
         self.clock: Clock = system_clock
         self.owns_retries = False
         self.cost_policy: Any = None
+        self._instrumented = False
         self.calls = 0
         self.errors = 0
-        self._needs_request = False
         self._rebuild_lock = threading.Lock()
         self._rebuild()
 
@@ -141,7 +97,6 @@ class SiteCore:
         """Site-level defaults given by a decorator's arguments."""
         if request is not None:
             self.request_extractor = request
-            self._needs_request = True
         if model is not None:
             self._base_model = self.default_model = model
         if operation is not None:
@@ -206,18 +161,8 @@ class SiteCore:
 
     def _rebuild(self) -> None:
         with self._rebuild_lock:  # rebuilt from several threads: the last one sees all changes
-            self._hooks = _Hooks(self.aspects)
-            self.owns_retries = self._hooks.retry is not None
-            self._needs_request = self.request_extractor is not None or any(
-                a.needs_request for a in self.aspects
-            )
-            # Whether the request must be discovered before the call even without keyword
-            # arguments: only parameters, an extractor or a default model can describe one.
-            self._finds_request = self._needs_request and (
-                not self._plain_parameters
-                or self.request_extractor is not None
-                or self.default_model is not None
-            )
+            self.hooks = Hooks(self.aspects)
+            self.owns_retries = self.hooks.retry is not None
 
     # -- per invocation ------------------------------------------------------------
 
@@ -247,275 +192,28 @@ class SiteCore:
             request = request_from_arguments(bound, default_model=self.default_model)
         return request
 
+    @property
+    def unknown_price(self) -> UnknownPrice:
+        """What costing does for a model with no known price (``@cost_tracked``'s setting)."""
+        policy = self.cost_policy
+        return "estimate" if policy is None else policy.settings.unknown_price
+
+    def instrument_client(self) -> None:
+        """Observe the openai client's requests, once openai has been imported by anyone
+        (importing prismq_llmtools or decorating a function never imports openai itself)."""
+        if self._instrumented:
+            return
+        from prismq_llmtools.openai import boundary
+
+        if boundary.auto_instrument:
+            boundary.instrument()
+        self._instrumented = True
+
     def new_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """A Call for an invocation of this site made outside its drivers (batch planning)."""
         parent = current_call.get()
         operation = self.operation if parent is None else f"{parent.operation}/{self.operation}"
         return Call(self.name, operation, args, kwargs, parent, self.owns_retries)
-
-    # -- drivers -------------------------------------------------------------------
-    #
-    # One algorithm, two drivers: ``run_sync`` and ``run_async`` are the same phases in
-    # the same order (see prismq_llmtools.aspect); they differ only in how they wait
-    # (sleep or await) and call the function. Hooks never wait themselves, so everything
-    # between the waits is shared (``_failed_attempt``, ``_defer``, ``_complete``).
-
-    def run_sync(self, wrapped: Any, instance: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """One invocation of a sync function through every aspect."""
-        if not _boundary.ready and "openai._base_client" in sys.modules:
-            _boundary.maybe_instrument()
-        hooks = self._hooks  # kept for the whole call, whatever settings change meanwhile
-        clock = self.clock
-        parent = current_call.get()
-        call = Call(
-            self.name,
-            self.operation if parent is None else f"{parent.operation}/{self.operation}",
-            args,
-            kwargs,
-            parent,
-            self.owns_retries,
-        )
-        call.started = clock.now()
-        if instance is not None:
-            call.instance = instance
-        token = current_call.set(call)
-        result: Any = None
-        logging_on: bool | None = None  # asked once per call (not for free)
-        try:
-            if self._finds_request or (kwargs and self._needs_request):
-                call.request = self.discover_request(call, instance)
-            hit: CacheHit | Pending | None = None
-            if hooks.enter:
-                for enter in hooks.enter:
-                    hit = enter(call)
-                    while isinstance(hit, Pending):  # single flight: an identical call is running
-                        wait_for_futures((hit.future,))
-                        hit = enter(call)
-                    if hit is not None:
-                        result = hit.value
-                        break
-            if hit is None:
-                if hooks.reserve:  # (here and below: an empty loop costs more than a test)
-                    for reserve in hooks.reserve:
-                        reserve(call)
-                while True:  # one attempt per turn
-                    call.attempts += 1
-                    if hooks.before_attempt:
-                        try:
-                            for before in hooks.before_attempt:
-                                wait = before(call)
-                                while wait > 0:
-                                    call.wait_s += wait
-                                    clock.sleep(wait)
-                                    wait = before(call)
-                        except BaseException as exc:  # a refusal, or interrupted waiting
-                            self._interrupted(call, hooks, exc)
-                            raise
-                    started = clock.now()
-                    try:  # call.args/kwargs: an aspect may have rewritten them (truncation)
-                        result = wrapped(*call.args, **call.kwargs)
-                    except Exception as exc:
-                        delay = self._failed_attempt(call, hooks, exc, clock.now() - started)
-                        if delay is None:
-                            raise
-                        if delay > 0:
-                            clock.sleep(delay)
-                        continue
-                    except BaseException as exc:  # cancelled or interrupted: no retry
-                        self._interrupted(call, hooks, exc)
-                        raise
-                    if hooks.after_attempt:
-                        for after in hooks.after_attempt:
-                            after(call, None)
-                    if hooks.retry is not None:
-                        logging_on = _logging_state.is_configured
-                        if logging_on:
-                            _emit_attempt(call, clock.now() - started, None)
-                    break
-            call.outcome = "ok"
-            return result
-        except BaseException as exc:
-            call.outcome = "error"
-            call.error = exc
-            raise
-        finally:
-            current_call.reset(token)
-            if type(result).__module__ == "builtins" or not self._defer(call, hooks, result):
-                self._complete(call, hooks, result, instance, logging_on)
-
-    async def run_async(self, wrapped: Any, instance: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """One invocation of an async function through every aspect (see ``run_sync``)."""
-        if not _boundary.ready and "openai._base_client" in sys.modules:
-            _boundary.maybe_instrument()
-        hooks = self._hooks
-        clock = self.clock
-        parent = current_call.get()
-        call = Call(
-            self.name,
-            self.operation if parent is None else f"{parent.operation}/{self.operation}",
-            args,
-            kwargs,
-            parent,
-            self.owns_retries,
-        )
-        call.started = clock.now()
-        if instance is not None:
-            call.instance = instance
-        token = current_call.set(call)
-        result: Any = None
-        logging_on: bool | None = None  # asked once per call (not for free)
-        try:
-            if self._finds_request or (kwargs and self._needs_request):
-                call.request = self.discover_request(call, instance)
-            hit: CacheHit | Pending | None = None
-            if hooks.enter:
-                for enter in hooks.enter:
-                    hit = enter(call)
-                    while isinstance(hit, Pending):
-                        await asyncio.wait((asyncio.wrap_future(hit.future),))
-                        hit = enter(call)
-                    if hit is not None:
-                        result = hit.value
-                        break
-            if hit is None:
-                if hooks.reserve:
-                    for reserve in hooks.reserve:
-                        reserve(call)
-                while True:
-                    call.attempts += 1
-                    if hooks.before_attempt:
-                        try:
-                            for before in hooks.before_attempt:
-                                wait = before(call)
-                                while wait > 0:
-                                    call.wait_s += wait
-                                    await clock.asleep(wait)
-                                    wait = before(call)
-                        except BaseException as exc:  # a refusal, or interrupted waiting
-                            self._interrupted(call, hooks, exc)
-                            raise
-                    started = clock.now()
-                    try:
-                        result = await wrapped(*call.args, **call.kwargs)
-                    except Exception as exc:
-                        delay = self._failed_attempt(call, hooks, exc, clock.now() - started)
-                        if delay is None:
-                            raise
-                        if delay > 0:
-                            await clock.asleep(delay)
-                        continue
-                    except BaseException as exc:  # cancelled or interrupted: no retry
-                        self._interrupted(call, hooks, exc)
-                        raise
-                    if hooks.after_attempt:
-                        for after in hooks.after_attempt:
-                            after(call, None)
-                    if hooks.retry is not None:
-                        logging_on = _logging_state.is_configured
-                        if logging_on:
-                            _emit_attempt(call, clock.now() - started, None)
-                    break
-            call.outcome = "ok"
-            return result
-        except BaseException as exc:
-            call.outcome = "error"
-            call.error = exc
-            raise
-        finally:
-            current_call.reset(token)
-            if type(result).__module__ == "builtins" or not self._defer(call, hooks, result):
-                self._complete(call, hooks, result, instance, logging_on)
-
-    def _interrupted(self, call: Call, hooks: _Hooks, exc: BaseException) -> None:
-        """Tell the attempt's aspects it ended with ``exc`` (every attempt begun hears how
-        it ended, so an admission made for it is never left in flight)."""
-        for after in hooks.after_attempt:
-            after(call, exc)
-
-    def _failed_attempt(
-        self, call: Call, hooks: _Hooks, exc: Exception, duration_s: float
-    ) -> float | None:
-        """Feedback and the retry decision after a failed attempt: a wait, or None to raise."""
-        for after in hooks.after_attempt:
-            after(call, exc)
-        retry = hooks.retry
-        if retry is None:
-            return None
-        delay = retry.retry_delay(call, exc)
-        if structlog.is_configured():
-            _emit_attempt(call, duration_s, exc)
-        if delay is None:
-            return None
-        call.retries += 1
-        call.wait_s += delay
-        events.emit(
-            call,
-            events.RETRY,
-            level="warning",
-            attempt=call.attempts,
-            wait_s=round(delay, 6),
-            error_type=type(exc).__name__,
-            status_code=getattr(exc, "status_code", None),
-        )
-        return delay
-
-    def _defer(self, call: Call, hooks: _Hooks, result: Any) -> bool:
-        """Whether the call ends later, when the stream it returned ends."""
-        if call.outcome != "ok":
-            return False
-        state = _pending_stream_state(result)
-        instance = call.instance
-        return state is not None and bool(
-            state.on_done(lambda: self._complete(call, hooks, result, instance))
-        )
-
-    def _complete(
-        self,
-        call: Call,
-        hooks: _Hooks,
-        result: Any,
-        instance: Any,
-        logging_on: bool | None = None,
-    ) -> None:
-        self.calls += 1
-        outcome = call.outcome
-        if outcome == "error":
-            self.errors += 1
-        if logging_on is None:
-            logging_on = _logging_state.is_configured
-        request = call.request
-        if request is None and logging_on:
-            request = call.request = self.discover_request(call, instance)
-        if call.usage_source is None and (
-            request is not None
-            or call.observed_requests
-            or call._extra is not None
-            or type(result).__module__ != "builtins"
-            # As when the rate limiter kept its admission in ``call.extra``: the result of
-            # an admitted call is read even when it is a plain dict (with ``usage``).
-            or (call.admission is not None and type(result) is dict)
-        ):  # else nothing could carry usage: skip the call
-            resolve_usage(call, result)
-        if call.usage is not None:
-            policy = self.cost_policy
-            cost_call(call, unknown=policy.settings.unknown_price if policy else "estimate")
-        if hooks.settle:  # (an empty loop costs more than the test)
-            for settle in hooks.settle:
-                settle(call)
-        if hooks.leave and outcome == "ok":
-            for leave in hooks.leave:
-                leave(call, result)
-        if hooks.finish:
-            for finish in hooks.finish:
-                finish(call)
-        call.duration_s = self.clock.now() - call.started
-        if call.parent is not None:
-            call.roll_up_into_parent()
-        if logging_on:
-            if self.log_content:
-                events.emit_call(call, **_content_fields(call, result))
-            else:
-                events.emit_call(call)
 
     # -- introspection -------------------------------------------------------------
 
@@ -543,62 +241,3 @@ class SiteCore:
     def __repr__(self) -> str:
         kinds = ", ".join(a.kind for a in self.aspects)
         return f"<site {self.name} [{kinds}]>"
-
-
-class _Boundary:
-    """Installs the openai client instrumentation once openai has been imported by anyone.
-
-    Checked at each call until installed (a dict lookup), so importing prismq_llmtools
-    or decorating a function never imports openai itself.
-    """
-
-    __slots__ = ("ready",)
-
-    def __init__(self) -> None:
-        self.ready = False
-
-    def maybe_instrument(self) -> None:
-        from prismq_llmtools.openai import boundary
-
-        if boundary.auto_instrument:
-            boundary.instrument()
-        self.ready = True
-
-
-_boundary = _Boundary()
-
-
-def _pending_stream_state(result: Any) -> Any:
-    streams = sys.modules.get("prismq_llmtools.openai.streams")
-    if streams is None:
-        return None
-    if type(result) in (streams.ObservedStream, streams.ObservedAsyncStream):
-        return result._self_state
-    return None
-
-
-def _content_fields(call: Call, result: Any) -> dict[str, Any]:
-    """Prompt and completion text, for sites that opted in with ``log_content``."""
-    fields: dict[str, Any] = {}
-    body = call.request.body if call.request is not None else {}
-    for key in ("messages", "input", "prompt", "instructions"):
-        if key in body:
-            fields["gen_ai.prompt"] = json.dumps(body[key], default=str, ensure_ascii=False)
-            break
-    if isinstance(result, str):
-        fields["gen_ai.completion"] = result
-    return fields
-
-
-def _emit_attempt(call: Call, duration_s: float, error: BaseException | None) -> None:
-    events.emit(
-        call,
-        events.ATTEMPT,
-        level="info" if error is None else "warning",
-        attempt=call.attempts,
-        outcome="ok" if error is None else "error",
-        error_type=type(error).__name__ if error is not None else None,
-        status_code=getattr(error, "status_code", None),
-        duration_s=round(duration_s, 6),
-        possibly_billed=call.possibly_billed or None,
-    )

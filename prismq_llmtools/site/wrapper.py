@@ -1,13 +1,8 @@
 """The decorated function itself: a wrapt proxy of the function whose calls run through its
-:class:`~prismq_llmtools.site.core.SiteCore`.
-
-Kept apart from the core, which is compiled (see the README's "Speed"): it subclasses wrapt's
-proxies and makes a class per site, which stay interpreted Python.
-"""
+:class:`~prismq_llmtools.site.core.SiteCore` and one of the two drivers."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +10,7 @@ import wrapt
 
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.site.core import SiteCore
+from prismq_llmtools.site.drivers import run_async, run_sync
 
 __all__ = ["Site", "site_for"]
 
@@ -46,20 +42,17 @@ class Site(wrapt.FunctionWrapper[..., Any]):
     __bound_function_wrapper__ = _BoundSite
 
     def __init__(self, wrapped: Any, core: SiteCore) -> None:
-        run = core.run_async if core.is_async else core.run_sync
+        if core.is_async:
 
-        def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            return run(wrapped, instance, *args, **kwargs)  # wrapt's calling convention
+            def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+                return run_async(core, wrapped, instance, args, kwargs)
+        else:
+
+            def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+                return run_sync(core, wrapped, instance, args, kwargs)
 
         super().__init__(wrapped, wrapper)
         self._self_core = core
-        # wrapt's own __call__ asks the wrapped function for ``__self__`` at every call (an
-        # AttributeError, i.e. an exception, for a plain function: a third of the cost of a
-        # call). The answer never changes, so it is asked once, here.
-        instance = None
-        if self._self_binding in ("function", "instancemethod", "classmethod", "callable"):
-            instance = getattr(wrapped, "__self__", None)
-        self._self_call = functools.partial(run, wrapped, instance)  # see _new_site
 
     @property
     def llm(self) -> SiteCore:
@@ -94,22 +87,4 @@ def site_for(func: Any, *, name: str | None = None) -> Site:
         return func
     if not callable(func) and not isinstance(func, classmethod | staticmethod):
         raise ConfigurationError(f"cannot decorate {func!r}: it is not callable")
-    return _new_site(func, SiteCore(func, name=name))
-
-
-def _new_site(func: Any, core: SiteCore) -> Site:
-    """A :class:`Site` of a class of its own, whose ``__call__`` is the site's driver.
-
-    Reading an attribute of a wrapt proxy is slow (~0.15 us, a tenth of a bare site's
-    cost), and so is a Python-level ``__call__``: the class's ``__call__`` is the driver
-    itself, its function and instance bound in a ``functools.partial`` (which, having no
-    ``__get__``, is called without the site).
-    """
-
-    class OwnSite(Site):
-        __slots__ = ()
-
-    OwnSite.__name__ = OwnSite.__qualname__ = "Site"
-    site = OwnSite(func, core)
-    OwnSite.__call__ = site._self_call  # type: ignore[method-assign]
-    return site
+    return Site(func, SiteCore(func, name=name))

@@ -380,8 +380,7 @@ def test_calls_are_attributed_to_items_only_while_items_run(
 
     def batch_hook_active() -> bool:
         return any(
-            getattr(hook, "__func__", None) is BatchAspect.finish
-            for hook in title.llm._hooks.finish
+            getattr(hook, "__func__", None) is BatchAspect.finish for hook in title.llm.hooks.finish
         )
 
     assert not batch_hook_active()

@@ -144,23 +144,3 @@ def test_prompt_and_completion_are_logged_only_when_the_site_opts_in(
     line = [e for e in events if e["event"] == "llm.call"][-1]
     assert "private words" in line["gen_ai.prompt"]
     assert line["gen_ai.completion"] == "Hello there"
-
-
-def test_the_logging_flag_follows_structlog(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sites read structlog's own flag: it follows configure and reset_defaults, and when
-    structlog's layout is not the one expected, the stand-in asks structlog itself."""
-    from prismq_llmtools import events
-
-    structlog.reset_defaults()
-    assert events.logging_state.is_configured is False
-    structlog.configure(processors=[])
-    assert events.logging_state.is_configured is True
-    structlog.reset_defaults()
-    assert events.logging_state.is_configured is False
-
-    monkeypatch.setattr(structlog._config, "_CONFIG", object())
-    stand_in = events._structlog_config()
-    monkeypatch.undo()
-    assert isinstance(stand_in, events._AskStructlog)
-    monkeypatch.setattr(structlog, "is_configured", lambda: True)
-    assert stand_in.is_configured is True

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from prismq_llmtools import Usage, cost_tracked, usage_totals
+from prismq_llmtools import Usage, cost_tracked, retried, usage_totals
 from prismq_llmtools.cost import cost_of
 from prismq_llmtools.pricing import price_table
 from tests.core.fakes import Script, chat_body, client, ok
@@ -145,3 +145,30 @@ def test_totals_split_at_utc_midnight_and_forget_on_reset() -> None:
     call.outcome = "ok"
     totals.record(call, when=midnight)
     assert totals.total().calls == 1
+
+
+def test_an_untracked_nested_call_counts_once_in_its_tracked_ancestor() -> None:
+    """A tracked pipeline records what an untracked decorated helper used, whichever
+    decorators the helper carries, and a tracked helper's usage is not counted twice."""
+    api = client(lambda _request: ok(chat_body(prompt_tokens=12, completion_tokens=3)))
+
+    def ask() -> str:
+        answer = api.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+        return answer.choices[0].message.content or ""
+
+    untracked = retried(attempts=2)(ask)
+    tracked = cost_tracked(operation="helper")(ask)
+
+    @cost_tracked(operation="pipeline")
+    def pipeline() -> None:
+        untracked()
+        tracked()
+
+    pipeline()
+    by_operation = usage_totals().by_operation(rollup=False)
+    assert by_operation["pipeline"].input_tokens == 12  # the untracked helper's request
+    assert by_operation["pipeline/helper"].input_tokens == 12
+    assert usage_totals().total().input_tokens == 24
+    assert usage_totals().by_operation()["pipeline"].input_tokens == 24

@@ -1,0 +1,270 @@
+"""The one phase algorithm of an invocation, written once for both drivers.
+
+:func:`invocation` is a generator that runs the aspects' hooks in their fixed order (see
+:mod:`prismq_llmtools.aspect`) and yields what it needs done: run the function once
+(:data:`RUN`), wait a number of seconds (:class:`Sleep`), or wait for an identical call in
+flight (:class:`AwaitFlight`). The sync driver carries these out by calling and sleeping,
+the async driver by awaiting (:mod:`prismq_llmtools.site.drivers`); the algorithm itself
+never blocks, so both paths are the same code (the idea of tenacity's ``Retrying.iter`` and
+httpx's ``auth_flow``).
+
+The driver sends back what happened: the function's result or the exception it raised
+(:class:`Failed`), including ``KeyboardInterrupt`` or a cancellation during a wait, so every
+attempt begun hears how it ended. The generator ends by returning :class:`Returned` or
+:class:`Raised`; the driver returns or raises it. It never raises the function's exception
+itself: a generator may not raise ``StopIteration``, and a function may.
+
+:func:`finish` is the end of every invocation, successful or not: usage, cost, settlement,
+statistics and the ``llm.call`` line. It reads nothing about logging or about which aspects
+are present to decide usage or cost: those come from what happened, alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import structlog
+
+from prismq_llmtools import events
+from prismq_llmtools.aspect import CacheHit, InFlight
+from prismq_llmtools.call import Call
+from prismq_llmtools.pricing import cost_call
+from prismq_llmtools.site.observe import resolve_usage
+
+if TYPE_CHECKING:
+    from prismq_llmtools.aspect import Aspect
+    from prismq_llmtools.site.core import SiteCore
+
+__all__ = [
+    "RUN",
+    "Action",
+    "AwaitFlight",
+    "Failed",
+    "Hooks",
+    "Raised",
+    "Returned",
+    "Run",
+    "Sleep",
+    "finish",
+    "invocation",
+]
+
+
+# -- what the algorithm asks of a driver ------------------------------------------------
+
+
+class Run:
+    """Call the function once with ``call.args`` and ``call.kwargs``; send back its result."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RUN"
+
+
+RUN: Final = Run()
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait ``seconds`` (sleep or ``await``), then send back ``None``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitFlight:
+    """Wait until ``future`` (an identical call in flight) is done, then send back ``None``."""
+
+    future: Future[Any]
+
+
+Action = Run | Sleep | AwaitFlight
+
+
+# -- what a driver sends back, and how the algorithm ends ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The action raised ``error`` (the function failed, or a wait was interrupted)."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Returned:
+    """The invocation's result."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Raised:
+    """The invocation ends by raising ``error``."""
+
+    error: BaseException
+
+
+Flow = Generator[Action, Any, "Returned | Raised"]
+
+
+class Hooks:
+    """A site's hooks per phase, for its aspects' current settings (rebuilt when they change).
+
+    An invocation keeps the hooks it started with, so a settings change in mid-call never
+    skips the clean-up of a phase that already ran (a cache flight, a budget reservation).
+    """
+
+    __slots__ = (
+        "after_attempt",
+        "before_attempt",
+        "enter",
+        "finish",
+        "leave",
+        "reserve",
+        "retry",
+        "settle",
+    )
+
+    def __init__(self, aspects: Sequence[Aspect]) -> None:
+        active = [(aspect, aspect.active_hooks()) for aspect in aspects]
+
+        def hooks(name: str) -> tuple[Any, ...]:
+            return tuple(getattr(aspect, name) for aspect, names in active if name in names)
+
+        self.enter = hooks("enter")
+        self.reserve = hooks("reserve")
+        self.before_attempt = hooks("before_attempt")
+        self.after_attempt = hooks("after_attempt")
+        self.settle = hooks("settle")
+        self.leave = hooks("leave")
+        self.finish = hooks("finish")
+        retriers = [aspect for aspect, names in active if "retry_delay" in names]
+        self.retry: Aspect | None = retriers[0] if retriers else None
+
+
+# -- the algorithm ------------------------------------------------------------------------
+
+
+def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
+    """Enter, reserve, then attempts until one succeeds or the retry decision gives up."""
+    for enter in hooks.enter:
+        found = enter(call)
+        while isinstance(found, InFlight):  # single flight: an identical call is running
+            answer = yield AwaitFlight(found.future)
+            if isinstance(answer, Failed):  # interrupted while waiting: no attempt begun
+                return Raised(answer.error)
+            found = enter(call)
+        if isinstance(found, CacheHit):
+            return Returned(found.value)
+    for reserve in hooks.reserve:
+        reserve(call)
+    clock = site.clock
+    while True:  # one attempt per turn
+        call.attempts += 1
+        try:
+            for before in hooks.before_attempt:
+                wait = before(call)
+                while wait > 0:
+                    call.wait_s += wait
+                    answer = yield Sleep(wait)
+                    if isinstance(answer, Failed):  # interrupted while waiting
+                        raise answer.error
+                    wait = before(call)
+        except BaseException as exc:  # a refusal, or interrupted waiting
+            _attempt_ended(call, hooks, exc)
+            raise
+        started = clock.now()
+        outcome = yield RUN
+        if not isinstance(outcome, Failed):
+            _attempt_ended(call, hooks, None)
+            if hooks.retry is not None:
+                _emit_attempt(call, clock.now() - started, None)
+            return Returned(outcome)
+        error = outcome.error
+        _attempt_ended(call, hooks, error)
+        if not isinstance(error, Exception) or hooks.retry is None:
+            return Raised(error)  # cancelled or interrupted: never retried
+        delay = hooks.retry.retry_delay(call, error)
+        _emit_attempt(call, clock.now() - started, error)
+        if delay is None:
+            return Raised(error)
+        call.retries += 1
+        call.wait_s += delay
+        events.emit(
+            call,
+            events.RETRY,
+            level="warning",
+            attempt=call.attempts,
+            wait_s=round(delay, 6),
+            error_type=type(error).__name__,
+            status_code=getattr(error, "status_code", None),
+        )
+        if delay > 0:
+            answer = yield Sleep(delay)
+            if isinstance(answer, Failed):
+                return Raised(answer.error)
+
+
+def _attempt_ended(call: Call, hooks: Hooks, error: BaseException | None) -> None:
+    """Tell the attempt's aspects how it ended (so an admission made for it is never left
+    in flight)."""
+    for after in hooks.after_attempt:
+        after(call, error)
+
+
+def finish(site: SiteCore, call: Call, hooks: Hooks, result: Any) -> None:
+    """Decide usage and cost from what happened, then settle, store, count and log."""
+    site.calls += 1
+    if call.outcome == "error":
+        site.errors += 1
+    resolve_usage(call, result)
+    if call.usage is not None:
+        cost_call(call, unknown=site.unknown_price)
+    for settle in hooks.settle:
+        settle(call)
+    if call.outcome == "ok":
+        for leave in hooks.leave:
+            leave(call, result)
+    for end in hooks.finish:
+        end(call)
+    call.duration_s = site.clock.now() - call.started
+    call.roll_up_into_parent()
+    if site.log_content:
+        events.emit_call(call, **_content_fields(call, result))
+    else:
+        events.emit_call(call)
+
+
+def _content_fields(call: Call, result: Any) -> dict[str, Any]:
+    """Prompt and completion text, for sites that opted in with ``log_content``."""
+    fields: dict[str, Any] = {}
+    body = call.request.body if call.request is not None else {}
+    for key in ("messages", "input", "prompt", "instructions"):
+        if key in body:
+            fields["gen_ai.prompt"] = json.dumps(body[key], default=str, ensure_ascii=False)
+            break
+    if isinstance(result, str):
+        fields["gen_ai.completion"] = result
+    return fields
+
+
+def _emit_attempt(call: Call, duration_s: float, error: BaseException | None) -> None:
+    if not structlog.is_configured():
+        return
+    events.emit(
+        call,
+        events.ATTEMPT,
+        level="info" if error is None else "warning",
+        attempt=call.attempts,
+        outcome="ok" if error is None else "error",
+        error_type=type(error).__name__ if error is not None else None,
+        status_code=getattr(error, "status_code", None),
+        duration_s=round(duration_s, 6),
+        possibly_billed=call.possibly_billed or None,
+    )
