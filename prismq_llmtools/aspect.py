@@ -25,18 +25,24 @@ driver waits for that call's future, then runs ``enter`` again (single flight).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
+from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.pricing import UnknownPrice
 
 if TYPE_CHECKING:
-    from prismq_llmtools.call import Call
-    from prismq_llmtools.site.core import SiteCore
+    from _typeshed import DataclassInstance
 
-__all__ = ["HOOKS", "Aspect", "CacheHit", "InFlight"]
+    from prismq_llmtools.call import Call
+
+__all__ = ["HOOKS", "Aspect", "CacheHit", "InFlight", "NoSettings", "SiteView", "UnknownPrice"]
+
+S = TypeVar("S", bound="DataclassInstance")
+
 
 HOOKS = (
     "enter",
@@ -68,27 +74,75 @@ class InFlight:
     future: Future[Any]
 
 
-class Aspect:
+@dataclass(frozen=True, slots=True)
+class NoSettings:
+    """The settings of an aspect that has none."""
+
+
+class SiteView(Protocol):
+    """What an aspect sees of the site it joined (the site core implements it)."""
+
+    @property
+    def name(self) -> str:
+        """The site's name (``module.qualname`` unless given)."""
+        ...
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        """The decorated function itself."""
+        ...
+
+    @property
+    def default_model(self) -> str | None:
+        """The model of calls whose arguments name none."""
+        ...
+
+    clock: Clock
+    """The clock the site's waits are measured and slept on (an aspect may set it)."""
+
+    def bind(self, call: Call, instance: Any) -> dict[str, Any]:
+        """The invocation's arguments by parameter name, defaults applied."""
+        ...
+
+    def refresh_hooks(self) -> None:
+        """Ask the aspects again which hooks are active (one changed its mind)."""
+        ...
+
+
+class Aspect(Generic[S]):
     """Base class of the per-decorator behaviours; every hook defaults to doing nothing.
 
     The site only calls the hooks a subclass overrides and reports active (see
-    :meth:`active_hooks`), so an unused phase costs nothing.
-    An aspect's settings are a frozen dataclass: ``base`` holds the decorator's arguments,
-    ``settings`` the effective values after the settings file, environment and runtime
-    overrides (see :mod:`prismq_llmtools.settings`).
+    :meth:`active_hooks`).
+    An aspect's settings ``S`` are a frozen dataclass: ``base`` holds the decorator's
+    arguments, ``settings`` the effective values after the settings file, environment and
+    runtime overrides (see :mod:`prismq_llmtools.settings`).
     """
 
     kind: ClassVar[str] = "aspect"
-    needs_request: ClassVar[bool] = False
-    """Whether the site must discover the request (and estimate) before ``reserve``."""
 
-    base: Any = None
-    settings: Any = None
+    def __init__(self, settings: S, *, clock: Clock | None = None) -> None:
+        self.base: S = settings
+        self.settings: S = settings
+        self.clock = clock
+        """The clock this aspect was given (tests pass a fake): it becomes the site's."""
+        self._site: SiteView | None = None
+
+    @property
+    def site(self) -> SiteView:
+        """The site this aspect joined."""
+        if self._site is None:
+            raise RuntimeError(f"@{self.kind} has not joined a site yet")
+        return self._site
+
+    def current_clock(self) -> Clock:
+        """The site's clock (this aspect's own, or the system's, before it joins one)."""
+        if self._site is not None:
+            return self._site.clock
+        return self.clock or system_clock
 
     def apply(self, overrides: Mapping[str, Any], site_name: str) -> None:
         """Set ``settings`` to ``base`` with the overrides that name its fields."""
-        if self.base is None:
-            return
         names = {f.name for f in dataclasses.fields(self.base)}
         mine = {k: v for k, v in overrides.items() if k in names}
         if not mine and self.settings is self.base:
@@ -103,8 +157,16 @@ class Aspect:
     def configured(self) -> None:
         """Called after ``settings`` changed; rebuild anything derived from them."""
 
-    def attach(self, site: SiteCore) -> None:
-        """Called once when the aspect joins ``site``."""
+    def attach(self, site: SiteView) -> None:
+        """Called once when the aspect joins ``site``: the site's clock becomes this
+        aspect's own, when it was given one."""
+        self._site = site
+        if self.clock is not None:
+            site.clock = self.clock
+
+    def unknown_price(self) -> UnknownPrice | None:
+        """What costing does for a model with no known price, if this aspect decides it."""
+        return None
 
     def enter(self, call: Call) -> CacheHit | InFlight | None:
         return None
@@ -136,8 +198,6 @@ class Aspect:
 
     def settings_view(self) -> dict[str, Any]:
         """This aspect's effective settings, for ``f.llm``."""
-        if self.settings is None:
-            return {}
         return dataclasses.asdict(self.settings)
 
     def overrides(self) -> set[str]:
@@ -148,7 +208,6 @@ class Aspect:
         """The hooks the site calls under the current settings (default: every override).
 
         An aspect whose settings make a hook a no-op (a disabled cache, a budget without
-        limits) leaves it out, so the site does not pay for calling it. The site asks again
-        whenever settings change.
+        limits) leaves it out. The site asks again whenever settings change.
         """
         return self.overrides()

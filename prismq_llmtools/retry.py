@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import tenacity
 
@@ -73,7 +73,7 @@ class wait_retry_after(tenacity.wait.wait_base):
         return float(self.fallback(retry_state))
 
 
-class RetryAspect(Aspect):
+class RetryAspect(Aspect[RetryPolicy]):
     """Decides, after each failed attempt, whether and how long to wait before the next."""
 
     kind = "retried"
@@ -87,9 +87,8 @@ class RetryAspect(Aspect):
         stop: tenacity.stop.stop_base | None,
         clock: Clock | None,
     ) -> None:
-        self.base = self.settings = policy
+        super().__init__(policy, clock=clock)
         self.classify = classify
-        self.clock = clock
         self._custom_stop = stop
         self._custom_wait = wait
         self.configured()
@@ -104,11 +103,6 @@ class RetryAspect(Aspect):
             ),
             policy.retry_after_cap_s,
         )
-
-    def attach(self, site: Any) -> None:
-        if self.clock is not None:
-            site.clock = self.clock
-        self._site = site
 
     def retry_delay(self, call: Call, error: BaseException) -> float | None:
         if not isinstance(error, Exception):
@@ -128,7 +122,7 @@ class RetryAspect(Aspect):
         delay = max(float(self._wait(state)), 0.0)
         deadline = policy.deadline_s
         if deadline is not None:
-            elapsed = self._site.clock.now() - call.started
+            elapsed = self.site.clock.now() - call.started
             if elapsed + delay > deadline:
                 return None
         return delay

@@ -115,7 +115,7 @@ class BatchPolicy:
 register_keys("batched", frozenset(BatchPolicy.__dataclass_fields__))
 
 
-class BatchAspect(Aspect):
+class BatchAspect(Aspect[BatchPolicy]):
     """Holds a site's batch settings and attributes each finished call to its batch item."""
 
     kind = "batched"
@@ -127,15 +127,11 @@ class BatchAspect(Aspect):
         split: Callable[[Any, int], Sequence[Any]] | None = None,
         count_tokens: Callable[[Any, str | None], int] | None = None,
     ) -> None:
-        self.base = self.settings = policy
+        super().__init__(policy)
         self.split = split
         self.count_tokens = count_tokens
-        self._site: SiteCore | None = None
         self._lock = threading.Lock()
         self._items_running = 0
-
-    def attach(self, site: Any) -> None:
-        self._site = site
 
     def active_hooks(self) -> set[str]:
         # Only while batch items run does a call need attributing to its item: every

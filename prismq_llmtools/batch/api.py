@@ -320,10 +320,7 @@ def run_batch_api(
                     call.outcome = "ok"
                     resolve_usage(call, answer)
                     if call.usage is not None:
-                        policy = core.cost_policy
-                        cost_call(
-                            call, unknown=policy.settings.unknown_price if policy else "estimate"
-                        )
+                        cost_call(call, unknown=core.unknown_price)
                     if cache is not None:
                         cache.store(call, answer)
                 else:

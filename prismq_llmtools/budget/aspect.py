@@ -10,17 +10,16 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from prismq_llmtools import events
 from prismq_llmtools.aspect import Aspect
+from prismq_llmtools.budget.policy import TokenBudget
 from prismq_llmtools.budget.truncate import parameter_names, replace_argument, truncate_messages
 from prismq_llmtools.call import Call, Request
-from prismq_llmtools.clock import Clock, system_clock
+from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import BudgetExceeded, StateStoreError
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.ledger import MICRO_USD, BudgetStatus, Denial
 
 if TYPE_CHECKING:
-    from prismq_llmtools.budget import TokenBudget
     from prismq_llmtools.openai.tokens import TokenEstimate
-    from prismq_llmtools.site.core import SiteCore
 
 __all__ = ["BudgetAspect"]
 
@@ -32,17 +31,14 @@ STORE_ERROR = "llm.store.error"
 _CAP_PARAMETERS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
-class BudgetAspect(Aspect):
+class BudgetAspect(Aspect[TokenBudget]):
     """Checks the prompt and reserves the worst case before the call; settles after it."""
 
     kind = "token_budgeted"
-    needs_request = True
 
     def __init__(self, budget: TokenBudget, *, registry: StateRegistry, clock: Clock | None):
-        self.base = self.settings = budget
+        super().__init__(budget, clock=clock)
         self.registry = registry
-        self.clock = clock
-        self._site: SiteCore | None = None
         self._parameters: dict[bool, tuple[list[str], set[str]]] = {}
         self.configured()
 
@@ -52,11 +48,6 @@ class BudgetAspect(Aspect):
         self._prices = any(line.unit == "usd" for line in self._lines)
         self._store: StateStore | None = None
         self._generation = -1
-
-    def attach(self, site: Any) -> None:
-        if self.clock is not None:
-            site.clock = self.clock
-        self._site = site
 
     def active_hooks(self) -> set[str]:
         budget: TokenBudget = self.settings
@@ -89,7 +80,7 @@ class BudgetAspect(Aspect):
                 self._scope(call),
                 self._lines,
                 amounts,
-                clock=self._clock(),
+                clock=self.current_clock(),
                 reservation_id=call.call_id,
                 ttl_s=budget.reservation_ttl_s,
             ),
@@ -108,7 +99,7 @@ class BudgetAspect(Aspect):
         crossings = self._guarded(
             call,
             lambda store: store.settle(
-                self._scope(call), self._lines, call.call_id, actual, clock=self._clock()
+                self._scope(call), self._lines, call.call_id, actual, clock=self.current_clock()
             ),
         )
         for crossing in crossings or ():
@@ -128,7 +119,7 @@ class BudgetAspect(Aspect):
         """Every budget line of this site's scope, now."""
         scope = self._scope(None)
         found = self._guarded(
-            None, lambda store: store.budget_status(scope, self._lines, clock=self._clock())
+            None, lambda store: store.budget_status(scope, self._lines, clock=self.current_clock())
         )
         return list(found or ())
 
@@ -268,10 +259,6 @@ class BudgetAspect(Aspect):
         if found is None and site is not None:
             found = self._parameters[bound] = parameter_names(site.func, bound=bound)
         return found or ([], set())
-
-    def _clock(self) -> Clock:
-        site = self._site
-        return site.clock if site is not None else (self.clock or system_clock)
 
     def _guarded(self, call: Call | None, action: Callable[[StateStore], Any]) -> Any:
         """Run a store operation under the unreachable-store policy (``None`` if allowed)."""

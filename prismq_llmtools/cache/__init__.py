@@ -83,7 +83,7 @@ _MEMORY_MAX_BLOB = 1 << 20  # larger answers are served from disk only
 _SECRET_BYTES = re.compile(rb"sk-[A-Za-z0-9_\-]{16,}|Bearer\s+[A-Za-z0-9._\-]{8,}")
 
 
-class CacheAspect(Aspect):
+class CacheAspect(Aspect[CachePolicy]):
     """Looks answers up in ``enter`` and stores them in ``leave``."""
 
     kind = "cached"
@@ -98,13 +98,11 @@ class CacheAspect(Aspect):
         compress: bool | int = False,
         clock: Clock | None = None,
     ) -> None:
-        self.base = self.settings = policy
+        super().__init__(policy, clock=clock)
         self._key_function = key
         self._when = when
         self._backend = backend
         self._compress = compress
-        self._clock = clock
-        self._site: Any = None
         self._lock = threading.Lock()
         self._flights = SingleFlight()
         self._identity: str | None = None
@@ -114,11 +112,6 @@ class CacheAspect(Aspect):
         self.stats = {"hits": 0, "misses": 0, "skipped": 0, "stores": 0, "corrupt": 0}
 
     # -- configuration ------------------------------------------------------------------
-
-    def attach(self, site: Any) -> None:
-        self._site = site
-        if self._clock is not None:
-            site.clock = self._clock
 
     def active_hooks(self) -> set[str]:
         return self.overrides() if self.settings.cache_enabled else set()
@@ -135,7 +128,7 @@ class CacheAspect(Aspect):
             return identity, disk
         with self._lock:
             policy: CachePolicy = self.settings
-            site = self._site
+            site = self.site
             if self._identity is None:
                 self._identity = digest(
                     (
@@ -170,7 +163,7 @@ class CacheAspect(Aspect):
             arguments = dict(bound) if instance is None else {**bound, "self": instance}
             return digest((identity, normalise(self._key_function(arguments))))
         # the site's default model is configurable: a different model is a different answer
-        model = self._site.default_model
+        model = self.site.default_model
         if model is not None and "model" not in bound:
             bound = {**bound, "model": model}
         return _key_of_arguments(identity, bound, instance)
@@ -204,7 +197,7 @@ class CacheAspect(Aspect):
         if mode == "bypass":
             self._skip(call, "bypass_cache")
             return None
-        bound = self._site.bind(call, call.instance)
+        bound = self.site.bind(call, call.instance)
         if bound.get("stream") is True:
             self._skip(call, "stream")
             return None
@@ -265,7 +258,7 @@ class CacheAspect(Aspect):
         return ttl is not None and self._now() - entry.created > ttl
 
     def _now(self) -> float:
-        return float(self._site.clock.wall().timestamp())
+        return float(self.site.clock.wall().timestamp())
 
     def _hit(
         self, call: Call, entry: Entry, blob: bytes | None, layer: str, *, fresh: bool = False
@@ -370,7 +363,7 @@ class CacheAspect(Aspect):
         """
         if not self.settings.cache_enabled:
             return False, None
-        bound = self._site.bind(call, call.instance)
+        bound = self.site.bind(call, call.instance)
         if self._when is not None and not self._when(bound):
             return False, None
         try:

@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Call
 from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.pricing import UnknownPrice
 from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
@@ -36,7 +37,7 @@ class CostPolicy:
             price, plus an ``llm.price.unknown`` warning), ``zero`` (also warned), or ``raise``.
     """
 
-    unknown_price: str = "estimate"
+    unknown_price: UnknownPrice = "estimate"
 
     def __post_init__(self) -> None:
         if self.unknown_price not in _UNKNOWN_PRICE:
@@ -228,17 +229,17 @@ def usage_totals() -> UsageTotals:
     return _default_totals
 
 
-class CostAspect(Aspect):
+class CostAspect(Aspect[CostPolicy]):
     """Costs each call from its actual usage and records it in the totals."""
 
     kind = "cost_tracked"
 
     def __init__(self, policy: CostPolicy, totals: UsageTotals | None) -> None:
-        self.base = self.settings = policy
+        super().__init__(policy)
         self.totals = totals
 
-    def attach(self, site: Any) -> None:
-        site.cost_policy = self
+    def unknown_price(self) -> UnknownPrice:
+        return self.settings.unknown_price
 
     def finish(self, call: Call) -> None:
         (self.totals or _default_totals).record(call)
@@ -248,7 +249,7 @@ class CostAspect(Aspect):
 def cost_tracked(
     operation: str | None = None,
     *,
-    unknown_price: str = "estimate",
+    unknown_price: UnknownPrice = "estimate",
     totals: UsageTotals | None = None,
     model: str | None = None,
     name: str | None = None,

@@ -10,121 +10,21 @@ corrects the buckets (see :mod:`prismq_llmtools.ratelimit.feedback`); the aspect
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from prismq_llmtools.clock import Clock
-from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.ratelimit.aspect import KeyFunction, RateLimitAspect
+from prismq_llmtools.ratelimit.policy import Count, RateLimit, Reconcile, StoreErrorPolicy
 from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
-from prismq_llmtools.stores import StateRegistry, check_store_url, default_registry
-from prismq_llmtools.stores.bucket import BucketSpec
+from prismq_llmtools.stores import StateRegistry, default_registry
 from prismq_llmtools.types import LLMFunction
 
 __all__ = ["RateLimit", "rate_limited"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-Reconcile = Literal["server", "refund"]
-Count = Literal["max", "tokens", "chars"]
-StoreErrorPolicy = Literal["raise", "allow"]
-_PERIODS = (("rpm", "requests", 60.0), ("tpm", "tokens", 60.0))
-_DAILY = (("rpd", "requests_day", 86_400.0), ("tpd", "tokens_day", 86_400.0))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RateLimit:
-    """How ``@rate_limited`` limits a key.
-
-    Args:
-        rpm, tpm: requests and tokens per minute (the account's limits for the model).
-        rpd, tpd: requests and tokens per day (optional).
-        burst: fraction of each bucket that may be spent at once; the rest is a margin that
-            keeps a server counting slightly differently (timing, its own token estimate)
-            from answering 429. 0.9 held the simulator at 0 x 429 (BENCHMARKS.md).
-        headroom: run at this fraction of the limits (e.g. 0.9 leaves 10% to others).
-        timeout_s: longest wait for admission; beyond it ``RateLimitTimeout`` (raised as
-            soon as the wait is known). ``None``: wait as long as needed.
-        count: how a prompt is counted at admission: ``tokens`` (tiktoken, OpenAI's chat
-            rules), ``chars`` (OpenAI's admission estimate, characters / 4), or ``max``
-            (the default: the larger, so neither accounting finds us over the limit);
-            the completion cap is added to each.
-        reconcile: after a call, ``server`` keeps the admission charge, as OpenAI does, and
-            follows the server's ``x-ratelimit-*`` headers; ``refund`` also gives back the
-            unused part of the completion cap (for servers that count actual usage).
-        follow_headers: correct the buckets from the server's headers and pause on 429.
-        key: the bucket key (default: the request's model); sites sharing it share buckets.
-        store: ``memory`` (default), ``sqlite:///path`` or ``redis://host:port/db``.
-        on_store_error: ``raise`` (fail closed, :class:`StateStoreError`) or ``allow``
-            (fail open: the call proceeds unlimited, with an ``llm.store.error`` warning).
-    """
-
-    rpm: int | None = None
-    tpm: int | None = None
-    rpd: int | None = None
-    tpd: int | None = None
-    burst: float = 0.9
-    headroom: float = 1.0
-    timeout_s: float | None = None
-    count: Count = "max"
-    reconcile: Reconcile = "server"
-    follow_headers: bool = True
-    key: str | None = None
-    store: str | None = None
-    on_store_error: StoreErrorPolicy = "raise"
-
-    def __post_init__(self) -> None:
-        limits = [getattr(self, name) for name, _, _ in (*_PERIODS, *_DAILY)]
-        if all(value is None for value in limits):
-            raise ConfigurationError("@rate_limited needs at least one of rpm, tpm, rpd, tpd")
-        for name, _, _ in (*_PERIODS, *_DAILY):
-            value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value <= 0
-            ):
-                raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
-        for name in ("burst", "headroom"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0 < value <= 1:
-                raise ConfigurationError(f"{name} must be in (0, 1], got {value!r}")
-        if self.timeout_s is not None and (
-            not isinstance(self.timeout_s, int | float) or self.timeout_s < 0
-        ):
-            raise ConfigurationError(f"timeout_s must be >= 0 or None, got {self.timeout_s!r}")
-        if self.count not in ("max", "tokens", "chars"):
-            raise ConfigurationError(
-                f"count must be 'max', 'tokens' or 'chars', got {self.count!r}"
-            )
-        if self.reconcile not in ("server", "refund"):
-            raise ConfigurationError(
-                f"reconcile must be 'server' or 'refund', got {self.reconcile!r}"
-            )
-        if self.on_store_error not in ("raise", "allow"):
-            raise ConfigurationError(
-                f"on_store_error must be 'raise' or 'allow', got {self.on_store_error!r}"
-            )
-        check_store_url(self.store)
-
-    def specs(self) -> tuple[BucketSpec, ...]:
-        """The buckets these limits describe, headroom and burst applied."""
-        specs = []
-        for field_name, bucket, period_s in (*_PERIODS, *_DAILY):
-            limit = getattr(self, field_name)
-            if limit is not None:
-                capacity = limit * self.headroom
-                specs.append(
-                    BucketSpec(
-                        name=bucket,
-                        capacity=capacity,
-                        burst=capacity * self.burst,
-                        rate_per_s=capacity / period_s,
-                    )
-                )
-        return tuple(specs)
-
 
 register_keys("rate_limited", frozenset(RateLimit.__dataclass_fields__))
 

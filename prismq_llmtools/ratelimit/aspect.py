@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from prismq_llmtools import events
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Call
-from prismq_llmtools.clock import Clock, system_clock
+from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import RateLimitTimeout, RequestTooLarge, StateStoreError
 from prismq_llmtools.ratelimit.feedback import Pending, feedback_for
+from prismq_llmtools.ratelimit.policy import RateLimit
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.bucket import Refusal
 from prismq_llmtools.stores.lane import Lane, local_ticket_id
 from prismq_llmtools.stores.memory import MemoryStore
-
-if TYPE_CHECKING:
-    from prismq_llmtools.ratelimit import RateLimit
-    from prismq_llmtools.site.core import SiteCore
 
 __all__ = ["CORRECTION", "PAUSE", "STORE_ERROR", "WAIT", "KeyFunction", "RateLimitAspect"]
 
@@ -33,11 +29,10 @@ STORE_ERROR = "llm.store.error"
 _TICKET_TTL_S = 900.0  # an admitted request unanswered for this long no longer counts in flight
 
 
-class RateLimitAspect(Aspect):
+class RateLimitAspect(Aspect[RateLimit]):
     """Admits each attempt through the key's buckets and feeds the server's answer back."""
 
     kind = "rate_limited"
-    needs_request = True
 
     def __init__(
         self,
@@ -47,11 +42,9 @@ class RateLimitAspect(Aspect):
         registry: StateRegistry,
         clock: Clock | None,
     ) -> None:
-        self.base = self.settings = limit
+        super().__init__(limit, clock=clock)
         self.registry = registry
-        self.clock = clock
         self._key_function = key
-        self._site: SiteCore | None = None
         self.configured()
 
     def configured(self) -> None:
@@ -79,11 +72,6 @@ class RateLimitAspect(Aspect):
         self._lane_costs = (
             self._fixed_costs if self._fixed_key is not None and not self._timed else None
         )
-
-    def attach(self, site: Any) -> None:
-        if self.clock is not None:
-            site.clock = self.clock
-        self._site = site
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -141,7 +129,7 @@ class RateLimitAspect(Aspect):
         if costs is None:
             costs = self._costs(call)
             self._check_size(key, costs)
-        clock = self._clock()
+        clock = self.current_clock()
         try:
             store = self._store_now()
             if key not in self._declared:
@@ -193,7 +181,7 @@ class RateLimitAspect(Aspect):
     def _recheck(self, call: Call, pending: Pending) -> float:
         try:
             store = self._store_now()
-            wait = store.wait_s(pending.key, self._specs, pending, clock=self._clock())
+            wait = store.wait_s(pending.key, self._specs, pending, clock=self.current_clock())
         except StateStoreError as exc:
             self._store_failed(call, exc)
             wait = 0.0
@@ -269,7 +257,7 @@ class RateLimitAspect(Aspect):
                 pending.key,
                 self._specs,
                 pending,
-                clock=self._clock(),
+                clock=self.current_clock(),
                 deficits=deficits,
                 refund=refund,
                 pause_s=pause_s,
@@ -343,9 +331,5 @@ class RateLimitAspect(Aspect):
             call, STORE_ERROR, level="warning", store=exc.url, error=str(exc), policy="allow"
         )
 
-    def _clock(self) -> Clock:
-        site = self._site
-        return site.clock if site is not None else (self.clock or system_clock)
-
     def _now(self) -> float:
-        return self._clock().now()
+        return self.current_clock().now()

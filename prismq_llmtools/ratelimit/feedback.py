@@ -18,7 +18,7 @@ from prismq_llmtools.call import Call, RateHeaders
 from prismq_llmtools.stores.bucket import BucketSpec, Ticket
 
 if TYPE_CHECKING:
-    from prismq_llmtools.ratelimit import RateLimit
+    from prismq_llmtools.ratelimit.policy import RateLimit
     from prismq_llmtools.stores.lane import Lane
 
 __all__ = ["Pending", "Plan", "feedback_for"]

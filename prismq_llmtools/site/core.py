@@ -17,11 +17,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from prismq_llmtools.aspect import Aspect
+from prismq_llmtools.aspect import Aspect, UnknownPrice
 from prismq_llmtools.call import Call, Request, current_call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
-from prismq_llmtools.pricing import UnknownPrice
 from prismq_llmtools.site.binding import Binder
 from prismq_llmtools.site.flow import Hooks
 from prismq_llmtools.site.request import API_PARAMETERS, request_from_arguments, request_from_body
@@ -49,7 +48,7 @@ class SiteCore:
         # No parameter names a request field: only **kwargs or the site's model can.
         self._plain_parameters = API_PARAMETERS.isdisjoint(self._binder.parameter_names)
         self._method_binder: Binder | None = None
-        self.aspects: list[Aspect] = []
+        self.aspects: list[Aspect[Any]] = []
         self.default_model: str | None = None
         self._base_model: str | None = None
         self._base_operation: str | None = None
@@ -59,7 +58,6 @@ class SiteCore:
         self.log_content = False
         self.clock: Clock = system_clock
         self.owns_retries = False
-        self.cost_policy: Any = None
         self._instrumented = False
         self.calls = 0
         self.errors = 0
@@ -68,7 +66,7 @@ class SiteCore:
 
     # -- configuration -------------------------------------------------------------
 
-    def add(self, aspect: Aspect) -> None:
+    def add(self, aspect: Aspect[Any]) -> None:
         """Add ``aspect``; one aspect of each kind per site."""
         if any(a.kind == aspect.kind for a in self.aspects):
             raise ConfigurationError(
@@ -195,8 +193,11 @@ class SiteCore:
     @property
     def unknown_price(self) -> UnknownPrice:
         """What costing does for a model with no known price (``@cost_tracked``'s setting)."""
-        policy = self.cost_policy
-        return "estimate" if policy is None else policy.settings.unknown_price
+        for aspect in self.aspects:
+            decided = aspect.unknown_price()
+            if decided is not None:
+                return decided
+        return "estimate"
 
     def instrument_client(self) -> None:
         """Observe the openai client's requests, once openai has been imported by anyone

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.site.core import RequestExtractor
@@ -15,7 +15,7 @@ R = TypeVar("R")
 
 
 def attach(
-    aspect: Aspect,
+    aspect: Aspect[Any],
     *,
     name: str | None = None,
     model: str | None = None,

@@ -131,7 +131,7 @@ class Hooks:
         "settle",
     )
 
-    def __init__(self, aspects: Sequence[Aspect]) -> None:
+    def __init__(self, aspects: Sequence[Aspect[Any]]) -> None:
         active = [(aspect, aspect.active_hooks()) for aspect in aspects]
 
         def hooks(name: str) -> tuple[Any, ...]:
@@ -145,7 +145,7 @@ class Hooks:
         self.leave = hooks("leave")
         self.finish = hooks("finish")
         retriers = [aspect for aspect, names in active if "retry_delay" in names]
-        self.retry: Aspect | None = retriers[0] if retriers else None
+        self.retry: Aspect[Any] | None = retriers[0] if retriers else None
 
 
 # -- the algorithm ------------------------------------------------------------------------

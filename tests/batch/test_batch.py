@@ -11,7 +11,6 @@ import joblib
 import pytest
 
 from prismq_llmtools import cost_tracked, retried
-from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.batch import batched
 from prismq_llmtools.batch.items import Args
 from prismq_llmtools.call import Call
@@ -19,6 +18,7 @@ from prismq_llmtools.errors import BatchError, ConfigurationError, ItemNotRun
 from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator
+from tests.aspects import StubAspect
 
 from .conftest import named
 
@@ -183,12 +183,13 @@ class BudgetExceeded(Exception):
     """Stands for prismq_llmtools.errors.BudgetExceeded (matched by name)."""
 
 
-class Budget(Aspect):
+class Budget(StubAspect):
     """A budget of ``n`` calls, reserved before each call like @token_budgeted."""
 
     kind = "budget_stub"
 
     def __init__(self, n: int) -> None:
+        super().__init__()
         self.left = n
 
     def reserve(self, call: Call) -> None:
@@ -240,20 +241,18 @@ def test_insufficient_quota_stops_the_batch(sim: Simulator) -> None:
     assert caught.value.not_run == [2, 3, 4, 5]
 
 
-class Limiter(Aspect):
+class Limiter(StubAspect):
     """A rate limiter stand-in: one call per second on the site's clock."""
 
     kind = "limiter_stub"
 
     def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
+        super().__init__(clock=clock)
         self.next_free = clock.now()
         self.lock = threading.Lock()
 
-    def attach(self, site: Any) -> None:
-        site.clock = self.clock
-
     def before_attempt(self, call: Call) -> float:
+        assert self.clock is not None
         with self.lock:
             now = self.clock.now()
             if now >= self.next_free:
@@ -302,6 +301,7 @@ def test_methods_batch_with_their_instance() -> None:
 
     class Scaler:
         def __init__(self, k: int) -> None:
+            super().__init__()
             self.k = k
 
         @batched()

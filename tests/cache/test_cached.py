@@ -13,7 +13,6 @@ import openai
 import pytest
 
 from prismq_llmtools import cost_tracked, usage_totals
-from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.cache import (
     bypass_cache,
     cache_of,
@@ -25,6 +24,7 @@ from prismq_llmtools.call import Call
 from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Simulator
+from tests.aspects import StubAspect
 
 from .conftest import named
 
@@ -87,12 +87,13 @@ def test_hits_count_as_saved_never_as_billed(sim: Simulator, cache_dir: Path) ->
     assert total.saved_cost_usd == billed.cost_usd > 0
 
 
-class Counting(Aspect):
+class Counting(StubAspect):
     """Stands in for @rate_limited and @token_budgeted: counts reservations and admissions."""
 
     kind = "counting"
 
     def __init__(self) -> None:
+        super().__init__()
         self.reserved = 0
         self.admitted = 0
 
@@ -391,6 +392,7 @@ def test_methods_are_keyed_by_their_instance(sim: Simulator, cache_dir: Path) ->
 
     class Writer:
         def __init__(self, tone: str) -> None:
+            super().__init__()
             self.tone = tone
             self.client = client
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.cache import cache_of, cached
 from prismq_llmtools.call import Call
 from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.testing.simulator import Simulator
+from tests.aspects import StubAspect
 
 from .conftest import named
 
@@ -187,12 +187,13 @@ def test_a_function_calling_itself_with_the_same_arguments_does_not_deadlock(
     assert depth == [5, 5]
 
 
-class FailingSettle(Aspect):
+class FailingSettle(StubAspect):
     """Raises in the settle phase while armed: the cache's own clean-up never runs."""
 
     kind = "failing_settle"
 
     def __init__(self) -> None:
+        super().__init__()
         self.armed = True
 
     def settle(self, call: Call) -> None:

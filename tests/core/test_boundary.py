@@ -11,6 +11,7 @@ from prismq_llmtools import cost_tracked, retried
 from prismq_llmtools.call import Call
 from prismq_llmtools.openai import boundary
 from prismq_llmtools.testing.clock import FakeClock
+from tests.aspects import StubAspect
 
 from .fakes import Script, async_client, chat_body, chunk, client, error, ok, sse
 
@@ -234,10 +235,9 @@ def test_rate_limit_headers_reach_the_call() -> None:
     seen: list[Call] = []
     api = client(Script(ok()))
 
-    from prismq_llmtools.aspect import Aspect
     from prismq_llmtools.site.decorate import attach
 
-    class Keep(Aspect):
+    class Keep(StubAspect):
         kind = "keep"
 
         def finish(self, call: Call) -> None:

@@ -13,12 +13,14 @@ from prismq_llmtools.aspect import Aspect, CacheHit
 from prismq_llmtools.call import Call, current_call
 from prismq_llmtools.site.wrapper import Site
 from prismq_llmtools.testing.clock import FakeClock
+from tests.aspects import StubAspect
 
 
-class Recorder(Aspect):
+class Recorder(StubAspect):
     """An aspect that records which hooks ran, in order, into a shared log."""
 
     def __init__(self, kind: str, log: list[str], *, hit: Any = None) -> None:
+        super().__init__()
         self.kind = kind  # type: ignore[misc]
         self.log = log
         self.hit = hit
@@ -182,7 +184,7 @@ def test_method_arguments_bind_without_self() -> None:
     """Request discovery sees the method's arguments by name, not ``self``."""
     seen: list[dict[str, Any]] = []
 
-    class Spy(Aspect):
+    class Spy(StubAspect):
         kind = "spy"
 
         def enter(self, call: Call) -> None:
@@ -204,7 +206,7 @@ def test_nested_calls_form_a_tree_and_roll_up() -> None:
     """A decorated call inside another gets it as parent and extends its operation path."""
     calls: list[Call] = []
 
-    class Keep(Aspect):
+    class Keep(StubAspect):
         kind = "keep"
 
         def finish(self, call: Call) -> None:
@@ -268,7 +270,7 @@ def test_request_extractor_describes_a_plain_text_site() -> None:
     """request= turns the arguments into the request the site will send."""
     seen: list[Any] = []
 
-    class Keep(Aspect):
+    class Keep(StubAspect):
         kind = "keep"
         needs_request = True
 
@@ -295,7 +297,7 @@ def test_site_default_model_when_arguments_name_none() -> None:
     """model= on a decorator is the request's model when the arguments have none."""
     seen: list[Any] = []
 
-    class Keep(Aspect):
+    class Keep(StubAspect):
         kind = "keep"
         needs_request = True
 
@@ -350,7 +352,7 @@ def test_decorating_a_bound_method_calls_it_with_its_instance() -> None:
     and a plain function's site sees none (as wrapt's own call would decide)."""
     seen: list[Any] = []
 
-    class Spy(Aspect):
+    class Spy(StubAspect):
         kind = "spy"
 
         def reserve(self, call: Call) -> None:

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from prismq_llmtools import ConfigurationError
-from prismq_llmtools.aspect import Aspect, CacheHit
+from prismq_llmtools.aspect import CacheHit
 from prismq_llmtools.call import Call
 from prismq_llmtools.errors import RateLimitTimeout, RequestTooLarge, StateStoreError
 from prismq_llmtools.openai.tokens import count_request
@@ -21,6 +21,7 @@ from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.stores.memory import MemoryStore
 from prismq_llmtools.testing.clock import FakeClock
+from tests.aspects import StubAspect
 
 from .fakes import MESSAGES, MODEL, Script, client, limits, ok, too_many
 
@@ -147,7 +148,7 @@ def test_sites_sharing_a_key_must_declare_the_same_limits(registry: StateRegistr
         second()
 
 
-class FakeCache(Aspect):
+class FakeCache(StubAspect):
     """An enter hook that answers every call itself, like a cache hit."""
 
     kind = "cached"
