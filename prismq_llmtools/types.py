@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from prismq_llmtools.site.core import SiteCore
+    from prismq_llmtools.site.handle import SiteHandle
 
 __all__ = ["LLMFunction"]
 
@@ -19,6 +19,6 @@ class LLMFunction(Protocol, Generic[P, R_co]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
 
     @property
-    def llm(self) -> SiteCore:
-        """The call site: effective settings, statistics, runtime overrides."""
+    def llm(self) -> SiteHandle:
+        """The call site: its name, effective settings, statistics, runtime overrides."""
         ...

@@ -44,6 +44,7 @@ from prismq_llmtools.call import Call, current_call
 from prismq_llmtools.errors import BatchError, ConfigurationError, ItemNotRun
 from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.decorate import attach
+from prismq_llmtools.site.wrapper import provide_batches
 from prismq_llmtools.types import LLMFunction
 
 if TYPE_CHECKING:
@@ -537,3 +538,6 @@ def _estimate(func: Any, plan: _Plan, assumed_latency_s: float) -> BatchEstimate
         max_concurrency=plan.max_concurrency,
         assumed_latency_s=assumed_latency_s,
     )
+
+
+provide_batches(run_batch, run_batch_async)

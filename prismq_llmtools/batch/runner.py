@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Protocol, runtime_checkable
 
 from prismq_llmtools.batch.items import Unit
 from prismq_llmtools.call import Call, current_call
+from prismq_llmtools.site.wrapper import core_of
 
 __all__ = ["ItemBox", "Outcome", "UnitRunner", "is_stop_error", "item_box", "run_async", "run_sync"]
 
@@ -144,11 +145,17 @@ class UnitRunner:
 
 def _collecting(func: Any) -> AbstractContextManager[None]:
     """While an item runs, its site's ``@batched`` aspect attributes calls to the item."""
-    core = getattr(func, "llm", None)
-    for aspect in getattr(core, "aspects", ()):
-        if aspect.kind == "batched":
-            return cast(AbstractContextManager[None], aspect.collecting())
+    for aspect in core_of(func).aspects:
+        if isinstance(aspect, _Collects):
+            return aspect.collecting()
     return nullcontext()
+
+
+@runtime_checkable
+class _Collects(Protocol):
+    """The ``@batched`` aspect, as the runner sees it."""
+
+    def collecting(self) -> AbstractContextManager[None]: ...
 
 
 def _remote_runner(func_ref: str, site: str) -> UnitRunner:

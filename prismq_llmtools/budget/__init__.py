@@ -21,6 +21,7 @@ from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
+from prismq_llmtools.site.wrapper import core_of
 from prismq_llmtools.stores import StateRegistry, default_registry
 from prismq_llmtools.stores.ledger import MICRO_USD
 from prismq_llmtools.types import LLMFunction
@@ -100,7 +101,7 @@ def token_budgeted(
 def budget_status(func: Any) -> dict[str, dict[str, Any]]:
     """The budgets of a ``@token_budgeted`` function now: per budget its ``unit``,
     ``limit``, ``spent``, ``reserved`` and ``remaining`` (USD amounts as Decimal)."""
-    aspect = next((a for a in func.llm.aspects if isinstance(a, BudgetAspect)), None)
+    aspect = next((a for a in core_of(func).aspects if isinstance(a, BudgetAspect)), None)
     if aspect is None:
         raise ConfigurationError(f"{func.llm.name} is not @token_budgeted")
     out: dict[str, dict[str, Any]] = {}

@@ -51,6 +51,7 @@ from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.site.decorate import attach
+from prismq_llmtools.site.wrapper import core_of, is_site
 from prismq_llmtools.types import LLMFunction
 
 __all__ = [
@@ -458,9 +459,10 @@ def _unstorable(call: Call, result: Any) -> str | None:
 
 def cache_of(func: Any) -> CacheAspect:
     """The cache of a ``@cached`` function: ``clear()``, ``trim()``, ``stats``, ``location``."""
-    for aspect in getattr(getattr(func, "llm", None), "aspects", ()):
-        if isinstance(aspect, CacheAspect):
-            return aspect
+    if is_site(func):
+        for aspect in core_of(func).aspects:
+            if isinstance(aspect, CacheAspect):
+                return aspect
     raise ConfigurationError(f"{func!r} is not decorated with @cached")
 
 

@@ -7,7 +7,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.site.core import RequestExtractor
-from prismq_llmtools.site.wrapper import site_for
+from prismq_llmtools.site.wrapper import core_of, site_for
 from prismq_llmtools.types import LLMFunction
 
 P = ParamSpec("P")
@@ -30,8 +30,9 @@ def attach(
 
     def decorator(func: Callable[P, R]) -> LLMFunction[P, R]:
         site = site_for(func, name=name)
-        site.llm.set_defaults(model=model, operation=operation, request=request)
-        site.llm.add(aspect)
+        core = core_of(site)
+        core.set_defaults(model=model, operation=operation, request=request)
+        core.add(aspect)
         return cast(LLMFunction[P, R], site)
 
     return decorator

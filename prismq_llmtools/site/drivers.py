@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from prismq_llmtools.call import Call, current_call
 from prismq_llmtools.site.flow import (
     Failed,
-    Hooks,
     Raised,
     Returned,
     Run,
@@ -25,6 +24,7 @@ from prismq_llmtools.site.flow import (
     finish,
     invocation,
 )
+from prismq_llmtools.site.hooks import Hooks
 
 if TYPE_CHECKING:
     from prismq_llmtools.site.core import SiteCore

@@ -22,7 +22,7 @@ are present to decide usage or cost: those come from what happened, alone.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -33,10 +33,10 @@ from prismq_llmtools import events
 from prismq_llmtools.aspect import CacheHit, InFlight
 from prismq_llmtools.call import Call
 from prismq_llmtools.pricing import cost_call
+from prismq_llmtools.site.hooks import Hooks
 from prismq_llmtools.site.observe import resolve_usage
 
 if TYPE_CHECKING:
-    from prismq_llmtools.aspect import Aspect
     from prismq_llmtools.site.core import SiteCore
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "Action",
     "AwaitFlight",
     "Failed",
-    "Hooks",
     "Raised",
     "Returned",
     "Run",
@@ -111,41 +110,6 @@ class Raised:
 
 
 Flow = Generator[Action, Any, "Returned | Raised"]
-
-
-class Hooks:
-    """A site's hooks per phase, for its aspects' current settings (rebuilt when they change).
-
-    An invocation keeps the hooks it started with, so a settings change in mid-call never
-    skips the clean-up of a phase that already ran (a cache flight, a budget reservation).
-    """
-
-    __slots__ = (
-        "after_attempt",
-        "before_attempt",
-        "enter",
-        "finish",
-        "leave",
-        "reserve",
-        "retry",
-        "settle",
-    )
-
-    def __init__(self, aspects: Sequence[Aspect[Any]]) -> None:
-        active = [(aspect, aspect.active_hooks()) for aspect in aspects]
-
-        def hooks(name: str) -> tuple[Any, ...]:
-            return tuple(getattr(aspect, name) for aspect, names in active if name in names)
-
-        self.enter = hooks("enter")
-        self.reserve = hooks("reserve")
-        self.before_attempt = hooks("before_attempt")
-        self.after_attempt = hooks("after_attempt")
-        self.settle = hooks("settle")
-        self.leave = hooks("leave")
-        self.finish = hooks("finish")
-        retriers = [aspect for aspect, names in active if "retry_delay" in names]
-        self.retry: Aspect[Any] | None = retriers[0] if retriers else None
 
 
 # -- the algorithm ------------------------------------------------------------------------

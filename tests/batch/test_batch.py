@@ -16,6 +16,7 @@ from prismq_llmtools.batch.items import Args
 from prismq_llmtools.call import Call
 from prismq_llmtools.errors import BatchError, ConfigurationError, ItemNotRun
 from prismq_llmtools.site.decorate import attach
+from prismq_llmtools.site.wrapper import core_of
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator
 from tests.aspects import StubAspect
@@ -290,6 +291,7 @@ def test_summary_event(sim: Simulator, events: list[dict[str, Any]]) -> None:
     calls = named(events, "llm.call")
     assert summary["items"] == summary["ok"] == 5
     assert summary["failed"] == summary["not_run"] == 0
+
     assert summary["rate_limited"] == 1
     assert summary["cost_usd"] == pytest.approx(sum(c["cost_usd"] for c in calls))
     assert summary["duration_s"] >= 0
@@ -380,7 +382,8 @@ def test_calls_are_attributed_to_items_only_while_items_run(
 
     def batch_hook_active() -> bool:
         return any(
-            getattr(hook, "__func__", None) is BatchAspect.finish for hook in title.llm.hooks.finish
+            getattr(hook, "__func__", None) is BatchAspect.finish
+            for hook in core_of(title).hooks.finish
         )
 
     assert not batch_hook_active()

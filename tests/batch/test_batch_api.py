@@ -17,6 +17,7 @@ from prismq_llmtools.cache import cached
 from prismq_llmtools.cost import cost_of
 from prismq_llmtools.errors import BatchError, BatchItemError, ConfigurationError
 from prismq_llmtools.pricing import price_table
+from prismq_llmtools.site.wrapper import core_of
 from prismq_llmtools.testing.simulator import BatchTiming, Simulator, SimulatorConfig
 from prismq_llmtools.usage import Usage
 
@@ -223,7 +224,7 @@ def test_a_request_extractor_makes_any_site_batchable(api: Simulator) -> None:
         return resp.choices[0].message.content or ""
 
     site: Any = attach(BatchAspect(BatchPolicy()))(title)
-    site.llm.set_defaults(request=request)
+    core_of(site).set_defaults(request=request)
     answers = run(site, api, ["x", "y"])
     assert [a.choices[0].message.content for a in answers] == [title("x"), title("y")]
 

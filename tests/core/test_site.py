@@ -11,7 +11,7 @@ import pytest
 from prismq_llmtools import ConfigurationError, cost_tracked, retried
 from prismq_llmtools.aspect import Aspect, CacheHit
 from prismq_llmtools.call import Call, current_call
-from prismq_llmtools.site.wrapper import Site
+from prismq_llmtools.site.wrapper import Site, core_of
 from prismq_llmtools.testing.clock import FakeClock
 from tests.aspects import StubAspect
 
@@ -82,7 +82,7 @@ def test_stacked_decorators_share_one_site() -> None:
 
     assert isinstance(f, Site)
     assert not isinstance(f.__wrapped__, Site)
-    assert [a.kind for a in f.llm.aspects] == ["retried", "cost_tracked"]
+    assert [a.kind for a in core_of(f).aspects] == ["retried", "cost_tracked"]
     assert f.llm.operation == "titles"
 
 
@@ -197,7 +197,7 @@ def test_method_arguments_bind_without_self() -> None:
             return prompt
 
     obj = C()
-    site = C.__dict__["generate"].llm
+    site = core_of(C.__dict__["generate"])
     obj.generate("hi")
     assert seen == [{"prompt": "hi", "model": "gpt-4o"}]
 

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 import prismq_llmtools
 from prismq_llmtools.cost.tracking import usage_totals
+from prismq_llmtools.site.wrapper import core_of
 from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator, SimulatorConfig
@@ -65,7 +66,7 @@ def _scenario_in(sim: Simulator, order: tuple[str, ...], cache_dir: str) -> list
     func: Any = write_title
     for name in reversed(order):
         func = makers[name]()(func)
-    assert [a.kind for a in func.llm.aspects] == list(reversed(order))
+    assert [a.kind for a in core_of(func).aspects] == list(reversed(order))
     with capture_logs() as events:
         func("A bakery delivers bread by cargo bike.")
         func("A night train links the capital with ski resorts.")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from prismq_llmtools.call import RateHeaders, current_call
 from prismq_llmtools.ratelimit import RateLimit, rate_limited
 from prismq_llmtools.retry import retried
+from prismq_llmtools.site.wrapper import core_of
 from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.stores.bucket import BucketSpec, KeyState, Ticket
 from prismq_llmtools.stores.lane import local_ticket_id
@@ -219,8 +220,8 @@ def test_a_site_on_the_fast_lane_behaves_as_one_on_the_general_way(
             r.store().levels(KEY, specs, clock=c) for r, c in zip(registries, clocks, strict=True)
         ]
         assert levels[0] == levels[1]
-    assert (fast.llm.aspects[0]._lane is not None) == bool(calls)
-    assert general.llm.aspects[0]._lane is None
+    assert (core_of(fast).aspects[0]._lane is not None) == bool(calls)
+    assert core_of(general).aspects[0]._lane is None
     states = [memory_state(r, specs, c) for r, c in zip(registries, clocks, strict=True)]
     assert state_of(states[0], clocks[0].now()) == state_of(states[1], clocks[1].now())
 
@@ -237,7 +238,7 @@ def test_the_fast_lane_sees_a_cleared_store(clock: FakeClock, registry: StateReg
     """After MemoryStore.clear() (tests, registry resets) the site starts from full buckets."""
     ask = _lane_site(registry, clock)
     ask(), ask()
-    assert ask.llm.aspects[0]._lane is not None
+    assert core_of(ask).aspects[0]._lane is not None
     registry.store().clear()
     ask(), ask()
     assert clock.sleeps == []
@@ -262,10 +263,10 @@ def test_the_fast_lane_follows_the_sites_clock(registry: StateRegistry) -> None:
     first, second = FakeClock(start=0.0), FakeClock(start=0.0)
     ask = _lane_site(registry, first)
     ask(), ask()
-    ask.llm.clock = second
+    core_of(ask).clock = second
     ask(), ask()
     assert (first.sleeps, second.sleeps) == ([], [])
-    ask.llm.clock = first
+    core_of(ask).clock = first
     ask()
     assert first.sleeps == [pytest.approx(30.0)]
 
@@ -298,7 +299,7 @@ def test_a_custom_memory_store_is_always_asked(clock: FakeClock, registry: State
     for _ in range(5):
         ask()
     assert Counting.admitted == 5
-    assert ask.llm.aspects[0]._lane is None
+    assert core_of(ask).aspects[0]._lane is None
 
 
 def test_lanes_are_made_only_for_fixed_costs(registry: StateRegistry) -> None:
@@ -310,7 +311,7 @@ def test_lanes_are_made_only_for_fixed_costs(registry: StateRegistry) -> None:
     ]
     for ask in sites:
         ask()
-        assert ask.llm.aspects[0]._lane is None
+        assert core_of(ask).aspects[0]._lane is None
 
 
 def test_threads_on_the_fast_lane_lose_no_admission_and_no_release(
@@ -325,11 +326,11 @@ def test_threads_on_the_fast_lane_lose_no_admission_and_no_release(
         return i
 
     ask(-1)  # the first admission goes the general way and makes the lane
-    assert ask.llm.aspects[0]._lane is not None
+    assert core_of(ask).aspects[0]._lane is not None
     with ThreadPoolExecutor(8) as pool:
         assert sum(pool.map(ask, range(4_000))) == sum(range(4_000))
-    specs = ask.llm.aspects[0]._specs
-    state = registry.store()._key("threads", specs, ask.llm.clock)
+    specs = core_of(ask).aspects[0]._specs
+    state = registry.store()._key("threads", specs, core_of(ask).clock)
     assert state.seq == 4_001
     assert state.charged == [4_001.0]
     state.forget_answered()

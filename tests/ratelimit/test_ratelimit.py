@@ -18,6 +18,7 @@ from prismq_llmtools.openai.tokens import count_request
 from prismq_llmtools.ratelimit import RateLimit, rate_limited
 from prismq_llmtools.retry import retried
 from prismq_llmtools.site.decorate import attach
+from prismq_llmtools.site.wrapper import core_of
 from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.stores.memory import MemoryStore
 from prismq_llmtools.testing.clock import FakeClock
@@ -27,9 +28,9 @@ from .fakes import MESSAGES, MODEL, Script, client, limits, ok, too_many
 
 
 def levels(registry: StateRegistry, key: str, f: Any) -> list[float]:
-    aspect = next(a for a in f.llm.aspects if a.kind == "rate_limited")
+    aspect = next(a for a in core_of(f).aspects if a.kind == "rate_limited")
     specs = aspect.settings.specs()
-    return [round(x, 6) for x in registry.store().levels(key, specs, clock=f.llm.clock)]
+    return [round(x, 6) for x in registry.store().levels(key, specs, clock=core_of(f).clock)]
 
 
 def test_sync_callers_block_for_the_computed_wait(
