@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
+from prismq_llmtools import _state
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Call
 from prismq_llmtools.errors import ConfigurationError
@@ -215,12 +216,12 @@ def _copy(totals: Totals) -> Totals:
     return out
 
 
-_default_totals = UsageTotals()
+_state.usage_totals.provide(UsageTotals)
 
 
 def usage_totals() -> UsageTotals:
     """The process-wide totals that ``@cost_tracked`` sites record into by default."""
-    return _default_totals
+    return _state.usage_totals.get()
 
 
 class CostAspect(Aspect):
@@ -236,11 +237,11 @@ class CostAspect(Aspect):
         site.cost_policy = self
 
     def finish(self, call: Call) -> None:
-        (self.totals or _default_totals).record(call)
+        (self.totals or usage_totals()).record(call)
 
     def hook(self, name: str) -> Any:
         if name == "finish":  # the totals' own ``record``: one call less on every call
-            return (self.totals or _default_totals).record
+            return (self.totals or usage_totals()).record
         return super().hook(name)
 
 

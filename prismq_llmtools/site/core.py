@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from prismq_llmtools import events
+from prismq_llmtools._state import boundary as _boundary
 from prismq_llmtools.aspect import Aspect, CacheHit, Pending
 from prismq_llmtools.call import Call, Request, current_call
 from prismq_llmtools.clock import Clock, system_clock
@@ -543,29 +544,6 @@ class SiteCore:
     def __repr__(self) -> str:
         kinds = ", ".join(a.kind for a in self.aspects)
         return f"<site {self.name} [{kinds}]>"
-
-
-class _Boundary:
-    """Installs the openai client instrumentation once openai has been imported by anyone.
-
-    Checked at each call until installed (a dict lookup), so importing prismq_llmtools
-    or decorating a function never imports openai itself.
-    """
-
-    __slots__ = ("ready",)
-
-    def __init__(self) -> None:
-        self.ready = False
-
-    def maybe_instrument(self) -> None:
-        from prismq_llmtools.openai import boundary
-
-        if boundary.auto_instrument:
-            boundary.instrument()
-        self.ready = True
-
-
-_boundary = _Boundary()
 
 
 def _pending_stream_state(result: Any) -> Any:
