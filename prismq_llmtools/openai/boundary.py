@@ -3,7 +3,8 @@
 Instrumentation wraps two methods of the client's base classes: ``request`` (one logical
 request: its body, its result, the retry setting) and ``_send_request`` (each HTTP attempt:
 status and headers). It is idempotent, reversible with :func:`uninstrument`, installed on
-first use by the decorators, and does nothing at all when no Call is active.
+first use by the decorators, and does nothing at all when no Call is active. Its state (the
+replaced methods) lives in :mod:`prismq_llmtools._state`, whose reset removes it.
 
 One retry owner: inside a site with ``@retried``, the client's own retries are switched off
 for the requests that site makes (``max_retries=0``), so every attempt is ours and logged.
