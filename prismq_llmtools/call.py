@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 import threading
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -11,6 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
+from prismq_llmtools._state import new_call_id as _new_id
 from prismq_llmtools.usage import Usage, UsageSource
 
 if TYPE_CHECKING:
@@ -57,14 +56,6 @@ class RateHeaders:
 
 
 _rollup_lock = threading.Lock()
-
-# A process-unique prefix plus a counter: unique ids without paying for uuid4 on every call.
-_ID_PREFIX = os.urandom(4).hex()
-_ids = itertools.count(1)
-
-
-def _new_id() -> str:
-    return f"{_ID_PREFIX}{next(_ids):08x}"
 
 
 class Call:

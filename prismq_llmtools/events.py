@@ -18,6 +18,8 @@ from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 import structlog
 
+from prismq_llmtools import _state
+
 if TYPE_CHECKING:
     from prismq_llmtools.call import Call
 
@@ -146,16 +148,9 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
-_owned_stream: TextIO | None = None
-
-
 def close_log_file() -> None:
     """Close the file :func:`configure_logging` opened, if any (events then go nowhere)."""
-    global _owned_stream
-    if _owned_stream is not None:
-        stream, _owned_stream = _owned_stream, None
-        structlog.reset_defaults()
-        stream.close()
+    _state.log.close_file()
 
 
 def configure_logging(
@@ -175,7 +170,6 @@ def configure_logging(
     """
     import logging
 
-    global _owned_stream
     close_log_file()
     stream: TextIO
     if file is None:
@@ -184,7 +178,7 @@ def configure_logging(
         path = Path(file)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600, exist_ok=True)
-        stream = _owned_stream = path.open("a", encoding="utf-8", buffering=1)
+        stream = _state.log.file = path.open("a", encoding="utf-8", buffering=1)
     else:
         stream = cast(TextIO, file)
     renderer: Any = (
@@ -206,3 +200,4 @@ def configure_logging(
         logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+    _state.log.configured = True

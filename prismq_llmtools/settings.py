@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prismq_llmtools import _state
 from prismq_llmtools.errors import ConfigurationError
 
 __all__ = [
@@ -144,22 +144,14 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
     return Settings()
 
 
-_lock = threading.Lock()
-_loaded: Settings | None = None
+_state.settings.provide(load_settings)
 
 
 def settings() -> Settings:
     """The process's settings, loaded on first use."""
-    global _loaded
-    if _loaded is None:
-        with _lock:
-            if _loaded is None:
-                _loaded = load_settings()
-    return _loaded
+    return _state.settings.get()
 
 
 def reset_settings(value: Settings | None = None) -> None:
     """Forget the loaded settings (or install ``value``); the next use reloads them."""
-    global _loaded
-    with _lock:
-        _loaded = value
+    _state.settings.set(value)

@@ -1,5 +1,6 @@
-"""Shared test set-up: every test starts from default settings, empty totals and unconfigured
-logging, and never reads the user's settings or writes to the real per-user cache.
+"""Shared test set-up: every test starts from the library's initial state (default settings,
+empty totals, unconfigured logging, ...: ``prismq_llmtools.testing.reset``), and never reads
+the user's settings or writes to the real per-user cache.
 
 The simulator fixtures (``simulator``, ``simulator_factory``) come from the package's pytest
 plugin, registered as a ``pytest11`` entry point.
@@ -17,13 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
-from prismq_llmtools.cost.tracking import usage_totals
-from prismq_llmtools.events import close_log_file
-from prismq_llmtools.pricing import set_price_table
 from prismq_llmtools.settings import Settings, reset_settings
+from prismq_llmtools.testing import reset
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Simulator, SimulatorConfig
 
@@ -35,13 +33,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
         if name.startswith("PRISMQ_LLMTOOLS"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("PRISMQ_LLMTOOLS_CACHE_DIR", str(tmp_path / "default-cache"))
-    reset_settings(Settings())
-    usage_totals().reset()
+    reset_settings(Settings())  # not ./pyproject.toml's
     yield
-    reset_settings(None)
-    set_price_table(None)
-    close_log_file()
-    structlog.reset_defaults()
+    reset()
 
 
 @pytest.fixture

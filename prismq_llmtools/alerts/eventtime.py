@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from prismq_llmtools._state import event_seconds as _seconds
+
 __all__ = ["format_event_time", "parse_event_time", "second_of"]
 
 _fromisoformat = datetime.fromisoformat
@@ -28,9 +30,6 @@ def parse_event_time(value: Any) -> float | None:
     if value.__class__ is float or value.__class__ is int:
         return float(value)
     return None
-
-
-_seconds: dict[str, float] = {}
 
 
 def second_of(head: str) -> float:

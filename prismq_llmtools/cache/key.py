@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from prismq_llmtools._state import volatile_types as _volatile_types
 from prismq_llmtools.errors import LLMToolsError
 from prismq_llmtools.site.request import API_PARAMETERS
 
@@ -98,9 +99,6 @@ _NUMBERS = frozenset({int, float, bool, type(None)})
 
 def _qualname(tp: type) -> str:
     return f"{tp.__module__}.{tp.__qualname__}"
-
-
-_volatile_types: dict[type, bool] = {}
 
 
 def _is_volatile(tp: type) -> bool:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
+from prismq_llmtools import _state
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Call
 from prismq_llmtools.errors import ConfigurationError
@@ -221,12 +222,12 @@ def _copy(totals: Totals) -> Totals:
     return out
 
 
-_default_totals = UsageTotals()
+_state.usage_totals.provide(UsageTotals)
 
 
 def usage_totals() -> UsageTotals:
     """The process-wide totals that ``@cost_tracked`` sites record into by default."""
-    return _default_totals
+    return _state.usage_totals.get()
 
 
 class CostAspect(Aspect[CostPolicy]):
@@ -242,7 +243,7 @@ class CostAspect(Aspect[CostPolicy]):
         return self.settings.unknown_price
 
     def finish(self, call: Call) -> None:
-        (self.totals or _default_totals).record(call)
+        (self.totals or usage_totals()).record(call)
         call.recorded = True
 
 

@@ -3,7 +3,8 @@
 Instrumentation wraps two methods of the client's base classes: ``request`` (one logical
 request: its body, its result, the retry setting) and ``_send_request`` (each HTTP attempt:
 status and headers). It is idempotent, reversible with :func:`uninstrument`, installed on
-first use by the decorators, and does nothing at all when no Call is active.
+first use by the decorators, and does nothing at all when no Call is active. Its state (the
+replaced methods) lives in :mod:`prismq_llmtools._state`, whose reset removes it.
 
 One retry owner: inside a site with ``@retried``, the client's own retries are switched off
 for the requests that site makes (``max_retries=0``), so every attempt is ours and logged.
@@ -11,10 +12,10 @@ for the requests that site makes (``max_retries=0``), so every attempt is ours a
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
+from prismq_llmtools import _state
 from prismq_llmtools.call import Call, Endpoint, current_call
 from prismq_llmtools.openai.headers import parse_rate_headers
 from prismq_llmtools.openai.streams import ObservedAsyncStream, ObservedStream, StreamState
@@ -22,11 +23,6 @@ from prismq_llmtools.openai.usage import facts_from_response
 from prismq_llmtools.site.request import request_from_body
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
-
-_lock = threading.Lock()
-auto_instrument = True
-"""Whether decorated functions install the instrumentation on first use."""
-_originals: dict[tuple[type, str], Any] = {}
 
 _ENDPOINTS: tuple[tuple[str, Endpoint], ...] = (
     ("/chat/completions", "chat"),
@@ -171,17 +167,17 @@ async def _async_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> An
 
 def is_instrumented() -> bool:
     """Whether the openai client is currently instrumented."""
-    return bool(_originals)
+    return bool(_state.boundary.originals)
 
 
 def instrument() -> None:
     """Instrument the official client (idempotent)."""
-    global auto_instrument
-    auto_instrument = True
-    if _originals:
+    state = _state.boundary
+    state.auto = True
+    if state.originals:
         return
-    with _lock:
-        if _originals:
+    with state.lock:
+        if state.originals:
             return
         import wrapt
         from openai._base_client import AsyncAPIClient, SyncAPIClient
@@ -193,15 +189,11 @@ def instrument() -> None:
             (AsyncAPIClient, "_send_request", _async_send),
         )
         for cls, attribute, wrapper in targets:
-            _originals[(cls, attribute)] = cls.__dict__[attribute]
+            state.originals[(cls, attribute)] = cls.__dict__[attribute]
             wrapt.wrap_function_wrapper(cls, attribute, wrapper)
 
 
 def uninstrument() -> None:
     """Restore the client's original methods; decorated functions stop re-installing them."""
-    global auto_instrument
-    auto_instrument = False
-    with _lock:
-        for (cls, attribute), original in _originals.items():
-            setattr(cls, attribute, original)
-        _originals.clear()
+    _state.boundary.auto = False
+    _state.boundary.restore()

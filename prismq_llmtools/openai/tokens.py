@@ -9,11 +9,11 @@ bounded LRU memo. Everything is thread-safe.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from prismq_llmtools import _state
 from prismq_llmtools.errors import ConfigurationError, RequestFormatError
 from prismq_llmtools.openai import messages
 from prismq_llmtools.openai.models import ModelInfo, encoding_for, model_info
@@ -256,20 +256,12 @@ def completion_cap(body: Mapping[str, Any], endpoint: Endpoint) -> int | None:
     return cap * max(choices, best_of) * _prompt_count(body.get("prompt"))
 
 
-_default_counter: TokenCounter | None = None
-_default_lock = threading.Lock()
+_state.token_counter.provide(TokenCounter)
 
 
 def default_counter() -> TokenCounter:
     """The process-wide counter the module-level functions use."""
-    global _default_counter
-    counter = _default_counter
-    if counter is None:
-        with _default_lock:
-            if _default_counter is None:
-                _default_counter = TokenCounter()
-            counter = _default_counter
-    return counter
+    return _state.token_counter.get()
 
 
 def count_request(

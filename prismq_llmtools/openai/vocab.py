@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prismq_llmtools import _state
 from prismq_llmtools.errors import ConfigurationError, VocabularyError
 
 if TYPE_CHECKING:
@@ -347,20 +348,18 @@ def _store_in_cache(cache_path: Path, data: bytes) -> None:
             tmp_path.unlink(missing_ok=True)
 
 
-_default_loader: VocabularyLoader | None = None
-_default_lock = threading.Lock()
+def _configured_alike(loader: VocabularyLoader) -> bool:
+    """Whether the environment still configures ``loader`` as it did: then a reset keeps it,
+    with the vocabularies it loaded (verified, immutable, and slow to load again)."""
+    return loader.settings == VocabularySettings.from_env()
+
+
+_state.vocabulary_loader.provide(VocabularyLoader, keep=_configured_alike)
 
 
 def default_loader() -> VocabularyLoader:
     """The process-wide loader, configured from the environment on first use."""
-    global _default_loader
-    loader = _default_loader
-    if loader is None:
-        with _default_lock:
-            if _default_loader is None:
-                _default_loader = VocabularyLoader()
-            loader = _default_loader
-    return loader
+    return _state.vocabulary_loader.get()
 
 
 def get_encoding(name: str) -> tiktoken.Encoding:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Literal
 
-from prismq_llmtools import events
+from prismq_llmtools import _state, events
+from prismq_llmtools._state import known_prices as _resolved
 from prismq_llmtools.call import Call
 
 if TYPE_CHECKING:
@@ -15,36 +15,28 @@ __all__ = ["UnknownPrice", "cost_call", "price_table", "set_price_table"]
 
 UnknownPrice = Literal["raise", "zero", "estimate"]
 
-_lock = threading.Lock()
-_table: PriceTable | None = None
+
+def _default_table() -> PriceTable:
+    from prismq_llmtools.openai.prices import openai_prices
+    from prismq_llmtools.settings import settings
+
+    table = openai_prices()
+    overrides = settings().sections.get("prices")
+    return table.with_overrides(overrides) if overrides else table
+
+
+_state.price_table.provide(_default_table)
 
 
 def price_table() -> PriceTable:
     """The price table in use: the maintained snapshot plus the settings file's ``[prices]``."""
-    global _table
-    if _table is None:
-        with _lock:
-            if _table is None:
-                from prismq_llmtools.openai.prices import openai_prices
-                from prismq_llmtools.settings import settings
-
-                table = openai_prices()
-                overrides = settings().sections.get("prices")
-                if overrides:
-                    table = table.with_overrides(overrides)
-                _table = table
-    return _table
+    return _state.price_table.get()
 
 
 def set_price_table(table: PriceTable | None) -> None:
     """Install ``table`` for every site (``None``: reload the default on next use)."""
-    global _table
-    with _lock:
-        _table = table
-        _resolved.clear()
-
-
-_resolved: dict[tuple[int, str], Price | None] = {}
+    _state.price_table.set(table)
+    _resolved.clear()
 
 
 def _known_price(table: PriceTable, model: str) -> Price | None:

@@ -58,7 +58,6 @@ class SiteCore:
         self.log_content = False
         self.clock: Clock = system_clock
         self.owns_retries = False
-        self._instrumented = False
         self.calls = 0
         self.errors = 0
         self._rebuild_lock = threading.Lock()
@@ -198,17 +197,6 @@ class SiteCore:
             if decided is not None:
                 return decided
         return "estimate"
-
-    def instrument_client(self) -> None:
-        """Observe the openai client's requests, once openai has been imported by anyone
-        (importing prismq_llmtools or decorating a function never imports openai itself)."""
-        if self._instrumented:
-            return
-        from prismq_llmtools.openai import boundary
-
-        if boundary.auto_instrument:
-            boundary.instrument()
-        self._instrumented = True
 
     def new_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """A Call for an invocation of this site made outside its drivers (batch planning)."""

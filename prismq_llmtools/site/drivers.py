@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import wait as wait_for_futures
 from typing import TYPE_CHECKING, Any
 
+from prismq_llmtools import _state
 from prismq_llmtools.call import Call, current_call
 from prismq_llmtools.site.flow import (
     Failed,
@@ -120,8 +121,8 @@ async def run_async(
 
 def _begin(site: SiteCore, instance: Any, args: Any, kwargs: Any) -> tuple[Call, Hooks]:
     """A new Call for this invocation, nested under the current one, and the site's hooks."""
-    if "openai._base_client" in sys.modules:  # openai is in use: observe its requests
-        site.instrument_client()
+    if not _state.boundary.ready and "openai._base_client" in sys.modules:
+        _state.boundary.maybe_instrument()  # openai is in use: observe its requests
     parent = current_call.get()
     operation = site.operation if parent is None else f"{parent.operation}/{site.operation}"
     call = Call(site.name, operation, args, kwargs, parent, site.owns_retries)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from prismq_llmtools import _state
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.stores.bucket import REORDER_WINDOW_S
@@ -233,5 +234,12 @@ def _describe(specs: tuple[BucketSpec, ...]) -> str:
     return ", ".join(f"{s.name}={s.capacity:g}/{s.capacity / s.rate_per_s:g}s" for s in specs)
 
 
-default_registry = StateRegistry()
-"""The registry decorators use unless given ``registry=``."""
+_state.state_registry.provide(StateRegistry)
+
+
+def __getattr__(name: str) -> StateRegistry:
+    # ``default_registry``: the registry decorators use unless given ``registry=``, one
+    # object for the life of the process (prismq_llmtools._state holds it).
+    if name == "default_registry":
+        return _state.state_registry.get()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,6 +5,7 @@
   seeded faults and stats; configured by :class:`SimulatorConfig`.
 - :class:`FakeClock`: a clock whose sleeps advance time instantly.
 - ``prismq_llmtools.testing.pytest_plugin``: ``simulator`` and ``simulator_factory`` fixtures.
+- :func:`reset`: the library's process-global state back as it was at import, between tests.
 
 Names load on first use, so importing this package imports neither the server nor tiktoken.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from prismq_llmtools import _state
 
 if TYPE_CHECKING:
     from prismq_llmtools.testing.clock import FakeClock
@@ -47,12 +50,38 @@ __all__ = [
     "SimulatorStats",
     "fetch_stats",
     "format_duration",
+    "reset",
 ]
 
 _HOMES = {
     "FakeClock": "prismq_llmtools.testing.clock",
     "fetch_stats": "prismq_llmtools.testing.simulator.client",
 }
+
+
+def reset() -> None:
+    """Put prismq_llmtools's process-global state back as it was at import.
+
+    Call it between tests (e.g. from an autouse fixture), so that none sees what another
+    left behind:
+
+    - settings are read again from the settings file and the environment on next use;
+    - the price table is the default again (the maintained snapshot plus ``[prices]``);
+    - :func:`~prismq_llmtools.usage_totals` is empty (the same object, emptied);
+    - the default state registry forgets every bucket, budget and limit declaration and
+      closes its stores (SQLite, Redis connections and stores installed in it);
+    - what :func:`~prismq_llmtools.configure_logging` set up is undone: structlog back to its
+      defaults, the log file it opened closed;
+    - the openai client instrumentation is removed; the next decorated call installs it again;
+    - the token counter and its memo are new; a vocabulary loader is kept while the
+      environment configures it alike (its vocabularies are verified, immutable data);
+    - call ids start from a new random prefix.
+
+    Objects you made yourself (a ``StateRegistry``, ``UsageTotals``, a cache directory) and
+    structlog configured by your own code are yours to reset. Not thread-safe against calls
+    in flight: call it when no decorated function is running.
+    """
+    _state.reset()
 
 
 def __getattr__(name: str) -> Any:

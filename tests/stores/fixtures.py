@@ -1,5 +1,6 @@
 """Fixtures of the store, rate-limit and budget suites: a fake clock at 0, a fresh state
-registry, isolated settings and events (each suite's conftest imports them)."""
+registry, isolated settings and events, the library's initial state after each test (each
+suite's conftest imports them)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from prismq_llmtools.settings import Settings, reset_settings
 from prismq_llmtools.stores import StateRegistry
+from prismq_llmtools.testing import reset
 from prismq_llmtools.testing.clock import FakeClock
 
 
@@ -21,10 +22,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("PRISMQ_LLMTOOLS__"):
             monkeypatch.delenv(name)
-    reset_settings(Settings())
+    reset_settings(Settings())  # not ./pyproject.toml's
     yield
-    reset_settings(None)
-    structlog.reset_defaults()
+    reset()
 
 
 @pytest.fixture
