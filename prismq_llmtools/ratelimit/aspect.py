@@ -14,8 +14,6 @@ from prismq_llmtools.errors import RateLimitTimeout, RequestTooLarge, StateStore
 from prismq_llmtools.ratelimit.feedback import Pending, feedback_for
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.bucket import Refusal
-from prismq_llmtools.stores.lane import Lane, local_ticket_id
-from prismq_llmtools.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
     from prismq_llmtools.ratelimit import RateLimit
@@ -72,13 +70,6 @@ class RateLimitAspect(Aspect):
         self._declared: set[str] = set()
         self._store: StateStore | None = None
         self._generation = -1
-        self._local_ids = False
-        # The in-process store's fast lane, when every admission of this site is alike
-        # (fixed key and costs, no timeout); made by the first admission, see _admit.
-        self._lane: Lane | None = None
-        self._lane_costs = (
-            self._fixed_costs if self._fixed_key is not None and not self._timed else None
-        )
 
     def attach(self, site: Any) -> None:
         if self.clock is not None:
@@ -91,12 +82,6 @@ class RateLimitAspect(Aspect):
         pending = call.admission
         if pending is not None and pending.attempt == call.attempts and not pending.done:
             return self._recheck(call, pending)
-        lane = self._lane
-        if lane is not None and self._site is not None and lane.clock is self._site.clock:
-            pending = lane.admit(call.attempts, call.rate_headers)
-            if pending is not None:
-                call.admission = pending
-                return self._waiting(call, pending) if pending.wait_s > 0 else 0.0
         return self._admit(call)
 
     def after_attempt(self, call: Call, error: BaseException | None) -> None:
@@ -108,10 +93,6 @@ class RateLimitAspect(Aspect):
             return
         # Answered without rate-limit headers: nothing to correct or pause, only to release.
         pending.done = True
-        lane = pending.lane
-        if lane is not None and not lane.state.retired:
-            lane.answer(pending.id)  # into the state that admitted it, at its next operation
-            return
         self._apply(call, pending)
 
     def active_hooks(self) -> set[str]:
@@ -146,13 +127,12 @@ class RateLimitAspect(Aspect):
             store = self._store_now()
             if key not in self._declared:
                 self._declare(call, key)
-            ticket_id = local_ticket_id() if self._local_ids else f"{call.call_id}.{call.attempts}"
             result = store.admit(
                 key,
                 self._specs,
                 costs,
                 clock=clock,
-                ticket_id=ticket_id,
+                ticket_id=f"{call.call_id}.{call.attempts}",
                 ttl_s=_TICKET_TTL_S,
                 max_wait_s=self._max_wait_s,
             )
@@ -162,16 +142,6 @@ class RateLimitAspect(Aspect):
         if isinstance(result, Refusal):
             raise RateLimitTimeout(
                 key=key, bucket=result.bucket, wait_s=result.wait_s, timeout_s=self._max_wait_s
-            )
-        if self._lane_costs is not None and type(store) is MemoryStore:  # not a subclass
-            # Later admissions take the lane, until the store drops the key's state or the
-            # site's clock changes.
-            self._lane = store.lane(
-                key,
-                self._specs,
-                self._lane_costs,
-                clock=clock,
-                ttl_s=_TICKET_TTL_S,
             )
         deadline = self._now() + self._max_wait_s if self._timed else None
         pending = Pending.of(result, key, call.attempts, deadline, call.rate_headers)
@@ -329,9 +299,7 @@ class RateLimitAspect(Aspect):
             limit: RateLimit = self.settings
             self._generation = self.registry.generation
             store = self._store = self.registry.store(limit.store or "memory")
-            self._local_ids = isinstance(store, MemoryStore)
             self._declared = set()  # the registry forgot the declarations too
-            self._lane = None
         return store
 
     def _store_failed(self, call: Call, exc: StateStoreError) -> None:

@@ -19,7 +19,6 @@ from prismq_llmtools.stores.bucket import BucketSpec, Ticket
 
 if TYPE_CHECKING:
     from prismq_llmtools.ratelimit import RateLimit
-    from prismq_llmtools.stores.lane import Lane
 
 __all__ = ["Pending", "Plan", "feedback_for"]
 
@@ -31,13 +30,10 @@ class Pending(Ticket):
     ticket, with what the rate limiter keeps about it.
 
     ``headers`` is ``call.rate_headers`` before the attempt ran (new headers are a new
-    response); ``done`` says the store has heard how the attempt ended; ``lane`` is the lane
-    that admitted it, if one did (the state the ticket is released into). The in-process
-    store's lanes make these directly (see :class:`~prismq_llmtools.stores.lane.Lane`), the
-    other ways copy the store's ticket (:meth:`of`).
+    response); ``done`` says the store has heard how the attempt ended.
     """
 
-    __slots__ = ("attempt", "deadline", "done", "headers", "key", "lane")
+    __slots__ = ("attempt", "deadline", "done", "headers", "key")
 
     def __init__(
         self,
@@ -54,7 +50,6 @@ class Pending(Ticket):
         attempt: int,
         deadline: float | None,
         headers: RateHeaders | None,
-        lane: Lane | None = None,
     ) -> None:
         super().__init__(id, start, bucket, costs, shift_s, charged, wait_s, seq, expires_at)
         self.key = key
@@ -62,7 +57,6 @@ class Pending(Ticket):
         self.deadline = deadline
         self.headers = headers
         self.done = False
-        self.lane = lane
 
     @classmethod
     def of(

@@ -133,12 +133,10 @@ class KeyState:
     """The state of one key's buckets, and the operations on it (all O(buckets))."""
 
     __slots__ = (
-        "answered",
         "charged",
         "inflight",
         "last_start",
         "pause_until",
-        "retired",
         "seq",
         "shift_s",
         "tats",
@@ -153,12 +151,6 @@ class KeyState:
         self.seq = 0
         self.inflight: dict[str, Ticket] = {}
         """Admitted, unanswered requests, by id: their tickets."""
-        self.answered: list[str] = []
-        """Ids of requests answered with nothing to correct, released without the store's
-        lock: appending is atomic, and every operation that reads ``inflight`` forgets them
-        first (and expires what a release would have), so it sees what a release leaves."""
-        self.retired = False
-        """Set by a store that dropped this state (cleared, or the key declared anew)."""
 
     # -- queries ---------------------------------------------------------------------
 
@@ -189,8 +181,6 @@ class KeyState:
 
         Costs must not exceed capacities (callers check; see ``RequestTooLarge``).
         """
-        # Runs once per request: index loops and comparisons, because zip(strict=True)
-        # and max() cost more here than the arithmetic they serve.
         start, bucket = now, "queue"
         if self.last_start > start:
             start = self.last_start
@@ -211,10 +201,7 @@ class KeyState:
             charged[i] += costs[i]
         self.last_start = start
         self.seq += 1
-        if self.answered:
-            self.forget_answered()
-        if self.inflight:
-            self.expire(now)
+        self.expire(now)
         ticket = Ticket(
             ticket_id,
             start,
@@ -262,8 +249,6 @@ class KeyState:
             self.release(ticket, now)
             return [0.0] * len(specs)
         before = [self.level(specs, i, now) for i in range(len(specs))]
-        if self.answered:
-            self.forget_answered()
         self.inflight.pop(ticket.id, None)
         self.expire(now)
         for i, deficit in enumerate(deficits):
@@ -278,18 +263,8 @@ class KeyState:
 
     def release(self, ticket: Ticket, now: float) -> None:
         """``ticket``'s request was answered and nothing needs correcting: forget it."""
-        if self.answered:
-            self.forget_answered()
-        inflight = self.inflight
-        inflight.pop(ticket.id, None)
-        if inflight:
-            self.expire(now)
-
-    def forget_answered(self) -> None:
-        """Drop the ``answered`` requests from ``inflight`` (under the store's lock)."""
-        answered, inflight = self.answered, self.inflight
-        while answered:
-            inflight.pop(answered.pop(), None)
+        self.inflight.pop(ticket.id, None)
+        self.expire(now)
 
     def _follow(
         self,
@@ -345,7 +320,6 @@ class KeyState:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (for the SQLite store)."""
-        self.forget_answered()
         return {
             "tats": self.tats,
             "charged": self.charged,
