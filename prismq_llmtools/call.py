@@ -15,7 +15,7 @@ from prismq_llmtools.usage import Usage, UsageSource
 
 if TYPE_CHECKING:
     from prismq_llmtools.openai.tokens import TokenEstimate
-    from prismq_llmtools.ratelimit.feedback import Pending
+    from prismq_llmtools.ratelimit.feedback import Admission
 
 __all__ = ["Call", "Endpoint", "Outcome", "RateHeaders", "Request", "current_call"]
 
@@ -112,7 +112,7 @@ class Call:
     response_id: str | None = None
     rate_headers: RateHeaders | None = None
     possibly_billed: bool = False
-    admission: Pending | None = None
+    admission: Admission | None = None
     """The rate limiter's admission of the latest attempt (kept off ``extra``: cheaper)."""
 
     owns_retries: bool = False

@@ -11,7 +11,7 @@ from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import RateLimitTimeout, RequestTooLarge, StateStoreError
-from prismq_llmtools.ratelimit.feedback import Pending, feedback_for
+from prismq_llmtools.ratelimit.feedback import Admission, feedback_for
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.bucket import Refusal
 
@@ -79,21 +79,21 @@ class RateLimitAspect(Aspect):
     # -- hooks -----------------------------------------------------------------------
 
     def before_attempt(self, call: Call) -> float:
-        pending = call.admission
-        if pending is not None and pending.attempt == call.attempts and not pending.done:
-            return self._recheck(call, pending)
+        admission = call.admission
+        if admission is not None and admission.attempt == call.attempts and not admission.done:
+            return self._recheck(call, admission)
         return self._admit(call)
 
     def after_attempt(self, call: Call, error: BaseException | None) -> None:
-        pending = call.admission
-        if pending is None or pending.done or pending.attempt != call.attempts:
+        admission = call.admission
+        if admission is None or admission.done or admission.attempt != call.attempts:
             return
-        if error is not None or call.rate_headers is not pending.headers:
-            self._feedback(call, pending, error)
+        if error is not None or call.rate_headers is not admission.headers:
+            self._feedback(call, admission, error)
             return
         # Answered without rate-limit headers: nothing to correct or pause, only to release.
-        pending.done = True
-        self._apply(call, pending)
+        admission.done = True
+        self._apply(call, admission)
 
     def active_hooks(self) -> set[str]:
         # Every attempt begun hears how it ended (after_attempt): settle only has the
@@ -104,13 +104,13 @@ class RateLimitAspect(Aspect):
         return hooks
 
     def settle(self, call: Call) -> None:
-        pending = call.admission
-        if pending is None:
+        admission = call.admission
+        if admission is None:
             return
-        if not pending.done:  # cancelled, or ended without an attempt finishing
-            self._feedback(call, pending, call.error)
+        if not admission.done:  # cancelled, or ended without an attempt finishing
+            self._feedback(call, admission, call.error)
         if self._refunds and call.outcome == "ok" and call.usage is not None:
-            self._refund_unused(call, pending, call.usage.total_tokens)
+            self._refund_unused(call, admission, call.usage.total_tokens)
 
     # -- admission -------------------------------------------------------------------
 
@@ -144,13 +144,20 @@ class RateLimitAspect(Aspect):
                 key=key, bucket=result.bucket, wait_s=result.wait_s, timeout_s=self._max_wait_s
             )
         deadline = self._now() + self._max_wait_s if self._timed else None
-        pending = Pending.of(result, key, call.attempts, deadline, call.rate_headers)
-        call.admission = pending
-        return self._waiting(call, pending) if pending.wait_s > 0 else 0.0
+        admission = Admission(
+            ticket=result,
+            key=key,
+            attempt=call.attempts,
+            deadline=deadline,
+            headers=call.rate_headers,
+        )
+        call.admission = admission
+        return self._waiting(call, admission) if result.wait_s > 0 else 0.0
 
-    def _waiting(self, call: Call, pending: Pending) -> float:
-        wait = float(pending.wait_s)
-        events.emit(call, WAIT, key=pending.key, bucket=pending.bucket, wait_s=round(wait, 6))
+    def _waiting(self, call: Call, admission: Admission) -> float:
+        ticket = admission.ticket
+        wait = float(ticket.wait_s)
+        events.emit(call, WAIT, key=admission.key, bucket=ticket.bucket, wait_s=round(wait, 6))
         return wait
 
     def _check_size(self, key: str, costs: Sequence[float]) -> None:
@@ -160,40 +167,40 @@ class RateLimitAspect(Aspect):
                     key=key, bucket=spec.name, requested=cost, capacity=spec.capacity
                 )
 
-    def _recheck(self, call: Call, pending: Pending) -> float:
+    def _recheck(self, call: Call, admission: Admission) -> float:
         try:
             store = self._store_now()
-            wait = store.wait_s(pending.key, self._specs, pending, clock=self._clock())
+            wait = store.wait_s(admission.key, self._specs, admission.ticket, clock=self._clock())
         except StateStoreError as exc:
             self._store_failed(call, exc)
             wait = 0.0
         if not wait:
-            pending.headers = call.rate_headers
+            admission.headers = call.rate_headers
             return 0.0
-        if pending.deadline is not None and self._now() + wait > pending.deadline + 1e-9:
-            self._release(call, pending)
+        if admission.deadline is not None and self._now() + wait > admission.deadline + 1e-9:
+            self._release(call, admission)
             limit: RateLimit = self.settings
             raise RateLimitTimeout(
-                key=pending.key,
+                key=admission.key,
                 bucket="pause",
                 wait_s=wait,
                 timeout_s=float(limit.timeout_s or 0.0),
             )
         return wait
 
-    def _release(self, call: Call, pending: Pending) -> None:
-        pending.done = True
-        self._apply(call, pending, refund=pending.costs)
+    def _release(self, call: Call, admission: Admission) -> None:
+        admission.done = True
+        self._apply(call, admission, refund=admission.ticket.costs)
 
     # -- feedback --------------------------------------------------------------------
 
-    def _feedback(self, call: Call, pending: Pending, error: BaseException | None) -> None:
-        pending.done = True
+    def _feedback(self, call: Call, admission: Admission, error: BaseException | None) -> None:
+        admission.done = True
         limit: RateLimit = self.settings
-        plan = feedback_for(call, pending, error, self._specs, limit, follow=limit.follow_headers)
+        plan = feedback_for(call, admission, error, self._specs, limit, follow=limit.follow_headers)
         deltas = self._apply(
             call,
-            pending,
+            admission,
             deficits=plan.deficits,
             refund=plan.refund,
             pause_s=plan.pause_s,
@@ -201,44 +208,44 @@ class RateLimitAspect(Aspect):
         )
         if plan.pause_s > 0:
             events.emit(
-                call, PAUSE, level="warning", key=pending.key, wait_s=round(plan.pause_s, 6)
+                call, PAUSE, level="warning", key=admission.key, wait_s=round(plan.pause_s, 6)
             )
         for spec, delta, remaining in zip(self._specs, deltas or (), plan.remaining, strict=False):
             if remaining is not None and abs(delta) >= max(1.0, 0.01 * spec.capacity):
                 events.emit(
                     call,
                     CORRECTION,
-                    key=pending.key,
+                    key=admission.key,
                     bucket=spec.name,
                     delta=round(delta, 3),
                     server_remaining=remaining,
                 )
 
-    def _refund_unused(self, call: Call, pending: Pending, used: int) -> None:
+    def _refund_unused(self, call: Call, admission: Admission, used: int) -> None:
         refund = [
             max(0.0, cost - used) if spec.name.startswith("tokens") else 0.0
-            for spec, cost in zip(self._specs, pending.costs, strict=True)
+            for spec, cost in zip(self._specs, admission.ticket.costs, strict=True)
         ]
         if any(refund):
-            self._apply(call, pending, refund=refund)
+            self._apply(call, admission, refund=refund)
 
     def _apply(
         self,
         call: Call,
-        pending: Pending,
+        admission: Admission,
         *,
         deficits: Sequence[float | None] = (),
         refund: Sequence[float] = (),
         pause_s: float = 0.0,
         follow_down: bool = True,
     ) -> list[float] | None:
-        """Feed what happened to ``pending``'s request to the store (``None``: unreachable)."""
+        """Feed what happened to ``admission``'s request to the store (``None``: unreachable)."""
         try:
             store = self._store_now()
             return store.feedback(
-                pending.key,
+                admission.key,
                 self._specs,
-                pending,
+                admission.ticket,
                 clock=self._clock(),
                 deficits=deficits,
                 refund=refund,

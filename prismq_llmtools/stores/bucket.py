@@ -63,13 +63,11 @@ def signature(specs: Sequence[BucketSpec]) -> str:
     return ",".join(f"{s.name}/{s.capacity!r}/{s.burst!r}/{s.rate_per_s!r}" for s in specs)
 
 
+@dataclass(frozen=True, slots=True)
 class Ticket:
     """An admitted request: its id, start, costs, and the key's counters when admitted.
 
-    The state of its key keeps it while the request is in flight. Never changed once made.
-    Not frozen: the rate limiter's record of an admission extends it with fields of its own
-    (:class:`~prismq_llmtools.ratelimit.feedback.Pending`), so that an admission is one object.
-    A plain class, not a dataclass: compiled (README, "Speed"), its ``__init__`` is native code.
+    The state of its key keeps it while the request is in flight.
 
     Fields:
         bucket: what set the start: a bucket's name, ``queue`` (FIFO) or ``pause``.
@@ -80,45 +78,15 @@ class Ticket:
         expires_at: when its store stops counting it in flight, answered or not.
     """
 
-    __slots__ = (
-        "bucket",
-        "charged",
-        "costs",
-        "expires_at",
-        "id",
-        "seq",
-        "shift_s",
-        "start",
-        "wait_s",
-    )
-
-    def __init__(
-        self,
-        id: str,
-        start: float,
-        bucket: str,
-        costs: tuple[float, ...],
-        shift_s: float,
-        charged: tuple[float, ...],
-        wait_s: float = 0.0,
-        seq: int = 0,
-        expires_at: float = math.inf,
-    ) -> None:
-        self.id = id
-        self.start = start
-        self.bucket = bucket
-        self.costs = costs
-        self.shift_s = shift_s
-        self.charged = charged
-        self.wait_s = wait_s
-        self.seq = seq
-        self.expires_at = expires_at
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(id={self.id!r}, start={self.start!r}, bucket={self.bucket!r},"
-            f" costs={self.costs!r}, seq={self.seq})"
-        )
+    id: str
+    start: float
+    bucket: str
+    costs: tuple[float, ...]
+    shift_s: float
+    charged: tuple[float, ...]
+    wait_s: float = 0.0
+    seq: int = 0
+    expires_at: float = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,15 +171,15 @@ class KeyState:
         self.seq += 1
         self.expire(now)
         ticket = Ticket(
-            ticket_id,
-            start,
-            bucket,
-            tuple(costs),
-            self.shift_s,
-            tuple(charged),
-            start - now,
-            self.seq,
-            start + ttl_s,
+            id=ticket_id,
+            start=start,
+            bucket=bucket,
+            costs=tuple(costs),
+            shift_s=self.shift_s,
+            charged=tuple(charged),
+            wait_s=start - now,
+            seq=self.seq,
+            expires_at=start + ttl_s,
         )
         self.inflight[ticket_id] = ticket
         return ticket
@@ -353,12 +321,12 @@ def _record(ticket_id: str, record: list[Any]) -> Ticket:
     corrections of later answers read (its expiry, start, admission number and costs)."""
     expires_at, start, seq, *costs = (float(x) for x in record)
     return Ticket(
-        ticket_id,
-        start,
-        "",
-        tuple(costs),
-        0.0,
-        (),
+        id=ticket_id,
+        start=start,
+        bucket="",
+        costs=tuple(costs),
+        shift_s=0.0,
+        charged=(),
         seq=int(seq),
         expires_at=expires_at,
     )
