@@ -96,9 +96,9 @@ class StreamState:
             estimated = self._estimate()
             if estimated is not None:
                 call.add_observed(estimated)
-                call.extra["usage_estimated"] = True
+                call.usage_estimated = True
         if not complete:
-            call.extra["stream_interrupted"] = True
+            call.stream_interrupted = True
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback()
@@ -124,7 +124,7 @@ def _end_of_stream(state: StreamState) -> None:
     incomplete = state.incomplete()
     state.finalize(complete=not incomplete)
     if incomplete:
-        state.call.extra["stream_incomplete"] = True
+        state.call.stream_incomplete = True
         if state.call.owns_retries:
             raise IncompleteStreamError("the stream ended without a finish_reason or final event")
 

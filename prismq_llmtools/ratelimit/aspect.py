@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from prismq_llmtools import events
 from prismq_llmtools.aspect import Aspect
-from prismq_llmtools.call import Call
+from prismq_llmtools.call import Call, StateKey
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import RateLimitTimeout, RequestTooLarge, StateStoreError
 from prismq_llmtools.ratelimit.feedback import Admission, feedback_for
@@ -27,6 +27,9 @@ WAIT = "llm.ratelimit.wait"
 PAUSE = "llm.ratelimit.pause"
 CORRECTION = "llm.ratelimit.correction"
 STORE_ERROR = "llm.store.error"
+
+ADMISSION: StateKey[Admission] = StateKey("ratelimit.admission")
+"""The admission of a Call's latest attempt."""
 
 _TICKET_TTL_S = 900.0  # an admitted request unanswered for this long no longer counts in flight
 
@@ -79,13 +82,13 @@ class RateLimitAspect(Aspect):
     # -- hooks -----------------------------------------------------------------------
 
     def before_attempt(self, call: Call) -> float:
-        admission = call.admission
+        admission = call.get(ADMISSION)
         if admission is not None and admission.attempt == call.attempts and not admission.done:
             return self._recheck(call, admission)
         return self._admit(call)
 
     def after_attempt(self, call: Call, error: BaseException | None) -> None:
-        admission = call.admission
+        admission = call.get(ADMISSION)
         if admission is None or admission.done or admission.attempt != call.attempts:
             return
         if error is not None or call.rate_headers is not admission.headers:
@@ -104,7 +107,7 @@ class RateLimitAspect(Aspect):
         return hooks
 
     def settle(self, call: Call) -> None:
-        admission = call.admission
+        admission = call.get(ADMISSION)
         if admission is None:
             return
         if not admission.done:  # cancelled, or ended without an attempt finishing
@@ -151,7 +154,7 @@ class RateLimitAspect(Aspect):
             deadline=deadline,
             headers=call.rate_headers,
         )
-        call.admission = admission
+        call.put(ADMISSION, admission)
         return self._waiting(call, admission) if result.wait_s > 0 else 0.0
 
     def _waiting(self, call: Call, admission: Admission) -> float:

@@ -487,13 +487,7 @@ class SiteCore:
         if request is None and logging_on:
             request = call.request = self.discover_request(call, instance)
         if call.usage_source is None and (
-            request is not None
-            or call.observed_requests
-            or call._extra is not None
-            or type(result).__module__ != "builtins"
-            # As when the rate limiter kept its admission in ``call.extra``: the result of
-            # an admitted call is read even when it is a plain dict (with ``usage``).
-            or (call.admission is not None and type(result) is dict)
+            request is not None or call.observed_requests or type(result).__module__ != "builtins"
         ):  # else nothing could carry usage: skip the call
             resolve_usage(call, result)
         if call.usage is not None:
