@@ -487,7 +487,10 @@ class SiteCore:
         if request is None and logging_on:
             request = call.request = self.discover_request(call, instance)
         if call.usage_source is None and (
-            request is not None or call.observed_requests or type(result).__module__ != "builtins"
+            request is not None
+            or call.observed_requests
+            or type(result).__module__ != "builtins"
+            or type(result) is dict  # a response as a dict (with ``usage``)
         ):  # else nothing could carry usage: skip the call
             resolve_usage(call, result)
         if call.usage is not None:

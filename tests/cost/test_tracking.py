@@ -59,6 +59,18 @@ def test_gpt_4o_mini_cost_by_hand() -> None:
     assert totals.cost_usd == Decimal("0.00045")
 
 
+def test_a_response_returned_as_a_dict_is_costed() -> None:
+    """A function returning a response as a plain dict (``model_dump()``) is costed from
+    its usage, whichever aspects the site has."""
+
+    @cost_tracked(operation="op")
+    def ask() -> dict[str, Any]:
+        return chat_body(model="gpt-4o-mini", prompt_tokens=1000, completion_tokens=500)
+
+    ask()
+    assert usage_totals().total().cost_usd == Decimal("0.00045")
+
+
 def test_unknown_model_warns_and_estimates(events: list[dict[str, Any]]) -> None:
     """A model with no price is costed by the stand-in and announced, never a silent $0."""
     totals = _ask("my-private-model", {"prompt_tokens": 1000, "completion_tokens": 0})
