@@ -144,7 +144,7 @@ class Call:
     batch_api: bool = False
     """Answered through the OpenAI Batch API, at its prices."""
     service_tier: str | None = None
-    """The service tier the answer was billed at, when known (tier prices apply)."""
+    """The ``service_tier`` the latest answer reported (its prices apply where they exist)."""
     cost_usd: Decimal | None = None
     price_known: bool = True
     rollup_usage: Usage | None = None

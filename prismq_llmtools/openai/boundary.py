@@ -100,6 +100,7 @@ def _observe(call: Call, plan: _Plan, result: Any, *, is_async: bool) -> Any:
         call.response_model = facts.model or call.response_model
         call.response_id = facts.response_id or call.response_id
         call.request_id = facts.request_id or call.request_id
+        call.service_tier = facts.service_tier or call.service_tier
     return result
 
 

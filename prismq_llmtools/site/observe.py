@@ -33,6 +33,7 @@ def resolve_usage(call: Call, result: Any) -> None:
             call.response_model = call.response_model or facts.model
             call.response_id = call.response_id or facts.response_id
             call.request_id = call.request_id or facts.request_id
+            call.service_tier = call.service_tier or facts.service_tier
             if facts.usage is not None:
                 call.usage = facts.usage
                 call.usage_source = "response"
