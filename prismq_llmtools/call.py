@@ -1,4 +1,10 @@
-"""The Call: one record per invocation of a decorated function, shared by every aspect."""
+"""The Call: one record per invocation of a decorated function, shared by every aspect.
+
+A record, not a feature: it imports nothing but :mod:`prismq_llmtools.usage` and the standard
+library. Facts about the invocation that several modules read are typed fields; state that
+one aspect keeps for itself between its hooks goes under that aspect's own
+:class:`StateKey` (:meth:`Call.get`, :meth:`Call.put`, :meth:`Call.pop`).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,23 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 from prismq_llmtools._state import new_call_id as _new_id
-from prismq_llmtools.usage import Usage, UsageSource
+from prismq_llmtools.usage import TokenEstimate, Usage, UsageSource
 
-if TYPE_CHECKING:
-    from prismq_llmtools.openai.tokens import TokenEstimate
-    from prismq_llmtools.ratelimit.feedback import Pending
+__all__ = [
+    "Call",
+    "Endpoint",
+    "OpenStream",
+    "Outcome",
+    "RateHeaders",
+    "Request",
+    "StateKey",
+    "current_call",
+]
 
-__all__ = ["Call", "Endpoint", "Outcome", "RateHeaders", "Request", "current_call"]
+T = TypeVar("T")
 
 Endpoint = Literal["chat", "responses", "embeddings", "completions"]
 Outcome = Literal["ok", "error"]
@@ -55,6 +68,31 @@ class RateHeaders:
     reset_tokens_s: float | None = None
 
 
+class OpenStream(Protocol):
+    """A streamed response opened during a Call, which attributes its usage once finalised."""
+
+    def finalize(self, *, complete: bool) -> None:
+        """Attribute the stream's usage to its Call (once; later calls do nothing)."""
+        ...
+
+
+class StateKey(Generic[T]):
+    """The key of one aspect's private state on a Call, holding values of type ``T``.
+
+    Each aspect declares its keys in its own module, e.g.
+    ``ADMISSION: StateKey[Admission] = StateKey("ratelimit.admission")``. Keys compare by
+    identity: two keys never share state, whatever their names; the name is for reading.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"StateKey({self.name!r})"
+
+
 _rollup_lock = threading.Lock()
 
 
@@ -63,8 +101,7 @@ class Call:
 
     Aspects read and write it in a fixed phase order; ``llm.call`` is rendered from it.
     Usage and cost are this invocation's own; ``rollup_*`` add every nested Call's.
-    The fields read on every call are set in ``__init__``; the rest read as their class-level
-    defaults until an aspect sets them, so creating a Call costs twenty stores, not forty.
+    Fields not set in ``__init__`` read as their class-level defaults until set.
     """
 
     site: str
@@ -78,11 +115,26 @@ class Call:
 
     request: Request | None = None
     estimate: TokenEstimate | None = None
+    completion_cap: int | None = None
+    """A completion cap the client boundary adds to requests the function builds itself
+    when they set none (``@token_budgeted(completion_cap=...)``)."""
 
     usage: Usage | None = None
     usage_source: UsageSource | None = None
     observed_usage: Usage | None = None
     observed_requests: int = 0
+    usage_estimated: bool = False
+    """Part of the observed usage was estimated (a stream that ended before its usage)."""
+    streams: list[OpenStream]
+    """Streams opened during this invocation; any left unfinished are finalised at its end."""
+    stream_interrupted: bool = False
+    """A stream was closed or abandoned before it ended: its answer is not whole."""
+    stream_incomplete: bool = False
+    """A stream ended without saying how (no finish reason, no final event)."""
+    batch_api: bool = False
+    """Answered through the OpenAI Batch API, at its prices."""
+    service_tier: str | None = None
+    """The ``service_tier`` the latest answer reported (its prices apply where they exist)."""
     cost_usd: Decimal | None = None
     price_known: bool = True
     rollup_usage: Usage | None = None
@@ -108,12 +160,10 @@ class Call:
     response_id: str | None = None
     rate_headers: RateHeaders | None = None
     possibly_billed: bool = False
-    admission: Pending | None = None
-    """The rate limiter's admission of the latest attempt (kept off ``extra``: cheaper)."""
 
     owns_retries: bool = False
     _call_id: str | None = None
-    _extra: dict[str, Any] | None = None
+    _state: dict[StateKey[Any], object]
 
     def __init__(
         self,
@@ -129,25 +179,9 @@ class Call:
         self.args = args
         self.kwargs = kwargs if kwargs is not None else {}
         self.parent = parent
-        if owns_retries:
-            self.owns_retries = True
-        # The fields every call reads: stored here, they are read from the instance; left
-        # to their class defaults, each read would miss the instance and search the class.
-        self.request = None
-        self.usage = None
-        self.usage_source = None
-        self.observed_requests = 0
-        self._extra = None
-        self.admission = None
-        self.attempts = 0
-        self.rate_headers = None
-        self.outcome = None
-        self.response_model = None
-        self.cache = None
-        self.cost_usd = None
-        self.saved_cost_usd = None
-        self.retries = 0
-        self.rate_limited = 0
+        self.owns_retries = owns_retries
+        self.streams = []
+        self._state = {}
 
     @property
     def call_id(self) -> str:
@@ -156,12 +190,17 @@ class Call:
             self._call_id = _new_id()
         return self._call_id
 
-    @property
-    def extra(self) -> dict[str, Any]:
-        """Free-form facts aspects attach to the call (streams, batch, service tier...)."""
-        if self._extra is None:
-            self._extra = {}
-        return self._extra
+    def get(self, key: StateKey[T]) -> T | None:
+        """The state kept under ``key``, or ``None``."""
+        return cast("T | None", self._state.get(key))
+
+    def put(self, key: StateKey[T], value: T) -> None:
+        """Keep ``value`` under ``key`` (replacing what was there)."""
+        self._state[key] = value
+
+    def pop(self, key: StateKey[T]) -> T | None:
+        """Remove and return the state kept under ``key``, or ``None``."""
+        return cast("T | None", self._state.pop(key, None))
 
     def __repr__(self) -> str:
         return f"<Call {self.site} {self.call_id} outcome={self.outcome}>"

@@ -1,11 +1,16 @@
-"""Token usage of one request or an aggregate of many, in OpenAI's own terms."""
+"""Tokens of a request: counted before it is sent (:class:`TokenEstimate`), and billed for
+it or an aggregate of many (:class:`Usage`), in OpenAI's own terms.
+
+Plain records below :mod:`prismq_llmtools.call`: the counting itself lives in
+:mod:`prismq_llmtools.openai.tokens`, which also exports :class:`TokenEstimate`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Usage", "UsageSource"]
+__all__ = ["TokenEstimate", "Usage", "UsageSource"]
 
 UsageSource = Literal["response", "observed", "estimated", "cache"]
 """Where a Call's usage came from: a returned response object, requests observed at the
@@ -55,3 +60,23 @@ class Usage:
             cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenEstimate:
+    """Prompt tokens counted before a call, and the most the completion may add."""
+
+    model: str
+    encoding: str
+    prompt_tokens: int
+    completion_cap: int | None
+    """max_tokens / max_completion_tokens / max_output_tokens times n; None if unset."""
+
+    def __post_init__(self) -> None:
+        if self.prompt_tokens < 0 or (self.completion_cap is not None and self.completion_cap < 0):
+            raise ValueError("token counts must not be negative")
+
+    @property
+    def total_estimate(self) -> int:
+        """What a rate limiter charges at admission: prompt plus completion cap."""
+        return self.prompt_tokens + (self.completion_cap or 0)

@@ -315,7 +315,7 @@ def run_batch_api(
             for index in job.indices:
                 call = calls[index]
                 answer, error = to_answer(endpoint, records[f"item-{index}"])
-                call.extra["batch"] = True
+                call.batch_api = True
                 if error is None:
                     call.outcome = "ok"
                     resolve_usage(call, answer)

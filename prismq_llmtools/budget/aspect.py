@@ -12,11 +12,12 @@ from prismq_llmtools import events
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.budget.policy import TokenBudget
 from prismq_llmtools.budget.truncate import parameter_names, replace_argument, truncate_messages
-from prismq_llmtools.call import Call, Request
+from prismq_llmtools.call import Call, Request, StateKey
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import BudgetExceeded, StateStoreError
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.ledger import MICRO_USD, BudgetStatus, Denial
+from prismq_llmtools.usage import TokenEstimate
 
 if TYPE_CHECKING:
     from prismq_llmtools.openai.tokens import TokenEstimate
@@ -27,6 +28,9 @@ THRESHOLD = "llm.budget.threshold"
 EXCEEDED = "llm.budget.exceeded"
 TRUNCATED = "llm.budget.truncated"
 STORE_ERROR = "llm.store.error"
+
+RESERVED: StateKey[bool] = StateKey("budget.reserved")
+"""Set when a Call's worst case is reserved in the store: settle replaces it by the actual."""
 
 _CAP_PARAMETERS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
@@ -87,10 +91,11 @@ class BudgetAspect(Aspect[TokenBudget]):
         )
         if isinstance(denial, Denial):
             self._refuse(call, denial)
-        call.extra["budget"] = denial is None and self._store is not None
+        if denial is None and self._store is not None:
+            call.put(RESERVED, True)
 
     def settle(self, call: Call) -> None:
-        if not call._extra or not call._extra.get("budget"):
+        if not call.get(RESERVED):
             return
         usage = call.usage
         actual = {"tokens": usage.total_tokens if usage is not None else 0}
@@ -133,7 +138,7 @@ class BudgetAspect(Aspect[TokenBudget]):
                 body = {**call.request.body, declared[0]: cap}
                 call.request = dataclasses.replace(call.request, body=body)
         else:  # the function builds its own request: the client boundary adds the cap
-            call.extra["completion_cap"] = cap
+            call.completion_cap = cap
         estimate = dataclasses.replace(estimate, completion_cap=cap)
         call.estimate = estimate
         return estimate

@@ -47,7 +47,7 @@ from prismq_llmtools.cache.store import (
     encode,
     is_immutable,
 )
-from prismq_llmtools.call import Call
+from prismq_llmtools.call import Call, StateKey
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.site.decorate import attach
@@ -78,6 +78,13 @@ CACHE_SKIP = "llm.cache.skip"
 
 KeyFunction = Callable[[Mapping[str, Any]], Any]
 Predicate = Callable[[Mapping[str, Any]], bool]
+
+ENTRY_KEY: StateKey[str] = StateKey("cache.entry_key")
+"""The key a missed Call's answer is stored under."""
+LEADING: StateKey[Flight] = StateKey("cache.leading")
+"""The single flight a Call leads: identical calls wait for its answer."""
+AWAITING: StateKey[Flight] = StateKey("cache.awaiting")
+"""The single flight a Call waits for, until the site joins it."""
 
 _ZERO = Decimal(0)
 _MEMORY_MAX_BLOB = 1 << 20  # larger answers are served from disk only
@@ -191,9 +198,9 @@ class CacheAspect(Aspect[CachePolicy]):
     def enter(self, call: Call) -> CacheHit | InFlight | None:
         if not self.settings.cache_enabled:
             return None
-        extra = call._extra
-        if extra is not None and "cache_wait" in extra:
-            return self._joined(call, extra.pop("cache_wait"))
+        awaited = call.pop(AWAITING)
+        if awaited is not None:
+            return self._joined(call, awaited)
         mode = current_mode()
         if mode == "bypass":
             self._skip(call, "bypass_cache")
@@ -214,7 +221,7 @@ class CacheAspect(Aspect[CachePolicy]):
             hit = self._lookup(call, key)
             if hit is not None:
                 return hit
-        call.extra["cache_key"] = key  # for leave; not set on hits, to keep them light
+        call.put(ENTRY_KEY, key)
         call.cache = "miss"
         self.stats["misses"] += 1
         return self._lead_or_follow(call, key, refresh=mode == "refresh")
@@ -294,7 +301,7 @@ class CacheAspect(Aspect[CachePolicy]):
                         self.stats["misses"] -= 1
                         return self._hit(call, found[0], found[1], "memory")
                 flight = flights.start(key, call)
-                call.extra["cache_flight"] = flight
+                call.put(LEADING, flight)
                 # Should the call end without its finish hook (another hook raised), free the
                 # waiters when it is collected rather than never.
                 weakref.finalize(call, flights.finish, flight, ABANDONED)
@@ -302,7 +309,7 @@ class CacheAspect(Aspect[CachePolicy]):
         if descends_from(call, flight.leader_id):  # the leader calls itself: never wait on it
             self._skip(call, "recursion")
             return None
-        call.extra["cache_wait"] = flight
+        call.put(AWAITING, flight)
         return InFlight(flight.future)
 
     def _joined(self, call: Call, flight: Flight) -> CacheHit | InFlight | None:
@@ -315,22 +322,22 @@ class CacheAspect(Aspect[CachePolicy]):
         return self.enter(call)  # the leader gave up (cancelled, stream): try again
 
     def _resolve(self, call: Call, outcome: Outcome) -> None:
-        extra = call._extra
-        flight: Flight | None = extra.pop("cache_flight", None) if extra is not None else None
+        flight = call.pop(LEADING)
         if flight is not None:
             self._flights.finish(flight, outcome)
 
     # -- leave: store -------------------------------------------------------------------
 
     def leave(self, call: Call, result: Any) -> None:
-        if call.cache != "miss":
+        key = call.get(ENTRY_KEY)
+        if call.cache != "miss" or key is None:
             return
         reason = _unstorable(call, result)
         if reason is not None:
             self._skip(call, reason)
             self._resolve(call, ABANDONED)
             return
-        self._resolve(call, self._store(call, call.extra["cache_key"], result))
+        self._resolve(call, self._store(call, key, result))
 
     def _store(self, call: Call, key: str, result: Any) -> Outcome:
         """Store ``result`` under ``key``; the outcome single-flight waiters receive."""
@@ -371,13 +378,13 @@ class CacheAspect(Aspect[CachePolicy]):
             key = self.key_of(bound, call.instance)
         except UnkeyableArgument:
             return False, None
-        call.extra["cache_key"] = key
+        call.put(ENTRY_KEY, key)
         hit = self._lookup(call, key)
         return (True, hit.value) if hit is not None else (False, None)
 
     def store(self, call: Call, result: Any) -> None:
         """Store the answer of a call answered outside the site (a Batch API result)."""
-        key = call._extra.get("cache_key") if call._extra else None
+        key = call.get(ENTRY_KEY)
         if key is not None and self.settings.cache_enabled:
             self._store(call, key, result)
 
@@ -409,8 +416,7 @@ class CacheAspect(Aspect[CachePolicy]):
             self.trim()
 
     def finish(self, call: Call) -> None:
-        extra = call._extra
-        if extra is None or "cache_flight" not in extra:
+        if call.get(LEADING) is None:
             return
         error = call.error
         if call.outcome == "error" and isinstance(error, Exception):
@@ -447,8 +453,7 @@ class CacheAspect(Aspect[CachePolicy]):
 
 
 def _unstorable(call: Call, result: Any) -> str | None:
-    extra = call._extra or {}
-    if extra.get("stream_interrupted") or extra.get("stream_incomplete"):
+    if call.stream_interrupted or call.stream_incomplete:
         return "stream_interrupted"
     if isinstance(result, Iterator | AsyncIterator | Awaitable):
         return "stream"

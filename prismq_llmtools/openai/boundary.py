@@ -71,7 +71,7 @@ def _prepare(call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple
         body = {**body, "stream_options": {**stream_options, "include_usage": True}}
         options.json_data = body
         hide = True
-    cap = call._extra.get("completion_cap") if call._extra else None
+    cap = call.completion_cap
     if cap is not None and endpoint in _CAP_KEY and not _CAP_KEYS & body.keys():
         body = {**body, _CAP_KEY[endpoint]: cap}  # @token_budgeted's default completion cap
         options.json_data = body
@@ -87,7 +87,7 @@ def _prepare(call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple
 def _observe(call: Call, plan: _Plan, result: Any, *, is_async: bool) -> Any:
     if _is_stream(result):
         state = StreamState(call, plan.body, plan.endpoint, hide_usage_chunk=plan.hide_usage_chunk)
-        call.extra.setdefault("streams", []).append(state)
+        call.streams.append(state)
         return ObservedAsyncStream(result, state) if is_async else ObservedStream(result, state)
     facts = facts_from_response(result)
     if facts is not None:
@@ -96,6 +96,7 @@ def _observe(call: Call, plan: _Plan, result: Any, *, is_async: bool) -> Any:
         call.response_model = facts.model or call.response_model
         call.response_id = facts.response_id or call.response_id
         call.request_id = facts.request_id or call.request_id
+        call.service_tier = facts.service_tier or call.service_tier
     return result
 
 

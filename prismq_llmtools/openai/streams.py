@@ -10,7 +10,7 @@ import wrapt
 
 from prismq_llmtools.call import Call, Endpoint
 from prismq_llmtools.errors import IncompleteStreamError
-from prismq_llmtools.openai.usage import parse_usage
+from prismq_llmtools.openai.usage import parse_usage, service_tier
 from prismq_llmtools.usage import Usage
 
 __all__ = ["ObservedAsyncStream", "ObservedStream", "StreamState"]
@@ -30,6 +30,7 @@ class StreamState:
         "endpoint",
         "finish_reason",
         "hide_usage_chunk",
+        "service_tier",
         "texts",
         "usage",
     )
@@ -49,6 +50,7 @@ class StreamState:
         self.texts: list[str] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self.service_tier: str | None = None
         self.done = False
         self._callbacks: list[Callable[[], None]] = []
 
@@ -59,6 +61,7 @@ class StreamState:
             if kind in _FINAL_EVENTS:
                 response = getattr(chunk, "response", None)
                 self.usage = parse_usage(getattr(response, "usage", None))
+                self.service_tier = service_tier(response) or self.service_tier
                 self.finish_reason = kind
             elif kind == "response.output_text.delta":
                 self.texts.append(getattr(chunk, "delta", "") or "")
@@ -66,6 +69,7 @@ class StreamState:
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             self.usage = parse_usage(usage)
+        self.service_tier = service_tier(chunk) or self.service_tier
         choices = getattr(chunk, "choices", None) or []
         for choice in choices:
             delta = getattr(choice, "delta", None)
@@ -90,15 +94,16 @@ class StreamState:
             return
         self.done = True
         call = self.call
+        call.service_tier = self.service_tier or call.service_tier
         if self.usage is not None:
             call.add_observed(self.usage)
         else:
             estimated = self._estimate()
             if estimated is not None:
                 call.add_observed(estimated)
-                call.extra["usage_estimated"] = True
+                call.usage_estimated = True
         if not complete:
-            call.extra["stream_interrupted"] = True
+            call.stream_interrupted = True
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback()
@@ -124,7 +129,7 @@ def _end_of_stream(state: StreamState) -> None:
     incomplete = state.incomplete()
     state.finalize(complete=not incomplete)
     if incomplete:
-        state.call.extra["stream_incomplete"] = True
+        state.call.stream_incomplete = True
         if state.call.owns_retries:
             raise IncompleteStreamError("the stream ended without a finish_reason or final event")
 

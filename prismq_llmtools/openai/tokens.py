@@ -5,12 +5,15 @@ Responses, embeddings or legacy completions) and returns a :class:`TokenEstimate
 prompt tokens by OpenAI's format rules, and the completion cap reported separately. Text
 seen again (a long system prompt, tool definitions) is counted once and remembered in a
 bounded LRU memo. Everything is thread-safe.
+
+:class:`TokenEstimate` is a plain record defined in :mod:`prismq_llmtools.usage` (so that
+:class:`~prismq_llmtools.call.Call` can hold one without importing this module) and exported
+here too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from prismq_llmtools import _state
@@ -18,6 +21,7 @@ from prismq_llmtools.errors import ConfigurationError, RequestFormatError
 from prismq_llmtools.openai import messages
 from prismq_llmtools.openai.models import ModelInfo, encoding_for, model_info
 from prismq_llmtools.openai.textcount import MemoStats, TextCount, TokenMemo
+from prismq_llmtools.usage import TokenEstimate
 
 if TYPE_CHECKING:
     import tiktoken
@@ -38,26 +42,6 @@ __all__ = [
 
 Endpoint = Literal["chat", "responses", "embeddings", "completions"]
 _ENDPOINTS: frozenset[str] = frozenset({"chat", "responses", "embeddings", "completions"})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TokenEstimate:
-    """Prompt tokens counted before a call, and the most the completion may add."""
-
-    model: str
-    encoding: str
-    prompt_tokens: int
-    completion_cap: int | None
-    """max_tokens / max_completion_tokens / max_output_tokens times n; None if unset."""
-
-    def __post_init__(self) -> None:
-        if self.prompt_tokens < 0 or (self.completion_cap is not None and self.completion_cap < 0):
-            raise ValueError("token counts must not be negative")
-
-    @property
-    def total_estimate(self) -> int:
-        """What a rate limiter charges at admission: prompt plus completion cap."""
-        return self.prompt_tokens + (self.completion_cap or 0)
 
 
 class TokenCounter:

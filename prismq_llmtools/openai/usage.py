@@ -11,7 +11,7 @@ from typing import Any
 
 from prismq_llmtools.usage import Usage
 
-__all__ = ["ResponseFacts", "facts_from_response", "parse_usage"]
+__all__ = ["ResponseFacts", "facts_from_response", "parse_usage", "service_tier"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,6 +22,7 @@ class ResponseFacts:
     model: str | None = None
     response_id: str | None = None
     request_id: str | None = None
+    service_tier: str | None = None
     headers: Any = None
 
 
@@ -59,6 +60,12 @@ def parse_usage(usage: Any) -> Usage | None:
     )
 
 
+def service_tier(obj: Any) -> str | None:
+    """The ``service_tier`` a response (or stream chunk) says it was served at, if any."""
+    tier = _get(obj, "service_tier")
+    return tier if isinstance(tier, str) else None
+
+
 def _is_raw_response(obj: Any) -> bool:
     return hasattr(obj, "http_response") and callable(getattr(obj, "parse", None))
 
@@ -85,5 +92,6 @@ def facts_from_response(obj: Any) -> ResponseFacts | None:
         model=model if isinstance(model, str) else None,
         response_id=response_id if isinstance(response_id, str) else None,
         request_id=request_id or getattr(obj, "_request_id", None),
+        service_tier=service_tier(obj),
         headers=headers,
     )

@@ -69,10 +69,7 @@ def cost_call(call: Call, *, unknown: UnknownPrice = "estimate") -> None:
             break
     else:
         price = table.price_for(model, unknown=unknown)
-    extra = call._extra
-    batch = bool(extra and extra.get("batch"))
-    tier = extra.get("service_tier") if extra else None
-    cost = cost_of(usage, price, batch=batch, service_tier=tier if isinstance(tier, str) else None)
+    cost = cost_of(usage, price, batch=call.batch_api, service_tier=call.service_tier)
     call.cost_usd = cost.total_usd
     call.price_known = cost.price_known
     if not cost.price_known:

@@ -7,15 +7,13 @@ from collections.abc import Callable, Sequence
 
 from prismq_llmtools import events
 from prismq_llmtools.aspect import Aspect
-from prismq_llmtools.call import Call
+from prismq_llmtools.call import Call, StateKey
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import RateLimitTimeout, RequestTooLarge, StateStoreError
-from prismq_llmtools.ratelimit.feedback import Pending, feedback_for
+from prismq_llmtools.ratelimit.feedback import Admission, feedback_for
 from prismq_llmtools.ratelimit.policy import RateLimit
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.bucket import Refusal
-from prismq_llmtools.stores.lane import Lane, local_ticket_id
-from prismq_llmtools.stores.memory import MemoryStore
 
 __all__ = ["CORRECTION", "PAUSE", "STORE_ERROR", "WAIT", "KeyFunction", "RateLimitAspect"]
 
@@ -25,6 +23,9 @@ WAIT = "llm.ratelimit.wait"
 PAUSE = "llm.ratelimit.pause"
 CORRECTION = "llm.ratelimit.correction"
 STORE_ERROR = "llm.store.error"
+
+ADMISSION: StateKey[Admission] = StateKey("ratelimit.admission")
+"""The admission of a Call's latest attempt."""
 
 _TICKET_TTL_S = 900.0  # an admitted request unanswered for this long no longer counts in flight
 
@@ -65,42 +66,25 @@ class RateLimitAspect(Aspect[RateLimit]):
         self._declared: set[str] = set()
         self._store: StateStore | None = None
         self._generation = -1
-        self._local_ids = False
-        # The in-process store's fast lane, when every admission of this site is alike
-        # (fixed key and costs, no timeout); made by the first admission, see _admit.
-        self._lane: Lane | None = None
-        self._lane_costs = (
-            self._fixed_costs if self._fixed_key is not None and not self._timed else None
-        )
 
     # -- hooks -----------------------------------------------------------------------
 
     def before_attempt(self, call: Call) -> float:
-        pending = call.admission
-        if pending is not None and pending.attempt == call.attempts and not pending.done:
-            return self._recheck(call, pending)
-        lane = self._lane
-        if lane is not None and self._site is not None and lane.clock is self._site.clock:
-            pending = lane.admit(call.attempts, call.rate_headers)
-            if pending is not None:
-                call.admission = pending
-                return self._waiting(call, pending) if pending.wait_s > 0 else 0.0
+        admission = call.get(ADMISSION)
+        if admission is not None and admission.attempt == call.attempts and not admission.done:
+            return self._recheck(call, admission)
         return self._admit(call)
 
     def after_attempt(self, call: Call, error: BaseException | None) -> None:
-        pending = call.admission
-        if pending is None or pending.done or pending.attempt != call.attempts:
+        admission = call.get(ADMISSION)
+        if admission is None or admission.done or admission.attempt != call.attempts:
             return
-        if error is not None or call.rate_headers is not pending.headers:
-            self._feedback(call, pending, error)
+        if error is not None or call.rate_headers is not admission.headers:
+            self._feedback(call, admission, error)
             return
         # Answered without rate-limit headers: nothing to correct or pause, only to release.
-        pending.done = True
-        lane = pending.lane
-        if lane is not None and not lane.state.retired:
-            lane.answer(pending.id)  # into the state that admitted it, at its next operation
-            return
-        self._apply(call, pending)
+        admission.done = True
+        self._apply(call, admission)
 
     def active_hooks(self) -> set[str]:
         # Every attempt begun hears how it ended (after_attempt): settle only has the
@@ -111,13 +95,13 @@ class RateLimitAspect(Aspect[RateLimit]):
         return hooks
 
     def settle(self, call: Call) -> None:
-        pending = call.admission
-        if pending is None:
+        admission = call.get(ADMISSION)
+        if admission is None:
             return
-        if not pending.done:  # cancelled, or ended without an attempt finishing
-            self._feedback(call, pending, call.error)
+        if not admission.done:  # cancelled, or ended without an attempt finishing
+            self._feedback(call, admission, call.error)
         if self._refunds and call.outcome == "ok" and call.usage is not None:
-            self._refund_unused(call, pending, call.usage.total_tokens)
+            self._refund_unused(call, admission, call.usage.total_tokens)
 
     # -- admission -------------------------------------------------------------------
 
@@ -134,13 +118,12 @@ class RateLimitAspect(Aspect[RateLimit]):
             store = self._store_now()
             if key not in self._declared:
                 self._declare(call, key)
-            ticket_id = local_ticket_id() if self._local_ids else f"{call.call_id}.{call.attempts}"
             result = store.admit(
                 key,
                 self._specs,
                 costs,
                 clock=clock,
-                ticket_id=ticket_id,
+                ticket_id=f"{call.call_id}.{call.attempts}",
                 ttl_s=_TICKET_TTL_S,
                 max_wait_s=self._max_wait_s,
             )
@@ -151,24 +134,21 @@ class RateLimitAspect(Aspect[RateLimit]):
             raise RateLimitTimeout(
                 key=key, bucket=result.bucket, wait_s=result.wait_s, timeout_s=self._max_wait_s
             )
-        if self._lane_costs is not None and type(store) is MemoryStore:  # not a subclass
-            # Later admissions take the lane, until the store drops the key's state or the
-            # site's clock changes.
-            self._lane = store.lane(
-                key,
-                self._specs,
-                self._lane_costs,
-                clock=clock,
-                ttl_s=_TICKET_TTL_S,
-            )
         deadline = self._now() + self._max_wait_s if self._timed else None
-        pending = Pending.of(result, key, call.attempts, deadline, call.rate_headers)
-        call.admission = pending
-        return self._waiting(call, pending) if pending.wait_s > 0 else 0.0
+        admission = Admission(
+            ticket=result,
+            key=key,
+            attempt=call.attempts,
+            deadline=deadline,
+            headers=call.rate_headers,
+        )
+        call.put(ADMISSION, admission)
+        return self._waiting(call, admission) if result.wait_s > 0 else 0.0
 
-    def _waiting(self, call: Call, pending: Pending) -> float:
-        wait = float(pending.wait_s)
-        events.emit(call, WAIT, key=pending.key, bucket=pending.bucket, wait_s=round(wait, 6))
+    def _waiting(self, call: Call, admission: Admission) -> float:
+        ticket = admission.ticket
+        wait = float(ticket.wait_s)
+        events.emit(call, WAIT, key=admission.key, bucket=ticket.bucket, wait_s=round(wait, 6))
         return wait
 
     def _check_size(self, key: str, costs: Sequence[float]) -> None:
@@ -178,40 +158,42 @@ class RateLimitAspect(Aspect[RateLimit]):
                     key=key, bucket=spec.name, requested=cost, capacity=spec.capacity
                 )
 
-    def _recheck(self, call: Call, pending: Pending) -> float:
+    def _recheck(self, call: Call, admission: Admission) -> float:
         try:
             store = self._store_now()
-            wait = store.wait_s(pending.key, self._specs, pending, clock=self.current_clock())
+            wait = store.wait_s(
+                admission.key, self._specs, admission.ticket, clock=self.current_clock()
+            )
         except StateStoreError as exc:
             self._store_failed(call, exc)
             wait = 0.0
         if not wait:
-            pending.headers = call.rate_headers
+            admission.headers = call.rate_headers
             return 0.0
-        if pending.deadline is not None and self._now() + wait > pending.deadline + 1e-9:
-            self._release(call, pending)
+        if admission.deadline is not None and self._now() + wait > admission.deadline + 1e-9:
+            self._release(call, admission)
             limit: RateLimit = self.settings
             raise RateLimitTimeout(
-                key=pending.key,
+                key=admission.key,
                 bucket="pause",
                 wait_s=wait,
                 timeout_s=float(limit.timeout_s or 0.0),
             )
         return wait
 
-    def _release(self, call: Call, pending: Pending) -> None:
-        pending.done = True
-        self._apply(call, pending, refund=pending.costs)
+    def _release(self, call: Call, admission: Admission) -> None:
+        admission.done = True
+        self._apply(call, admission, refund=admission.ticket.costs)
 
     # -- feedback --------------------------------------------------------------------
 
-    def _feedback(self, call: Call, pending: Pending, error: BaseException | None) -> None:
-        pending.done = True
+    def _feedback(self, call: Call, admission: Admission, error: BaseException | None) -> None:
+        admission.done = True
         limit: RateLimit = self.settings
-        plan = feedback_for(call, pending, error, self._specs, limit, follow=limit.follow_headers)
+        plan = feedback_for(call, admission, error, self._specs, limit, follow=limit.follow_headers)
         deltas = self._apply(
             call,
-            pending,
+            admission,
             deficits=plan.deficits,
             refund=plan.refund,
             pause_s=plan.pause_s,
@@ -219,44 +201,44 @@ class RateLimitAspect(Aspect[RateLimit]):
         )
         if plan.pause_s > 0:
             events.emit(
-                call, PAUSE, level="warning", key=pending.key, wait_s=round(plan.pause_s, 6)
+                call, PAUSE, level="warning", key=admission.key, wait_s=round(plan.pause_s, 6)
             )
         for spec, delta, remaining in zip(self._specs, deltas or (), plan.remaining, strict=False):
             if remaining is not None and abs(delta) >= max(1.0, 0.01 * spec.capacity):
                 events.emit(
                     call,
                     CORRECTION,
-                    key=pending.key,
+                    key=admission.key,
                     bucket=spec.name,
                     delta=round(delta, 3),
                     server_remaining=remaining,
                 )
 
-    def _refund_unused(self, call: Call, pending: Pending, used: int) -> None:
+    def _refund_unused(self, call: Call, admission: Admission, used: int) -> None:
         refund = [
             max(0.0, cost - used) if spec.name.startswith("tokens") else 0.0
-            for spec, cost in zip(self._specs, pending.costs, strict=True)
+            for spec, cost in zip(self._specs, admission.ticket.costs, strict=True)
         ]
         if any(refund):
-            self._apply(call, pending, refund=refund)
+            self._apply(call, admission, refund=refund)
 
     def _apply(
         self,
         call: Call,
-        pending: Pending,
+        admission: Admission,
         *,
         deficits: Sequence[float | None] = (),
         refund: Sequence[float] = (),
         pause_s: float = 0.0,
         follow_down: bool = True,
     ) -> list[float] | None:
-        """Feed what happened to ``pending``'s request to the store (``None``: unreachable)."""
+        """Feed what happened to ``admission``'s request to the store (``None``: unreachable)."""
         try:
             store = self._store_now()
             return store.feedback(
-                pending.key,
+                admission.key,
                 self._specs,
-                pending,
+                admission.ticket,
                 clock=self.current_clock(),
                 deficits=deficits,
                 refund=refund,
@@ -317,9 +299,7 @@ class RateLimitAspect(Aspect[RateLimit]):
             limit: RateLimit = self.settings
             self._generation = self.registry.generation
             store = self._store = self.registry.store(limit.store or "memory")
-            self._local_ids = isinstance(store, MemoryStore)
             self._declared = set()  # the registry forgot the declarations too
-            self._lane = None
         return store
 
     def _store_failed(self, call: Call, exc: StateStoreError) -> None:

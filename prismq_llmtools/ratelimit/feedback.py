@@ -19,82 +19,28 @@ from prismq_llmtools.stores.bucket import BucketSpec, Ticket
 
 if TYPE_CHECKING:
     from prismq_llmtools.ratelimit.policy import RateLimit
-    from prismq_llmtools.stores.lane import Lane
 
-__all__ = ["Pending", "Plan", "feedback_for"]
+__all__ = ["Admission", "Plan", "feedback_for"]
 
 _DEFAULT_PAUSE_S = 1.0  # a 429 without Retry-After
 
 
-class Pending(Ticket):
-    """The admission of one attempt, kept on the Call (``call.admission``): the store's
-    ticket, with what the rate limiter keeps about it.
+@dataclass(slots=True, kw_only=True)
+class Admission:
+    """The rate limiter's admission of one attempt: the store's ticket, and what the limiter
+    keeps about it while the attempt runs.
 
     ``headers`` is ``call.rate_headers`` before the attempt ran (new headers are a new
-    response); ``done`` says the store has heard how the attempt ended; ``lane`` is the lane
-    that admitted it, if one did (the state the ticket is released into). The in-process
-    store's lanes make these directly (see :class:`~prismq_llmtools.stores.lane.Lane`), the
-    other ways copy the store's ticket (:meth:`of`).
+    response); ``deadline`` is when waiting for it must end (``timeout_s``), if ever;
+    ``done`` says the store has heard how the attempt ended.
     """
 
-    __slots__ = ("attempt", "deadline", "done", "headers", "key", "lane")
-
-    def __init__(
-        self,
-        id: str,
-        start: float,
-        bucket: str,
-        costs: tuple[float, ...],
-        shift_s: float,
-        charged: tuple[float, ...],
-        wait_s: float,
-        seq: int,
-        expires_at: float,
-        key: str,
-        attempt: int,
-        deadline: float | None,
-        headers: RateHeaders | None,
-        lane: Lane | None = None,
-    ) -> None:
-        super().__init__(id, start, bucket, costs, shift_s, charged, wait_s, seq, expires_at)
-        self.key = key
-        self.attempt = attempt
-        self.deadline = deadline
-        self.headers = headers
-        self.done = False
-        self.lane = lane
-
-    @classmethod
-    def of(
-        cls,
-        ticket: Ticket,
-        key: str,
-        attempt: int,
-        deadline: float | None,
-        headers: RateHeaders | None,
-    ) -> Pending:
-        """The admission ``ticket`` of attempt ``attempt`` on ``key``."""
-        return cls(
-            ticket.id,
-            ticket.start,
-            ticket.bucket,
-            ticket.costs,
-            ticket.shift_s,
-            ticket.charged,
-            ticket.wait_s,
-            ticket.seq,
-            ticket.expires_at,
-            key,
-            attempt,
-            deadline,
-            headers,
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"Pending(key={self.key!r}, id={self.id!r}, start={self.start!r},"
-            f" attempt={self.attempt}, deadline={self.deadline!r}, done={self.done})"
-        )
+    ticket: Ticket
+    key: str
+    attempt: int
+    deadline: float | None
+    headers: RateHeaders | None
+    done: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,17 +56,17 @@ class Plan:
 
 def feedback_for(
     call: Call,
-    pending: Pending,
+    admission: Admission,
     error: BaseException | None,
     specs: Sequence[BucketSpec],
     limit: RateLimit,
     *,
     follow: bool,
 ) -> Plan:
-    """The feedback for ``pending``'s attempt, which ended with ``error`` (or succeeded)."""
-    headers = call.rate_headers if call.rate_headers is not pending.headers else None
+    """The feedback for ``admission``'s attempt, which ended with ``error`` (or succeeded)."""
+    headers = call.rate_headers if call.rate_headers is not admission.headers else None
     status = getattr(error, "status_code", None) if error is not None else None
-    costs = pending.costs
+    costs = admission.ticket.costs
     if error is not None and headers is None and not isinstance(status, int):
         if call.possibly_billed:
             return Plan()

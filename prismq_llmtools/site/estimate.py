@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prismq_llmtools.call import Call
 from prismq_llmtools.site.request import API_PARAMETERS
-
-if TYPE_CHECKING:
-    from prismq_llmtools.openai.tokens import TokenEstimate
+from prismq_llmtools.usage import TokenEstimate
 
 __all__ = ["count_output_text", "ensure_estimate"]
 
@@ -25,7 +23,7 @@ def ensure_estimate(call: Call) -> TokenEstimate | None:
     request = call.request
     if request is None or request.model is None:
         return None
-    from prismq_llmtools.openai.tokens import TokenEstimate, count_request
+    from prismq_llmtools.openai.tokens import count_request
 
     if request.endpoint is not None:
         call.estimate = count_request(request.body, endpoint=request.endpoint)

@@ -19,12 +19,11 @@ def resolve_usage(call: Call, result: Any) -> None:
     """Fill ``call.usage`` and ``call.usage_source`` from what really happened."""
     if call.usage_source is not None:  # already decided (a cache hit)
         return
-    for stream in (call._extra or {}).get("streams", ()):
+    for stream in call.streams:
         stream.finalize(complete=False)  # opened inside the call and abandoned unfinished
     if call.observed_usage is not None:
         call.usage = call.observed_usage
-        estimated = call._extra is not None and call._extra.get("usage_estimated")
-        call.usage_source = "estimated" if estimated else "observed"
+        call.usage_source = "estimated" if call.usage_estimated else "observed"
         return
     if call.outcome == "ok" and _looks_like_openai(result):
         from prismq_llmtools.openai.usage import facts_from_response
@@ -34,6 +33,7 @@ def resolve_usage(call: Call, result: Any) -> None:
             call.response_model = call.response_model or facts.model
             call.response_id = call.response_id or facts.response_id
             call.request_id = call.request_id or facts.request_id
+            call.service_tier = call.service_tier or facts.service_tier
             if facts.usage is not None:
                 call.usage = facts.usage
                 call.usage_source = "response"

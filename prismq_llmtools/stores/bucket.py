@@ -63,13 +63,11 @@ def signature(specs: Sequence[BucketSpec]) -> str:
     return ",".join(f"{s.name}/{s.capacity!r}/{s.burst!r}/{s.rate_per_s!r}" for s in specs)
 
 
+@dataclass(frozen=True, slots=True)
 class Ticket:
     """An admitted request: its id, start, costs, and the key's counters when admitted.
 
-    The state of its key keeps it while the request is in flight. Never changed once made.
-    Not frozen: the rate limiter's record of an admission extends it with fields of its own
-    (:class:`~prismq_llmtools.ratelimit.feedback.Pending`), so that an admission is one object.
-    A plain class, not a dataclass: compiled (README, "Speed"), its ``__init__`` is native code.
+    The state of its key keeps it while the request is in flight.
 
     Fields:
         bucket: what set the start: a bucket's name, ``queue`` (FIFO) or ``pause``.
@@ -80,45 +78,15 @@ class Ticket:
         expires_at: when its store stops counting it in flight, answered or not.
     """
 
-    __slots__ = (
-        "bucket",
-        "charged",
-        "costs",
-        "expires_at",
-        "id",
-        "seq",
-        "shift_s",
-        "start",
-        "wait_s",
-    )
-
-    def __init__(
-        self,
-        id: str,
-        start: float,
-        bucket: str,
-        costs: tuple[float, ...],
-        shift_s: float,
-        charged: tuple[float, ...],
-        wait_s: float = 0.0,
-        seq: int = 0,
-        expires_at: float = math.inf,
-    ) -> None:
-        self.id = id
-        self.start = start
-        self.bucket = bucket
-        self.costs = costs
-        self.shift_s = shift_s
-        self.charged = charged
-        self.wait_s = wait_s
-        self.seq = seq
-        self.expires_at = expires_at
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(id={self.id!r}, start={self.start!r}, bucket={self.bucket!r},"
-            f" costs={self.costs!r}, seq={self.seq})"
-        )
+    id: str
+    start: float
+    bucket: str
+    costs: tuple[float, ...]
+    shift_s: float
+    charged: tuple[float, ...]
+    wait_s: float = 0.0
+    seq: int = 0
+    expires_at: float = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +101,10 @@ class KeyState:
     """The state of one key's buckets, and the operations on it (all O(buckets))."""
 
     __slots__ = (
-        "answered",
         "charged",
         "inflight",
         "last_start",
         "pause_until",
-        "retired",
         "seq",
         "shift_s",
         "tats",
@@ -153,12 +119,6 @@ class KeyState:
         self.seq = 0
         self.inflight: dict[str, Ticket] = {}
         """Admitted, unanswered requests, by id: their tickets."""
-        self.answered: list[str] = []
-        """Ids of requests answered with nothing to correct, released without the store's
-        lock: appending is atomic, and every operation that reads ``inflight`` forgets them
-        first (and expires what a release would have), so it sees what a release leaves."""
-        self.retired = False
-        """Set by a store that dropped this state (cleared, or the key declared anew)."""
 
     # -- queries ---------------------------------------------------------------------
 
@@ -189,8 +149,6 @@ class KeyState:
 
         Costs must not exceed capacities (callers check; see ``RequestTooLarge``).
         """
-        # Runs once per request: index loops and comparisons, because zip(strict=True)
-        # and max() cost more here than the arithmetic they serve.
         start, bucket = now, "queue"
         if self.last_start > start:
             start = self.last_start
@@ -211,20 +169,17 @@ class KeyState:
             charged[i] += costs[i]
         self.last_start = start
         self.seq += 1
-        if self.answered:
-            self.forget_answered()
-        if self.inflight:
-            self.expire(now)
+        self.expire(now)
         ticket = Ticket(
-            ticket_id,
-            start,
-            bucket,
-            tuple(costs),
-            self.shift_s,
-            tuple(charged),
-            start - now,
-            self.seq,
-            start + ttl_s,
+            id=ticket_id,
+            start=start,
+            bucket=bucket,
+            costs=tuple(costs),
+            shift_s=self.shift_s,
+            charged=tuple(charged),
+            wait_s=start - now,
+            seq=self.seq,
+            expires_at=start + ttl_s,
         )
         self.inflight[ticket_id] = ticket
         return ticket
@@ -262,8 +217,6 @@ class KeyState:
             self.release(ticket, now)
             return [0.0] * len(specs)
         before = [self.level(specs, i, now) for i in range(len(specs))]
-        if self.answered:
-            self.forget_answered()
         self.inflight.pop(ticket.id, None)
         self.expire(now)
         for i, deficit in enumerate(deficits):
@@ -278,18 +231,8 @@ class KeyState:
 
     def release(self, ticket: Ticket, now: float) -> None:
         """``ticket``'s request was answered and nothing needs correcting: forget it."""
-        if self.answered:
-            self.forget_answered()
-        inflight = self.inflight
-        inflight.pop(ticket.id, None)
-        if inflight:
-            self.expire(now)
-
-    def forget_answered(self) -> None:
-        """Drop the ``answered`` requests from ``inflight`` (under the store's lock)."""
-        answered, inflight = self.answered, self.inflight
-        while answered:
-            inflight.pop(answered.pop(), None)
+        self.inflight.pop(ticket.id, None)
+        self.expire(now)
 
     def _follow(
         self,
@@ -345,7 +288,6 @@ class KeyState:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (for the SQLite store)."""
-        self.forget_answered()
         return {
             "tats": self.tats,
             "charged": self.charged,
@@ -379,12 +321,12 @@ def _record(ticket_id: str, record: list[Any]) -> Ticket:
     corrections of later answers read (its expiry, start, admission number and costs)."""
     expires_at, start, seq, *costs = (float(x) for x in record)
     return Ticket(
-        ticket_id,
-        start,
-        "",
-        tuple(costs),
-        0.0,
-        (),
+        id=ticket_id,
+        start=start,
+        bucket="",
+        costs=tuple(costs),
+        shift_s=0.0,
+        charged=(),
         seq=int(seq),
         expires_at=expires_at,
     )

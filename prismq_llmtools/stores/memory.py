@@ -14,7 +14,6 @@ from typing import Any
 
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.stores.bucket import REORDER_WINDOW_S, BucketSpec, KeyState, Refusal, Ticket
-from prismq_llmtools.stores.lane import Lane
 from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
 
 __all__ = ["MemoryStore"]
@@ -33,38 +32,23 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._by_clock: weakref.WeakKeyDictionary[Any, _Partition] = weakref.WeakKeyDictionary()
         self._by_clock_strong: dict[Any, _Partition] = {}  # clocks without weak references
-        # The partition and the key used last: a process has one clock in practice and
-        # often one key, and identity checks are cheaper than weak-keyed and dict lookups.
-        # Holding the clock keeps its partition, as the weak dictionary would while the
-        # clock is alive; a key's state is replaced only in _key, which updates _hot.
-        self._last: tuple[Any, _Partition] | None = None
-        self._hot: tuple[Any, Sequence[BucketSpec], str, KeyState] | None = None
 
     def _partition(self, clock: Clock) -> _Partition:
-        last = self._last
-        if last is not None and last[0] is clock:
-            return last[1]
         try:
             part = self._by_clock.get(clock)
             if part is None:
                 part = self._by_clock[clock] = _Partition()
         except TypeError:
             part = self._by_clock_strong.setdefault(clock, _Partition())
-        self._last = (clock, part)
         return part
 
     def _key(self, key: str, specs: Sequence[BucketSpec], clock: Clock) -> KeyState:
-        hot = self._hot
-        if hot is not None and hot[0] is clock and hot[1] is specs and hot[2] == key:
-            return hot[3]
         part = self._partition(clock)
         state = part.keys.get(key)
-        if state is None or part.signatures.get(key) != specs:  # declared anew: start afresh
-            if state is not None:
-                state.retired = True  # its lanes see it
+        signature = tuple(specs)
+        if state is None or part.signatures.get(key) != signature:  # declared anew: afresh
             state = part.keys[key] = KeyState(len(specs))
-            part.signatures[key] = tuple(specs)
-        self._hot = (clock, specs, key, state)
+            part.signatures[key] = signature
         return state
 
     def _ledger(self, scope: str, clock: Clock) -> LedgerState:
@@ -126,30 +110,6 @@ class MemoryStore:
                 reorder_s=reorder_s,
             )
 
-    def lane(
-        self,
-        key: str,
-        specs: Sequence[BucketSpec],
-        costs: Sequence[float],
-        *,
-        clock: Clock,
-        ttl_s: float,
-    ) -> Lane:
-        """A fast handle that admits ``costs`` on ``key`` (waiting as long as needed) and
-        releases answered requests, as :meth:`admit` and :meth:`feedback` would (see
-        :class:`Lane`)."""
-        with self._lock:
-            state = self._key(key, specs, clock)
-            return Lane(
-                self._lock,
-                state,
-                key=key,
-                specs=specs,
-                costs=costs,
-                clock=clock,
-                ttl_s=ttl_s,
-            )
-
     def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:
         with self._lock:
             state = self._key(key, specs, clock)
@@ -194,12 +154,8 @@ class MemoryStore:
 
     def clear(self) -> None:
         with self._lock:
-            for part in [*self._by_clock.values(), *self._by_clock_strong.values()]:
-                for state in part.keys.values():
-                    state.retired = True  # its lanes see it
             self._by_clock.clear()
             self._by_clock_strong.clear()
-            self._last = self._hot = None
 
     def close(self) -> None:
         self.clear()

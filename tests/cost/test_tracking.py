@@ -10,7 +10,7 @@ import pytest
 from prismq_llmtools import Usage, cost_tracked, retried, usage_totals
 from prismq_llmtools.cost import cost_of
 from prismq_llmtools.pricing import price_table
-from tests.core.fakes import Script, chat_body, client, ok
+from tests.core.fakes import Script, chat_body, chunk, client, ok, sse
 
 
 def _ask(model: str, usage: dict[str, int]) -> Any:
@@ -57,6 +57,73 @@ def test_gpt_4o_mini_cost_by_hand() -> None:
     """gpt-4o-mini: 1,000 input at $0.15/M and 500 output at $0.60/M is $0.00045."""
     totals = _ask("gpt-4o-mini", {"prompt_tokens": 1000, "completion_tokens": 500})
     assert totals.cost_usd == Decimal("0.00045")
+
+
+def test_a_response_returned_as_a_dict_is_costed() -> None:
+    """A function returning a response as a plain dict (``model_dump()``) is costed from
+    its usage, whichever aspects the site has."""
+
+    @cost_tracked(operation="op")
+    def ask() -> dict[str, Any]:
+        return chat_body(model="gpt-4o-mini", prompt_tokens=1000, completion_tokens=500)
+
+    ask()
+    assert usage_totals().total().cost_usd == Decimal("0.00045")
+
+
+def _tier_cost(tier: str | None) -> Decimal:
+    usage = Usage(input_tokens=1000, output_tokens=200)
+    return cost_of(usage, price_table().price_for("gpt-4o"), service_tier=tier).total_usd
+
+
+_TIERED = chat_body(model="gpt-4o", prompt_tokens=1000, completion_tokens=200)
+
+
+@pytest.mark.parametrize("tier", ["priority", "default"])
+def test_an_observed_answer_is_priced_at_its_service_tier(tier: str) -> None:
+    """An answer the client received costs the rates of the service tier it reports; a tier
+    with no price of its own (``default``) costs the standard rates."""
+    api = client(Script(ok({**_TIERED, "service_tier": tier})))
+
+    @cost_tracked(operation="op")
+    def ask() -> str:
+        r = api.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        return r.choices[0].message.content or ""
+
+    ask()
+    assert usage_totals().total().cost_usd == _tier_cost(tier)
+    assert _tier_cost("priority") > _tier_cost("default") == _tier_cost(None)
+
+
+def test_a_returned_answer_is_priced_at_its_service_tier() -> None:
+    """A response the function returns (not seen by the client boundary) is priced at the
+    service tier it reports too."""
+
+    @cost_tracked(operation="op")
+    def ask() -> dict[str, Any]:
+        return {**_TIERED, "service_tier": "priority"}
+
+    ask()
+    assert usage_totals().total().cost_usd == _tier_cost("priority")
+
+
+def test_a_stream_is_priced_at_its_service_tier() -> None:
+    """A streamed answer's chunks report its service tier; its usage is priced at it."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 200}
+    chunks = [chunk("Hi"), chunk(None, finish="stop"), chunk(None, usage=usage)]
+    api = client(
+        Script(sse([{**c, "model": "gpt-4o", "service_tier": "priority"} for c in chunks]))
+    )
+
+    @cost_tracked(operation="op")
+    def ask() -> str:
+        stream = api.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    assert ask() == "Hi"
+    assert usage_totals().total().cost_usd == _tier_cost("priority")
 
 
 def test_unknown_model_warns_and_estimates(events: list[dict[str, Any]]) -> None:

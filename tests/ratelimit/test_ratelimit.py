@@ -470,8 +470,8 @@ def test_the_character_estimate_reads_every_kind_of_request() -> None:
 def test_an_interrupted_call_gives_its_admission_back(
     clock: FakeClock, registry: StateRegistry, key: str | None
 ) -> None:
-    """A KeyboardInterrupt in the function (no request seen) refunds the admission, on the
-    general way (key: the model) and on the fixed-key lane alike."""
+    """A KeyboardInterrupt in the function (no request seen) refunds the admission, whether
+    the key is the model or a fixed string."""
 
     @rate_limited(rpm=10, key=key, registry=registry, clock=clock, model=MODEL)
     def ask() -> None:
