@@ -1,21 +1,24 @@
 """Global state department: every process-global object of prismq_llmtools, and :func:`reset`.
 
 A process shares a few objects: every site reads the same settings and price table, records
-into the same totals, limits through the same stores. They all live here, so that one
-function can put them back (:func:`prismq_llmtools.testing.reset` calls :func:`reset`):
+into the same totals, limits through the same stores. Each is held by a :class:`Slot`,
+:class:`Shared` or :class:`Memo` of this module, declared (typed) by the module that owns it
+and registered here, so that one function can put them all back
+(:func:`prismq_llmtools.testing.reset` calls :func:`reset`):
 
-- ``settings`` (made by ``settings.load_settings``): forgotten, read again from file and env;
-- ``price_table`` (``pricing``): forgotten, the default table again;
-- ``usage_totals`` (``cost.tracking``): emptied in place, since sites hold the object;
-- ``state_registry`` (``stores``): emptied in place, its stores closed and every bucket,
+- "settings" (``settings``): forgotten, read again from file and environment;
+- "price table" (``pricing``): forgotten, the default table again;
+- "usage totals" (``cost.tracking``): emptied in place, since sites hold the object;
+- "state registry" (``stores``): emptied in place, its stores closed and every bucket,
   budget and declaration forgotten;
-- ``log`` (``events.configure_logging``): undone, structlog's defaults, its file closed;
-- ``boundary`` (``openai.boundary``): removed; the next site call installs it again;
-- ``vocabulary_loader`` (``openai.vocab``): kept while the environment configures it alike,
+- "vocabulary loader" (``openai.vocab``): kept while the environment configures it alike,
   since vocabularies are verified, immutable data that take a fraction of a second to load;
-- ``token_counter`` (``openai.tokens``): forgotten, and its memo with it;
-- call ids (``new_call_id``): a new random prefix, counting from 1 again;
-- the memos ``volatile_types``, ``event_seconds``, ``known_prices``: cleared.
+- "token counter" (``openai.tokens``): forgotten, and its memo with it;
+- the memos "known prices" (``pricing``), "volatile types" (``cache.key``) and
+  "event seconds" (``alerts.eventtime``): cleared;
+- :data:`log` (``events.configure_logging``): undone, structlog's defaults, its file closed;
+- :data:`boundary` (``openai.boundary``): removed; the next site call installs it again;
+- call ids (:func:`new_call_id`): a new random prefix, counting from 1 again.
 
 Not here, on purpose: context variables (the current Call, the cache mode, the batch item)
 belong to a task, not to the process; ``openai.models`` and ``openai.prices`` memoise pure
@@ -23,10 +26,9 @@ functions of packaged data (``openai_prices.cache_clear()`` rebuilds the price s
 ``settings``' table of known keys is filled by the decorators as they are imported (code, not
 state); the in-process store's ticket counter only has to be unique.
 
-Importing this module makes nothing and imports no other module of the package: each
-module provides the factory of its object when it is imported, so dependencies point down
-(only the boundary's installer imports ``openai.boundary``, when a site first needs it).
-Do not reload it.
+Importing this module makes nothing and imports no other module of the package, not even
+for type checking: each owner declares its slot with its factory when it is imported, so
+dependencies point down. :func:`registered` lists what is held. Do not reload it.
 """
 
 from __future__ import annotations
@@ -35,40 +37,34 @@ import itertools
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Generic, Protocol, TextIO, TypeVar
+from typing import Generic, Protocol, TextIO, TypeVar
 
 import structlog
-
-if TYPE_CHECKING:
-    from prismq_llmtools.cost.tracking import UsageTotals
-    from prismq_llmtools.openai.tokens import TokenCounter
-    from prismq_llmtools.openai.vocab import VocabularyLoader
-    from prismq_llmtools.pricing.money import Price
-    from prismq_llmtools.pricing.table import PriceTable
-    from prismq_llmtools.settings import Settings
-    from prismq_llmtools.stores import StateRegistry
 
 __all__ = [
     "Boundary",
     "LogOutput",
+    "Memo",
     "Shared",
     "Slot",
     "boundary",
-    "event_seconds",
-    "known_prices",
     "log",
     "new_call_id",
-    "price_table",
+    "registered",
     "reset",
-    "settings",
-    "state_registry",
-    "token_counter",
-    "usage_totals",
-    "vocabulary_loader",
-    "volatile_types",
 ]
 
 T = TypeVar("T")
+
+
+class _Resettable(Protocol):
+    name: str
+
+    def reset(self) -> None: ...
+
+
+_held: list[_Resettable] = []
+"""Every Slot, Shared and Memo, as their owners declared them."""
 
 
 class Slot(Generic[T]):
@@ -80,17 +76,15 @@ class Slot(Generic[T]):
 
     __slots__ = ("_factory", "_keep", "_lock", "_value", "name")
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self, name: str, factory: Callable[[], T], *, keep: Callable[[T], bool] | None = None
+    ) -> None:
         self.name = name
-        self._factory: Callable[[], T] | None = None
-        self._keep: Callable[[T], bool] | None = None
-        self._value: T | None = None
-        self._lock = threading.Lock()
-
-    def provide(self, factory: Callable[[], T], *, keep: Callable[[T], bool] | None = None) -> None:
-        """Say how the object is made (its module does, at import) and when reset keeps it."""
         self._factory = factory
         self._keep = keep
+        self._value: T | None = None
+        self._lock = threading.Lock()
+        _held.append(self)
 
     def get(self) -> T:
         """The object, made on first use."""
@@ -99,8 +93,6 @@ class Slot(Generic[T]):
             with self._lock:
                 value = self._value
                 if value is None:
-                    if self._factory is None:  # its module provides one when imported
-                        raise RuntimeError(f"nothing provides the process's {self.name}")
                     value = self._value = self._factory()
         return value
 
@@ -121,35 +113,58 @@ class Slot(Generic[T]):
                 self._value = None
 
 
-class _Resettable(Protocol):
+class _Emptiable(Protocol):
     def reset(self) -> None: ...
 
 
-R = TypeVar("R", bound=_Resettable)
+R = TypeVar("R", bound=_Emptiable)
 
 
 class Shared(Generic[R]):
     """A process-global object made once and never replaced, because decorated sites keep a
     reference to it; :meth:`reset` empties it in place instead."""
 
-    __slots__ = ("_slot",)
+    __slots__ = ("_factory", "_lock", "_value", "name")
 
-    def __init__(self, name: str) -> None:
-        self._slot: Slot[R] = Slot(name)
-
-    def provide(self, factory: Callable[[], R]) -> None:
-        """Say how the object is made (its module does, at import)."""
-        self._slot.provide(factory)
+    def __init__(self, name: str, factory: Callable[[], R]) -> None:
+        self.name = name
+        self._factory = factory
+        self._value: R | None = None
+        self._lock = threading.Lock()
+        _held.append(self)
 
     def get(self) -> R:
         """The object, made on first use."""
-        return self._slot.get()
+        value = self._value
+        if value is None:
+            with self._lock:
+                value = self._value
+                if value is None:
+                    value = self._value = self._factory()
+        return value
 
     def reset(self) -> None:
         """Empty the object, if it was made."""
-        value = self._slot.peek()
+        value = self._value
         if value is not None:
             value.reset()
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Memo(dict[K, V]):
+    """A process-global memo of a pure function; :func:`reset` clears it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        _held.append(self)
+
+    def reset(self) -> None:
+        """Forget every remembered answer."""
+        self.clear()
 
 
 class LogOutput:
@@ -197,12 +212,10 @@ class Boundary:
         """The client methods the instrumentation replaced, by class and attribute."""
         self.lock = threading.Lock()
 
-    def maybe_instrument(self) -> None:
-        """Install the instrumentation unless switched off (a site does, once openai is in)."""
-        from prismq_llmtools.openai import boundary as openai_boundary
-
+    def maybe_instrument(self, install: Callable[[], None]) -> None:
+        """Run ``install`` unless switched off (a site does, once openai is in use)."""
         if self.auto:
-            openai_boundary.instrument()
+            install()
         self.ready = True
 
     def restore(self) -> None:
@@ -219,22 +232,8 @@ class Boundary:
         self.ready = False
 
 
-settings: Slot[Settings] = Slot("settings")
-price_table: Slot[PriceTable] = Slot("price table")
-usage_totals: Shared[UsageTotals] = Shared("usage totals")
-state_registry: Shared[StateRegistry] = Shared("state registry")
 log = LogOutput()
 boundary = Boundary()
-vocabulary_loader: Slot[VocabularyLoader] = Slot("vocabulary loader")
-token_counter: Slot[TokenCounter] = Slot("token counter")
-
-# Memos: each module that fills one also bounds its size.
-volatile_types: dict[type, bool] = {}
-"""``cache.key``: whether values of a type are volatile (left out of cache keys)."""
-event_seconds: dict[str, float] = {}
-"""``alerts.eventtime``: epoch seconds of an event time's ``YYYY-MM-DDTHH:MM:SS``."""
-known_prices: dict[tuple[int, str], Price | None] = {}
-"""``pricing``: a price table's price of a model, by ``(id(table), model)``."""
 
 # Call ids: a random prefix and a counter, unique without paying for uuid4 on every call.
 _call_id_prefix = os.urandom(4).hex()
@@ -246,18 +245,16 @@ def new_call_id() -> str:
     return f"{_call_id_prefix}{next(_call_ids):08x}"
 
 
+def registered() -> list[str]:
+    """The names of the process-global objects held, in the order their owners declared them."""
+    return [held.name for held in _held]
+
+
 def reset() -> None:
     """Put every process-global object back as it was at import (see the module docstring)."""
     global _call_id_prefix, _call_ids
-    settings.reset()
-    price_table.reset()
-    known_prices.clear()
-    usage_totals.reset()
-    state_registry.reset()
+    for held in _held:
+        held.reset()
     log.reset()
     boundary.reset()
-    vocabulary_loader.reset()
-    token_counter.reset()
-    volatile_types.clear()
-    event_seconds.clear()
     _call_id_prefix, _call_ids = os.urandom(4).hex(), itertools.count(1)

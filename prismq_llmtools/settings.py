@@ -144,14 +144,14 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
     return Settings()
 
 
-_state.settings.provide(load_settings)
+_settings: _state.Slot[Settings] = _state.Slot("settings", load_settings)
 
 
 def settings() -> Settings:
     """The process's settings, loaded on first use."""
-    return _state.settings.get()
+    return _settings.get()
 
 
 def reset_settings(value: Settings | None = None) -> None:
     """Forget the loaded settings (or install ``value``); the next use reloads them."""
-    _state.settings.set(value)
+    _settings.set(value)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from prismq_llmtools._state import event_seconds as _seconds
+from prismq_llmtools import _state
+
+_seconds: _state.Memo[str, float] = _state.Memo("event seconds")
+"""Epoch seconds of an event time's ``YYYY-MM-DDTHH:MM:SS``."""
 
 __all__ = ["format_event_time", "parse_event_time", "second_of"]
 

@@ -4,7 +4,7 @@ cache hits and unknown prices, with every threshold a parameter."""
 from __future__ import annotations
 
 from prismq_llmtools.alerts.match import Filter
-from prismq_llmtools.alerts.rules import Condition, Match, Rule
+from prismq_llmtools.alerts.rule import Condition, Match, Rule
 
 __all__ = ["builtin_rules"]
 

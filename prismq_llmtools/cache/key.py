@@ -20,9 +20,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from prismq_llmtools._state import volatile_types as _volatile_types
+from prismq_llmtools import _state
 from prismq_llmtools.errors import LLMToolsError
 from prismq_llmtools.site.request import API_PARAMETERS
+
+_volatile_types: _state.Memo[type, bool] = _state.Memo("volatile types")
+"""Whether values of a type are volatile (left out of cache keys)."""
 
 __all__ = [
     "VOLATILE_ARGUMENTS",

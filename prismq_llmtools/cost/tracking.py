@@ -222,12 +222,12 @@ def _copy(totals: Totals) -> Totals:
     return out
 
 
-_state.usage_totals.provide(UsageTotals)
+_totals: _state.Shared[UsageTotals] = _state.Shared("usage totals", UsageTotals)
 
 
 def usage_totals() -> UsageTotals:
     """The process-wide totals that ``@cost_tracked`` sites record into by default."""
-    return _state.usage_totals.get()
+    return _totals.get()
 
 
 class CostAspect(Aspect[CostPolicy]):

@@ -240,12 +240,12 @@ def completion_cap(body: Mapping[str, Any], endpoint: Endpoint) -> int | None:
     return cap * max(choices, best_of) * _prompt_count(body.get("prompt"))
 
 
-_state.token_counter.provide(TokenCounter)
+_counter: _state.Slot[TokenCounter] = _state.Slot("token counter", TokenCounter)
 
 
 def default_counter() -> TokenCounter:
     """The process-wide counter the module-level functions use."""
-    return _state.token_counter.get()
+    return _counter.get()
 
 
 def count_request(

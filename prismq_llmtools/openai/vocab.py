@@ -354,12 +354,14 @@ def _configured_alike(loader: VocabularyLoader) -> bool:
     return loader.settings == VocabularySettings.from_env()
 
 
-_state.vocabulary_loader.provide(VocabularyLoader, keep=_configured_alike)
+_loader: _state.Slot[VocabularyLoader] = _state.Slot(
+    "vocabulary loader", VocabularyLoader, keep=_configured_alike
+)
 
 
 def default_loader() -> VocabularyLoader:
     """The process-wide loader, configured from the environment on first use."""
-    return _state.vocabulary_loader.get()
+    return _loader.get()
 
 
 def get_encoding(name: str) -> tiktoken.Encoding:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 from prismq_llmtools import _state, events
-from prismq_llmtools._state import known_prices as _resolved
 from prismq_llmtools.call import Call
 
 if TYPE_CHECKING:
-    from prismq_llmtools.cost import Price, PriceTable
+    from prismq_llmtools.pricing.money import Price
+    from prismq_llmtools.pricing.table import PriceTable
 
 __all__ = ["UnknownPrice", "cost_call", "price_table", "set_price_table"]
 
@@ -25,17 +25,18 @@ def _default_table() -> PriceTable:
     return table.with_overrides(overrides) if overrides else table
 
 
-_state.price_table.provide(_default_table)
+_table: _state.Slot[PriceTable] = _state.Slot("price table", _default_table)
+_resolved: _state.Memo[tuple[int, str], Price | None] = _state.Memo("known prices")
 
 
 def price_table() -> PriceTable:
     """The price table in use: the maintained snapshot plus the settings file's ``[prices]``."""
-    return _state.price_table.get()
+    return _table.get()
 
 
 def set_price_table(table: PriceTable | None) -> None:
     """Install ``table`` for every site (``None``: reload the default on next use)."""
-    _state.price_table.set(table)
+    _table.set(table)
     _resolved.clear()
 
 

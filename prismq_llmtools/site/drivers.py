@@ -122,7 +122,9 @@ async def run_async(
 def _begin(site: SiteCore, instance: Any, args: Any, kwargs: Any) -> tuple[Call, Hooks]:
     """A new Call for this invocation, nested under the current one, and the site's hooks."""
     if not _state.boundary.ready and "openai._base_client" in sys.modules:
-        _state.boundary.maybe_instrument()  # openai is in use: observe its requests
+        from prismq_llmtools.openai import boundary  # openai is in use: observe its requests
+
+        _state.boundary.maybe_instrument(boundary.instrument)
     parent = current_call.get()
     operation = site.operation if parent is None else f"{parent.operation}/{site.operation}"
     call = Call(site.name, operation, args, kwargs, parent, site.owns_retries)

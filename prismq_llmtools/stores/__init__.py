@@ -15,12 +15,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from prismq_llmtools import _state
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.stores.bucket import REORDER_WINDOW_S
+from prismq_llmtools.stores.urls import display_url
 
 if TYPE_CHECKING:
     from prismq_llmtools.stores.bucket import BucketSpec, Refusal, Ticket
@@ -117,18 +118,6 @@ class StateStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-def display_url(url: str) -> str:
-    """``url`` without a password, fit for messages and events."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" if parts.username else f":***@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _open(url: str) -> StateStore:
@@ -234,12 +223,12 @@ def _describe(specs: tuple[BucketSpec, ...]) -> str:
     return ", ".join(f"{s.name}={s.capacity:g}/{s.capacity / s.rate_per_s:g}s" for s in specs)
 
 
-_state.state_registry.provide(StateRegistry)
+_registry: _state.Shared[StateRegistry] = _state.Shared("state registry", StateRegistry)
 
 
 def __getattr__(name: str) -> StateRegistry:
     # ``default_registry``: the registry decorators use unless given ``registry=``, one
     # object for the life of the process (prismq_llmtools._state holds it).
     if name == "default_registry":
-        return _state.state_registry.get()
+        return _registry.get()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,6 +25,7 @@ from prismq_llmtools.stores.bucket import (
     Ticket,
 )
 from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, Denial, Unit
+from prismq_llmtools.stores.urls import display_url
 
 __all__ = ["RedisStore"]
 
@@ -60,8 +61,6 @@ class RedisStore:
             raise ConfigurationError(
                 "the Redis store needs the redis package: pip install 'prismq_llmtools[redis]'"
             ) from None
-        from prismq_llmtools.stores import display_url
-
         self.url = url
         parts = urlsplit(url)
         query = [(k, v) for k, v in parse_qsl(parts.query) if (k, v) != ("clock", "caller")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import subprocess
 import sys
@@ -13,8 +14,17 @@ import pytest
 import structlog
 
 import prismq_llmtools
-from prismq_llmtools import _state, configure_logging, cost_tracked, rate_limited, usage_totals
+from prismq_llmtools import (
+    _state,
+    configure_logging,
+    cost_tracked,
+    pricing,
+    rate_limited,
+    usage_totals,
+)
+from prismq_llmtools.alerts import eventtime
 from prismq_llmtools.alerts.eventtime import second_of
+from prismq_llmtools.cache import key
 from prismq_llmtools.cache.key import normalise
 from prismq_llmtools.openai import boundary, vocab
 from prismq_llmtools.openai.prices import openai_prices
@@ -181,7 +191,7 @@ def test_token_memo_is_new_and_loaded_vocabularies_are_kept(
     assert loader.source_of("o200k_base") is not None
     monkeypatch.setenv(vocab.OFFLINE_ENV, "1")
     reset()
-    assert _state.vocabulary_loader.peek() is None
+    assert vocab._loader.peek() is None
 
 
 def test_memos_are_cleared() -> None:
@@ -189,13 +199,13 @@ def test_memos_are_cleared() -> None:
     second_of("2026-01-02T03:04:05")
     normalise(FakeClock())  # not an atom: its type is looked up once
     _ask_through_the_client()()
-    assert _state.event_seconds
-    assert _state.volatile_types
-    assert _state.known_prices
+    assert eventtime._seconds
+    assert key._volatile_types
+    assert pricing._resolved
     reset()
-    assert not _state.event_seconds
-    assert not _state.known_prices
-    assert not _state.volatile_types
+    assert not eventtime._seconds
+    assert not pricing._resolved
+    assert not key._volatile_types
 
 
 def test_call_ids_start_again_from_a_new_prefix() -> None:
@@ -232,6 +242,26 @@ def test_state_module_imports_no_other_module_of_the_package() -> None:
         "assert not ours, ours\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_process_global_is_held_by_the_state_module() -> None:
+    """Once the whole package is imported, the state module holds each process-global object
+    its docstring lists, and no other."""
+    for module in PACKAGE.rglob("*.py"):
+        name = ".".join(module.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if "testing" not in name and not name.endswith("__main__"):
+            importlib.import_module(name.removesuffix(".__init__"))
+    assert sorted(_state.registered()) == [
+        "event seconds",
+        "known prices",
+        "price table",
+        "settings",
+        "state registry",
+        "token counter",
+        "usage totals",
+        "vocabulary loader",
+        "volatile types",
+    ]
 
 
 def test_no_module_but_state_rebinds_a_global() -> None:

@@ -8,10 +8,46 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from prismq_llmtools.testing.simulator.config import ModelLimits
+from prismq_llmtools.errors import ConfigurationError
 
-__all__ = ["DEFAULT_MODELS", "base_model_name"]
+__all__ = ["DEFAULT_MODELS", "ModelLimits", "base_model_name"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelLimits:
+    """What the simulator knows about one model: its rate limits and its sizes.
+
+    Args:
+        rpm: Requests per minute (None: the config's ``rpm``, else unlimited).
+        tpm: Tokens per minute (None: the config's ``tpm``, else unlimited).
+        context_window: Most prompt plus completion tokens one request may use.
+        max_output_tokens: Most completion tokens one request may ask for (None: no limit).
+        reasoning: Part of each output is reasoning tokens (o-series, gpt-5).
+        embedding_dimensions: Set for embedding models: their default vector size.
+        encoding: Tokenizer encoding for a model the token counter does not know.
+    """
+
+    rpm: int | None = None
+    tpm: int | None = None
+    context_window: int = 128_000
+    max_output_tokens: int | None = 16_384
+    reasoning: bool = False
+    embedding_dimensions: int | None = None
+    encoding: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "tpm", "context_window", "max_output_tokens", "embedding_dimensions"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ConfigurationError(f"ModelLimits.{name} must be a positive int or None")
+
+    @property
+    def is_embedding(self) -> bool:
+        """Whether the model serves ``/v1/embeddings`` (and nothing else)."""
+        return self.embedding_dimensions is not None
+
 
 _GPT4O = ModelLimits(context_window=128_000, max_output_tokens=16_384)
 _GPT41 = ModelLimits(context_window=1_047_576, max_output_tokens=32_768)

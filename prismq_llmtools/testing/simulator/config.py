@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.testing.simulator.catalog import DEFAULT_MODELS, ModelLimits
 from prismq_llmtools.testing.simulator.faults import Fault, FaultProfile
 
 __all__ = [
@@ -28,40 +29,6 @@ def _non_negative(owner: str, **values: float | None) -> None:
     for name, value in values.items():
         if value is not None and value < 0:
             raise ConfigurationError(f"{owner}.{name} must not be negative, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModelLimits:
-    """What the simulator knows about one model: its rate limits and its sizes.
-
-    Args:
-        rpm: Requests per minute (None: the config's ``rpm``, else unlimited).
-        tpm: Tokens per minute (None: the config's ``tpm``, else unlimited).
-        context_window: Most prompt plus completion tokens one request may use.
-        max_output_tokens: Most completion tokens one request may ask for (None: no limit).
-        reasoning: Part of each output is reasoning tokens (o-series, gpt-5).
-        embedding_dimensions: Set for embedding models: their default vector size.
-        encoding: Tokenizer encoding for a model the token counter does not know.
-    """
-
-    rpm: int | None = None
-    tpm: int | None = None
-    context_window: int = 128_000
-    max_output_tokens: int | None = 16_384
-    reasoning: bool = False
-    embedding_dimensions: int | None = None
-    encoding: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("rpm", "tpm", "context_window", "max_output_tokens", "embedding_dimensions"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ConfigurationError(f"ModelLimits.{name} must be a positive int or None")
-
-    @property
-    def is_embedding(self) -> bool:
-        """Whether the model serves ``/v1/embeddings`` (and nothing else)."""
-        return self.embedding_dimensions is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,8 +96,6 @@ class BatchTiming:
 
 
 def _default_models() -> Mapping[str, ModelLimits]:
-    from prismq_llmtools.testing.simulator.catalog import DEFAULT_MODELS
-
     return DEFAULT_MODELS
 
 
