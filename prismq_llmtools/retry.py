@@ -16,7 +16,7 @@ from prismq_llmtools.openai.errors import RetryAdvice, classify_openai_error
 from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
-from prismq_llmtools.types import LLMFunction
+from prismq_llmtools.site.handle import LLMFunction
 
 __all__ = ["RetryPolicy", "retried", "wait_retry_after"]
 

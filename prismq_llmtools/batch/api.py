@@ -250,8 +250,8 @@ def run_batch_api(
     max_bytes: int,
 ) -> list[Any]:
     """Run ``plan`` (from :mod:`prismq_llmtools.batch`) through the Batch API."""
-    from prismq_llmtools.batch import _Collector
     from prismq_llmtools.batch.items import Unit
+    from prismq_llmtools.batch.plan import Collector
     from prismq_llmtools.batch.runner import ItemBox, Outcome, StopFlag
     from prismq_llmtools.cache import CacheAspect
     from prismq_llmtools.pricing import cost_call
@@ -263,7 +263,7 @@ def run_batch_api(
     cache = next((a for a in core.aspects if isinstance(a, CacheAspect)), None)
     costs = [a for a in core.aspects if a.kind == "cost_tracked"]
     instance = getattr(func, "_self_instance", None)
-    collect = _Collector(plan)
+    collect = Collector(plan)
 
     def deliver(index: int, call: Call, value: Any, error: BaseException | None) -> None:
         call.duration_s = core.clock.now() - call.started

@@ -79,8 +79,8 @@ def estimate_batch(
 ) -> BatchEstimate:
     """The estimate of running ``units`` through ``core``."""
     from prismq_llmtools.cache import CacheAspect
-    from prismq_llmtools.cost import cost_of
     from prismq_llmtools.pricing import price_table
+    from prismq_llmtools.pricing.money import cost_of
     from prismq_llmtools.site.estimate import ensure_estimate
 
     cache = next((a for a in core.aspects if isinstance(a, CacheAspect)), None)

@@ -21,10 +21,10 @@ from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
+from prismq_llmtools.site.handle import LLMFunction
 from prismq_llmtools.site.wrapper import core_of
 from prismq_llmtools.stores import StateRegistry, default_registry
 from prismq_llmtools.stores.ledger import MICRO_USD
-from prismq_llmtools.types import LLMFunction
 
 __all__ = ["TokenBudget", "budget_status", "token_budgeted"]
 

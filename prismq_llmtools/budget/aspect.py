@@ -225,8 +225,8 @@ class BudgetAspect(Aspect[TokenBudget]):
     # -- prices ----------------------------------------------------------------------
 
     def _worst_cost(self, call: Call, estimate: TokenEstimate) -> Decimal:
-        from prismq_llmtools.cost import cost_of
         from prismq_llmtools.pricing import price_table
+        from prismq_llmtools.pricing.money import cost_of
         from prismq_llmtools.usage import Usage
 
         price = price_table().price_for(estimate.model, unknown="estimate")
@@ -241,8 +241,8 @@ class BudgetAspect(Aspect[TokenBudget]):
             return call.cost_usd
         if call.usage is None or call.usage_source == "cache":
             return Decimal(0)
-        from prismq_llmtools.cost import cost_of
         from prismq_llmtools.pricing import price_table
+        from prismq_llmtools.pricing.money import cost_of
 
         model = call.response_model or call.model or ""
         price = price_table().price_for(model, unknown="estimate")

@@ -51,8 +51,8 @@ from prismq_llmtools.call import Call, StateKey
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.site.decorate import attach
+from prismq_llmtools.site.handle import LLMFunction
 from prismq_llmtools.site.wrapper import core_of, is_site
-from prismq_llmtools.types import LLMFunction
 
 __all__ = [
     "CACHE_CORRUPT",

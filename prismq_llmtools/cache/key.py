@@ -22,7 +22,7 @@ from typing import Any
 
 from prismq_llmtools import _state
 from prismq_llmtools.errors import LLMToolsError
-from prismq_llmtools.site.request import API_PARAMETERS
+from prismq_llmtools.openai.request import API_PARAMETERS
 
 _volatile_types: _state.Memo[type, bool] = _state.Memo("volatile types")
 """Whether values of a type are volatile (left out of cache keys)."""

@@ -18,7 +18,7 @@ from prismq_llmtools.pricing import UnknownPrice
 from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
-from prismq_llmtools.types import LLMFunction
+from prismq_llmtools.site.handle import LLMFunction
 from prismq_llmtools.usage import Usage
 
 __all__ = ["CostPolicy", "Totals", "UsageTotals", "cost_tracked", "usage_totals"]

@@ -18,9 +18,9 @@ from typing import Any
 from prismq_llmtools import _state
 from prismq_llmtools.call import Call, Endpoint, current_call
 from prismq_llmtools.openai.headers import parse_rate_headers
+from prismq_llmtools.openai.request import request_from_body
 from prismq_llmtools.openai.streams import ObservedAsyncStream, ObservedStream, StreamState
 from prismq_llmtools.openai.usage import facts_from_response
-from prismq_llmtools.site.request import request_from_body
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 

@@ -17,7 +17,7 @@ UnknownPrice = Literal["raise", "zero", "estimate"]
 
 
 def _default_table() -> PriceTable:
-    from prismq_llmtools.openai.prices import openai_prices
+    from prismq_llmtools.pricing.snapshot import openai_prices
     from prismq_llmtools.settings import settings
 
     table = openai_prices()
@@ -59,7 +59,7 @@ def cost_call(call: Call, *, unknown: UnknownPrice = "estimate") -> None:
     candidates = [m for m in (call.response_model, call.model) if m]
     if usage is None or not candidates or call.usage_source == "cache":
         return
-    from prismq_llmtools.cost import cost_of
+    from prismq_llmtools.pricing.money import cost_of
 
     table = price_table()
     model = candidates[0]

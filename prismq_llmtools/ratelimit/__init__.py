@@ -18,8 +18,8 @@ from prismq_llmtools.ratelimit.policy import Count, RateLimit, Reconcile, StoreE
 from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
+from prismq_llmtools.site.handle import LLMFunction
 from prismq_llmtools.stores import StateRegistry, default_registry
-from prismq_llmtools.types import LLMFunction
 
 __all__ = ["RateLimit", "rate_limited"]
 

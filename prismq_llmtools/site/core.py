@@ -21,9 +21,9 @@ from prismq_llmtools.aspect import Aspect, UnknownPrice
 from prismq_llmtools.call import Call, Request, current_call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.openai.request import API_PARAMETERS, request_from_arguments, request_from_body
 from prismq_llmtools.site.binding import Binder
 from prismq_llmtools.site.hooks import Hooks
-from prismq_llmtools.site.request import API_PARAMETERS, request_from_arguments, request_from_body
 
 __all__ = ["RequestExtractor", "SiteCore"]
 

@@ -7,8 +7,8 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.site.core import RequestExtractor
+from prismq_llmtools.site.handle import LLMFunction
 from prismq_llmtools.site.wrapper import core_of, site_for
-from prismq_llmtools.types import LLMFunction
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prismq_llmtools.call import Call
-from prismq_llmtools.site.request import API_PARAMETERS
+from prismq_llmtools.openai.request import API_PARAMETERS
 from prismq_llmtools.usage import TokenEstimate
 
 __all__ = ["count_output_text", "ensure_estimate"]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from prismq_llmtools.site.core import SiteCore
 
-__all__ = ["SiteHandle"]
+__all__ = ["LLMFunction", "SiteHandle"]
+
+P = ParamSpec("P")
+R_co = TypeVar("R_co", covariant=True)
 
 
 class SiteHandle:
@@ -64,3 +67,14 @@ class SiteHandle:
 
     def __repr__(self) -> str:
         return repr(self._core)
+
+
+class LLMFunction(Protocol, Generic[P, R_co]):
+    """A decorated function: same signature as the original, plus its site as ``.llm``."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    @property
+    def llm(self) -> SiteHandle:
+        """The call site: its name, effective settings, statistics, runtime overrides."""
+        ...
