@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 from prismq_llmtools.batch.aspect import BatchAspect, BatchPolicy
 from prismq_llmtools.batch.estimate import BatchEstimate, estimate_batch
 from prismq_llmtools.batch.items import Args
-from prismq_llmtools.batch.plan import BATCH, Collector, Plan, func_ref, plan_batch
+from prismq_llmtools.batch.plan import BATCH, BatchPlan, Collector, func_ref, plan_batch
 from prismq_llmtools.batch.runner import StopFlag, UnitRunner, run_async, run_sync
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.site.decorate import attach
@@ -242,7 +242,7 @@ async def run_batch_async(
     return collect.finish(runner.stop, return_exceptions=return_exceptions)
 
 
-def _estimate(func: Any, plan: Plan, assumed_latency_s: float) -> BatchEstimate:
+def _estimate(func: Any, plan: BatchPlan, assumed_latency_s: float) -> BatchEstimate:
     if plan.checkpoint is not None:
         plan.checkpoint.close()
     return estimate_batch(

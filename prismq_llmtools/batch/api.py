@@ -252,7 +252,7 @@ def run_batch_api(
     """Run ``plan`` (from :mod:`prismq_llmtools.batch`) through the Batch API."""
     from prismq_llmtools.batch.items import Unit
     from prismq_llmtools.batch.plan import Collector
-    from prismq_llmtools.batch.runner import ItemBox, Outcome, StopFlag
+    from prismq_llmtools.batch.runner import ItemBox, StopFlag, UnitResult
     from prismq_llmtools.cache import CacheAspect
     from prismq_llmtools.pricing import cost_call
     from prismq_llmtools.site.observe import resolve_usage
@@ -273,7 +273,7 @@ def run_batch_api(
         box = ItemBox(core.name, None)
         box.add(call)
         status = "ok" if error is None else "error"
-        collect(Outcome(Unit((index,), (), {}), status, value if error is None else error, box))
+        collect(UnitResult(Unit((index,), (), {}), status, value if error is None else error, box))
 
     pending: list[tuple[int, Call]] = []
     for unit in plan.units:

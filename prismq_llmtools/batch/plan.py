@@ -22,8 +22,8 @@ from prismq_llmtools.batch.items import (
 )
 from prismq_llmtools.batch.progress import Progress
 from prismq_llmtools.batch.runner import (
-    Outcome,
     StopFlag,
+    UnitResult,
 )
 from prismq_llmtools.call import current_call
 from prismq_llmtools.errors import BatchError, ConfigurationError, ItemNotRun
@@ -31,7 +31,7 @@ from prismq_llmtools.errors import BatchError, ConfigurationError, ItemNotRun
 if TYPE_CHECKING:
     from prismq_llmtools.site.core import SiteCore
 
-__all__ = ["BATCH", "Collector", "Plan", "aspect_of", "func_ref", "plan_batch"]
+__all__ = ["BATCH", "BatchPlan", "Collector", "aspect_of", "func_ref", "plan_batch"]
 
 BATCH = "llm.batch"
 
@@ -53,7 +53,7 @@ def func_ref(core: SiteCore) -> str | None:
 
 
 @dataclass(slots=True)
-class Plan:
+class BatchPlan:
     """A batch ready to run: its calls, limits, progress bar and checkpoint."""
 
     core: SiteCore
@@ -75,7 +75,7 @@ def plan_batch(
     max_concurrency: int | None,
     progress: bool | None,
     checkpoint: str | os.PathLike[str] | None,
-) -> Plan:
+) -> BatchPlan:
     aspect = aspect_of(core)
     policy: BatchPolicy = aspect.settings
     merge = aspect.merge_spec()
@@ -96,13 +96,13 @@ def plan_batch(
     enabled = progress if progress is not None else policy.batch_progress
     bar = Progress(n, enabled=enabled, label=core.name.rsplit(".", 1)[-1], clock=core.clock.now)
     concurrency = min(concurrency, max(len(units), 1))
-    return Plan(core, n, units, merge, concurrency, bar, store, keys, resumed)
+    return BatchPlan(core, n, units, merge, concurrency, bar, store, keys, resumed)
 
 
 class Collector:
     """Receives outcomes (always on the calling thread), keeps answers in input order."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: BatchPlan) -> None:
         self.plan = plan
         self.core = plan.core
         self.progress = plan.progress
@@ -118,7 +118,7 @@ class Collector:
         self.rate_limited = 0
         self.started = self.core.clock.now()
 
-    def __call__(self, outcome: Outcome) -> None:
+    def __call__(self, outcome: UnitResult) -> None:
         unit = outcome.unit
         box = outcome.box
         if box is not None:

@@ -22,7 +22,15 @@ from prismq_llmtools.batch.items import Unit
 from prismq_llmtools.call import Call, current_call
 from prismq_llmtools.site.wrapper import core_of
 
-__all__ = ["ItemBox", "Outcome", "UnitRunner", "is_stop_error", "item_box", "run_async", "run_sync"]
+__all__ = [
+    "ItemBox",
+    "UnitResult",
+    "UnitRunner",
+    "is_stop_error",
+    "item_box",
+    "run_async",
+    "run_sync",
+]
 
 
 @dataclass(slots=True)
@@ -52,7 +60,7 @@ item_box: contextvars.ContextVar[ItemBox | None] = contextvars.ContextVar(
 
 
 @dataclass(slots=True)
-class Outcome:
+class UnitResult:
     """How one unit ended: ``ok`` with a value, ``error`` with an exception, or ``not_run``."""
 
     unit: Unit
@@ -94,14 +102,14 @@ class UnitRunner:
         self.context: contextvars.Context | None = contextvars.copy_context()
         self.parent = current_call.get()
 
-    def __call__(self, unit: Unit) -> Outcome:
+    def __call__(self, unit: Unit) -> UnitResult:
         if self.stop.reason is not None:
-            return Outcome(unit, "not_run", self.stop.reason, None)
+            return UnitResult(unit, "not_run", self.stop.reason, None)
         if self.context is not None:  # our threads: run in the caller's context (nesting)
             return self.context.copy().run(self._call, unit)
         return self._call(unit)  # a joblib backend's worker: keep the worker's own context
 
-    def _call(self, unit: Unit) -> Outcome:
+    def _call(self, unit: Unit) -> UnitResult:
         box = ItemBox(self.site, self.parent)
         token = item_box.set(box)
         try:
@@ -110,15 +118,15 @@ class UnitRunner:
         except Exception as exc:
             if is_stop_error(exc):
                 self.stop.set(exc)
-            return Outcome(unit, "error", exc, box)
+            return UnitResult(unit, "error", exc, box)
         finally:
             item_box.reset(token)
-        return Outcome(unit, "ok", value, box)
+        return UnitResult(unit, "ok", value, box)
 
-    async def acall(self, unit: Unit, *, in_thread: bool) -> Outcome:
+    async def acall(self, unit: Unit, *, in_thread: bool) -> UnitResult:
         """The async variant: awaits the coroutine, or runs a sync function in a thread."""
         if self.stop.reason is not None:
-            return Outcome(unit, "not_run", self.stop.reason, None)
+            return UnitResult(unit, "not_run", self.stop.reason, None)
         box = ItemBox(self.site, self.parent)
         token = item_box.set(box)
         try:
@@ -130,10 +138,10 @@ class UnitRunner:
         except Exception as exc:
             if is_stop_error(exc):
                 self.stop.set(exc)
-            return Outcome(unit, "error", exc, box)
+            return UnitResult(unit, "error", exc, box)
         finally:
             item_box.reset(token)
-        return Outcome(unit, "ok", value, box)
+        return UnitResult(unit, "ok", value, box)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Process-based joblib backends (loky, Dask) receive the function by its import
@@ -187,7 +195,7 @@ def run_sync(
     units: Iterable[Unit],
     *,
     max_concurrency: int,
-    on_outcome: Callable[[Outcome], None],
+    on_outcome: Callable[[UnitResult], None],
 ) -> None:
     """Run every unit with at most ``max_concurrency`` in flight.
 
@@ -200,7 +208,7 @@ def run_sync(
 
     pending = iter(units)
     pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="prismq-batch")
-    running: set[Future[Outcome]] = set()
+    running: set[Future[UnitResult]] = set()
     try:
         for unit in pending:  # fill the pool, then refill one per completion: no polling
             running.add(pool.submit(runner, unit))
@@ -225,7 +233,7 @@ def _run_joblib(
     units: Iterable[Unit],
     *,
     max_concurrency: int,
-    on_outcome: Callable[[Outcome], None],
+    on_outcome: Callable[[UnitResult], None],
 ) -> None:
     from joblib import Parallel, delayed
 
@@ -253,7 +261,7 @@ async def run_async(
     *,
     max_concurrency: int,
     in_thread: bool,
-    on_outcome: Callable[[Outcome], None],
+    on_outcome: Callable[[UnitResult], None],
 ) -> None:
     """Run every unit as at most ``max_concurrency`` concurrent tasks."""
     pending = iter(units)

@@ -27,7 +27,13 @@ import structlog
 
 from prismq_llmtools import events
 from prismq_llmtools.aspect import Aspect, CacheHit, InFlight
-from prismq_llmtools.cache.flight import ABANDONED, Flight, Outcome, SingleFlight, descends_from
+from prismq_llmtools.cache.flight import (
+    ABANDONED,
+    Flight,
+    FlightResult,
+    SingleFlight,
+    descends_from,
+)
 from prismq_llmtools.cache.key import UnkeyableArgument, digest, function_fingerprint, normalise
 from prismq_llmtools.cache.key import key_of_arguments as _key_of_arguments
 from prismq_llmtools.cache.policy import (
@@ -76,7 +82,7 @@ CACHE_CORRUPT = "llm.cache.corrupt"
 CACHE_ERROR = "llm.cache.error"
 CACHE_SKIP = "llm.cache.skip"
 
-KeyFunction = Callable[[Mapping[str, Any]], Any]
+CacheKeyFunction = Callable[[Mapping[str, Any]], Any]
 Predicate = Callable[[Mapping[str, Any]], bool]
 
 ENTRY_KEY: StateKey[str] = StateKey("cache.entry_key")
@@ -100,7 +106,7 @@ class CacheAspect(Aspect[CachePolicy]):
         self,
         policy: CachePolicy,
         *,
-        key: KeyFunction | None = None,
+        key: CacheKeyFunction | None = None,
         when: Predicate | None = None,
         backend: str = "local",
         compress: bool | int = False,
@@ -321,7 +327,7 @@ class CacheAspect(Aspect[CachePolicy]):
             raise outcome[1]
         return self.enter(call)  # the leader gave up (cancelled, stream): try again
 
-    def _resolve(self, call: Call, outcome: Outcome) -> None:
+    def _resolve(self, call: Call, outcome: FlightResult) -> None:
         flight = call.pop(LEADING)
         if flight is not None:
             self._flights.finish(flight, outcome)
@@ -339,7 +345,7 @@ class CacheAspect(Aspect[CachePolicy]):
             return
         self._resolve(call, self._store(call, key, result))
 
-    def _store(self, call: Call, key: str, result: Any) -> Outcome:
+    def _store(self, call: Call, key: str, result: Any) -> FlightResult:
         """Store ``result`` under ``key``; the outcome single-flight waiters receive."""
         entry = Entry(
             value=result,
@@ -475,7 +481,7 @@ def cached(
     location: str | os.PathLike[str] | None = None,
     *,
     enabled: bool = True,
-    key: KeyFunction | None = None,
+    key: CacheKeyFunction | None = None,
     when: Predicate | None = None,
     ttl_s: float | None = None,
     max_bytes: int | None = None,

@@ -17,10 +17,10 @@ from prismq_llmtools.call import Call
 
 __all__ = ["ABANDONED", "Flight", "SingleFlight", "descends_from"]
 
-Outcome = tuple[Any, ...]
+FlightResult = tuple[Any, ...]
 """``("ok", entry, blob)``, ``("error", exception)`` or :data:`ABANDONED`."""
 
-ABANDONED: Outcome = ("abandoned",)
+ABANDONED: FlightResult = ("abandoned",)
 
 
 class Flight:
@@ -31,7 +31,7 @@ class Flight:
     def __init__(self, key: str, leader_id: str) -> None:
         self.key = key
         self.leader_id = leader_id
-        self.future: Future[Outcome] = Future()
+        self.future: Future[FlightResult] = Future()
 
 
 class SingleFlight:
@@ -50,7 +50,7 @@ class SingleFlight:
         flight = self._flights[key] = Flight(key, leader.call_id)
         return flight
 
-    def finish(self, flight: Flight, outcome: Outcome) -> None:
+    def finish(self, flight: Flight, outcome: FlightResult) -> None:
         """End ``flight`` with ``outcome``; waiters wake up. Idempotent."""
         with self.lock:
             if self._flights.get(flight.key) is flight:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from prismq_llmtools.clock import Clock
-from prismq_llmtools.ratelimit.aspect import KeyFunction, RateLimitAspect
+from prismq_llmtools.ratelimit.aspect import BucketKeyFunction, RateLimitAspect
 from prismq_llmtools.ratelimit.policy import Count, RateLimit, Reconcile, StoreErrorPolicy
 from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.core import RequestExtractor
@@ -41,7 +41,7 @@ def rate_limited(
     count: Count = "max",
     reconcile: Reconcile = "server",
     follow_headers: bool = True,
-    key: str | KeyFunction | None = None,
+    key: str | BucketKeyFunction | None = None,
     store: str | None = None,
     on_store_error: StoreErrorPolicy = "raise",
     registry: StateRegistry | None = None,

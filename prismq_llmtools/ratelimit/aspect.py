@@ -15,9 +15,9 @@ from prismq_llmtools.ratelimit.policy import RateLimit
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.bucket import Refusal
 
-__all__ = ["CORRECTION", "PAUSE", "STORE_ERROR", "WAIT", "KeyFunction", "RateLimitAspect"]
+__all__ = ["CORRECTION", "PAUSE", "STORE_ERROR", "WAIT", "BucketKeyFunction", "RateLimitAspect"]
 
-KeyFunction = Callable[[Call], str]
+BucketKeyFunction = Callable[[Call], str]
 
 WAIT = "llm.ratelimit.wait"
 PAUSE = "llm.ratelimit.pause"
@@ -39,7 +39,7 @@ class RateLimitAspect(Aspect[RateLimit]):
         self,
         limit: RateLimit,
         *,
-        key: KeyFunction | None,
+        key: BucketKeyFunction | None,
         registry: StateRegistry,
         clock: Clock | None,
     ) -> None:
