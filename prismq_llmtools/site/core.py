@@ -34,7 +34,8 @@ RequestExtractor = Callable[[dict[str, Any]], "Request | Mapping[str, Any] | Non
 class SiteCore:
     """Everything a call site knows: its name, its aspects, its defaults and its statistics.
 
-    Reached at run time as ``f.llm``.
+    Private to the package: users see it through ``f.llm``
+    (:class:`~prismq_llmtools.site.handle.SiteHandle`), our modules through ``core_of(f)``.
     """
 
     def __init__(self, func: Any, *, name: str | None = None) -> None:
