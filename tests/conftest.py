@@ -26,6 +26,7 @@ from prismq_llmtools.pricing import set_price_table
 from prismq_llmtools.settings import Settings, reset_settings
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Simulator, SimulatorConfig
+from tests.drivers import MODES, Mode
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +43,14 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     set_price_table(None)
     close_log_file()
     structlog.reset_defaults()
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> Iterator[Mode]:
+    """Runs the test twice: with sync functions, then with async ones (see tests/drivers.py)."""
+    mode = Mode(request.param)
+    yield mode
+    mode.close()
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from typing import Any
 import httpx2
 import openai
 
+from tests.drivers import SYNC, Mode
+
 CANARY_KEY = "sk-proj-CANARYcanary0123456789abcdef"
 
 Handler = Callable[[httpx2.Request], httpx2.Response]
@@ -123,11 +125,12 @@ class Script:
         return answer(request) if callable(answer) else answer
 
 
-def client(handler: Handler, **kwargs: Any) -> openai.OpenAI:
-    return openai.OpenAI(
+def client(handler: Handler, mode: Mode = SYNC, **kwargs: Any) -> Any:
+    """An ``openai.OpenAI`` answered by ``handler`` (an ``AsyncOpenAI`` in async mode)."""
+    return mode.openai(
         api_key=CANARY_KEY,
         base_url="http://fake.test/v1",
-        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+        http_client=mode.http_client(handler),
         **kwargs,
     )
 
