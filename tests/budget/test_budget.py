@@ -332,6 +332,46 @@ def test_a_failed_call_settles_with_what_it_used(
     }
 
 
+def test_an_interrupted_call_releases_its_reservation(
+    mode: Mode, clock: FakeClock, registry: StateRegistry
+) -> None:
+    """A KeyboardInterrupt in the function (no usage seen) releases its reservation."""
+
+    @token_budgeted(daily_tokens=1_000, registry=registry, clock=clock, model=MODEL)
+    @mode.make
+    def ask(text: str) -> str:
+        assert budget_status(ask)["daily_tokens"]["reserved"] > 0
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        mode.invoke(ask, "hello")
+    status = budget_status(ask)["daily_tokens"]
+    assert (status["spent"], status["reserved"], status["remaining"]) == (0, 0, 1_000)
+
+
+async def test_a_task_cancelled_in_the_function_releases_its_reservation(
+    clock: FakeClock, registry: StateRegistry
+) -> None:
+    """Cancellation, the async counterpart of an interrupt: a task cancelled while the
+    function awaits (no usage seen) releases its reservation."""
+    running = asyncio.Event()
+
+    @token_budgeted(daily_tokens=1_000, registry=registry, clock=clock, model=MODEL)
+    async def ask(text: str) -> str:
+        running.set()
+        await asyncio.Event().wait()  # until cancelled
+        raise AssertionError("not reached")
+
+    task = asyncio.create_task(ask("hello"))
+    await running.wait()
+    assert budget_status(ask)["daily_tokens"]["reserved"] > 0
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    status = budget_status(ask)["daily_tokens"]
+    assert (status["spent"], status["reserved"], status["remaining"]) == (0, 0, 1_000)
+
+
 def test_concurrent_threads_never_overspend_a_hard_budget(registry: StateRegistry) -> None:
     """64 threads against a USD budget: spending never exceeds it, and it is nearly used."""
     messages = [{"role": "user", "content": "Title for a bakery."}]

@@ -247,6 +247,22 @@ async def test_a_cancelled_leader_hands_over_to_a_waiter(cache_dir: Path) -> Non
         await leader
 
 
+async def test_a_cancelled_follower_leaves_the_flight_to_the_others(cache_dir: Path) -> None:
+    """A waiting task cancelled before the leader answers neither ends the flight nor
+    disturbs the other waiters. (Tasks only: a blocked thread cannot be cancelled.)"""
+    work, gate, runs = _gated_async_site(cache_dir, lambda x: x * 10)
+    leader = asyncio.create_task(work(3))
+    follower, other = asyncio.create_task(work(3)), asyncio.create_task(work(3))
+    await _until(lambda: cache_of(work).stats["misses"] == 3)
+    follower.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await follower
+    gate.set()
+    assert (await leader, await other) == (30, 30)
+    assert runs == [3]
+    assert len(cache_of(work)._flights) == 0
+
+
 def test_a_function_calling_itself_with_the_same_arguments_does_not_deadlock(
     mode: Mode, cache_dir: Path
 ) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
-import openai
 
 from tests.drivers import SYNC, Mode
 
@@ -131,17 +130,5 @@ def client(handler: Handler, mode: Mode = SYNC, **kwargs: Any) -> Any:
         api_key=CANARY_KEY,
         base_url="http://fake.test/v1",
         http_client=mode.http_client(handler),
-        **kwargs,
-    )
-
-
-def async_client(handler: Handler, **kwargs: Any) -> openai.AsyncOpenAI:
-    async def ahandler(request: httpx2.Request) -> httpx2.Response:
-        return handler(request)
-
-    return openai.AsyncOpenAI(
-        api_key=CANARY_KEY,
-        base_url="http://fake.test/v1",
-        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(ahandler)),
         **kwargs,
     )

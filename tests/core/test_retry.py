@@ -6,6 +6,7 @@ two drivers; see tests/drivers.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -13,8 +14,11 @@ import httpx2
 import openai
 import pytest
 
-from prismq_llmtools import ConfigurationError, IncompleteStreamError, retried
+from prismq_llmtools import ConfigurationError, IncompleteStreamError, retried, token_budgeted
+from prismq_llmtools.budget import budget_status
+from prismq_llmtools.call import current_call
 from prismq_llmtools.openai.errors import RetryAdvice, classify_openai_error
+from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.testing.clock import FakeClock
 from tests.drivers import Mode
 
@@ -188,6 +192,66 @@ def test_retries_wait_on_the_site_clock(mode: Mode) -> None:
     assert mode.invoke(flaky) == "ok"
     assert attempts == [1, 1]
     assert clock.sleeps == [1.5]
+
+
+class InterruptedWhileWaiting(FakeClock):
+    """A clock whose waits are interrupted: Ctrl-C during a sync sleep, and the same
+    KeyboardInterrupt raised inside an async one."""
+
+    def sleep(self, seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    async def asleep(self, seconds: float) -> None:
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_backoff_ends_the_call_and_releases_its_budget(mode: Mode) -> None:
+    """An interrupt during the wait between attempts ends the call: no further attempt,
+    the budget reservation released, no current Call left behind."""
+    registry = StateRegistry()
+    attempts = []
+
+    @retried(attempts=5, clock=InterruptedWhileWaiting(), classify=lambda e: RetryAdvice(True))
+    @token_budgeted(daily_tokens=1_000, registry=registry, model="gpt-4o")
+    @mode.make
+    def flaky(text: str) -> str:
+        attempts.append(1)
+        raise RuntimeError("transient")
+
+    with pytest.raises(KeyboardInterrupt):
+        mode.invoke(flaky, "hello")
+    assert attempts == [1]
+    assert budget_status(flaky)["daily_tokens"]["reserved"] == 0
+    assert current_call.get() is None
+    assert flaky.llm.stats() == {"calls": 1, "errors": 1}
+
+
+async def test_a_task_cancelled_during_the_backoff_is_not_attempted_again() -> None:
+    """Cancellation, the async counterpart of an interrupt: a task cancelled while it waits
+    between attempts makes no further attempt and releases its budget reservation."""
+    registry = StateRegistry()
+    attempts = []
+    waiting = asyncio.Event()
+
+    class Stuck(FakeClock):
+        async def asleep(self, seconds: float) -> None:
+            waiting.set()
+            await asyncio.Event().wait()  # until cancelled
+
+    @retried(attempts=5, clock=Stuck(), classify=lambda e: RetryAdvice(True, after_s=1))
+    @token_budgeted(daily_tokens=1_000, registry=registry, model="gpt-4o")
+    async def flaky(text: str) -> str:
+        attempts.append(1)
+        raise RuntimeError("transient")
+
+    task = asyncio.create_task(flaky("hello"))
+    await waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert attempts == [1]
+    assert budget_status(flaky)["daily_tokens"]["reserved"] == 0
+    assert flaky.llm.stats() == {"calls": 1, "errors": 1}
 
 
 def test_timeout_is_recorded_as_possibly_billed(mode: Mode, events: list[dict[str, Any]]) -> None:
