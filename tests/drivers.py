@@ -33,6 +33,7 @@ give an ``openai.OpenAI`` or an ``openai.AsyncOpenAI``.
 ``mode.invoke(f, *args, **kwargs)`` calls ``f``; in async mode it runs the coroutine to
 completion on the test's own event loop (one per test, closed at its end together with the
 async clients the test made), in a copy of the caller's context as ``asyncio.run`` would.
+``mode.batch(f, items)`` runs ``f.batch(items)``, or ``f.abatch(items)`` on that loop.
 """
 
 from __future__ import annotations
@@ -137,6 +138,13 @@ class Mode:
             return [chunk async for chunk in stream]
 
         return collect()
+
+    def batch(self, func: Any, items: Any, **options: Any) -> Any:
+        """``func.batch(items, **options)`` (sync), or ``await func.abatch(...)`` run to
+        completion on the test's loop (async): each mode's way to run a batch."""
+        if not self.is_async:
+            return func.batch(items, **options)
+        return self.run(func.abatch(items, **options))
 
     # -- clean-up ------------------------------------------------------------------------
 

@@ -1,7 +1,11 @@
-"""The in-process store's fast lane: the same tickets and state as the general way, always."""
+"""The in-process store's fast lane: the same tickets and state as the general way, always.
+
+Tests taking ``mode`` run once with sync sites and once with async ones (see tests/drivers.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +22,7 @@ from prismq_llmtools.stores.bucket import BucketSpec, KeyState, Ticket
 from prismq_llmtools.stores.lane import local_ticket_id
 from prismq_llmtools.stores.memory import MemoryStore
 from prismq_llmtools.testing.clock import FakeClock
+from tests.drivers import Mode
 
 KEY = "k"
 
@@ -161,10 +166,13 @@ class TooMany(Exception):
         self.response = SimpleNamespace(headers={"retry-after": str(retry_after)})
 
 
-def _site(registry: StateRegistry, clock: FakeClock, *, fast: bool, **limits: Any) -> Any:
+def _site(
+    mode: Mode, registry: StateRegistry, clock: FakeClock, *, fast: bool, **limits: Any
+) -> Any:
     key: Any = KEY if fast else (lambda call: KEY)  # a key function: the general way
 
     @rate_limited(key=key, registry=registry, clock=clock, **limits)
+    @mode.make
     def ask(outcome: str, amount: float) -> str:
         call = current_call.get()
         assert call is not None
@@ -200,20 +208,20 @@ _calls = st.lists(
 @given(rpm=st.integers(1, 120), rpd=st.none() | st.integers(1, 500), burst=st.floats(0.1, 1),
        calls=_calls)  # fmt: skip
 def test_a_site_on_the_fast_lane_behaves_as_one_on_the_general_way(
-    rpm: int, rpd: int | None, burst: float, calls: list[Any]
+    mode: Mode, rpm: int, rpd: int | None, burst: float, calls: list[Any]
 ) -> None:
     """Same waits, same pauses, same buckets, whatever the calls' outcomes."""
     limits = {"rpm": rpm, "rpd": rpd, "burst": burst}
     clocks = FakeClock(start=0.0), FakeClock(start=0.0)
     registries = StateRegistry(), StateRegistry()
-    fast = _site(registries[0], clocks[0], fast=True, **limits)
-    general = _site(registries[1], clocks[1], fast=False, **limits)
+    fast = _site(mode, registries[0], clocks[0], fast=True, **limits)
+    general = _site(mode, registries[1], clocks[1], fast=False, **limits)
     specs = RateLimit(**limits).specs()
     for outcome, amount, dt in calls:
         for ask, clock in ((fast, clocks[0]), (general, clocks[1])):
             clock.advance(dt)
             with contextlib.suppress(Unreachable, ServerError, TooMany):
-                ask(outcome, amount)
+                mode.invoke(ask, outcome, amount)
         assert clocks[0].sleeps == clocks[1].sleeps
         levels = [
             r.store().levels(KEY, specs, clock=c) for r, c in zip(registries, clocks, strict=True)
@@ -225,65 +233,82 @@ def test_a_site_on_the_fast_lane_behaves_as_one_on_the_general_way(
     assert state_of(states[0], clocks[0].now()) == state_of(states[1], clocks[1].now())
 
 
-def _lane_site(registry: StateRegistry, clock: FakeClock) -> Any:
+def _lane_site(mode: Mode, registry: StateRegistry, clock: FakeClock) -> Any:
     @rate_limited(rpm=2, burst=1.0, key=KEY, registry=registry, clock=clock)
+    @mode.make
     def ask() -> str:
         return "ok"
 
     return ask
 
 
-def test_the_fast_lane_sees_a_cleared_store(clock: FakeClock, registry: StateRegistry) -> None:
+def test_the_fast_lane_sees_a_cleared_store(
+    mode: Mode, clock: FakeClock, registry: StateRegistry
+) -> None:
     """After MemoryStore.clear() (tests, registry resets) the site starts from full buckets."""
-    ask = _lane_site(registry, clock)
-    ask(), ask()
+    ask = _lane_site(mode, registry, clock)
+    for _ in range(2):
+        mode.invoke(ask)
     assert ask.llm.aspects[0]._lane is not None
     registry.store().clear()
-    ask(), ask()
+    for _ in range(2):
+        mode.invoke(ask)
     assert clock.sleeps == []
-    ask()
+    mode.invoke(ask)
     assert clock.sleeps == [pytest.approx(30.0)]
 
 
-def test_the_fast_lane_sees_a_key_declared_anew(clock: FakeClock, registry: StateRegistry) -> None:
+def test_the_fast_lane_sees_a_key_declared_anew(
+    mode: Mode, clock: FakeClock, registry: StateRegistry
+) -> None:
     """A key's state replaced (declared with other limits) is not the lane's any more."""
-    ask = _lane_site(registry, clock)
-    ask(), ask()
+    ask = _lane_site(mode, registry, clock)
+    for _ in range(2):
+        mode.invoke(ask)
     other = RateLimit(rpm=1000).specs()
     registry.store().admit(
         KEY, other, (1.0,), clock=clock, ticket_id="x", ttl_s=60, max_wait_s=0
     )  # replaced: the site's own limits then start afresh too
-    ask(), ask()
+    for _ in range(2):
+        mode.invoke(ask)
     assert clock.sleeps == []
 
 
-def test_the_fast_lane_follows_the_sites_clock(registry: StateRegistry) -> None:
+def test_the_fast_lane_follows_the_sites_clock(mode: Mode, registry: StateRegistry) -> None:
     """State is per clock: a site whose clock changes admits on the new clock's buckets."""
     first, second = FakeClock(start=0.0), FakeClock(start=0.0)
-    ask = _lane_site(registry, first)
-    ask(), ask()
+    ask = _lane_site(mode, registry, first)
+    for _ in range(2):
+        mode.invoke(ask)
     ask.llm.clock = second
-    ask(), ask()
+    for _ in range(2):
+        mode.invoke(ask)
     assert (first.sleeps, second.sleeps) == ([], [])
     ask.llm.clock = first
-    ask()
+    mode.invoke(ask)
     assert first.sleeps == [pytest.approx(30.0)]
 
 
-def test_a_retried_clock_set_after_the_limiter_is_the_lanes(registry: StateRegistry) -> None:
+def test_a_retried_clock_set_after_the_limiter_is_the_lanes(
+    mode: Mode, registry: StateRegistry
+) -> None:
     """@retried(clock=...) applied over @rate_limited sets the site's clock: waits use it."""
     clock = FakeClock(start=0.0)
 
     @retried(clock=clock)
     @rate_limited(rpm=2, burst=1.0, key=KEY, registry=registry)
+    @mode.make
     def ask() -> str:
         return "ok"
 
-    ask(), ask(), ask()
+    for _ in range(3):
+        mode.invoke(ask)
     assert clock.sleeps == [pytest.approx(30.0)]
 
 
-def test_a_custom_memory_store_is_always_asked(clock: FakeClock, registry: StateRegistry) -> None:
+def test_a_custom_memory_store_is_always_asked(
+    mode: Mode, clock: FakeClock, registry: StateRegistry
+) -> None:
     """Only the plain in-process store gets a lane: a subclass sees every admission."""
 
     class Counting(MemoryStore):
@@ -294,22 +319,22 @@ def test_a_custom_memory_store_is_always_asked(clock: FakeClock, registry: State
             return super().admit(*args, **kwargs)
 
     registry.install("memory", Counting())
-    ask = _lane_site(registry, clock)
+    ask = _lane_site(mode, registry, clock)
     for _ in range(5):
-        ask()
+        mode.invoke(ask)
     assert Counting.admitted == 5
     assert ask.llm.aspects[0]._lane is None
 
 
-def test_lanes_are_made_only_for_fixed_costs(registry: StateRegistry) -> None:
+def test_lanes_are_made_only_for_fixed_costs(mode: Mode, registry: StateRegistry) -> None:
     """Token buckets, key functions and timeouts keep a site on the general way."""
     sites = [
-        rate_limited(rpm=60, tpm=1000, key="a", registry=registry)(lambda: "ok"),
-        rate_limited(rpm=60, key=lambda call: "b", registry=registry)(lambda: "ok"),
-        rate_limited(rpm=60, timeout_s=1, key="c", registry=registry)(lambda: "ok"),
+        rate_limited(rpm=60, tpm=1000, key="a", registry=registry)(mode.make(lambda: "ok")),
+        rate_limited(rpm=60, key=lambda call: "b", registry=registry)(mode.make(lambda: "ok")),
+        rate_limited(rpm=60, timeout_s=1, key="c", registry=registry)(mode.make(lambda: "ok")),
     ]
     for ask in sites:
-        ask()
+        mode.invoke(ask)
         assert ask.llm.aspects[0]._lane is None
 
 
@@ -330,6 +355,28 @@ def test_threads_on_the_fast_lane_lose_no_admission_and_no_release(
         assert sum(pool.map(ask, range(4_000))) == sum(range(4_000))
     specs = ask.llm.aspects[0]._specs
     state = registry.store()._key("threads", specs, ask.llm.clock)
+    assert state.seq == 4_001
+    assert state.charged == [4_001.0]
+    state.forget_answered()
+    assert state.inflight == {}
+
+
+async def test_tasks_on_the_fast_lane_lose_no_admission_and_no_release(
+    registry: StateRegistry,
+) -> None:
+    """The async twin: 4,000 tasks on one fast-lane site, each holding its admission across
+    an await: every admission is charged once, and every answered request is forgotten."""
+
+    @rate_limited(rpm=10**9, key="tasks", registry=registry)
+    async def ask(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    await ask(-1)  # the first admission goes the general way and makes the lane
+    assert ask.llm.aspects[0]._lane is not None
+    assert sum(await asyncio.gather(*(ask(i) for i in range(4_000)))) == sum(range(4_000))
+    specs = ask.llm.aspects[0]._specs
+    state = registry.store()._key("tasks", specs, ask.llm.clock)
     assert state.seq == 4_001
     assert state.charged == [4_001.0]
     state.forget_answered()
