@@ -42,7 +42,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["MODES", "SYNC", "Mode", "Steps"]
 
@@ -57,7 +57,7 @@ Steps = Generator[Any, Any, T]
 class Mode:
     """Sync or async: how a test's functions are made and called (see the module docstring)."""
 
-    def __init__(self, name: Literal["sync", "async"] | str) -> None:
+    def __init__(self, name: str) -> None:
         if name not in MODES:
             raise ValueError(f"unknown mode {name!r}")
         self.name = name
