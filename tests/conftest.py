@@ -24,6 +24,7 @@ from prismq_llmtools.settings import Settings, reset_settings
 from prismq_llmtools.testing import reset
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Simulator, SimulatorConfig
+from tests.drivers import MODES, Mode
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +37,14 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     reset_settings(Settings())  # not ./pyproject.toml's
     yield
     reset()
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> Iterator[Mode]:
+    """Runs the test twice: with sync functions, then with async ones (see tests/drivers.py)."""
+    mode = Mode(request.param)
+    yield mode
+    mode.close()
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""@batched: f.batch / f.abatch through the real client against the simulator."""
+"""@batched: f.batch / f.abatch through the real client against the simulator.
+
+Tests taking ``mode`` run once with a sync function batched by ``f.batch`` (threads) and once
+with an async one batched by ``await f.abatch`` (tasks); see tests/drivers.py.
+"""
 
 from __future__ import annotations
 
@@ -20,19 +24,21 @@ from prismq_llmtools.site.wrapper import core_of
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator
 from tests.aspects import StubAspect
+from tests.drivers import SYNC, Mode, Steps
 
 from .conftest import named
 
 TOPICS = [f"topic number {i}" for i in range(12)]
 
 
-def title_site(sim: Simulator, **options: Any) -> Any:
-    client = sim.client()
+def title_site(mode: Mode, sim: Simulator, **options: Any) -> Any:
+    client = mode.client_for(sim)
 
     @batched(**options)
     @cost_tracked()
-    def title(topic: str, *, model: str = "gpt-4o-mini", max_tokens: int = 16) -> str:
-        resp = client.chat.completions.create(
+    @mode.make
+    def title(topic: str, *, model: str = "gpt-4o-mini", max_tokens: int = 16) -> Steps[str]:
+        resp = yield client.chat.completions.create(
             model=model,
             max_tokens=max_tokens,
             messages=[{"role": "user", "content": f"Title for {topic}"}],
@@ -42,16 +48,16 @@ def title_site(sim: Simulator, **options: Any) -> Any:
     return title
 
 
-def test_results_come_back_in_input_order(jitter_simulator: Simulator) -> None:
+def test_results_come_back_in_input_order(mode: Mode, jitter_simulator: Simulator) -> None:
     """Calls finishing out of order still give answers in the order of the items."""
-    title = title_site(jitter_simulator, max_concurrency=6)
-    expected = [title(t) for t in TOPICS]  # the simulator's answers depend on the request
-    assert title.batch(TOPICS) == expected
+    title = title_site(mode, jitter_simulator, max_concurrency=6)
+    expected = [mode.invoke(title, t) for t in TOPICS]  # the answers depend on the request
+    assert mode.batch(title, TOPICS) == expected
 
 
-def test_item_forms(sim: Simulator) -> None:
+def test_item_forms(mode: Mode, sim: Simulator) -> None:
     """An item is the argument, an args tuple, a kwargs dict, or an explicit Args."""
-    title = title_site(sim, max_concurrency=2)
+    title = title_site(mode, sim, max_concurrency=2)
     items = [
         "a",
         ("a",),
@@ -59,19 +65,20 @@ def test_item_forms(sim: Simulator) -> None:
         Args("a", model="gpt-4o-mini"),
         {"topic": "a", "max_tokens": 16},
     ]
-    answers = title.batch(items)
+    answers = mode.batch(title, items)
     assert len(set(answers)) == 1
     assert sim.stats().received == 5
 
 
-def test_a_dict_that_is_not_keyword_arguments_is_one_argument() -> None:
+def test_a_dict_that_is_not_keyword_arguments_is_one_argument(mode: Mode) -> None:
     """A dict whose keys are not all parameter names is passed as the single argument."""
 
     @batched()
+    @mode.make
     def keys(request: dict[str, Any]) -> list[str]:
         return sorted(request)
 
-    assert keys.batch([{"model": "m", "input": "x"}]) == [["input", "model"]]
+    assert mode.batch(keys, [{"model": "m", "input": "x"}]) == [["input", "model"]]
 
 
 @pytest.mark.parametrize("limit", [1, 3])
@@ -112,27 +119,9 @@ async def test_concurrency_is_bounded_for_tasks() -> None:
     assert peak == 4
 
 
-async def test_abatch_through_the_async_client(sim: Simulator) -> None:
-    """``await f.abatch`` drives an async site against the simulator."""
-    client = sim.async_client()
-
-    @batched(max_concurrency=5)
-    async def title(topic: str) -> str:
-        resp = await client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": topic}]
-        )
-        return resp.choices[0].message.content or ""
-
-    async with client:
-        answers = await title.abatch(TOPICS)
-    assert len(answers) == len(TOPICS)
-    assert all(answers)
-    assert sim.stats().received == len(TOPICS)
-
-
 async def test_abatch_runs_a_sync_function_in_threads(sim: Simulator) -> None:
     """``abatch`` of a sync site runs its calls in worker threads without blocking the loop."""
-    title = title_site(sim, max_concurrency=3)
+    title = title_site(SYNC, sim, max_concurrency=3)
     answers = await title.abatch(TOPICS[:6])
     assert len(answers) == 6
     assert sim.stats().received == 6
@@ -154,11 +143,11 @@ def test_batch_of_an_async_function_outside_a_loop() -> None:
     asyncio.run(inside())
 
 
-def test_failures_are_kept_in_place(sim: Simulator) -> None:
+def test_failures_are_kept_in_place(mode: Mode, sim: Simulator) -> None:
     """``return_exceptions=True`` puts each failure where its answer would be."""
-    title = title_site(sim, max_concurrency=3)
-    results = title.batch(
-        ["ok", {"topic": "bad", "model": "no-such-model"}, "fine"], return_exceptions=True
+    title = title_site(mode, sim, max_concurrency=3)
+    results = mode.batch(
+        title, ["ok", {"topic": "bad", "model": "no-such-model"}, "fine"], return_exceptions=True
     )
     assert isinstance(results[0], str)
     assert isinstance(results[1], Exception)
@@ -166,11 +155,11 @@ def test_failures_are_kept_in_place(sim: Simulator) -> None:
     assert isinstance(results[2], str)
 
 
-def test_batch_error_carries_results_and_failures(sim: Simulator) -> None:
+def test_batch_error_carries_results_and_failures(mode: Mode, sim: Simulator) -> None:
     """Without ``return_exceptions`` a BatchError keeps every success and every failure."""
-    title = title_site(sim, max_concurrency=3)
+    title = title_site(mode, sim, max_concurrency=3)
     with pytest.raises(BatchError) as caught:
-        title.batch(["ok", {"topic": "x", "model": "no-such-model"}, "fine"])
+        mode.batch(title, ["ok", {"topic": "x", "model": "no-such-model"}, "fine"])
     err = caught.value
     assert err.succeeded == [0, 2]
     assert isinstance(err.results[0], str)
@@ -200,12 +189,12 @@ class Budget(StubAspect):
 
 
 def test_an_exhausted_budget_stops_the_batch_cleanly(
-    sim: Simulator, events: list[dict[str, Any]]
+    mode: Mode, sim: Simulator, events: list[dict[str, Any]]
 ) -> None:
     """When the budget refuses, no further item starts; the error says which did not run."""
-    title = attach(Budget(4))(title_site(sim, max_concurrency=1))
+    title = attach(Budget(4))(title_site(mode, sim, max_concurrency=1))
     with pytest.raises(BatchError) as caught:
-        title.batch(TOPICS)
+        mode.batch(title, TOPICS)
     err = caught.value
     assert isinstance(err.stop_reason, BudgetExceeded)
     assert err.succeeded == [0, 1, 2, 3]
@@ -217,10 +206,10 @@ def test_an_exhausted_budget_stops_the_batch_cleanly(
     assert (summary["ok"], summary["failed"], summary["not_run"]) == (4, 1, 7)
 
 
-def test_not_run_items_in_place(sim: Simulator) -> None:
+def test_not_run_items_in_place(mode: Mode, sim: Simulator) -> None:
     """With ``return_exceptions`` the items that never ran hold an ItemNotRun."""
-    title = attach(Budget(2))(title_site(sim, max_concurrency=1))
-    results = title.batch(TOPICS[:5], return_exceptions=True)
+    title = attach(Budget(2))(title_site(mode, sim, max_concurrency=1))
+    results = mode.batch(title, TOPICS[:5], return_exceptions=True)
     assert [type(r).__name__ for r in results] == [
         "str",
         "str",
@@ -232,12 +221,12 @@ def test_not_run_items_in_place(sim: Simulator) -> None:
     assert results[3].index == 3
 
 
-def test_insufficient_quota_stops_the_batch(sim: Simulator) -> None:
+def test_insufficient_quota_stops_the_batch(mode: Mode, sim: Simulator) -> None:
     """A 429 ``insufficient_quota`` (the account is out of credit) stops the batch too."""
-    title = title_site(sim, max_concurrency=1)
+    title = title_site(mode, sim, max_concurrency=1)
     sim.script(Fault(kind=FaultKind.NONE), Fault(kind=FaultKind.INSUFFICIENT_QUOTA))
     with pytest.raises(BatchError) as caught:
-        title.batch(TOPICS[:6])
+        mode.batch(title, TOPICS[:6])
     assert caught.value.succeeded == [0]
     assert caught.value.not_run == [2, 3, 4, 5]
 
@@ -262,31 +251,32 @@ class Limiter(StubAspect):
             return self.next_free - now
 
 
-def test_every_item_waits_in_the_rate_limiter(sim: Simulator, clock: FakeClock) -> None:
+def test_every_item_waits_in_the_rate_limiter(mode: Mode, sim: Simulator, clock: FakeClock) -> None:
     """The limiter's admission applies to each item: waits are slept, not burst through."""
-    title = attach(Limiter(clock))(title_site(sim, max_concurrency=4))
+    title = attach(Limiter(clock))(title_site(mode, sim, max_concurrency=4))
     start = clock.now()
-    title.batch(TOPICS[:6])
+    mode.batch(title, TOPICS[:6])
     assert clock.now() - start >= 5.0  # 6 calls at 1/s: the last admitted 5 s later
     assert sum(clock.sleeps) >= 5.0
     assert sim.stats().received == 6
 
 
-def test_summary_event(sim: Simulator, events: list[dict[str, Any]]) -> None:
+def test_summary_event(mode: Mode, sim: Simulator, events: list[dict[str, Any]]) -> None:
     """``llm.batch`` reports items, outcomes, cost, duration and the 429s absorbed."""
-    client = sim.client()
+    client = mode.client_for(sim)
 
     @batched(max_concurrency=2)
     @retried(attempts=3, clock=FakeClock())
     @cost_tracked()
-    def title(topic: str) -> str:
-        resp = client.chat.completions.create(
+    @mode.make
+    def title(topic: str) -> Steps[str]:
+        resp = yield client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": topic}]
         )
         return resp.choices[0].message.content or ""
 
     sim.script(Fault(kind=FaultKind.RATE_LIMIT, retry_after_s=0.5))
-    title.batch(TOPICS[:5])
+    mode.batch(title, TOPICS[:5])
     (summary,) = named(events, "llm.batch")
     calls = named(events, "llm.call")
     assert summary["items"] == summary["ok"] == 5
@@ -298,7 +288,7 @@ def test_summary_event(sim: Simulator, events: list[dict[str, Any]]) -> None:
     assert summary["site"] == title.llm.name
 
 
-def test_methods_batch_with_their_instance() -> None:
+def test_methods_batch_with_their_instance(mode: Mode) -> None:
     """``obj.method.batch(items)`` binds the instance for every item."""
 
     class Scaler:
@@ -307,49 +297,56 @@ def test_methods_batch_with_their_instance() -> None:
             self.k = k
 
         @batched()
+        @mode.make
         def scale(self, x: int) -> int:
             return x * self.k
 
-    assert Scaler(3).scale.batch([1, 2]) == [3, 6]
+    assert mode.batch(Scaler(3).scale, [1, 2]) == [3, 6]
 
 
-def test_any_site_can_batch() -> None:
+def test_any_site_can_batch(mode: Mode) -> None:
     """``f.batch`` works on a site without @batched, with the default settings."""
 
     @retried()
+    @mode.make
     def inc(x: int) -> int:
         return x + 1
 
-    assert inc.batch([1, 2, 3]) == [2, 3, 4]  # type: ignore[attr-defined]
+    assert mode.batch(inc, [1, 2, 3]) == [2, 3, 4]
 
 
-def test_items_inside_a_parent_call_are_its_children(events: list[dict[str, Any]]) -> None:
+def test_items_inside_a_parent_call_are_its_children(
+    mode: Mode, events: list[dict[str, Any]]
+) -> None:
     """A batch run inside a decorated function nests its calls under it."""
 
     @batched(max_concurrency=3)
+    @mode.make
     def leaf(x: int) -> int:
         return x
 
     @retried()
-    def parent() -> list[int]:
-        return leaf.batch([1, 2, 3])  # type: ignore[no-any-return]
+    @mode.make
+    def parent() -> Any:  # the sync batch, or the async one to await
+        return leaf.abatch([1, 2, 3]) if mode.is_async else leaf.batch([1, 2, 3])
 
-    assert parent() == [1, 2, 3]
+    assert mode.invoke(parent) == [1, 2, 3]
     calls = named(events, "llm.call")
     parent_id = next(c["call_id"] for c in calls if c["site"].endswith("parent"))
     assert [c.get("parent_id") for c in calls if c["site"].endswith("leaf")] == [parent_id] * 3
 
 
-def test_progress_bar_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_on_request(mode: Mode, capsys: pytest.CaptureFixture[str]) -> None:
     """``progress=True`` draws rate, ETA and cost on stderr; off by default when not a tty."""
 
     @batched()
+    @mode.make
     def echo(x: int) -> int:
         return x
 
-    echo.batch(range(3))
+    mode.batch(echo, range(3))
     assert capsys.readouterr().err == ""
-    echo.batch(range(3), progress=True)
+    mode.batch(echo, range(3), progress=True)
     err = capsys.readouterr().err
     assert "3/3" in err
     assert "/s" in err
@@ -357,7 +354,8 @@ def test_progress_bar_on_request(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_joblib_parallel_config_chooses_the_backend() -> None:
-    """By default a thread pool of ours; with ``parallel_config(backend=...)``, joblib's."""
+    """By default a thread pool of ours; with ``parallel_config(backend=...)``, joblib's.
+    (Sync only: an async function's batch runs as tasks on the caller's loop.)"""
 
     @batched(max_concurrency=2)
     def where(x: int) -> str:
@@ -372,13 +370,13 @@ def test_joblib_parallel_config_chooses_the_backend() -> None:
 
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_calls_are_attributed_to_items_only_while_items_run(
-    sim: Simulator, events: list[dict[str, Any]], concurrency: int
+    mode: Mode, sim: Simulator, events: list[dict[str, Any]], concurrency: int
 ) -> None:
     """The batch aspect joins the site's finish phase only while items run: items one at
     a time or several at once are all attributed, and calls outside a batch skip it."""
     from prismq_llmtools.batch import BatchAspect
 
-    title = title_site(sim, max_concurrency=concurrency)
+    title = title_site(mode, sim, max_concurrency=concurrency)
 
     def batch_hook_active() -> bool:
         return any(
@@ -387,8 +385,8 @@ def test_calls_are_attributed_to_items_only_while_items_run(
         )
 
     assert not batch_hook_active()
-    title("outside")
-    title.batch(TOPICS[:6])
+    mode.invoke(title, "outside")
+    mode.batch(title, TOPICS[:6])
     assert not batch_hook_active()
     (summary,) = named(events, "llm.batch")
     item_costs = [c["cost_usd"] for c in named(events, "llm.call")][1:]

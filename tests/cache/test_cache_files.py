@@ -1,4 +1,8 @@
-"""Cache files: damaged entries are misses with a warning; several processes share a directory."""
+"""Cache files: damaged entries are misses with a warning; several processes share a directory.
+
+Tests taking ``mode`` run once with a sync function and once with an async one (see
+tests/drivers.py).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import pytest
 from prismq_llmtools.cache import cache_of, cached
 from prismq_llmtools.cache.store import decode
 from prismq_llmtools.testing.simulator import Simulator
+from tests.drivers import Mode
 
 from .conftest import named
 
@@ -26,8 +31,9 @@ def _value(path: Path) -> Any:
     return decode(joblib.load(path)).value
 
 
-def _site(cache_dir: Path, runs: list[str]) -> Any:
+def _site(mode: Mode, cache_dir: Path, runs: list[str]) -> Any:
     @cached(cache_dir, name="files.shout")
+    @mode.make
     def shout(text: str) -> str:
         runs.append(text)
         return text.upper()
@@ -45,47 +51,47 @@ def _site(cache_dir: Path, runs: list[str]) -> Any:
     ],
 )
 def test_a_damaged_entry_is_a_miss_and_a_warning(
-    cache_dir: Path, events: list[dict[str, Any]], damage: Any
+    mode: Mode, cache_dir: Path, events: list[dict[str, Any]], damage: Any
 ) -> None:
     """A corrupt file never crashes a call: a warning event, a fresh answer, a repaired entry."""
     runs: list[str] = []
-    assert _site(cache_dir, runs)("hi") == "HI"
+    assert mode.invoke(_site(mode, cache_dir, runs), "hi") == "HI"
     (entry,) = _entries(cache_dir)
     entry.write_bytes(damage(entry.read_bytes()))
 
-    fresh = _site(cache_dir, runs)  # a new process: nothing in memory
-    assert fresh("hi") == "HI"
+    fresh = _site(mode, cache_dir, runs)  # a new process: nothing in memory
+    assert mode.invoke(fresh, "hi") == "HI"
     assert runs == ["hi", "hi"]
     (warning,) = named(events, "llm.cache.corrupt")
     assert warning["log_level"] == "warning"
     assert _value(_entries(cache_dir)[0]) == "HI"  # rewritten
-    assert _site(cache_dir, runs)("hi") == "HI"
+    assert mode.invoke(_site(mode, cache_dir, runs), "hi") == "HI"
     assert runs == ["hi", "hi"]
 
 
 def test_an_entry_removed_meanwhile_is_a_plain_miss(
-    cache_dir: Path, events: list[dict[str, Any]]
+    mode: Mode, cache_dir: Path, events: list[dict[str, Any]]
 ) -> None:
     """An entry deleted by another process (or the size bound) is a miss without warning."""
     runs: list[str] = []
-    _site(cache_dir, runs)("hi")
+    mode.invoke(_site(mode, cache_dir, runs), "hi")
     for path in _entries(cache_dir):
         path.unlink()
-    assert _site(cache_dir, runs)("hi") == "HI"
+    assert mode.invoke(_site(mode, cache_dir, runs), "hi") == "HI"
     assert runs == ["hi", "hi"]
     assert not named(events, "llm.cache.corrupt")
 
 
-def test_clear_removes_memory_and_disk(cache_dir: Path) -> None:
+def test_clear_removes_memory_and_disk(mode: Mode, cache_dir: Path) -> None:
     """``cache_of(f).clear()`` empties both layers of the site."""
     runs: list[str] = []
-    shout = _site(cache_dir, runs)
-    shout("a")
-    shout("b")
+    shout = _site(mode, cache_dir, runs)
+    mode.invoke(shout, "a")
+    mode.invoke(shout, "b")
     assert cache_of(shout).entries_on_disk() == 2
     cache_of(shout).clear()
     assert cache_of(shout).entries_on_disk() == 0
-    shout("a")
+    mode.invoke(shout, "a")
     assert runs == ["a", "b", "a"]
 
 

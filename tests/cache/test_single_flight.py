@@ -1,4 +1,9 @@
-"""Single flight: identical calls in flight together make one upstream call."""
+"""Single flight: identical calls in flight together make one upstream call.
+
+Concurrency differs by kind: sync callers are threads (a follower blocks on the leader),
+async callers are tasks (a follower awaits it). Each behaviour is tested with threads and,
+in a twin test, with tasks; tests taking ``mode`` run once per driver (see tests/drivers.py).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from prismq_llmtools.call import Call
 from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.testing.simulator import Simulator
 from tests.aspects import StubAspect
+from tests.drivers import Mode, Steps
 
 from .conftest import named
 
@@ -99,6 +105,27 @@ def test_different_requests_do_not_wait_for_each_other(
     assert time.monotonic() - started < 1.0  # 0.3 s each, in parallel
 
 
+async def test_different_requests_from_tasks_do_not_wait_for_each_other(
+    slow_simulator: Simulator, cache_dir: Path
+) -> None:
+    """Only identical calls are merged; four different tasks make four requests at once."""
+    slow_simulator.reset()
+    client = slow_simulator.async_client()
+
+    @cached(cache_dir)
+    async def ask(content: str) -> str:
+        resp = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": content}]
+        )
+        return resp.choices[0].message.content or ""
+
+    started = time.monotonic()
+    async with client:
+        await asyncio.gather(*(ask(c) for c in ["a", "b", "c", "d"]))
+    assert slow_simulator.stats().received == 4
+    assert time.monotonic() - started < 1.0  # 0.3 s each, concurrently
+
+
 def _gated_site(cache_dir: Path, outcome: Any) -> tuple[Any, threading.Event, list[int]]:
     """A cached function whose first run blocks until the gate opens."""
     gate = threading.Event()
@@ -144,6 +171,57 @@ def test_followers_get_the_leaders_answer(cache_dir: Path) -> None:
     assert cache_of(work).stats["hits"] == 3
 
 
+def _gated_async_site(cache_dir: Path, outcome: Any) -> tuple[Any, asyncio.Event, list[int]]:
+    """A cached async function whose first run awaits until the gate opens."""
+    gate = asyncio.Event()
+    runs: list[int] = []
+
+    @cached(cache_dir)
+    async def work(x: int) -> int:
+        runs.append(x)
+        await gate.wait()
+        return outcome(x)
+
+    return work, gate, runs
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(1_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition not reached")
+
+
+async def test_follower_tasks_get_the_leaders_exception(cache_dir: Path) -> None:
+    """A failed leading task fails the waiting tasks with the same error; nothing is cached."""
+
+    def fail(x: int) -> int:
+        raise ValueError(f"bad {x}")
+
+    work, gate, runs = _gated_async_site(cache_dir, fail)
+    tasks = [asyncio.create_task(work(1)) for _ in range(4)]
+    await _until(lambda: cache_of(work).stats["misses"] == 4)
+    gate.set()
+    errors = await asyncio.gather(*tasks, return_exceptions=True)
+    assert runs == [1]
+    assert all(isinstance(e, ValueError) and str(e) == "bad 1" for e in errors)
+    with pytest.raises(ValueError, match="bad 1"):
+        await work(1)  # errors are not cached: it runs again
+    assert runs == [1, 1]
+
+
+async def test_follower_tasks_get_the_leaders_answer(cache_dir: Path) -> None:
+    """Waiting tasks receive the leading task's answer as hits; the function ran once."""
+    work, gate, runs = _gated_async_site(cache_dir, lambda x: x * 10)
+    tasks = [asyncio.create_task(work(2)) for _ in range(4)]
+    await _until(lambda: cache_of(work).stats["misses"] == 4)
+    gate.set()
+    assert await asyncio.gather(*tasks) == [20] * 4
+    assert runs == [2]
+    assert cache_of(work).stats["hits"] == 3
+
+
 async def test_a_cancelled_leader_hands_over_to_a_waiter(cache_dir: Path) -> None:
     """If the leading task is cancelled, a waiting task runs the call itself."""
     runs: list[int] = []
@@ -169,21 +247,39 @@ async def test_a_cancelled_leader_hands_over_to_a_waiter(cache_dir: Path) -> Non
         await leader
 
 
+async def test_a_cancelled_follower_leaves_the_flight_to_the_others(cache_dir: Path) -> None:
+    """A waiting task cancelled before the leader answers neither ends the flight nor
+    disturbs the other waiters. (Tasks only: a blocked thread cannot be cancelled.)"""
+    work, gate, runs = _gated_async_site(cache_dir, lambda x: x * 10)
+    leader = asyncio.create_task(work(3))
+    follower, other = asyncio.create_task(work(3)), asyncio.create_task(work(3))
+    await _until(lambda: cache_of(work).stats["misses"] == 3)
+    follower.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await follower
+    gate.set()
+    assert (await leader, await other) == (30, 30)
+    assert runs == [3]
+    assert len(cache_of(work)._flights) == 0
+
+
 def test_a_function_calling_itself_with_the_same_arguments_does_not_deadlock(
-    cache_dir: Path,
+    mode: Mode, cache_dir: Path
 ) -> None:
     """A nested identical call inside the leader runs instead of waiting on its ancestor."""
     depth: list[int] = []
 
     @cached(cache_dir)
-    def recurse(x: int) -> int:
+    @mode.make
+    def recurse(x: int) -> Steps[int]:
         depth.append(x)
         if len(depth) == 1:
-            return recurse(x) + 1
+            inner = yield recurse(x)
+            return inner + 1
         return x
 
-    assert recurse(5) == 6
-    assert recurse(5) == 6
+    assert mode.invoke(recurse, 5) == 6
+    assert mode.invoke(recurse, 5) == 6
     assert depth == [5, 5]
 
 
@@ -221,4 +317,26 @@ def test_a_leader_that_never_cleans_up_frees_its_waiters_once_collected(cache_di
     runner.start()
     runner.join(timeout=10)
     assert answers == [2], "the identical call still waits on the failed leader's flight"
+    assert runs == [1, 1]
+
+
+async def test_a_leader_that_never_cleans_up_frees_its_waiting_tasks_once_collected(
+    cache_dir: Path,
+) -> None:
+    """The async twin: once the failed leading call is collected, an identical task runs
+    instead of awaiting its flight forever."""
+    runs: list[int] = []
+    failing = FailingSettle()
+
+    @attach(failing)
+    @cached(cache_dir)
+    async def work(x: int) -> int:
+        runs.append(x)
+        return x + 1
+
+    with pytest.raises(RuntimeError, match="settle failed"):
+        await work(1)
+    failing.armed = False
+    answer = await asyncio.wait_for(work(1), timeout=10)
+    assert answer == 2, "the identical call still waits on the failed leader's flight"
     assert runs == [1, 1]

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
-import openai
+
+from tests.drivers import SYNC, Mode
 
 CANARY_KEY = "sk-proj-CANARYcanary0123456789abcdef"
 
@@ -123,22 +124,11 @@ class Script:
         return answer(request) if callable(answer) else answer
 
 
-def client(handler: Handler, **kwargs: Any) -> openai.OpenAI:
-    return openai.OpenAI(
+def client(handler: Handler, mode: Mode = SYNC, **kwargs: Any) -> Any:
+    """An ``openai.OpenAI`` answered by ``handler`` (an ``AsyncOpenAI`` in async mode)."""
+    return mode.openai(
         api_key=CANARY_KEY,
         base_url="http://fake.test/v1",
-        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
-        **kwargs,
-    )
-
-
-def async_client(handler: Handler, **kwargs: Any) -> openai.AsyncOpenAI:
-    async def ahandler(request: httpx2.Request) -> httpx2.Response:
-        return handler(request)
-
-    return openai.AsyncOpenAI(
-        api_key=CANARY_KEY,
-        base_url="http://fake.test/v1",
-        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(ahandler)),
+        http_client=mode.http_client(handler),
         **kwargs,
     )

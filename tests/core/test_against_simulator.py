@@ -1,4 +1,8 @@
-"""The core through the real openai client against the simulator: usage, faults, streams."""
+"""The core through the real openai client against the simulator: usage, faults, streams.
+
+Tests taking ``mode`` run once with a sync function on ``openai.OpenAI`` and once with an
+async one on ``openai.AsyncOpenAI`` (see tests/drivers.py).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pytest
 from prismq_llmtools import cost_tracked, retried
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator, SimulatorConfig
+from tests.drivers import Mode, Steps
 
 MESSAGES = [{"role": "user", "content": "Write a haiku about bicycles."}]
 PROMPT = "Write a haiku about bicycles."
@@ -31,18 +36,19 @@ def _calls(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["event"] == "llm.call"]
 
 
-def test_sync_usage_matches_what_the_server_billed(
-    sim: Simulator, events: list[dict[str, Any]]
+def test_usage_matches_what_the_server_billed(
+    mode: Mode, sim: Simulator, events: list[dict[str, Any]]
 ) -> None:
     """The observed usage equals the tokens the simulator says it billed."""
-    api = sim.client(max_retries=2)
+    api = mode.client_for(sim, max_retries=2)
 
     @cost_tracked()
-    def haiku() -> str:
-        r = api.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=40)
+    @mode.make
+    def haiku() -> Steps[str]:
+        r = yield api.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=40)
         return r.choices[0].message.content or ""
 
-    assert haiku()
+    assert mode.invoke(haiku)
     (line,) = _calls(events)
     stats = sim.stats()
     assert line["gen_ai.usage.input_tokens"] == stats.prompt_tokens
@@ -50,19 +56,20 @@ def test_sync_usage_matches_what_the_server_billed(
     assert line["usage_source"] == "observed"
 
 
-async def test_async_streaming_usage(sim: Simulator, events: list[dict[str, Any]]) -> None:
-    """An async stream's usage is captured from its final chunk, hidden from the caller."""
-    api = sim.async_client()
+def test_streaming_usage(mode: Mode, sim: Simulator, events: list[dict[str, Any]]) -> None:
+    """A stream's usage is captured from its final chunk, hidden from the caller."""
+    api = mode.client_for(sim)
 
     @cost_tracked()
-    async def haiku() -> str:
-        stream = await api.chat.completions.create(
+    @mode.make
+    def haiku() -> Steps[str]:
+        stream = yield api.chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES, max_tokens=40, stream=True
         )
-        return "".join([c.choices[0].delta.content or "" async for c in stream])
+        chunks = yield mode.chunks(stream)
+        return "".join(c.choices[0].delta.content or "" for c in chunks)
 
-    async with api:
-        assert await haiku()
+    assert mode.invoke(haiku)
     (line,) = _calls(events)
     assert line["gen_ai.usage.output_tokens"] == sim.stats().completion_tokens
     assert line["usage_source"] == "observed"
@@ -71,7 +78,8 @@ async def test_async_streaming_usage(sim: Simulator, events: list[dict[str, Any]
 def test_early_break_on_a_real_stream_is_estimated(
     sim: Simulator, events: list[dict[str, Any]]
 ) -> None:
-    """Breaking out of a simulator stream still records usage, marked estimated."""
+    """Breaking out of a simulator stream still records usage, marked estimated (the async
+    twin, which closes the stream it leaves, is the Responses test below)."""
     api = sim.client()
 
     @cost_tracked()
@@ -91,17 +99,19 @@ def test_early_break_on_a_real_stream_is_estimated(
 
 
 def test_streamed_responses_usage_is_the_billed_usage(
-    sim: Simulator, events: list[dict[str, Any]]
+    mode: Mode, sim: Simulator, events: list[dict[str, Any]]
 ) -> None:
     """A streamed Responses API call: usage from its final event, as the server billed it."""
-    api = sim.client()
+    api = mode.client_for(sim)
 
     @cost_tracked()
-    def haiku() -> str:
-        stream = api.responses.create(model="o4-mini", input=PROMPT, stream=True)
-        return "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+    @mode.make
+    def haiku() -> Steps[str]:
+        stream = yield api.responses.create(model="o4-mini", input=PROMPT, stream=True)
+        events = yield mode.chunks(stream)
+        return "".join(e.delta for e in events if e.type == "response.output_text.delta")
 
-    assert haiku()
+    assert mode.invoke(haiku)
     (line,) = _calls(events)
     stats = sim.stats()
     assert line["usage_source"] == "observed"
@@ -134,15 +144,16 @@ async def test_async_streamed_responses_early_break_is_estimated(
     assert line["gen_ai.usage.input_tokens"] == sim.stats().prompt_tokens
 
 
-def test_raw_response_usage(sim: Simulator, events: list[dict[str, Any]]) -> None:
+def test_raw_response_usage(mode: Mode, sim: Simulator, events: list[dict[str, Any]]) -> None:
     """with_raw_response through the simulator is observed too."""
-    api = sim.client()
+    api = mode.client_for(sim)
 
     @cost_tracked()
+    @mode.make
     def raw() -> Any:
         return api.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
 
-    response = raw()
+    response = mode.invoke(raw)
     assert response.headers["x-request-id"]
     (line,) = _calls(events)
     assert line["gen_ai.usage.input_tokens"] == response.parse().usage.prompt_tokens
@@ -163,19 +174,20 @@ TRANSIENT = [
 
 @pytest.mark.parametrize("kind", TRANSIENT)
 def test_each_transient_fault_is_retried(
-    sim: Simulator, kind: FaultKind, events: list[dict[str, Any]]
+    mode: Mode, sim: Simulator, kind: FaultKind, events: list[dict[str, Any]]
 ) -> None:
     """One injected transient fault costs one retry and the caller gets its answer."""
     sim.script(Fault(kind=kind, retry_after_s=0.5, delay_s=0.5))
-    api = sim.client(timeout=0.3)
+    api = mode.client_for(sim, timeout=0.3)
     clock = FakeClock()
 
     @retried(attempts=3, clock=clock)
-    def ask() -> str:
-        r = api.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
+    @mode.make
+    def ask() -> Steps[str]:
+        r = yield api.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
         return r.choices[0].message.content or ""
 
-    assert ask()
+    assert mode.invoke(ask)
     (line,) = _calls(events)
     assert line["attempts"] == 2
     if kind is FaultKind.RATE_LIMIT:
@@ -184,37 +196,41 @@ def test_each_transient_fault_is_retried(
 
 
 @pytest.mark.parametrize("kind", [FaultKind.STREAM_CUT, FaultKind.STREAM_NO_FINISH])
-def test_broken_streams_are_retried(sim: Simulator, kind: FaultKind) -> None:
+def test_broken_streams_are_retried(mode: Mode, sim: Simulator, kind: FaultKind) -> None:
     """A stream cut mid-way or ending without finish_reason is a failed attempt."""
     sim.script(Fault(kind=kind))
-    api = sim.client()
+    api = mode.client_for(sim)
 
     @retried(attempts=3, clock=FakeClock())
-    def story() -> str:
-        stream = api.chat.completions.create(
+    @mode.make
+    def story() -> Steps[str]:
+        stream = yield api.chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES, max_tokens=30, stream=True
         )
-        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        chunks = yield mode.chunks(stream)
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
-    assert story()
+    assert mode.invoke(story)
     assert sim.stats().received == 2
 
 
 @pytest.mark.parametrize("kind", [FaultKind.STREAM_CUT, FaultKind.STREAM_NO_FINISH])
-def test_broken_response_streams_are_retried(sim: Simulator, kind: FaultKind) -> None:
+def test_broken_response_streams_are_retried(mode: Mode, sim: Simulator, kind: FaultKind) -> None:
     """A Responses stream cut mid-way, or ending without its final event, is a failed
     attempt too."""
     sim.script(Fault(kind=kind))
-    api = sim.client()
+    api = mode.client_for(sim)
 
     @retried(attempts=3, clock=FakeClock())
-    def story() -> str:
-        stream = api.responses.create(
+    @mode.make
+    def story() -> Steps[str]:
+        stream = yield api.responses.create(
             model="gpt-4o-mini", input=PROMPT, max_output_tokens=30, stream=True
         )
-        return "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        events = yield mode.chunks(stream)
+        return "".join(e.delta for e in events if e.type == "response.output_text.delta")
 
-    assert story()
+    assert mode.invoke(story)
     assert sim.stats().received == 2
 
 
@@ -226,16 +242,17 @@ def test_broken_response_streams_are_retried(sim: Simulator, kind: FaultKind) ->
     ],
 )
 def test_permanent_faults_are_not_retried(
-    sim: Simulator, kind: FaultKind, error: type[Exception]
+    mode: Mode, sim: Simulator, kind: FaultKind, error: type[Exception]
 ) -> None:
     """insufficient_quota and context_length_exceeded fail at once, as the original error."""
     sim.script(Fault(kind=kind))
-    api = sim.client()
+    api = mode.client_for(sim)
 
     @retried(attempts=5, clock=FakeClock())
+    @mode.make
     def ask() -> Any:
         return api.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
     with pytest.raises(error):
-        ask()
+        mode.invoke(ask)
     assert sim.stats().received == 1

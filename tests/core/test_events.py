@@ -1,4 +1,8 @@
-"""Structured events: the llm.call line, JSON output, and secrets that never appear."""
+"""Structured events: the llm.call line, JSON output, and secrets that never appear.
+
+Tests taking ``mode`` run once with a sync function and once with an async one (the site's
+two drivers; see tests/drivers.py).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import structlog
 from prismq_llmtools import configure_logging, cost_tracked, retried
 from prismq_llmtools.events import redact
 from prismq_llmtools.testing.clock import FakeClock
+from tests.drivers import Mode, Steps
 
 from .fakes import CANARY_KEY, Script, chat_body, client, error, ok
 
@@ -45,20 +50,21 @@ CALL_FIELDS = {
 }
 
 
-def test_json_lines_to_a_file_with_the_documented_fields(tmp_path: Path) -> None:
+def test_json_lines_to_a_file_with_the_documented_fields(mode: Mode, tmp_path: Path) -> None:
     """configure_logging writes one JSON object per line carrying the schema's fields."""
     log = tmp_path / "events.jsonl"
     configure_logging(file=log)
-    api = client(Script(ok(chat_body(prompt_tokens=30, completion_tokens=10))))
+    api = client(Script(ok(chat_body(prompt_tokens=30, completion_tokens=10))), mode)
 
     @cost_tracked(operation="titles")
-    def title() -> str:
-        r = api.chat.completions.create(
+    @mode.make
+    def title() -> Steps[str]:
+        r = yield api.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
         )
         return r.choices[0].message.content or ""
 
-    title()
+    mode.invoke(title)
     lines = log.read_text().splitlines()
     (line,) = [json.loads(x) for x in lines if '"llm.call"' in x]
     assert set(line) >= CALL_FIELDS
@@ -68,20 +74,21 @@ def test_json_lines_to_a_file_with_the_documented_fields(tmp_path: Path) -> None
     assert log.stat().st_mode & 0o077 == 0  # created user-only
 
 
-def test_the_canary_key_never_reaches_any_event(tmp_path: Path) -> None:
+def test_the_canary_key_never_reaches_any_event(mode: Mode, tmp_path: Path) -> None:
     """Errors that quote the API key are logged redacted, in every event."""
     log = tmp_path / "events.jsonl"
     configure_logging(file=log)
-    api = client(Script(error(500), error(401)))
+    api = client(Script(error(500), error(401)), mode)
 
     @retried(attempts=3, clock=FakeClock())
+    @mode.make
     def ask() -> Any:
         return api.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "x"}]
         )
 
     with pytest.raises(openai.AuthenticationError):
-        ask()
+        mode.invoke(ask)
     text = log.read_text()
     assert "llm.call" in text
     assert "error_message" in text
@@ -97,15 +104,18 @@ def test_redact_removes_keys_and_bearer_tokens() -> None:
     assert "hunter2hunter" not in text
 
 
-def test_nothing_is_written_until_logging_is_configured(capsys: pytest.CaptureFixture[str]) -> None:
+def test_nothing_is_written_until_logging_is_configured(
+    mode: Mode, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An application that never configured structlog sees no output from the library."""
     structlog.reset_defaults()
 
     @retried()
+    @mode.make
     def f() -> int:
         return 1
 
-    f()
+    mode.invoke(f)
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == ""
@@ -126,21 +136,22 @@ def test_import_loads_neither_openai_nor_tiktoken() -> None:
 
 
 def test_prompt_and_completion_are_logged_only_when_the_site_opts_in(
-    events: list[dict[str, Any]],
+    mode: Mode, events: list[dict[str, Any]]
 ) -> None:
     """log_content adds gen_ai.prompt and gen_ai.completion; without it no text is logged."""
-    api = client(Script(ok(), ok()))
+    api = client(Script(ok(), ok()), mode)
 
     @cost_tracked()
-    def ask(messages: list[dict[str, str]], *, model: str = "gpt-4o-mini") -> str:
-        r = api.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
+    @mode.make
+    def ask(messages: list[dict[str, str]], *, model: str = "gpt-4o-mini") -> Steps[str]:
+        r = yield api.chat.completions.create(model=model, messages=messages)
         return r.choices[0].message.content or ""
 
     secret_prompt = [{"role": "user", "content": "private words"}]
-    ask(secret_prompt)
+    mode.invoke(ask, secret_prompt)
     assert "private words" not in json.dumps(events)
     ask.llm.configure(log_content=True)
-    ask(secret_prompt)
+    mode.invoke(ask, secret_prompt)
     line = [e for e in events if e["event"] == "llm.call"][-1]
     assert "private words" in line["gen_ai.prompt"]
     assert line["gen_ai.completion"] == "Hello there"

@@ -1,7 +1,12 @@
-"""@retried: which failures are retried, how long it waits, and what the caller finally sees."""
+"""@retried: which failures are retried, how long it waits, and what the caller finally sees.
+
+Tests taking ``mode`` run once with a sync function and once with an async one (the site's
+two drivers; see tests/drivers.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -9,9 +14,13 @@ import httpx2
 import openai
 import pytest
 
-from prismq_llmtools import ConfigurationError, IncompleteStreamError, retried
+from prismq_llmtools import ConfigurationError, IncompleteStreamError, retried, token_budgeted
+from prismq_llmtools.budget import budget_status
+from prismq_llmtools.call import current_call
 from prismq_llmtools.openai.errors import RetryAdvice, classify_openai_error
+from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.testing.clock import FakeClock
+from tests.drivers import Mode
 
 from .fakes import Script, chat_body, client, error, ok
 
@@ -68,19 +77,22 @@ def test_retry_after_headers_are_read() -> None:
     assert classify_openai_error(exc).after_s == 2
 
 
-def test_retry_after_is_honoured_on_the_fake_clock(events: list[dict[str, Any]]) -> None:
+def test_retry_after_is_honoured_on_the_fake_clock(
+    mode: Mode, events: list[dict[str, Any]]
+) -> None:
     """The server's Retry-After is the wait, slept on the injected clock, each attempt logged."""
     clock = FakeClock()
     script = Script(error(429, "rate_limit_exceeded", {"retry-after": "3"}), ok(chat_body()))
-    api = client(script)
+    api = client(script, mode)
 
     @retried(attempts=3, clock=clock)
+    @mode.make
     def ask() -> Any:
         return api.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "x"}]
         )
 
-    ask()
+    mode.invoke(ask)
     assert clock.sleeps == [3.0]
     kinds = [e["event"] for e in events]
     assert kinds == ["llm.attempt", "llm.retry", "llm.attempt", "llm.call"]
@@ -92,106 +104,173 @@ def test_retry_after_is_honoured_on_the_fake_clock(events: list[dict[str, Any]])
     assert events[-1]["rate_limited"] == 1
 
 
-def test_retry_after_longer_than_the_cap_gives_up() -> None:
+def test_retry_after_longer_than_the_cap_gives_up(mode: Mode) -> None:
     """A server wait beyond retry_after_cap_s is not honoured: the error surfaces at once."""
     clock = FakeClock()
     script = Script(error(429, "rate_limit_exceeded", {"retry-after": "600"}))
-    api = client(script)
+    api = client(script, mode)
 
     @retried(attempts=5, retry_after_cap_s=60, clock=clock)
+    @mode.make
     def ask() -> Any:
         return api.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "x"}]
         )
 
     with pytest.raises(openai.RateLimitError):
-        ask()
+        mode.invoke(ask)
     assert clock.sleeps == []
 
 
-def test_exhausted_attempts_raise_the_original_exception() -> None:
+def test_exhausted_attempts_raise_the_original_exception(mode: Mode) -> None:
     """After the last attempt the caller gets the openai exception, not a wrapper."""
     clock = FakeClock()
-    api = client(Script(*(error(503) for _ in range(4))))
+    api = client(Script(*(error(503) for _ in range(4))), mode)
 
     @retried(attempts=4, initial_wait_s=1, max_wait_s=8, clock=clock)
+    @mode.make
     def ask() -> Any:
         return api.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "x"}]
         )
 
     with pytest.raises(openai.InternalServerError):
-        ask()
+        mode.invoke(ask)
     assert len(clock.sleeps) == 3
     assert all(0 <= s <= 8 for s in clock.sleeps)
 
 
-def test_permanent_errors_are_not_retried() -> None:
+def test_permanent_errors_are_not_retried(mode: Mode) -> None:
     """A 400 is raised after one attempt."""
     clock = FakeClock()
     script = Script(error(400, "context_length_exceeded"))
-    api = client(script)
+    api = client(script, mode)
 
     @retried(attempts=5, clock=clock)
+    @mode.make
     def ask() -> Any:
         return api.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "x"}]
         )
 
     with pytest.raises(openai.BadRequestError):
-        ask()
+        mode.invoke(ask)
     assert len(script.requests) == 1
 
 
-def test_deadline_stops_retrying() -> None:
+def test_deadline_stops_retrying(mode: Mode) -> None:
     """No wait starts that would end past the deadline."""
     clock = FakeClock()
     calls = []
 
     @retried(attempts=100, initial_wait_s=4, max_wait_s=4, deadline_s=10, clock=clock,
              classify=lambda e: RetryAdvice(True, after_s=4))  # fmt: skip
+    @mode.make
     def flaky() -> None:
         calls.append(clock.now())
         raise RuntimeError("again")
 
     with pytest.raises(RuntimeError):
-        flaky()
+        mode.invoke(flaky)
     assert clock.sleeps == [4, 4]
     assert len(calls) == 3
 
 
-async def test_async_retries_use_asleep() -> None:
-    """Async sites wait with the clock's asleep and retry the coroutine."""
+def test_retries_wait_on_the_site_clock(mode: Mode) -> None:
+    """Sites wait on their clock (async ones with its asleep) and call the function again."""
     clock = FakeClock()
     attempts = []
 
     @retried(attempts=3, clock=clock, classify=lambda e: RetryAdvice(True, after_s=1.5))
-    async def flaky() -> str:
+    @mode.make
+    def flaky() -> str:
         attempts.append(1)
         if len(attempts) < 2:
             raise RuntimeError("once")
         return "ok"
 
-    assert await flaky() == "ok"
+    assert mode.invoke(flaky) == "ok"
+    assert attempts == [1, 1]
     assert clock.sleeps == [1.5]
 
 
-def test_timeout_is_recorded_as_possibly_billed(events: list[dict[str, Any]]) -> None:
+class InterruptedWhileWaiting(FakeClock):
+    """A clock whose waits are interrupted: Ctrl-C during a sync sleep, and the same
+    KeyboardInterrupt raised inside an async one."""
+
+    def sleep(self, seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    async def asleep(self, seconds: float) -> None:
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_backoff_ends_the_call_and_releases_its_budget(mode: Mode) -> None:
+    """An interrupt during the wait between attempts ends the call: no further attempt,
+    the budget reservation released, no current Call left behind."""
+    registry = StateRegistry()
+    attempts = []
+
+    @retried(attempts=5, clock=InterruptedWhileWaiting(), classify=lambda e: RetryAdvice(True))
+    @token_budgeted(daily_tokens=1_000, registry=registry, model="gpt-4o")
+    @mode.make
+    def flaky(text: str) -> str:
+        attempts.append(1)
+        raise RuntimeError("transient")
+
+    with pytest.raises(KeyboardInterrupt):
+        mode.invoke(flaky, "hello")
+    assert attempts == [1]
+    assert budget_status(flaky)["daily_tokens"]["reserved"] == 0
+    assert current_call.get() is None
+    assert flaky.llm.stats() == {"calls": 1, "errors": 1}
+
+
+async def test_a_task_cancelled_during_the_backoff_is_not_attempted_again() -> None:
+    """Cancellation, the async counterpart of an interrupt: a task cancelled while it waits
+    between attempts makes no further attempt and releases its budget reservation."""
+    registry = StateRegistry()
+    attempts = []
+    waiting = asyncio.Event()
+
+    class Stuck(FakeClock):
+        async def asleep(self, seconds: float) -> None:
+            waiting.set()
+            await asyncio.Event().wait()  # until cancelled
+
+    @retried(attempts=5, clock=Stuck(), classify=lambda e: RetryAdvice(True, after_s=1))
+    @token_budgeted(daily_tokens=1_000, registry=registry, model="gpt-4o")
+    async def flaky(text: str) -> str:
+        attempts.append(1)
+        raise RuntimeError("transient")
+
+    task = asyncio.create_task(flaky("hello"))
+    await waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert attempts == [1]
+    assert budget_status(flaky)["daily_tokens"]["reserved"] == 0
+    assert flaky.llm.stats() == {"calls": 1, "errors": 1}
+
+
+def test_timeout_is_recorded_as_possibly_billed(mode: Mode, events: list[dict[str, Any]]) -> None:
     """A client-side timeout may still have been served: the attempt says so."""
     clock = FakeClock()
 
     def slow(request: httpx2.Request) -> httpx2.Response:
         raise httpx2.ReadTimeout("slow", request=request)
 
-    api = client(Script(slow, ok()))
+    api = client(Script(slow, ok()), mode)
 
     @retried(attempts=2, clock=clock)
+    @mode.make
     def ask() -> Any:
         return api.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "x"}]
         )
 
-    ask()
+    mode.invoke(ask)
     first = next(e for e in events if e["event"] == "llm.attempt")
     assert first["possibly_billed"] is True
     assert first["error_type"] == "APITimeoutError"

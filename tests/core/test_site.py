@@ -1,7 +1,12 @@
-"""The call site: one wrapper, one Call, fixed phase order, whatever the stacking."""
+"""The call site: one wrapper, one Call, fixed phase order, whatever the stacking.
+
+Tests taking ``mode`` run once with a sync function and once with an async one (the site's
+two drivers; see tests/drivers.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
 from typing import Any
@@ -11,9 +16,11 @@ import pytest
 from prismq_llmtools import ConfigurationError, cost_tracked, retried
 from prismq_llmtools.aspect import Aspect, CacheHit
 from prismq_llmtools.call import Call, current_call
+from prismq_llmtools.openai.errors import RetryAdvice
 from prismq_llmtools.site.wrapper import Site, core_of
 from prismq_llmtools.testing.clock import FakeClock
 from tests.aspects import StubAspect
+from tests.drivers import Mode, Steps
 
 
 class Recorder(StubAspect):
@@ -55,15 +62,17 @@ def _decorator(aspect: Aspect) -> Any:
     return attach(aspect)
 
 
-def test_decorated_function_keeps_signature_doc_and_name() -> None:
-    """inspect sees the original function through the wrapper."""
+def test_decorated_function_keeps_signature_doc_and_name(mode: Mode) -> None:
+    """inspect sees the original function through the wrapper, an async one as async."""
 
     @retried()
+    @mode.make
     def write_title(article: str, *, model: str = "gpt-4o-mini") -> str:
         """Write a title."""
         return article.upper()
 
-    assert write_title("abc") == "ABC"
+    assert mode.invoke(write_title, "abc") == "ABC"
+    assert inspect.iscoroutinefunction(write_title) is mode.is_async
     assert write_title.__name__ == "write_title"
     assert write_title.__doc__ == "Write a title."
     assert list(inspect.signature(write_title).parameters) == ["article", "model"]
@@ -72,14 +81,16 @@ def test_decorated_function_keeps_signature_doc_and_name() -> None:
     )
 
 
-def test_stacked_decorators_share_one_site() -> None:
+def test_stacked_decorators_share_one_site(mode: Mode) -> None:
     """Each further decorator adds an aspect to the same wrapper instead of nesting."""
 
     @cost_tracked(operation="titles")
     @retried(attempts=2)
+    @mode.make
     def f(x: int) -> int:
         return x
 
+    assert mode.invoke(f, 3) == 3
     assert isinstance(f, Site)
     assert not isinstance(f.__wrapped__, Site)
     assert [a.kind for a in core_of(f).aspects] == ["retried", "cost_tracked"]
@@ -96,10 +107,11 @@ def test_same_decorator_twice_is_a_configuration_error() -> None:
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(["a", "b", "c"])))
-def test_phase_order_does_not_depend_on_stacking_order(order: tuple[str, ...]) -> None:
+def test_phase_order_does_not_depend_on_stacking_order(mode: Mode, order: tuple[str, ...]) -> None:
     """Hooks run phase by phase in the same order for every stacking order."""
     log: list[str] = []
 
+    @mode.make
     def f() -> str:
         log.append("run")
         return "ok"
@@ -107,7 +119,7 @@ def test_phase_order_does_not_depend_on_stacking_order(order: tuple[str, ...]) -
     decorated: Any = f
     for kind in order:
         decorated = _decorator(Recorder(kind, log))(decorated)
-    assert decorated() == "ok"
+    assert mode.invoke(decorated) == "ok"
     phases = [entry.split(".")[1] if "." in entry else entry for entry in log]
     assert phases == [
         "enter", "enter", "enter",
@@ -121,66 +133,60 @@ def test_phase_order_does_not_depend_on_stacking_order(order: tuple[str, ...]) -
     ]  # fmt: skip
 
 
-def test_cache_hit_skips_reserve_and_attempts() -> None:
+def test_cache_hit_skips_reserve_and_attempts(mode: Mode) -> None:
     """A hit returned by ``enter`` ends the call: no budget, no rate limit, no run."""
     log: list[str] = []
 
     @_decorator(Recorder("cache", log, hit="cached"))
     @_decorator(Recorder("budget", log))
+    @mode.make
     def f() -> str:
         log.append("run")
         return "fresh"
 
-    assert f() == "cached"
+    assert mode.invoke(f) == "cached"
     assert "run" not in log
     assert not any(e.endswith(("reserve", "before_attempt")) for e in log)
 
 
-async def test_async_functions_run_through_the_async_driver() -> None:
-    """An async function stays a coroutine function and runs its hooks."""
-    log: list[str] = []
+def service(mode: Mode) -> Any:
+    """A class with a decorated method, classmethod and staticmethod of the mode's kind."""
 
-    @_decorator(Recorder("a", log))
-    async def f(x: int) -> int:
-        log.append("run")
-        return x * 2
+    class Service:
+        prefix = "svc"
 
-    assert inspect.iscoroutinefunction(f)
-    assert await f(21) == 42
-    assert log[0] == "a.enter"
-    assert "run" in log
-    assert log[-1] == "a.finish"
+        @retried()
+        @mode.make
+        def method(self, x: int) -> str:
+            return f"{self.prefix}:{x}"
 
+        @retried()
+        @classmethod
+        @mode.make
+        def klass(cls, x: int) -> str:
+            return f"{cls.prefix}:{x}"
 
-class Service:
-    prefix = "svc"
+        @retried()
+        @staticmethod
+        @mode.make
+        def static(x: int) -> str:
+            return f"static:{x}"
 
-    @retried()
-    def method(self, x: int) -> str:
-        return f"{self.prefix}:{x}"
-
-    @retried()
-    @classmethod
-    def klass(cls, x: int) -> str:
-        return f"{cls.prefix}:{x}"
-
-    @retried()
-    @staticmethod
-    def static(x: int) -> str:
-        return f"static:{x}"
+    return Service
 
 
-def test_methods_classmethods_and_staticmethods() -> None:
+def test_methods_classmethods_and_staticmethods(mode: Mode) -> None:
     """Methods bind normally, and ``.llm`` is reachable on the bound method too."""
+    Service = service(mode)
     s = Service()
-    assert s.method(1) == "svc:1"
-    assert Service.klass(2) == "svc:2"
-    assert Service.static(3) == "static:3"
+    assert mode.invoke(s.method, 1) == "svc:1"
+    assert mode.invoke(Service.klass, 2) == "svc:2"
+    assert mode.invoke(Service.static, 3) == "static:3"
     assert s.method.llm is Service.__dict__["method"].llm
     assert s.method.llm.name.endswith("Service.method")
 
 
-def test_method_arguments_bind_without_self() -> None:
+def test_method_arguments_bind_without_self(mode: Mode) -> None:
     """Request discovery sees the method's arguments by name, not ``self``."""
     seen: list[dict[str, Any]] = []
 
@@ -193,16 +199,17 @@ def test_method_arguments_bind_without_self() -> None:
 
     class C:
         @_decorator(Spy())
+        @mode.make
         def generate(self, prompt: str, model: str = "gpt-4o") -> str:
             return prompt
 
     obj = C()
     site = core_of(C.__dict__["generate"])
-    obj.generate("hi")
+    mode.invoke(obj.generate, "hi")
     assert seen == [{"prompt": "hi", "model": "gpt-4o"}]
 
 
-def test_nested_calls_form_a_tree_and_roll_up() -> None:
+def test_nested_calls_form_a_tree_and_roll_up(mode: Mode) -> None:
     """A decorated call inside another gets it as parent and extends its operation path."""
     calls: list[Call] = []
 
@@ -214,59 +221,84 @@ def test_nested_calls_form_a_tree_and_roll_up() -> None:
 
     @cost_tracked(operation="summarize")
     @_decorator(Keep())
+    @mode.make
     def inner() -> str:
         return "x"
 
     @cost_tracked(operation="report")
-    def outer() -> str:
+    @mode.make
+    def outer() -> Steps[str]:
         assert current_call.get() is not None
-        return inner() + inner()
+        first = yield inner()
+        second = yield inner()
+        return first + second
 
-    assert outer() == "xx"
+    assert mode.invoke(outer) == "xx"
     assert [c.operation for c in calls] == ["report/summarize", "report/summarize"]
     assert calls[0].parent is not None
     assert calls[0].parent.operation == "report"
     assert current_call.get() is None
 
 
-def test_retry_waits_on_the_site_clock() -> None:
+def test_retry_waits_on_the_site_clock(mode: Mode) -> None:
     """Backoff sleeps go through the injected clock: no real waiting."""
     clock = FakeClock()
     attempts = []
 
-    @retried(
-        attempts=3,
-        clock=clock,
-        classify=lambda e: __import__(
-            "prismq_llmtools.openai.errors", fromlist=["RetryAdvice"]
-        ).RetryAdvice(True),
-    )
+    @retried(attempts=3, clock=clock, classify=lambda e: RetryAdvice(True))
+    @mode.make
     def flaky() -> str:
         attempts.append(1)
         if len(attempts) < 3:
             raise RuntimeError("transient")
         return "done"
 
-    assert flaky() == "done"
+    assert mode.invoke(flaky) == "done"
     assert len(attempts) == 3
     assert len(clock.sleeps) == 2
     assert flaky.llm.stats() == {"calls": 1, "errors": 0}
 
 
-def test_keyboard_interrupt_is_never_retried_and_context_is_restored() -> None:
+def test_keyboard_interrupt_is_never_retried_and_context_is_restored(mode: Mode) -> None:
     """BaseException-only errors pass straight through and leave no current Call."""
+    attempts = []
 
-    @retried(attempts=5)
+    @retried(attempts=5, clock=FakeClock(), classify=lambda e: RetryAdvice(True))
+    @mode.make
     def f() -> None:
+        attempts.append(1)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        f()
+        mode.invoke(f)
+    assert attempts == [1]
     assert current_call.get() is None
     assert f.llm.stats()["errors"] == 1
 
 
-def test_request_extractor_describes_a_plain_text_site() -> None:
+async def test_a_cancelled_task_is_never_retried_and_context_is_restored() -> None:
+    """Cancellation, the async counterpart of an interrupt: a task cancelled inside the
+    function is not retried (even by a policy that retries everything) and counts as an error."""
+    attempts = []
+    running = asyncio.Event()
+
+    @retried(attempts=5, clock=FakeClock(), classify=lambda e: RetryAdvice(True))
+    async def f() -> None:
+        attempts.append(1)
+        running.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    task = asyncio.create_task(f())
+    await running.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert attempts == [1]
+    assert current_call.get() is None
+    assert f.llm.stats()["errors"] == 1
+
+
+def test_request_extractor_describes_a_plain_text_site(mode: Mode) -> None:
     """request= turns the arguments into the request the site will send."""
     seen: list[Any] = []
 
@@ -283,17 +315,18 @@ def test_request_extractor_describes_a_plain_text_site() -> None:
         Keep(),
         request=lambda a: {"model": "gpt-4o", "messages": [{"role": "user", "content": a["text"]}]},
     )
+    @mode.make
     def title(text: str) -> str:
         return text
 
-    title("hello")
+    mode.invoke(title, "hello")
     (request,) = seen
     assert request.model == "gpt-4o"
     assert request.endpoint == "chat"
     assert request.body["messages"][0]["content"] == "hello"
 
 
-def test_site_default_model_when_arguments_name_none() -> None:
+def test_site_default_model_when_arguments_name_none(mode: Mode) -> None:
     """model= on a decorator is the request's model when the arguments have none."""
     seen: list[Any] = []
 
@@ -307,24 +340,26 @@ def test_site_default_model_when_arguments_name_none() -> None:
     from prismq_llmtools.site.decorate import attach
 
     @attach(Keep(), model="gpt-4.1-mini")
+    @mode.make
     def title(text: str) -> str:
         return text
 
-    title("x")
+    mode.invoke(title, "x")
     assert seen[0].model == "gpt-4.1-mini"
 
 
-def test_llm_stats_include_each_aspects_view(tmp_path: Any) -> None:
+def test_llm_stats_include_each_aspects_view(mode: Mode, tmp_path: Any) -> None:
     """f.llm.stats() shows the site's counts and its aspects' live statistics."""
     from prismq_llmtools import cached
 
     @cached(str(tmp_path))
     @retried()
+    @mode.make
     def double(x: int) -> int:
         return 2 * x
 
-    double(2)
-    double(2)
+    mode.invoke(double, 2)
+    mode.invoke(double, 2)
     stats = double.llm.stats()
     assert stats["calls"] == 2
     assert stats["errors"] == 0
@@ -347,7 +382,7 @@ def test_plain_text_estimate_counts_the_text_not_the_model_name() -> None:
     assert estimate.prompt_tokens == alone.prompt_tokens
 
 
-def test_decorating_a_bound_method_calls_it_with_its_instance() -> None:
+def test_decorating_a_bound_method_calls_it_with_its_instance(mode: Mode) -> None:
     """A site made from an already bound method sees its object as the call's instance,
     and a plain function's site sees none (as wrapt's own call would decide)."""
     seen: list[Any] = []
@@ -359,12 +394,13 @@ def test_decorating_a_bound_method_calls_it_with_its_instance() -> None:
             seen.append(call.instance)
 
     class Greeter:
+        @mode.make
         def greet(self, name: str) -> str:
             return f"hi {name}"
 
     greeter = Greeter()
     bound = _decorator(Spy())(greeter.greet)
-    plain = _decorator(Spy())(lambda name: name)
-    assert bound("ann") == "hi ann"
-    assert plain("bob") == "bob"
+    plain = _decorator(Spy())(mode.make(lambda name: name))
+    assert mode.invoke(bound, "ann") == "hi ann"
+    assert mode.invoke(plain, "bob") == "bob"
     assert seen == [greeter, None]

@@ -1,4 +1,5 @@
-"""Every stacking order of the decorators gives the same behaviour (same site, same events)."""
+"""Every stacking order of the decorators gives the same behaviour (same site, same events),
+for sync and async functions alike (see tests/drivers.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from prismq_llmtools.site.wrapper import core_of
 from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator, SimulatorConfig
+from tests.drivers import Mode, Steps
 
 VOLATILE = {"timestamp", "call_id", "parent_id", "request_id", "gen_ai.response.id", "duration_s"}
 
@@ -43,22 +45,25 @@ def sim() -> Iterator[Simulator]:
         yield simulator
 
 
-def _scenario(sim: Simulator, order: tuple[str, ...]) -> list[dict[str, Any]]:
+def _scenario(mode: Mode, sim: Simulator, order: tuple[str, ...]) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="stacking-cache-") as cache_dir:
-        return _scenario_in(sim, order, cache_dir)
+        return _scenario_in(mode, sim, order, cache_dir)
 
 
-def _scenario_in(sim: Simulator, order: tuple[str, ...], cache_dir: str) -> list[dict[str, Any]]:
+def _scenario_in(
+    mode: Mode, sim: Simulator, order: tuple[str, ...], cache_dir: str
+) -> list[dict[str, Any]]:
     random.seed(5)  # backoff jitter is random: the same draws for every order
     clock = FakeClock()
     makers = _decorators(clock, cache_dir)
     sim.reset(buckets=True, prompt_cache=True, faults=True)
     sim.script(Fault(kind=FaultKind.SERVICE_UNAVAILABLE), Fault(kind=FaultKind.RATE_LIMIT))
     usage_totals().reset()
-    api = sim.client()
+    api = mode.client_for(sim)
 
-    def write_title(article: str, *, model: str = "gpt-4o-mini") -> str:
-        r = api.chat.completions.create(
+    @mode.make
+    def write_title(article: str, *, model: str = "gpt-4o-mini") -> Steps[str]:
+        r = yield api.chat.completions.create(
             model=model, max_tokens=20, messages=[{"role": "user", "content": article}]
         )
         return r.choices[0].message.content or ""
@@ -68,9 +73,9 @@ def _scenario_in(sim: Simulator, order: tuple[str, ...], cache_dir: str) -> list
         func = makers[name]()(func)
     assert [a.kind for a in core_of(func).aspects] == list(reversed(order))
     with capture_logs() as events:
-        func("A bakery delivers bread by cargo bike.")
-        func("A night train links the capital with ski resorts.")
-        func("A bakery delivers bread by cargo bike.")  # served by the cache
+        mode.invoke(func, "A bakery delivers bread by cargo bike.")
+        mode.invoke(func, "A night train links the capital with ski resorts.")
+        mode.invoke(func, "A bakery delivers bread by cargo bike.")  # served by the cache
     for event in events:
         for key in VOLATILE:
             event.pop(key, None)
@@ -88,11 +93,20 @@ ORDERS = sorted(
 )
 
 
-def test_stacking_orders_behave_the_same(sim: Simulator) -> None:
+def test_stacking_orders_behave_the_same(mode: Mode, sim: Simulator) -> None:
     """Permuting the decorators changes neither the events, nor the usage, nor the costs."""
-    reference = _scenario(sim, ORDERS[0])
+    reference = _scenario(mode, sim, ORDERS[0])
     kinds = [e.get("event") for e in reference]
     assert "llm.retry" in kinds
     assert "llm.cache.hit" in kinds
     for order in ORDERS[1:]:
-        assert _scenario(sim, order) == reference, order
+        assert _scenario(mode, sim, order) == reference, order
+
+
+def test_sync_and_async_functions_behave_the_same(sim: Simulator) -> None:
+    """The two drivers give the same events, usage and costs for the same scenario."""
+    sync, asynchronous = Mode("sync"), Mode("async")
+    try:
+        assert _scenario(asynchronous, sim, ORDERS[0]) == _scenario(sync, sim, ORDERS[0])
+    finally:
+        asynchronous.close()

@@ -36,7 +36,8 @@ from prismq_llmtools import (
     usage_totals,
 )
 from prismq_llmtools.testing.clock import FakeClock
-from tests.core.fakes import Script, async_client, chat_body, chunk, client, ok, sse
+from tests.core.fakes import Script, chat_body, chunk, client, ok, sse
+from tests.drivers import Mode
 
 MODEL = "gpt-4o-mini"
 MESSAGES = [{"role": "user", "content": "Write a title for an article about tides."}]
@@ -72,9 +73,9 @@ def _stream_answer(_request: Any) -> Any:
 def _function(kind: str, mode: str) -> Callable[..., Any]:
     """A user function of ``kind`` (sync or async), with a name of its own."""
     api = client(lambda _r: ok(chat_body(prompt_tokens=17, completion_tokens=5)))
-    aapi = async_client(lambda _r: ok(chat_body(prompt_tokens=17, completion_tokens=5)))
+    aapi = client(lambda _r: ok(chat_body(prompt_tokens=17, completion_tokens=5)), Mode("async"))
     stream_api = client(Script(*[_stream_answer] * 4))
-    astream_api = async_client(Script(*[_stream_answer] * 4))
+    astream_api = client(Script(*[_stream_answer] * 4), Mode("async"))
     response = ChatCompletion.model_validate(chat_body(prompt_tokens=12, completion_tokens=3))
     as_dict = chat_body(prompt_tokens=9, completion_tokens=2)
 

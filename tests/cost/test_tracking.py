@@ -1,4 +1,8 @@
-"""@cost_tracked: cost from actual usage, totals per operation (rolled up), model and day."""
+"""@cost_tracked: cost from actual usage, totals per operation (rolled up), model and day.
+
+Tests taking ``mode`` run once with a sync function and once with an async one (the site's
+two drivers; see tests/drivers.py).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,21 @@ from prismq_llmtools import Usage, cost_tracked, retried, usage_totals
 from prismq_llmtools.cost import cost_of
 from prismq_llmtools.pricing import price_table
 from tests.core.fakes import Script, chat_body, chunk, client, ok, sse
+from tests.drivers import Mode, Steps
 
 
-def _ask(model: str, usage: dict[str, int]) -> Any:
-    api = client(Script(ok(chat_body(model=model, **usage))))
+def _ask(mode: Mode, model: str, usage: dict[str, int]) -> Any:
+    api = client(Script(ok(chat_body(model=model, **usage))), mode)
 
     @cost_tracked(operation="op")
-    def ask() -> str:
-        r = api.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+    @mode.make
+    def ask() -> Steps[str]:
+        r = yield api.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "x"}]
+        )
         return r.choices[0].message.content or ""
 
-    ask()
+    mode.invoke(ask)
     return usage_totals().total()
 
 
@@ -35,9 +43,9 @@ def _ask(model: str, usage: dict[str, int]) -> Any:
         ("gpt-5-mini", {"prompt_tokens": 100, "completion_tokens": 100, "reasoning_tokens": 50}),
     ],
 )
-def test_cost_equals_the_price_library(model: str, usage: dict[str, int]) -> None:
+def test_cost_equals_the_price_library(mode: Mode, model: str, usage: dict[str, int]) -> None:
     """The tracked cost is exactly the price table's cost of the billed usage."""
-    totals = _ask(model, usage)
+    totals = _ask(mode, model, usage)
     expected = cost_of(
         Usage(
             input_tokens=usage["prompt_tokens"],
@@ -53,9 +61,9 @@ def test_cost_equals_the_price_library(model: str, usage: dict[str, int]) -> Non
     assert totals.reasoning_tokens == usage.get("reasoning_tokens", 0)
 
 
-def test_gpt_4o_mini_cost_by_hand() -> None:
+def test_gpt_4o_mini_cost_by_hand(mode: Mode) -> None:
     """gpt-4o-mini: 1,000 input at $0.15/M and 500 output at $0.60/M is $0.00045."""
-    totals = _ask("gpt-4o-mini", {"prompt_tokens": 1000, "completion_tokens": 500})
+    totals = _ask(mode, "gpt-4o-mini", {"prompt_tokens": 1000, "completion_tokens": 500})
     assert totals.cost_usd == Decimal("0.00045")
 
 
@@ -126,34 +134,37 @@ def test_a_stream_is_priced_at_its_service_tier() -> None:
     assert usage_totals().total().cost_usd == _tier_cost("priority")
 
 
-def test_unknown_model_warns_and_estimates(events: list[dict[str, Any]]) -> None:
+def test_unknown_model_warns_and_estimates(mode: Mode, events: list[dict[str, Any]]) -> None:
     """A model with no price is costed by the stand-in and announced, never a silent $0."""
-    totals = _ask("my-private-model", {"prompt_tokens": 1000, "completion_tokens": 0})
+    totals = _ask(mode, "my-private-model", {"prompt_tokens": 1000, "completion_tokens": 0})
     warning = [e for e in events if e["event"] == "llm.price.unknown"]
     assert warning
     assert warning[0]["gen_ai.request.model"] == "my-private-model"
     assert totals.cost_usd > 0
 
 
-def test_nested_operations_roll_up() -> None:
+def test_nested_operations_roll_up(mode: Mode) -> None:
     """report includes report/summarize in the rolled-up view, each call counted once."""
-    api = client(Script(*(ok(chat_body(prompt_tokens=10, completion_tokens=1)) for _ in range(3))))
+    answers = (ok(chat_body(prompt_tokens=10, completion_tokens=1)) for _ in range(3))
+    api = client(Script(*answers), mode)
 
     @cost_tracked(operation="summarize")
-    def summarize() -> None:
-        api.chat.completions.create(
+    @mode.make
+    def summarize() -> Steps[None]:
+        yield api.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
         )
 
     @cost_tracked(operation="report")
-    def report() -> None:
-        api.chat.completions.create(
+    @mode.make
+    def report() -> Steps[None]:
+        yield api.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "y"}]
         )
-        summarize()
-        summarize()
+        yield summarize()
+        yield summarize()
 
-    report()
+    mode.invoke(report)
     flat = usage_totals().by_operation(rollup=False)
     rolled = usage_totals().by_operation()
     assert flat["report"].calls == 1

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx2
-import openai
+
+from tests.drivers import SYNC, Mode
 
 Handler = Callable[[httpx2.Request], httpx2.Response]
 MODEL = "gpt-4o-mini"
@@ -70,10 +71,11 @@ class Script:
         return answer
 
 
-def client(handler: Handler) -> openai.OpenAI:
-    return openai.OpenAI(
+def client(handler: Handler, mode: Mode = SYNC) -> Any:
+    """An ``openai.OpenAI`` answered by ``handler`` (an ``AsyncOpenAI`` in async mode)."""
+    return mode.openai(
         api_key="sk-test",
         base_url="http://fake.test/v1",
         max_retries=0,
-        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+        http_client=mode.http_client(handler),
     )

@@ -2,7 +2,8 @@
 
 Client and server share a scaled clock (one simulated minute lasts two real seconds), so a
 run covers simulated minutes in real seconds. Throughput is measured after the initial burst
-and compared with the binding limit.
+and compared with the binding limit. Tests taking ``mode`` run their callers as threads of a
+sync site, then as tasks of an async site (see tests/drivers.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 from prismq_llmtools import rate_limited
 from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.testing import Simulator, SimulatorConfig
+from tests.drivers import SYNC, Mode
 
 SCALE = 30.0  # simulated seconds per real second
 MODEL = "gpt-4o-mini"
@@ -99,9 +101,37 @@ def simulator_at() -> Iterator[Any]:
         simulator.stop()
 
 
-def _threads(sim: Simulator, f: Any, clock: ScaledClock, seconds: float, workers: int) -> Run:
-    done, errors = _work(sim.url, f, clock, clock.now() + seconds, workers)
+def _callers(
+    mode: Mode, sim: Simulator, f: Any, clock: ScaledClock, seconds: float, workers: int
+) -> Run:
+    """``workers`` callers of ``f`` for ``seconds``: threads (sync) or tasks (async)."""
+    end = clock.now() + seconds
+    if mode.is_async:
+        done, errors = mode.run(_tasks(sim.url, f, clock, end, workers))
+    else:
+        done, errors = _work(sim.url, f, clock, end, workers)
     return _collect(sim, done, errors)
+
+
+async def _tasks(
+    url: str, f: Any, clock: ScaledClock, end: float, workers: int
+) -> tuple[list[float], list[BaseException]]:
+    done: list[float] = []
+    errors: list[BaseException] = []
+
+    async def work(seed: int) -> None:
+        rng = random.Random(seed)
+        while clock.now() < end:
+            try:
+                await f(api, prompt(rng, rng.randint(4, 12)))
+            except openai.OpenAIError as exc:
+                errors.append(exc)
+                continue
+            done.append(clock.now())
+
+    async with openai.AsyncOpenAI(base_url=url, api_key="sk-test", max_retries=0) as api:
+        await asyncio.gather(*(work(n) for n in range(workers)))
+    return done, errors
 
 
 def _work(
@@ -143,8 +173,9 @@ def _collect(sim: Simulator, done: list[float], errors: list[BaseException]) -> 
     )
 
 
-def _limited(clock: ScaledClock, **limits: Any) -> Any:  # a new site (and registry) each time
+def _limited(mode: Mode, clock: ScaledClock, **limits: Any) -> Any:  # a new site and registry
     @rate_limited(registry=StateRegistry(), clock=clock, **limits)
+    @mode.make
     def ask(api: openai.OpenAI, messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
         return api.chat.completions.create(model=model, messages=messages, max_tokens=30)  # type: ignore[arg-type]
 
@@ -152,25 +183,30 @@ def _limited(clock: ScaledClock, **limits: Any) -> Any:  # a new site (and regis
 
 
 @pytest.mark.parametrize("admission", ["exact", "chars"])
-def test_threads_hold_an_rpm_limit_with_zero_429s(simulator_at: Any, admission: str) -> None:
-    """8 threads, requests per minute binding: no 429, and the sustained rate is the limit."""
+def test_callers_hold_an_rpm_limit_with_zero_429s(
+    mode: Mode, simulator_at: Any, admission: str
+) -> None:
+    """8 threads or tasks, requests per minute binding: no 429, and the sustained rate is
+    the limit."""
     sim, clock = simulator_at(rpm=120, tpm=1_000_000, admission=admission)
-    ask = _limited(clock, rpm=120, tpm=1_000_000)
+    ask = _limited(mode, clock, rpm=120, tpm=1_000_000)
     start = clock.now()
-    run = _threads(sim, ask, clock, seconds=60, workers=8)
+    run = _callers(mode, sim, ask, clock, seconds=60, workers=8)
     assert (run.rate_limited, run.errors) == (0, [])
     ratio = run.sustained(start + 20, start + 60) / (120 / 60)
     assert ratio > 0.9, ratio
 
 
 @pytest.mark.parametrize("admission", ["exact", "chars"])
-def test_threads_hold_a_tpm_limit_with_zero_429s(simulator_at: Any, admission: str) -> None:
-    """8 threads, tokens per minute binding, under both of the server's accountings (its
-    character estimate charges these prompts far above their token count)."""
+def test_callers_hold_a_tpm_limit_with_zero_429s(
+    mode: Mode, simulator_at: Any, admission: str
+) -> None:
+    """8 threads or tasks, tokens per minute binding, under both of the server's accountings
+    (its character estimate charges these prompts far above their token count)."""
     sim, clock = simulator_at(rpm=10_000, tpm=4_000, admission=admission)
-    ask = _limited(clock, rpm=10_000, tpm=4_000)
+    ask = _limited(mode, clock, rpm=10_000, tpm=4_000)
     start = clock.now()
-    run = _threads(sim, ask, clock, seconds=60, workers=8)
+    run = _callers(mode, sim, ask, clock, seconds=60, workers=8)
     assert (run.rate_limited, run.errors) == (0, [])
     steady = [t for t in run.done if t >= start + 20]
     assert len(steady) > 10
@@ -179,44 +215,31 @@ def test_threads_hold_a_tpm_limit_with_zero_429s(simulator_at: Any, admission: s
     assert ratio > 0.85, ratio
 
 
-async def test_asyncio_tasks_hold_the_limits_with_zero_429s(simulator_at: Any) -> None:
-    """16 concurrent tasks on the async client, both limits active: no 429."""
+def test_callers_hold_both_limits_with_zero_429s(mode: Mode, simulator_at: Any) -> None:
+    """16 threads or tasks, both limits active: no 429."""
     sim, clock = simulator_at(rpm=150, tpm=6_000, admission="chars")
-    api = sim.async_client()
-
-    @rate_limited(rpm=150, tpm=6_000, registry=StateRegistry(), clock=clock)
-    async def ask(messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
-        return await api.chat.completions.create(model=model, messages=messages, max_tokens=30)  # type: ignore[arg-type]
-
-    done: list[float] = []
-    end = clock.now() + 45
-
-    async def work(seed: int) -> None:
-        rng = random.Random(seed)
-        while clock.now() < end:
-            await ask(prompt(rng, rng.randint(4, 12)))
-            done.append(clock.now())
-
-    await asyncio.gather(*(work(n) for n in range(16)))
-    await api.close()
-    assert sim.stats().rate_limited == 0
-    assert len(done) > 60
+    ask = _limited(mode, clock, rpm=150, tpm=6_000)
+    run = _callers(mode, sim, ask, clock, seconds=45, workers=16)
+    assert (run.rate_limited, run.errors) == (0, [])
+    assert len(run.done) > 60
 
 
-def test_a_client_clock_started_before_the_servers_still_gets_no_429(simulator_at: Any) -> None:
+def test_a_client_clock_started_before_the_servers_still_gets_no_429(
+    mode: Mode, simulator_at: Any
+) -> None:
     """The client's clock an hour ahead of the server's, limits exactly the server's:
     anchoring to the server's headers keeps every request inside the limit."""
     sim, _ = simulator_at(rpm=120, tpm=1_000_000)
     early = ScaledClock(offset_s=3_600.0)
-    ask = _limited(early, rpm=120, tpm=1_000_000)
+    ask = _limited(mode, early, rpm=120, tpm=1_000_000)
     start = early.now()
-    run = _threads(sim, ask, early, seconds=45, workers=8)
+    run = _callers(mode, sim, ask, early, seconds=45, workers=8)
     assert (run.rate_limited, run.errors) == (0, [])
     assert run.sustained(start + 15, start + 45) / 2.0 > 0.85
 
 
 def test_an_account_shared_with_another_client_is_followed_from_headers(
-    simulator_at: Any,
+    mode: Mode, simulator_at: Any
 ) -> None:
     """Another client spent half the tokens first: the headers tell us, and we adapt."""
     sim, clock = simulator_at(rpm=10_000, tpm=4_000)
@@ -225,14 +248,14 @@ def test_an_account_shared_with_another_client_is_followed_from_headers(
             other.chat.completions.create(
                 model=MODEL, messages=[{"role": "user", "content": "x " * 150}], max_tokens=40
             )
-    ask = _limited(clock, rpm=10_000, tpm=4_000)
-    run = _threads(sim, ask, clock, seconds=30, workers=4)
+    ask = _limited(mode, clock, rpm=10_000, tpm=4_000)
+    run = _callers(mode, sim, ask, clock, seconds=30, workers=4)
     assert (run.rate_limited, run.errors) == (0, [])
 
 
 def _process(url: str, store: str, origin: float, seed: int, go: Any, results: Any) -> None:
     clock = ScaledClock(origin=origin)
-    ask = _limited(clock, rpm=10_000, tpm=4_000, store=store)
+    ask = _limited(SYNC, clock, rpm=10_000, tpm=4_000, store=store)
     results.put("ready")
     go.wait(60)
     done, errors = _work(url, ask, clock, clock.now() + 60, workers=4, seed=seed)

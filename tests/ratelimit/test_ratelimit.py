@@ -1,4 +1,8 @@
-"""@rate_limited on a site: waits, sharing by key, charges, and what the server says back."""
+"""@rate_limited on a site: waits, sharing by key, charges, and what the server says back.
+
+Tests taking ``mode`` run once with a sync function and once with an async one (the site's
+two drivers; see tests/drivers.py).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.stores.memory import MemoryStore
 from prismq_llmtools.testing.clock import FakeClock
 from tests.aspects import StubAspect
+from tests.drivers import Mode
 
 from .fakes import MESSAGES, MODEL, Script, client, limits, ok, too_many
 
@@ -33,25 +38,25 @@ def levels(registry: StateRegistry, key: str, f: Any) -> list[float]:
     return [round(x, 6) for x in registry.store().levels(key, specs, clock=core_of(f).clock)]
 
 
-def test_sync_callers_block_for_the_computed_wait(
-    clock: FakeClock, registry: StateRegistry
+def test_callers_wait_for_the_computed_wait(
+    mode: Mode, clock: FakeClock, registry: StateRegistry
 ) -> None:
-    """Past the burst each call sleeps exactly until the bucket refilled, on the site's clock."""
+    """Past the burst each call waits exactly until the bucket refilled, on the site's clock
+    (a sync caller sleeps, an async one awaits)."""
 
     @rate_limited(rpm=60, burst=1.0, registry=registry, clock=clock, model=MODEL)
+    @mode.make
     def ask() -> str:
         return "ok"
 
     for _ in range(62):
-        ask()
+        mode.invoke(ask)
     assert clock.sleeps == pytest.approx([1.0, 1.0])
     assert clock.now() == pytest.approx(2.0)
 
 
-async def test_async_callers_await_the_computed_wait(
-    clock: FakeClock, registry: StateRegistry
-) -> None:
-    """Async sites await the same computed waits, and concurrent tasks queue in order."""
+async def test_concurrent_tasks_queue_in_order(clock: FakeClock, registry: StateRegistry) -> None:
+    """Concurrent tasks await the same computed waits, and are admitted in order."""
 
     started: list[tuple[int, float]] = []
 
@@ -67,50 +72,55 @@ async def test_async_callers_await_the_computed_wait(
 
 
 def test_a_call_is_charged_its_prompt_tokens_plus_completion_cap(
-    clock: FakeClock, registry: StateRegistry
+    mode: Mode, clock: FakeClock, registry: StateRegistry
 ) -> None:
     """The token buckets pay prompt tokens (OpenAI's chat rules) plus max_tokens."""
 
     @rate_limited(rpm=100, tpm=10_000, burst=1.0, registry=registry, clock=clock)
+    @mode.make
     def ask(messages: list[dict[str, str]], *, model: str = MODEL, max_tokens: int = 500) -> str:
         return "ok"
 
-    ask(MESSAGES)
+    mode.invoke(ask, MESSAGES)
     prompt = count_request({"model": MODEL, "messages": MESSAGES}).prompt_tokens
     assert levels(registry, MODEL, ask) == [99, 10_000 - prompt - 500]
 
 
 def test_sites_using_the_same_model_share_its_buckets(
-    clock: FakeClock, registry: StateRegistry
+    mode: Mode, clock: FakeClock, registry: StateRegistry
 ) -> None:
     """The default key is the model: every site using it draws on one limit."""
 
     @rate_limited(rpm=2, burst=1.0, registry=registry, clock=clock, model=MODEL)
+    @mode.make
     def titles() -> str:
         return "t"
 
     @rate_limited(rpm=2, burst=1.0, registry=registry, clock=clock, model=MODEL)
+    @mode.make
     def summaries() -> str:
         return "s"
 
     @rate_limited(rpm=2, burst=1.0, registry=registry, clock=clock, model="gpt-4o")
+    @mode.make
     def other_model() -> str:
         return "o"
 
-    titles()
-    summaries()
-    other_model()
+    mode.invoke(titles)
+    mode.invoke(summaries)
+    mode.invoke(other_model)
     assert clock.sleeps == []
-    titles()
+    mode.invoke(titles)
     assert clock.sleeps == [pytest.approx(30.0)]
 
 
 def test_key_may_be_a_string_or_a_function_of_the_call(
-    clock: FakeClock, registry: StateRegistry
+    mode: Mode, clock: FakeClock, registry: StateRegistry
 ) -> None:
     """key= names the shared bucket; a callable derives it from each Call."""
 
     @rate_limited(rpm=1, burst=1.0, key="team-a", registry=registry, clock=clock, model=MODEL)
+    @mode.make
     def a() -> None:
         return None
 
@@ -121,32 +131,37 @@ def test_key_may_be_a_string_or_a_function_of_the_call(
         registry=registry,
         clock=clock,
     )
+    @mode.make
     def b(*, user: str) -> None:
         return None
 
-    a()
-    b(user="x")
-    b(user="y")
+    mode.invoke(a)
+    mode.invoke(b, user="x")
+    mode.invoke(b, user="y")
     assert clock.sleeps == []
     specs = RateLimit(rpm=1, burst=1.0).specs()
     assert registry.store().levels("team-a", specs, clock=clock) == [0.0]
     assert registry.store().levels("user-x", specs, clock=clock) == [0.0]
 
 
-def test_sites_sharing_a_key_must_declare_the_same_limits(registry: StateRegistry) -> None:
+def test_sites_sharing_a_key_must_declare_the_same_limits(
+    mode: Mode, registry: StateRegistry
+) -> None:
     """Two different limits for one key is a configuration error, naming both sites."""
 
     @rate_limited(rpm=10, registry=registry, model=MODEL)
+    @mode.make
     def first() -> None:
         return None
 
     @rate_limited(rpm=20, registry=registry, model=MODEL)
+    @mode.make
     def second() -> None:
         return None
 
-    first()
+    mode.invoke(first)
     with pytest.raises(ConfigurationError, match="first"):
-        second()
+        mode.invoke(second)
 
 
 class FakeCache(StubAspect):
@@ -158,79 +173,89 @@ class FakeCache(StubAspect):
         return CacheHit("from cache")
 
 
-def test_a_cache_hit_is_never_charged(clock: FakeClock, registry: StateRegistry) -> None:
+def test_a_cache_hit_is_never_charged(
+    mode: Mode, clock: FakeClock, registry: StateRegistry
+) -> None:
     """Calls served by an enter hook never reach admission: the buckets stay full."""
 
     @attach(FakeCache())
     @rate_limited(rpm=1, tpm=100, burst=1.0, registry=registry, clock=clock, model=MODEL)
+    @mode.make
     def ask(messages: list[dict[str, str]]) -> str:
         raise AssertionError("not called")
 
-    assert [ask(MESSAGES) for _ in range(5)] == ["from cache"] * 5
+    assert [mode.invoke(ask, MESSAGES) for _ in range(5)] == ["from cache"] * 5
     assert levels(registry, MODEL, ask) == [1, 100]
     assert clock.sleeps == []
 
 
 def test_a_request_that_never_reached_the_server_is_refunded(
-    clock: FakeClock, registry: StateRegistry
+    mode: Mode, clock: FakeClock, registry: StateRegistry
 ) -> None:
     """A connection error before any response gives the request and its tokens back."""
-    api = client(Script(httpx2.ConnectError("refused")))
+    api = client(Script(httpx2.ConnectError("refused")), mode)
 
     @rate_limited(rpm=10, tpm=1_000, burst=1.0, registry=registry, clock=clock)
+    @mode.make
     def ask(messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
         return api.chat.completions.create(model=model, messages=messages, max_tokens=50)
 
     with pytest.raises(openai.APIConnectionError):
-        ask(MESSAGES)
+        mode.invoke(ask, MESSAGES)
     assert levels(registry, MODEL, ask) == [10, 1_000]
 
 
-def test_a_timed_out_request_stays_charged(clock: FakeClock, registry: StateRegistry) -> None:
+def test_a_timed_out_request_stays_charged(
+    mode: Mode, clock: FakeClock, registry: StateRegistry
+) -> None:
     """A timeout may have been served and billed: its charge is kept."""
-    api = client(Script(httpx2.ReadTimeout("slow")))
+    api = client(Script(httpx2.ReadTimeout("slow")), mode)
 
     @rate_limited(rpm=10, registry=registry, clock=clock)
+    @mode.make
     def ask(messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
         return api.chat.completions.create(model=model, messages=messages)
 
     with pytest.raises(openai.APITimeoutError):
-        ask(MESSAGES)
+        mode.invoke(ask, MESSAGES)
     assert levels(registry, MODEL, ask) == [9]
 
 
 def test_a_function_failing_before_any_request_is_refunded(
-    clock: FakeClock, registry: StateRegistry
+    mode: Mode, clock: FakeClock, registry: StateRegistry
 ) -> None:
     """An exception of the function itself, with no HTTP response seen, is refunded."""
 
     @rate_limited(rpm=10, registry=registry, clock=clock, model=MODEL)
+    @mode.make
     def ask() -> None:
         raise ValueError("bad input")
 
     with pytest.raises(ValueError, match="bad input"):
-        ask()
+        mode.invoke(ask)
     assert levels(registry, MODEL, ask) == [10]
 
 
 def test_a_429_pauses_the_key_for_every_caller(
-    clock: FakeClock, registry: StateRegistry, events: list[dict[str, Any]]
+    mode: Mode, clock: FakeClock, registry: StateRegistry, events: list[dict[str, Any]]
 ) -> None:
     """Retry-After stops every site using the key; the refused request is not charged."""
-    api = client(Script(too_many("7"), ok()))
+    api = client(Script(too_many("7"), ok()), mode)
 
     @rate_limited(rpm=100, burst=1.0, registry=registry, clock=clock)
+    @mode.make
     def ask(messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
         return api.chat.completions.create(model=model, messages=messages)
 
     @rate_limited(rpm=100, burst=1.0, registry=registry, clock=clock, model=MODEL)
+    @mode.make
     def neighbour() -> str:
         return "n"
 
     with pytest.raises(openai.RateLimitError):
-        ask(MESSAGES)
+        mode.invoke(ask, MESSAGES)
     assert levels(registry, MODEL, ask) == [100]
-    neighbour()
+    mode.invoke(neighbour)
     assert clock.sleeps == [pytest.approx(7.0)]
     pause = next(e for e in events if e["event"] == "llm.ratelimit.pause")
     assert pause["key"] == MODEL
@@ -238,34 +263,36 @@ def test_a_429_pauses_the_key_for_every_caller(
 
 
 def test_retries_pass_the_limiter_again_after_the_pause(
-    clock: FakeClock, registry: StateRegistry
+    mode: Mode, clock: FakeClock, registry: StateRegistry
 ) -> None:
     """Under @retried the 429'd attempt waits the pause once (not twice) and is re-admitted."""
     script = Script(too_many("2"), ok())
-    api = client(script)
+    api = client(script, mode)
 
     @retried(attempts=3, clock=clock)
     @rate_limited(rpm=100, burst=1.0, registry=registry, clock=clock)
+    @mode.make
     def ask(messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
         return api.chat.completions.create(model=model, messages=messages)
 
-    ask(MESSAGES)
+    mode.invoke(ask, MESSAGES)
     assert script.requests == 2
     assert sum(clock.sleeps) == pytest.approx(2.0)
     assert levels(registry, MODEL, ask)[0] == pytest.approx(99, abs=0.1)
 
 
 def test_server_headers_correct_the_local_bucket(
-    clock: FakeClock, registry: StateRegistry, events: list[dict[str, Any]]
+    mode: Mode, clock: FakeClock, registry: StateRegistry, events: list[dict[str, Any]]
 ) -> None:
     """When the server reports less room (another client shares the account), we follow."""
-    api = client(Script(ok(limits((100, 40), (10_000, 2_000)))))
+    api = client(Script(ok(limits((100, 40), (10_000, 2_000)))), mode)
 
     @rate_limited(rpm=100, tpm=10_000, burst=1.0, registry=registry, clock=clock)
+    @mode.make
     def ask(messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
         return api.chat.completions.create(model=model, messages=messages, max_tokens=10)
 
-    ask(MESSAGES)
+    mode.invoke(ask, MESSAGES)
     assert levels(registry, MODEL, ask) == [40, 2_000]
     corrections = [e for e in events if e["event"] == "llm.ratelimit.correction"]
     assert {e["bucket"] for e in corrections} == {"requests", "tokens"}
@@ -273,12 +300,13 @@ def test_server_headers_correct_the_local_bucket(
 
 
 def test_headers_showing_more_room_are_followed_only_at_the_servers_limits(
-    clock: FakeClock, registry: StateRegistry
+    mode: Mode, clock: FakeClock, registry: StateRegistry
 ) -> None:
     """Our own lower limit (or headroom) is never raised by the server's spare room."""
-    api = client(Script(ok(limits((500, 499), None)), ok(limits((100, 99), None))))
+    api = client(Script(ok(limits((500, 499), None)), ok(limits((100, 99), None))), mode)
 
     @rate_limited(rpm=100, burst=1.0, registry=registry, clock=clock)
+    @mode.make
     def ask(messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
         return api.chat.completions.create(model=model, messages=messages)
 
@@ -288,30 +316,33 @@ def test_headers_showing_more_room_are_followed_only_at_the_servers_limits(
             MODEL, specs, (1,), clock=clock, ticket_id=str(i), ttl_s=60, max_wait_s=0
         )
         registry.store().feedback(MODEL, specs, ticket, clock=clock)  # type: ignore[arg-type]
-    ask(MESSAGES)  # the account's limit is 500: keep our own count
+    mode.invoke(ask, MESSAGES)  # the account's limit is 500: keep our own count
     assert levels(registry, MODEL, ask) == [69]
-    ask(MESSAGES)  # the headers state our limit: follow them down
+    mode.invoke(ask, MESSAGES)  # the headers state our limit: follow them down
     assert levels(registry, MODEL, ask) == [99]
 
 
-def test_timeout_raises_at_once_without_waiting(clock: FakeClock, registry: StateRegistry) -> None:
+def test_timeout_raises_at_once_without_waiting(
+    mode: Mode, clock: FakeClock, registry: StateRegistry
+) -> None:
     """A wait longer than timeout_s raises RateLimitTimeout (a TimeoutError) immediately."""
 
     @rate_limited(rpm=60, burst=1.0, timeout_s=0.5, registry=registry, clock=clock, model=MODEL)
+    @mode.make
     def ask() -> str:
         return "ok"
 
     for _ in range(60):
-        ask()
+        mode.invoke(ask)
     with pytest.raises(RateLimitTimeout, match="beyond the timeout") as caught:
-        ask()
+        mode.invoke(ask)
     assert isinstance(caught.value, TimeoutError)
     assert (caught.value.key, caught.value.bucket) == (MODEL, "requests")
     assert clock.sleeps == []
 
 
 def test_a_pause_beyond_the_timeout_raises_and_refunds(
-    clock: FakeClock, registry: StateRegistry
+    mode: Mode, clock: FakeClock, registry: StateRegistry
 ) -> None:
     """A waiting caller whose wait a pause extends past its timeout gives up and is refunded."""
     specs = RateLimit(rpm=60, burst=1.0).specs()
@@ -328,38 +359,43 @@ def test_a_pause_beyond_the_timeout_raises_and_refunds(
     sleeper = PauseWhileWaiting(start=0.0)
 
     @rate_limited(rpm=60, burst=1.0, timeout_s=5, registry=registry, clock=sleeper, model=MODEL)
+    @mode.make
     def ask() -> str:
         return "ok"
 
     for _ in range(60):
-        ask()
+        mode.invoke(ask)
     with pytest.raises(RateLimitTimeout):
-        ask()
+        mode.invoke(ask)
 
 
-def test_a_request_larger_than_the_bucket_fails_at_once(registry: StateRegistry) -> None:
+def test_a_request_larger_than_the_bucket_fails_at_once(
+    mode: Mode, registry: StateRegistry
+) -> None:
     """A request no bucket can ever hold is RequestTooLarge, before any wait."""
 
     @rate_limited(tpm=100, registry=registry)
+    @mode.make
     def ask(messages: list[dict[str, str]], *, model: str = MODEL, max_tokens: int = 500) -> str:
         return "ok"
 
     with pytest.raises(RequestTooLarge, match="tokens bucket"):
-        ask(MESSAGES)
+        mode.invoke(ask, MESSAGES)
 
 
 @pytest.mark.parametrize(("policy", "expected"), [("server", 8_000), ("refund", 9_983)])
 def test_reconciliation_policy(
-    clock: FakeClock, registry: StateRegistry, policy: str, expected: int
+    mode: Mode, clock: FakeClock, registry: StateRegistry, policy: str, expected: int
 ) -> None:
     """'server' keeps the admission charge as OpenAI does; 'refund' returns the unused cap."""
-    api = client(Script(ok(prompt_tokens=12, completion_tokens=5)))
+    api = client(Script(ok(prompt_tokens=12, completion_tokens=5)), mode)
 
     @rate_limited(tpm=10_000, burst=1.0, reconcile=policy, registry=registry, clock=clock)  # type: ignore[arg-type]
+    @mode.make
     def ask(messages: list[dict[str, str]], *, model: str = MODEL, max_tokens: int) -> Any:
         return api.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens)
 
-    ask(MESSAGES, max_tokens=2_000 - count(MESSAGES))
+    mode.invoke(ask, MESSAGES, max_tokens=2_000 - count(MESSAGES))
     assert levels(registry, MODEL, ask) == [expected]
 
 
@@ -368,17 +404,18 @@ def count(messages: list[dict[str, str]]) -> int:
 
 
 def test_settings_override_the_decorator_arguments(
-    clock: FakeClock, registry: StateRegistry
+    mode: Mode, clock: FakeClock, registry: StateRegistry
 ) -> None:
     """rpm etc. are policy as data: runtime overrides and bad values are checked."""
 
     @rate_limited(rpm=60, registry=registry, clock=clock, model=MODEL)
+    @mode.make
     def ask() -> str:
         return "ok"
 
     with ask.llm.override(rpm=1, burst=1.0):
-        ask()
-        ask()
+        mode.invoke(ask)
+        mode.invoke(ask)
     assert clock.sleeps == [pytest.approx(60.0)]
     assert ask.llm.settings()["rate_limited"]["rpm"] == 60
     with pytest.raises(ConfigurationError, match="burst"):
@@ -400,43 +437,45 @@ class BrokenStore(MemoryStore):
 
 @pytest.mark.parametrize("policy", ["raise", "allow"])
 def test_an_unreachable_store_fails_closed_or_open(
-    registry: StateRegistry, policy: str, events: list[dict[str, Any]]
+    mode: Mode, registry: StateRegistry, policy: str, events: list[dict[str, Any]]
 ) -> None:
     """By default an unreachable store raises; 'allow' lets the call through with a warning."""
     registry.install("memory", BrokenStore())
 
     @rate_limited(rpm=1, on_store_error=policy, registry=registry, model=MODEL)  # type: ignore[arg-type]
+    @mode.make
     def ask() -> str:
         return "ok"
 
     if policy == "raise":
         with pytest.raises(StateStoreError, match="refused"):
-            ask()
+            mode.invoke(ask)
     else:
-        assert ask() == "ok"
+        assert mode.invoke(ask) == "ok"
         warning = next(e for e in events if e["event"] == "llm.store.error")
         assert warning["log_level"] == "warning"
 
 
 def test_wait_events_name_the_key_and_the_binding_bucket(
-    clock: FakeClock, registry: StateRegistry, events: list[dict[str, Any]]
+    mode: Mode, clock: FakeClock, registry: StateRegistry, events: list[dict[str, Any]]
 ) -> None:
     """llm.ratelimit.wait carries key, bucket and wait_s."""
 
     @rate_limited(rpm=100, tpm=50, burst=1.0, registry=registry, clock=clock)
+    @mode.make
     def ask(messages: Sequence[dict[str, str]], *, model: str = MODEL, max_tokens: int = 20) -> str:
         return "ok"
 
-    ask(MESSAGES)
-    ask(MESSAGES)
+    mode.invoke(ask, MESSAGES)
+    mode.invoke(ask, MESSAGES)
     wait = next(e for e in events if e["event"] == "llm.ratelimit.wait")
     assert (wait["key"], wait["bucket"]) == (MODEL, "tokens")
     assert wait["wait_s"] == pytest.approx(clock.sleeps[0])
 
 
-@pytest.mark.parametrize("mode", ["tokens", "chars", "max"])
+@pytest.mark.parametrize("count_mode", ["tokens", "chars", "max"])
 def test_count_chooses_how_the_prompt_is_charged(
-    clock: FakeClock, registry: StateRegistry, mode: str
+    mode: Mode, clock: FakeClock, registry: StateRegistry, count_mode: str
 ) -> None:
     """tokens: tiktoken's count; chars: OpenAI's admission estimate (chars / 4); max: the
     larger. The completion cap is added to each."""
@@ -445,12 +484,13 @@ def test_count_chooses_how_the_prompt_is_charged(
     chars = -(-len(messages[0]["content"]) // 4)
     assert chars > tokens  # long words: the server's estimate is the larger here
 
-    @rate_limited(tpm=10_000, burst=1.0, count=mode, registry=registry, clock=clock)  # type: ignore[arg-type]
+    @rate_limited(tpm=10_000, burst=1.0, count=count_mode, registry=registry, clock=clock)  # type: ignore[arg-type]
+    @mode.make
     def ask(messages: list[dict[str, str]], *, model: str = MODEL, max_tokens: int = 50) -> str:
         return "ok"
 
-    ask(messages)
-    charged = {"tokens": tokens, "chars": chars, "max": max(tokens, chars)}[mode] + 50
+    mode.invoke(ask, messages)
+    charged = {"tokens": tokens, "chars": chars, "max": max(tokens, chars)}[count_mode] + 50
     assert levels(registry, MODEL, ask) == [10_000 - charged]
 
 
@@ -468,18 +508,42 @@ def test_the_character_estimate_reads_every_kind_of_request() -> None:
 
 @pytest.mark.parametrize("key", [None, "fixed"])
 def test_an_interrupted_call_gives_its_admission_back(
-    clock: FakeClock, registry: StateRegistry, key: str | None
+    mode: Mode, clock: FakeClock, registry: StateRegistry, key: str | None
 ) -> None:
     """A KeyboardInterrupt in the function (no request seen) refunds the admission, whether
     the key is the model or a fixed string."""
 
     @rate_limited(rpm=10, key=key, registry=registry, clock=clock, model=MODEL)
+    @mode.make
     def ask() -> None:
         raise KeyboardInterrupt
 
     for _ in range(3):
         with pytest.raises(KeyboardInterrupt):
-            ask()
+            mode.invoke(ask)
+    assert levels(registry, key or MODEL, ask) == [10]
+
+
+@pytest.mark.parametrize("key", [None, "fixed"])
+async def test_a_task_cancelled_in_the_function_gives_its_admission_back(
+    clock: FakeClock, registry: StateRegistry, key: str | None
+) -> None:
+    """Cancellation, the async counterpart of an interrupt: a task cancelled while the
+    function runs (no request seen) refunds its admission, on both ways alike."""
+    running = asyncio.Event()
+
+    @rate_limited(rpm=10, key=key, registry=registry, clock=clock, model=MODEL)
+    async def ask() -> None:
+        running.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    for _ in range(3):
+        running.clear()
+        task = asyncio.create_task(ask())
+        await running.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
     assert levels(registry, key or MODEL, ask) == [10]
 
 
@@ -517,46 +581,49 @@ async def test_a_task_cancelled_while_waiting_gives_its_place_back(
 
 @pytest.mark.parametrize("key", ["shared", None])
 def test_sites_keep_sharing_a_key_across_a_registry_reset(
-    clock: FakeClock, registry: StateRegistry, key: str | None
+    mode: Mode, clock: FakeClock, registry: StateRegistry, key: str | None
 ) -> None:
     """After ``registry.reset()`` a site that had opened the store and a site opening it
     now use the same fresh store: they still share the key's bucket."""
 
     @rate_limited(rpm=60, burst=1.0, key=key, registry=registry, clock=clock, model=MODEL)
+    @mode.make
     def first() -> None:
         return None
 
     @rate_limited(rpm=60, burst=1.0, key=key, registry=registry, clock=clock, model=MODEL)
+    @mode.make
     def second() -> None:
         return None
 
-    first()
+    mode.invoke(first)
     registry.reset()
     for _ in range(30):
-        first()
+        mode.invoke(first)
     for _ in range(30):
-        second()
+        mode.invoke(second)
     assert clock.sleeps == []
-    second()  # the 61st request on the fresh bucket waits, whoever sends it
+    mode.invoke(second)  # the 61st request on the fresh bucket waits, whoever sends it
     assert clock.sleeps == pytest.approx([1.0])
 
 
 def test_an_installed_store_serves_sites_that_opened_the_old_one(
-    clock: FakeClock, registry: StateRegistry
+    mode: Mode, clock: FakeClock, registry: StateRegistry
 ) -> None:
     """``registry.install`` replaces the store for every site, also those already using it
     (the replaced store is closed)."""
 
     @rate_limited(rpm=10, key="k", registry=registry, clock=clock)
+    @mode.make
     def ask() -> None:
         return None
 
-    ask()
+    mode.invoke(ask)
     replaced = registry.store()
     fresh = MemoryStore()
     registry.install("memory", fresh)
-    ask()
-    ask()
+    mode.invoke(ask)
+    mode.invoke(ask)
     specs = RateLimit(rpm=10).specs()
     assert [round(x, 6) for x in fresh.levels("k", specs, clock=clock)] == [8]
     assert replaced.levels("k", specs, clock=clock) == [10]  # closed: it forgot its charge
