@@ -66,6 +66,30 @@ def test_a_record_cut_short_is_ignored(tmp_path: Path) -> None:
     assert Checkpoint(path).done == {"a": 1, "c": 3}
 
 
+@pytest.mark.parametrize("kept", [0, 3], ids=["empty", "cut-header"])
+def test_a_checkpoint_killed_before_its_first_record_starts_afresh(
+    tmp_path: Path, kept: int
+) -> None:
+    """A crash after the file is created but before its first record (which takes the header
+    with it) is flushed leaves an empty file or part of the header: a rerun finds nothing done
+    and carries on in the same file, instead of refusing it."""
+    path = tmp_path / "run.ckpt"
+    store = Checkpoint(path)
+    store.record("a", 1)
+    store.close()
+    path.write_bytes(path.read_bytes()[:kept])
+    runs: list[int] = []
+
+    @batched(max_concurrency=1, name="resume.double")
+    def double(x: int) -> int:
+        runs.append(x)
+        return 2 * x
+
+    assert double.batch([1, 2], checkpoint=path) == [2, 4]
+    assert double.batch([1, 2, 3], checkpoint=path) == [2, 4, 6]
+    assert runs == [1, 2, 3]
+
+
 def test_answers_holding_a_secret_are_not_checkpointed(tmp_path: Path) -> None:
     """Like the cache, a checkpoint never stores something that looks like an API key."""
     store = Checkpoint(tmp_path / "run.ckpt")
