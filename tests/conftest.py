@@ -100,7 +100,7 @@ def redis_server() -> Iterator[str]:
     )
     client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
     try:
-        for _ in range(100):
+        for _ in range(600):  # (up to 30 s on a busy machine; it usually answers at once)
             try:
                 client.ping()
                 break
@@ -109,7 +109,7 @@ def redis_server() -> Iterator[str]:
                     pytest.fail(f"redis-server exited with {process.returncode}")
                 threading.Event().wait(0.05)
         else:
-            pytest.fail("redis-server did not answer within 5 s")
+            pytest.fail("redis-server did not answer within 30 s")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         client.close()
