@@ -3,10 +3,11 @@
 A checkpoint is an append-only file of records, one per finished item: an 8-byte length
 and a pickle of ``(item key, answer)``, flushed as soon as the item finishes. A record
 cut short by a crash is ignored when the file is read back (and cut off when the rerun
-starts appending), so a rerun repeats at most the items that were in flight. Items are
-matched by the key of their arguments, not their position, so a rerun may reorder or
-extend the list. The file is user-only (0o600); like the cache it holds pickles, so only
-read checkpoints you wrote.
+starts appending), and so is a header cut short by a crash before the first record went
+out with it, so a rerun repeats at most the items that were in flight. Items are matched
+by the key of their arguments, not their position, so a rerun may reorder or extend the
+list. The file is user-only (0o600); like the cache it holds pickles, so only read
+checkpoints you wrote.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class Checkpoint:
         if not self.path.exists():
             return
         data = self.path.read_bytes()
+        if _HEADER.startswith(data):
+            # Created, but killed before its first record was flushed (the header goes out
+            # with it): nothing finished, and the rerun starts the file afresh.
+            return
         if not data.startswith(_HEADER):
             raise ValueError(f"{self.path} is not a prismq_llmtools checkpoint")
         position = good = len(_HEADER)
@@ -70,8 +75,8 @@ class Checkpoint:
     def _open(self) -> Any:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self._good_size and self.path.stat().st_size > self._good_size:
-                # a record cut short by a crash: drop it before appending after it
+            if self.path.exists() and self.path.stat().st_size > self._good_size:
+                # a record (or the header) cut short by a crash: drop it before appending
                 with self.path.open("r+b") as handle:
                     handle.truncate(self._good_size)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -44,7 +44,7 @@ class Hook:
                 hook.bodies.append(json.loads(body))
                 status = hook.script.pop(0) if hook.script else 200
                 if status == "hang":
-                    hook.release.wait(5)
+                    hook.release.wait(60)  # (released when the test ends)
                     return
                 self.send_response(int(status))
                 self.send_header("Content-Length", "2")
@@ -122,7 +122,7 @@ def test_webhook_timeout_is_retried(hook_factory: Any) -> None:
     """A server that does not answer within the timeout is retried; the next answer counts."""
     hook = hook_factory(["hang", 200])
     waits: list[float] = []
-    action = WebhookAction(hook.url, timeout_s=0.2, retries=1, backoff_s=0, sleep=waits.append)
+    action = WebhookAction(hook.url, timeout_s=1, retries=1, backoff_s=0, sleep=waits.append)
     action(ALERT)
     assert (len(hook.bodies), action.delivered) == (2, 1)
     assert action.last_error is not None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import joblib
@@ -86,6 +85,7 @@ def test_concurrency_is_bounded_for_threads(limit: int) -> None:
     """At most ``max_concurrency`` calls of a sync function run at once, and it is reached."""
     lock = threading.Lock()
     running = peak = 0
+    together = threading.Barrier(limit, timeout=60)  # (breaks only if the limit is not reached)
 
     @batched(max_concurrency=limit)
     def work(x: int) -> int:
@@ -93,25 +93,26 @@ def test_concurrency_is_bounded_for_threads(limit: int) -> None:
         with lock:
             running += 1
             peak = max(peak, running)
-        time.sleep(0.02)
+        together.wait()  # every round of ``limit`` calls is in flight at once
         with lock:
             running -= 1
         return x
 
-    assert work.batch(range(12)) == list(range(12))
+    assert work.batch(range(4 * limit)) == list(range(4 * limit))
     assert peak == limit
 
 
 async def test_concurrency_is_bounded_for_tasks() -> None:
-    """An async function runs as at most ``max_concurrency`` tasks."""
+    """An async function runs as at most ``max_concurrency`` tasks, and it is reached."""
     running = peak = 0
+    together = asyncio.Barrier(4)
 
     @batched(max_concurrency=4)
     async def work(x: int) -> int:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
-        await asyncio.sleep(0.01)
+        await asyncio.wait_for(together.wait(), 60)  # every round of 4 tasks at once
         running -= 1
         return x * 2
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import textwrap
-import time
-from collections.abc import Iterator
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import pytest
@@ -16,9 +14,10 @@ import pytest
 from prismq_llmtools.batch import batched
 from prismq_llmtools.batch.checkpoint import Checkpoint
 from prismq_llmtools.errors import BatchError
-from prismq_llmtools.testing.simulator import LatencyModel, Simulator, SimulatorConfig
+from prismq_llmtools.testing.simulator import Simulator
 
 from .conftest import named
+from .resume_worker import TOPICS, run, title_site
 
 
 def test_a_rerun_with_the_checkpoint_skips_finished_items(
@@ -66,6 +65,30 @@ def test_a_record_cut_short_is_ignored(tmp_path: Path) -> None:
     assert Checkpoint(path).done == {"a": 1, "c": 3}
 
 
+@pytest.mark.parametrize("kept", [0, 3], ids=["empty", "cut-header"])
+def test_a_checkpoint_killed_before_its_first_record_starts_afresh(
+    tmp_path: Path, kept: int
+) -> None:
+    """A crash after the file is created but before its first record (which takes the header
+    with it) is flushed leaves an empty file or part of the header: a rerun finds nothing done
+    and carries on in the same file, instead of refusing it."""
+    path = tmp_path / "run.ckpt"
+    store = Checkpoint(path)
+    store.record("a", 1)
+    store.close()
+    path.write_bytes(path.read_bytes()[:kept])
+    runs: list[int] = []
+
+    @batched(max_concurrency=1, name="resume.double")
+    def double(x: int) -> int:
+        runs.append(x)
+        return 2 * x
+
+    assert double.batch([1, 2], checkpoint=path) == [2, 4]
+    assert double.batch([1, 2, 3], checkpoint=path) == [2, 4, 6]
+    assert runs == [1, 2, 3]
+
+
 def test_answers_holding_a_secret_are_not_checkpointed(tmp_path: Path) -> None:
     """Like the cache, a checkpoint never stores something that looks like an API key."""
     store = Checkpoint(tmp_path / "run.ckpt")
@@ -74,46 +97,25 @@ def test_answers_holding_a_secret_are_not_checkpointed(tmp_path: Path) -> None:
     store.close()
 
 
-WORKER = """
-import sys
-
-import openai
-
-from prismq_llmtools.batch import batched
-from prismq_llmtools.cache import cached
-
-mode, url, where = sys.argv[1:4]
-client = openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0)
-
-
-def title(topic: str) -> str:
-    resp = client.chat.completions.create(
-        model="gpt-4o-mini", max_tokens=8, messages=[{"role": "user", "content": topic}]
-    )
-    return resp.choices[0].message.content
-
-
-site = cached(where, name="resume.title")(title) if mode == "cache" else title
-site = batched(max_concurrency=2, name="resume.title")(site)
-answers = site.batch(
-    [f"topic {i}" for i in range(40)], checkpoint=where if mode == "checkpoint" else None
-)
-assert len(answers) == 40 and all(answers)
-print("complete")
-"""
-
-
-@pytest.fixture(scope="module")
-def paced() -> Iterator[Simulator]:
-    """50 ms per answer: a 40-item batch at concurrency 2 takes about a second."""
-    with Simulator(SimulatorConfig(seed=5, latency=LatencyModel(base_s=0.05))) as sim:
-        yield sim
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _finished(mode: str, where: Path) -> int:
     if mode == "checkpoint":
         return len(Checkpoint(where).done) if where.exists() else 0
     return len(list(where.rglob("output.pkl")))
+
+
+def _read_until(worker: subprocess.Popen[bytes], expected: set[str]) -> None:
+    """Read the worker's lines until it has said every one of ``expected`` (in any order)."""
+    assert worker.stdout is not None
+    missing, said = set(expected), []
+    while missing:
+        raw = worker.stdout.readline()
+        if not raw:  # the worker ended without saying them
+            pytest.fail(f"the worker exited ({worker.wait()}) before {missing}; it said {said}")
+        said.append(raw.decode().strip())
+        missing.discard(said[-1])
 
 
 @pytest.mark.slow
@@ -127,28 +129,41 @@ def _finished(mode: str, where: Path) -> int:
     ids=["checkpoint-crash", "checkpoint-ctrl-c", "cache-crash"],
 )
 def test_interrupted_batch_resumes_without_repeating(
-    paced: Simulator, tmp_path: Path, mode: str, how: signal.Signals
+    sim: Simulator, tmp_path: Path, mode: str, how: signal.Signals
 ) -> None:
-    """Kill the process mid-batch; the rerun asks only for the items that had not finished."""
-    paced.reset()
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(WORKER))
-    where = tmp_path / ("run.ckpt" if mode == "checkpoint" else "cache")
-    command = [sys.executable, str(script), mode, paced.url, str(where)]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while _finished(mode, where) < 6:
-        assert first.poll() is None, first.communicate()[1].decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    first.send_signal(how)
-    out, _ = first.communicate(timeout=30)
-    assert b"complete" not in out
-    finished = _finished(mode, where)
-    assert 6 <= finished < 40
+    """Kill the process mid-batch; the rerun asks only for the items that had not finished.
 
-    paced.reset()
-    rerun = subprocess.run(command, capture_output=True, timeout=60, check=False)
-    assert rerun.returncode == 0, rerun.stderr.decode()
-    assert b"complete" in rerun.stdout
-    assert paced.stats().received == 40 - finished
+    The interrupt lands at a point the test controls: items 0 to 5 have finished, and items
+    6 and 7 (at concurrency 2, the only ones in flight) hold their answers until the test
+    releases them, so the batch cannot move while the signal is delivered.
+    """
+    where = tmp_path / ("run.ckpt" if mode == "checkpoint" else "cache")
+    command = [sys.executable, "-m", "tests.batch.resume_worker", mode, sim.url, str(where)]
+    with (
+        (tmp_path / "stderr").open("w+b") as stderr,
+        subprocess.Popen(
+            [*command, "6,7"], cwd=ROOT, stdin=PIPE, stdout=PIPE, stderr=stderr
+        ) as worker,
+    ):
+        try:
+            _read_until(worker, {"holding topic 6", "holding topic 7"})
+            worker.send_signal(how)
+            if how == signal.SIGINT:  # Ctrl-C: the items in flight end once it is handled
+                _read_until(worker, {"interrupted"})
+            assert worker.stdin is not None
+            worker.stdin.close()
+            if worker.wait() != -how:
+                stderr.seek(0)
+                pytest.fail(f"the worker exited {worker.returncode}: {stderr.read().decode()}")
+        except BaseException:
+            worker.kill()  # never left running, whatever failed
+            raise
+    assert _finished(mode, where) == 6
+    assert sim.stats().received == 8  # no item started after the interrupt
+
+    sim.reset()
+    with sim.client() as client:  # the rerun: a new site over the same files
+        answers = run(title_site(mode, client, where), mode, where)
+    assert len(answers) == len(TOPICS)
+    assert all(answers)
+    assert sim.stats().received == len(TOPICS) - 6

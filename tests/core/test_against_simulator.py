@@ -177,8 +177,8 @@ def test_each_transient_fault_is_retried(
     mode: Mode, sim: Simulator, kind: FaultKind, events: list[dict[str, Any]]
 ) -> None:
     """One injected transient fault costs one retry and the caller gets its answer."""
-    sim.script(Fault(kind=kind, retry_after_s=0.5, delay_s=0.5))
-    api = mode.client_for(sim, timeout=0.3)
+    sim.script(Fault(kind=kind, retry_after_s=0.5))
+    api = mode.client_for(sim)
     clock = FakeClock()
 
     @retried(attempts=3, clock=clock)

@@ -1,9 +1,9 @@
 """@rate_limited against the simulator enforcing the same limits: zero 429s, near the limit.
 
-Client and server share a scaled clock (one simulated minute lasts two real seconds), so a
-run covers simulated minutes in real seconds. Throughput is measured after the initial burst
-and compared with the binding limit. Tests taking ``mode`` run their callers as threads of a
-sync site, then as tasks of an async site (see tests/drivers.py).
+Client and server share a virtual clock that moves only when every client waits on it
+(``virtual_time``), so a run covers simulated minutes in a fraction of a real second and
+its outcome does not depend on the machine's load. Throughput is measured after the
+initial burst and compared with the binding limit.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ import asyncio
 import multiprocessing
 import random
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import openai
@@ -24,9 +22,9 @@ import pytest
 from prismq_llmtools import rate_limited
 from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.testing import Simulator, SimulatorConfig
-from tests.drivers import SYNC, Mode
 
-SCALE = 30.0  # simulated seconds per real second
+from .virtual_time import TaskClock, VirtualClock
+
 MODEL = "gpt-4o-mini"
 WORDS = [
     "administration",
@@ -42,27 +40,6 @@ WORDS = [
     "management",
     "technology",
 ]
-
-
-class ScaledClock:
-    """Simulated time running SCALE times faster than real time, from ``offset_s``."""
-
-    def __init__(self, offset_s: float = 0.0, origin: float | None = None) -> None:
-        self.origin = time.monotonic() if origin is None else origin
-        self._offset = offset_s
-
-    def now(self) -> float:
-        return (time.monotonic() - self.origin) * SCALE + self._offset
-
-    def wall(self) -> datetime:
-        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=self.now())
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds / SCALE)
-
-    async def asleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(seconds, 0.0) / SCALE)
 
 
 @dataclass
@@ -88,54 +65,26 @@ def prompt(rng: random.Random, words: int) -> list[dict[str, str]]:
 
 @pytest.fixture
 def simulator_at() -> Iterator[Any]:
+    """``start(clock, **config)``: a simulator whose buckets run on ``clock``."""
     started: list[Simulator] = []
 
-    def start(**config: Any) -> tuple[Simulator, ScaledClock]:
-        server_clock = ScaledClock()
-        simulator = Simulator(SimulatorConfig(**config), clock=server_clock.now).start()
+    def start(clock: VirtualClock | TaskClock, **config: Any) -> Simulator:
+        simulator = Simulator(SimulatorConfig(**config), clock=clock.now).start()
         started.append(simulator)
-        return simulator, server_clock
+        return simulator
 
     yield start
     for simulator in started:
         simulator.stop()
 
 
-def _callers(
-    mode: Mode, sim: Simulator, f: Any, clock: ScaledClock, seconds: float, workers: int
-) -> Run:
-    """``workers`` callers of ``f`` for ``seconds``: threads (sync) or tasks (async)."""
-    end = clock.now() + seconds
-    if mode.is_async:
-        done, errors = mode.run(_tasks(sim.url, f, clock, end, workers))
-    else:
-        done, errors = _work(sim.url, f, clock, end, workers)
+def _threads(sim: Simulator, f: Any, clock: VirtualClock, seconds: float, workers: int) -> Run:
+    done, errors = _work(sim.url, f, clock, clock.now() + seconds, workers)
     return _collect(sim, done, errors)
 
 
-async def _tasks(
-    url: str, f: Any, clock: ScaledClock, end: float, workers: int
-) -> tuple[list[float], list[BaseException]]:
-    done: list[float] = []
-    errors: list[BaseException] = []
-
-    async def work(seed: int) -> None:
-        rng = random.Random(seed)
-        while clock.now() < end:
-            try:
-                await f(api, prompt(rng, rng.randint(4, 12)))
-            except openai.OpenAIError as exc:
-                errors.append(exc)
-                continue
-            done.append(clock.now())
-
-    async with openai.AsyncOpenAI(base_url=url, api_key="sk-test", max_retries=0) as api:
-        await asyncio.gather(*(work(n) for n in range(workers)))
-    return done, errors
-
-
 def _work(
-    url: str, f: Any, clock: ScaledClock, end: float, workers: int, seed: int = 0
+    url: str, f: Any, clock: VirtualClock, end: float, workers: int, seed: int = 0
 ) -> tuple[list[float], list[BaseException]]:
     done: list[float] = []
     errors: list[BaseException] = []
@@ -143,7 +92,10 @@ def _work(
 
     def work(seed: int) -> None:
         rng = random.Random(seed)
-        with openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0) as api:
+        with (
+            clock.participant(),
+            openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0) as api,
+        ):
             while clock.now() < end:
                 try:
                     f(api, prompt(rng, rng.randint(4, 12)))
@@ -173,9 +125,8 @@ def _collect(sim: Simulator, done: list[float], errors: list[BaseException]) -> 
     )
 
 
-def _limited(mode: Mode, clock: ScaledClock, **limits: Any) -> Any:  # a new site and registry
+def _limited(clock: VirtualClock, **limits: Any) -> Any:  # a new site (and registry) each time
     @rate_limited(registry=StateRegistry(), clock=clock, **limits)
-    @mode.make
     def ask(api: openai.OpenAI, messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
         return api.chat.completions.create(model=model, messages=messages, max_tokens=30)  # type: ignore[arg-type]
 
@@ -183,30 +134,27 @@ def _limited(mode: Mode, clock: ScaledClock, **limits: Any) -> Any:  # a new sit
 
 
 @pytest.mark.parametrize("admission", ["exact", "chars"])
-def test_callers_hold_an_rpm_limit_with_zero_429s(
-    mode: Mode, simulator_at: Any, admission: str
-) -> None:
-    """8 threads or tasks, requests per minute binding: no 429, and the sustained rate is
-    the limit."""
-    sim, clock = simulator_at(rpm=120, tpm=1_000_000, admission=admission)
-    ask = _limited(mode, clock, rpm=120, tpm=1_000_000)
+def test_threads_hold_an_rpm_limit_with_zero_429s(simulator_at: Any, admission: str) -> None:
+    """8 threads, requests per minute binding: no 429, and the sustained rate is the limit."""
+    clock = VirtualClock(participants=8)
+    sim = simulator_at(clock, rpm=120, tpm=1_000_000, admission=admission)
+    ask = _limited(clock, rpm=120, tpm=1_000_000)
     start = clock.now()
-    run = _callers(mode, sim, ask, clock, seconds=60, workers=8)
+    run = _threads(sim, ask, clock, seconds=60, workers=8)
     assert (run.rate_limited, run.errors) == (0, [])
     ratio = run.sustained(start + 20, start + 60) / (120 / 60)
     assert ratio > 0.9, ratio
 
 
 @pytest.mark.parametrize("admission", ["exact", "chars"])
-def test_callers_hold_a_tpm_limit_with_zero_429s(
-    mode: Mode, simulator_at: Any, admission: str
-) -> None:
-    """8 threads or tasks, tokens per minute binding, under both of the server's accountings
-    (its character estimate charges these prompts far above their token count)."""
-    sim, clock = simulator_at(rpm=10_000, tpm=4_000, admission=admission)
-    ask = _limited(mode, clock, rpm=10_000, tpm=4_000)
+def test_threads_hold_a_tpm_limit_with_zero_429s(simulator_at: Any, admission: str) -> None:
+    """8 threads, tokens per minute binding, under both of the server's accountings (its
+    character estimate charges these prompts far above their token count)."""
+    clock = VirtualClock(participants=8)
+    sim = simulator_at(clock, rpm=10_000, tpm=4_000, admission=admission)
+    ask = _limited(clock, rpm=10_000, tpm=4_000)
     start = clock.now()
-    run = _callers(mode, sim, ask, clock, seconds=60, workers=8)
+    run = _threads(sim, ask, clock, seconds=60, workers=8)
     assert (run.rate_limited, run.errors) == (0, [])
     steady = [t for t in run.done if t >= start + 20]
     assert len(steady) > 10
@@ -215,50 +163,68 @@ def test_callers_hold_a_tpm_limit_with_zero_429s(
     assert ratio > 0.85, ratio
 
 
-def test_callers_hold_both_limits_with_zero_429s(mode: Mode, simulator_at: Any) -> None:
-    """16 threads or tasks, both limits active: no 429."""
-    sim, clock = simulator_at(rpm=150, tpm=6_000, admission="chars")
-    ask = _limited(mode, clock, rpm=150, tpm=6_000)
-    run = _callers(mode, sim, ask, clock, seconds=45, workers=16)
-    assert (run.rate_limited, run.errors) == (0, [])
-    assert len(run.done) > 60
+async def test_asyncio_tasks_hold_the_limits_with_zero_429s(simulator_at: Any) -> None:
+    """16 concurrent tasks on the async client, both limits active: no 429."""
+    clock = TaskClock(participants=16)
+    sim = simulator_at(clock, rpm=150, tpm=6_000, admission="chars")
+    api = sim.async_client()
+
+    @rate_limited(rpm=150, tpm=6_000, registry=StateRegistry(), clock=clock)
+    async def ask(messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
+        return await api.chat.completions.create(model=model, messages=messages, max_tokens=30)  # type: ignore[arg-type]
+
+    done: list[float] = []
+    end = clock.now() + 45
+
+    async def work(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            while clock.now() < end:
+                await ask(prompt(rng, rng.randint(4, 12)))
+                done.append(clock.now())
+        finally:
+            clock.leave()
+
+    await asyncio.gather(*(work(n) for n in range(16)))
+    await api.close()
+    assert sim.stats().rate_limited == 0
+    assert len(done) > 60
 
 
-def test_a_client_clock_started_before_the_servers_still_gets_no_429(
-    mode: Mode, simulator_at: Any
-) -> None:
+def test_a_client_clock_started_before_the_servers_still_gets_no_429(simulator_at: Any) -> None:
     """The client's clock an hour ahead of the server's, limits exactly the server's:
     anchoring to the server's headers keeps every request inside the limit."""
-    sim, _ = simulator_at(rpm=120, tpm=1_000_000)
-    early = ScaledClock(offset_s=3_600.0)
-    ask = _limited(mode, early, rpm=120, tpm=1_000_000)
+    clock = VirtualClock(participants=8)
+    sim = simulator_at(clock, rpm=120, tpm=1_000_000)
+    early = clock.shifted(3_600.0)
+    ask = _limited(early, rpm=120, tpm=1_000_000)
     start = early.now()
-    run = _callers(mode, sim, ask, early, seconds=45, workers=8)
+    run = _threads(sim, ask, early, seconds=45, workers=8)
     assert (run.rate_limited, run.errors) == (0, [])
     assert run.sustained(start + 15, start + 45) / 2.0 > 0.85
 
 
 def test_an_account_shared_with_another_client_is_followed_from_headers(
-    mode: Mode, simulator_at: Any
+    simulator_at: Any,
 ) -> None:
     """Another client spent half the tokens first: the headers tell us, and we adapt."""
-    sim, clock = simulator_at(rpm=10_000, tpm=4_000)
+    clock = VirtualClock(participants=4)
+    sim = simulator_at(clock, rpm=10_000, tpm=4_000)
     with sim.client() as other:
         for _ in range(10):
             other.chat.completions.create(
                 model=MODEL, messages=[{"role": "user", "content": "x " * 150}], max_tokens=40
             )
-    ask = _limited(mode, clock, rpm=10_000, tpm=4_000)
-    run = _callers(mode, sim, ask, clock, seconds=30, workers=4)
+    ask = _limited(clock, rpm=10_000, tpm=4_000)
+    run = _threads(sim, ask, clock, seconds=30, workers=4)
     assert (run.rate_limited, run.errors) == (0, [])
 
 
-def _process(url: str, store: str, origin: float, seed: int, go: Any, results: Any) -> None:
-    clock = ScaledClock(origin=origin)
-    ask = _limited(SYNC, clock, rpm=10_000, tpm=4_000, store=store)
-    results.put("ready")
-    go.wait(60)
-    done, errors = _work(url, ask, clock, clock.now() + 60, workers=4, seed=seed)
+def _process(
+    url: str, store: str, clock: VirtualClock, end: float, seed: int, results: Any
+) -> None:
+    ask = _limited(clock, rpm=10_000, tpm=4_000, store=store)
+    done, errors = _work(url, ask, clock, end, workers=4, seed=seed)
     results.put((done, [repr(e) for e in errors]))
 
 
@@ -267,7 +233,8 @@ def test_processes_sharing_a_store_hold_the_limit_together(
     simulator_at: Any, kind: str, tmp_path: Any, request: pytest.FixtureRequest
 ) -> None:
     """2 processes x 4 threads share one SQLite file or one Redis: still zero 429s."""
-    sim, clock = simulator_at(rpm=10_000, tpm=4_000, admission="chars")
+    clock = VirtualClock(participants=2 * 4)  # shared with the processes
+    sim = simulator_at(clock, rpm=10_000, tpm=4_000, admission="chars")
     if kind == "sqlite":
         store = f"sqlite://{tmp_path / 'limits.db'}"
     else:  # the simulated clock runs fast: Redis must use it, not its own
@@ -275,15 +242,15 @@ def test_processes_sharing_a_store_hold_the_limit_together(
         StateRegistry().store(store).clear()
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    go = context.Event()
-    workers = [
-        context.Process(target=_process, args=(sim.url, store, clock.origin, 10 * n, go, results))
+    end = clock.now() + 60
+    workers = [  # (daemons: one waiting for a peer that died never outlives the test)
+        context.Process(
+            target=_process, args=(sim.url, store, clock, end, 10 * n, results), daemon=True
+        )
         for n in range(2)
     ]
     for worker in workers:
         worker.start()
-    assert [results.get(timeout=60) for _ in workers] == ["ready", "ready"]
-    go.set()
     collected = [results.get(timeout=60) for _ in workers]
     for worker in workers:
         worker.join(timeout=30)
