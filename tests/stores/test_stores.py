@@ -88,7 +88,7 @@ def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> 
             costs = (1.0, float(number))
             max_wait = fraction * 60
             expected = reference.admit(
-                SPECS, costs, now, ticket_id=str(len(tickets)), ttl_s=300, max_wait_s=max_wait
+                SPECS, costs, now, ticket_id=str(len(tickets)), ttl_s=60, max_wait_s=max_wait
             )
             got = store.admit(
                 key,
@@ -96,7 +96,7 @@ def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> 
                 costs,
                 clock=clock,
                 ticket_id=str(len(tickets)),
-                ttl_s=300,
+                ttl_s=60,  # some expire: they leave the requests in flight, and take no refunds
                 max_wait_s=max_wait,
             )
             assert type(got) is type(expected)
@@ -104,6 +104,7 @@ def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> 
                 assert isinstance(got, Ticket)
                 assert got.start == pytest.approx(expected.start, abs=1e-6)
                 assert got.charged == pytest.approx(expected.charged)
+                assert got.expires_at == pytest.approx(expected.expires_at, abs=1e-6)
                 tickets.append(got)
             else:
                 assert isinstance(got, Refusal)
@@ -360,6 +361,35 @@ def test_an_unreachable_redis_is_a_state_store_error_without_the_password() -> N
     assert "hunter2secret" not in str(caught.value)
     assert "***" in caught.value.url
     assert isinstance(caught.value, ConnectionError)
+
+
+def test_a_ticket_refunded_twice_gets_back_its_cost_once(store: StateStore) -> None:
+    """Every store gives a ticket back at most its cost, however often it is refunded."""
+    clock = FakeClock()
+    store.admit("k", SPECS, (1, 500), clock=clock, ticket_id="a", ttl_s=60, max_wait_s=0)
+    ticket = store.admit("k", SPECS, (1, 400), clock=clock, ticket_id="b", ttl_s=60, max_wait_s=0)
+    assert isinstance(ticket, Ticket)
+    assert store.levels("k", SPECS, clock=clock) == pytest.approx([8, 100])
+    store.feedback("k", SPECS, ticket, clock=clock, refund=(0, 150))
+    store.feedback("k", SPECS, ticket, clock=clock, refund=ticket.costs)
+    assert store.levels("k", SPECS, clock=clock) == pytest.approx([9, 500])
+    store.feedback("k", SPECS, ticket, clock=clock, refund=ticket.costs)
+    assert store.levels("k", SPECS, clock=clock) == pytest.approx([9, 500])
+
+
+def test_no_store_refunds_an_expired_ticket(store: StateStore) -> None:
+    """Past its expiry a ticket's refunds are forgotten in every store: none is given."""
+    clock = FakeClock()
+    tickets = [
+        store.admit("k", SPECS, (1, 1_000), clock=clock, ticket_id=i, ttl_s=10, max_wait_s=99)
+        for i in "ab"
+    ]
+    last = tickets[-1]
+    assert isinstance(last, Ticket)
+    assert last.expires_at == pytest.approx(last.start + 10)
+    clock.advance(last.expires_at - now_of(store, clock) + 1)  # 1 s past its expiry
+    store.feedback("k", SPECS, last, clock=clock, refund=last.costs)
+    assert store.levels("k", SPECS, clock=clock) == pytest.approx([10, 1_000 / 60 * 11])
 
 
 def test_a_key_declared_with_other_limits_starts_afresh(store: StateStore) -> None:
