@@ -175,6 +175,22 @@ def test_budgets_follow_the_pure_math(store: StateStore, ops: list[Any]) -> None
             assert store.budget_status(scope, LINES, clock=clock) == reference.status(LINES, now)
 
 
+def test_settling_a_reservation_again_releases_nothing_more(store: StateStore) -> None:
+    """A reservation is released once: settling it a second time (a caller repeating
+    itself) frees nothing more, in every store (other reservations stay held)."""
+    clock = FakeClock()
+    store.reserve("s", LINES, {"tokens": 600}, clock=clock, reservation_id="r", ttl_s=60)
+    store.reserve("s", LINES, {"tokens": 300}, clock=clock, reservation_id="o", ttl_s=60)
+    store.settle("s", LINES, "r", {"tokens": 250}, clock=clock)
+    first = store.budget_status("s", LINES, clock=clock)[0]
+    assert (first.spent, first.reserved) == (250, 300)
+    store.settle("s", LINES, "r", {"tokens": 250}, clock=clock)
+    again = store.budget_status("s", LINES, clock=clock)[0]
+    assert again.reserved == 300
+    assert again.spent >= first.spent
+    assert again.remaining <= first.remaining
+
+
 def test_shared_stores_survive_a_restart(url: str) -> None:
     """Budgets and buckets in SQLite or Redis outlive the process's store object."""
     clock = FakeClock()
