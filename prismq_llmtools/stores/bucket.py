@@ -105,6 +105,7 @@ class KeyState:
         "inflight",
         "last_start",
         "pause_until",
+        "refunded",
         "seq",
         "shift_s",
         "tats",
@@ -119,6 +120,9 @@ class KeyState:
         self.seq = 0
         self.inflight: dict[str, Ticket] = {}
         """Admitted, unanswered requests, by id: their tickets."""
+        self.refunded: dict[str, tuple[float, list[float]]] = {}
+        """Requests given something back, by id: their ticket's expiry, and per bucket the
+        total refunded so far (never more than the request's cost), kept until that expiry."""
 
     # -- queries ---------------------------------------------------------------------
 
@@ -207,7 +211,9 @@ class KeyState:
             follow_down: also follow the server when it reports more room than we count
                 (off when running below the limit on purpose, with headroom).
             refund: per bucket, an amount to give back (the request never reached the
-                server, or used less); never more than the request's own effect.
+                server, or used less); never more than the request's own effect. The
+                refunds of one ticket, over every call, add up to at most its cost; once the
+                ticket expired nothing more is given back (its refunds are forgotten then).
             pause_s: stop every start for this long (a 429 with Retry-After).
 
         Returns:
@@ -222,9 +228,10 @@ class KeyState:
         for i, deficit in enumerate(deficits):
             if deficit is not None:
                 self._follow(specs[i], i, ticket, deficit, now, follow_down, reorder_s)
-        for i, amount in enumerate(refund):
-            if amount > 0:
-                self._refund(specs[i], i, ticket, min(amount, ticket.costs[i]))
+        # Past its expiry a ticket's refunds are forgotten (see expire): none is given then,
+        # or a ticket refunded before could be refunded again.
+        if any(amount > 0 for amount in refund) and ticket.expires_at >= now:
+            self._refund_once(specs, ticket, refund)
         if pause_s > 0:
             self._pause(now + pause_s, now)
         return [b - self.level(specs, i, now) for i, b in enumerate(before)]
@@ -261,6 +268,21 @@ class KeyState:
         estimate = min(estimate, empty)  # a level never drops below zero
         self.tats[i] = estimate if down else max(self.tats[i], estimate)
 
+    def _refund_once(
+        self, specs: Sequence[BucketSpec], ticket: Ticket, refund: Sequence[float]
+    ) -> None:
+        # One ticket may be refunded more than once (an error, then the unused part of a
+        # completion; or a caller repeating itself): what it got back so far is kept, so
+        # that in total no bucket ever gets back more than the ticket was charged.
+        kept = self.refunded.get(ticket.id)
+        given = list(kept[1]) if kept is not None else [0.0] * len(specs)
+        for i, wanted in enumerate(refund):
+            amount = min(wanted, ticket.costs[i] - given[i])
+            if amount > 0:
+                self._refund(specs[i], i, ticket, amount)
+                given[i] += amount
+        self.refunded[ticket.id] = (ticket.expires_at, given)
+
     def _refund(self, spec: BucketSpec, i: int, ticket: Ticket, amount: float) -> None:
         # Without this request the bucket could not be emptier than the requests admitted
         # after it, all started by ``last_start`` (starts are FIFO): never credit beyond that.
@@ -279,10 +301,14 @@ class KeyState:
             self.tats = [tat + delta if tat > now else tat for tat in self.tats]
 
     def expire(self, now: float) -> None:
-        """Forget the admitted requests whose tickets expired (unanswered too long)."""
+        """Forget the admitted requests whose tickets expired (unanswered too long), and
+        the refunds of expired tickets (none is refunded any more)."""
         if self.inflight:
             for key in [k for k, ticket in self.inflight.items() if ticket.expires_at < now]:
                 del self.inflight[key]
+        if self.refunded:
+            for key in [k for k, (expires_at, _) in self.refunded.items() if expires_at < now]:
+                del self.refunded[key]
 
     # -- persistence -----------------------------------------------------------------
 
@@ -297,6 +323,9 @@ class KeyState:
             "seq": self.seq,
             "inflight": {
                 k: [t.expires_at, t.start, float(t.seq), *t.costs] for k, t in self.inflight.items()
+            },
+            "refunded": {
+                k: [expires_at, *given] for k, (expires_at, given) in self.refunded.items()
             },
         }
 
@@ -313,6 +342,9 @@ class KeyState:
         state.shift_s = float(data["shift_s"])
         state.seq = int(data.get("seq", 0))
         state.inflight = {str(k): _record(str(k), v) for k, v in data["inflight"].items()}
+        # Written by a version that kept no refunds: nothing was refunded yet.
+        for k, (expires_at, *given) in data.get("refunded", {}).items():
+            state.refunded[str(k)] = (float(expires_at), [float(x) for x in given])
         return state
 
 

@@ -3,6 +3,8 @@
 -- KEYS[1]  hash: n (bucket names and limits), t<i> tat, c<i> charged, ls last start, pu pause until,
 --          sh pause shift, sq admissions so far
 -- KEYS[2]  hash: admitted, unanswered requests: id -> "expires,start,seq,cost1,cost2,..."
+-- KEYS[3]  (feedback only) string: what the ticket's refunds gave back so far,
+--          "refunded1,refunded2,...", kept while the ticket has not expired (absent: nothing)
 -- ARGV     op, now ('' = this server's TIME), n, then n x (name, capacity, burst, rate),
 --          then the operation's own arguments.
 -- Numbers travel as strings written with %.17g, which round-trip doubles exactly.
@@ -43,6 +45,9 @@ end
 if h['n'] ~= signature then -- a new key, or one declared with other buckets: start afresh
   h = {}
   redis.call('DEL', KEYS[1], KEYS[2])
+  if KEYS[3] then
+    redis.call('DEL', KEYS[3])
+  end
 end
 local tats, charged = {}, {}
 for i = 1, n do
@@ -157,13 +162,13 @@ if op == 'levels' then
 end
 
 if op == 'feedback' then
-  -- ticket id, start, shift, seq, reorder_s, send window, n costs, n charged, n deficits ('' = none),
-  -- n refunds, pause_s, follow_down
+  -- ticket id, start, shift, seq, expires, reorder_s, send window, n costs, n charged,
+  -- n deficits ('' = none), n refunds, pause_s, follow_down
   local ticket_id = ARGV[a]
   local ticket_start, ticket_shift = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local ticket_seq, reorder = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  local send_window = tonumber(ARGV[a + 5])
-  a = a + 6
+  local ticket_seq, ticket_expires = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local reorder, send_window = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  a = a + 7
   local costs, ticket_charged, deficits, refunds = {}, {}, {}, {}
   for i = 1, n do costs[i] = tonumber(ARGV[a + i - 1]) end
   a = a + n
@@ -200,11 +205,35 @@ if op == 'feedback' then
       end
     end
   end
+  local refunding = false
   for i = 1, n do
     if refunds[i] ~= nil and refunds[i] > 0 then
-      local amount = math.min(refunds[i], costs[i])
-      local floor = last_start + (charged[i] - ticket_charged[i]) / rate[i]
-      tats[i] = math.min(tats[i], math.max(tats[i] - amount / rate[i], floor))
+      refunding = true
+    end
+  end
+  -- Past its expiry a ticket's refunds are forgotten: none is given then, or a ticket
+  -- refunded before could be refunded again.
+  if refunding and ticket_expires >= now then
+    -- What this ticket got back so far: in total no bucket gets back more than its cost.
+    local given = split(redis.call('GET', KEYS[3]) or '')
+    for i = 1, n do
+      given[i] = given[i] or 0
+      local amount = math.min(refunds[i] or 0, costs[i] - given[i])
+      if amount > 0 then
+        local floor = last_start + (charged[i] - ticket_charged[i]) / rate[i]
+        tats[i] = math.min(tats[i], math.max(tats[i] - amount / rate[i], floor))
+        given[i] = given[i] + amount
+      end
+    end
+    for i = 1, n do
+      given[i] = fmt(given[i])
+    end
+    redis.call('SET', KEYS[3], table.concat(given, ','))
+    -- Kept until the ticket expires, and an hour more (like the key); a ticket that never
+    -- expires keeps it for good.
+    local ttl = math.ceil(ticket_expires - now) + 3600
+    if ttl < 1e9 then
+      redis.call('EXPIRE', KEYS[3], ttl)
     end
   end
   if pause_s > 0 then

@@ -85,13 +85,23 @@ class RedisStore:
     # -- rate limits -----------------------------------------------------------------
 
     def _limit(
-        self, op: str, key: str, specs: Sequence[BucketSpec], clock: Clock, extra: list[str]
+        self,
+        op: str,
+        key: str,
+        specs: Sequence[BucketSpec],
+        clock: Clock,
+        extra: list[str],
+        *,
+        ticket: Ticket | None = None,
     ) -> Any:
         args = [op, self._now(clock), str(len(specs))]
         for spec in specs:
             args += [spec.name, _num(spec.capacity), _num(spec.burst), _num(spec.rate_per_s)]
         base = f"{_PREFIX}:rl:{{{key}}}"
-        return self._run(self._limiter, [base, f"{base}:inflight"], args + extra)
+        keys = [base, f"{base}:inflight"]
+        if ticket is not None:  # what its refunds gave back so far
+            keys.append(f"{base}:refunded:{ticket.id}")
+        return self._run(self._limiter, keys, args + extra)
 
     def admit(
         self,
@@ -117,6 +127,7 @@ class RedisStore:
             charged=tuple(float(x) for x in out[6:]),
             wait_s=float(out[4]),
             seq=int(out[5]),
+            expires_at=float(out[1]) + ttl_s,
         )
 
     def wait_s(
@@ -146,6 +157,7 @@ class RedisStore:
             _num(ticket.start),
             _num(ticket.shift_s),
             str(ticket.seq),
+            _num(ticket.expires_at),
             _num(reorder_s),
             _num(SEND_WINDOW_S),
             *map(_num, ticket.costs),
@@ -155,7 +167,8 @@ class RedisStore:
             _num(pause_s),
             "1" if follow_down else "0",
         ]
-        return [float(_text(x)) for x in self._limit("feedback", key, specs, clock, extra)]
+        out = self._limit("feedback", key, specs, clock, extra, ticket=ticket)
+        return [float(_text(x)) for x in out]
 
     def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:
         return [float(_text(x)) for x in self._limit("levels", key, specs, clock, [])]

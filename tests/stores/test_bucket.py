@@ -7,7 +7,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from prismq_llmtools.stores.bucket import BucketSpec, KeyState, Refusal, Ticket
@@ -115,6 +115,39 @@ def test_a_refund_never_credits_capacity_that_refilled_anyway() -> None:
     assert state.level(specs, 0, 10.0) == pytest.approx(0.0)
 
 
+def test_a_ticket_refunded_twice_gets_back_at_most_its_cost() -> None:
+    """Refunds of one ticket add up to at most its cost in each bucket, however many."""
+    specs = (
+        BucketSpec("requests", capacity=10, burst=10, rate_per_s=1.0),
+        BucketSpec("tokens", capacity=1000, burst=1000, rate_per_s=10.0),
+    )
+    state = KeyState(2)
+    admit(state, specs, (1, 400), 0.0)
+    ticket = admit(state, specs, (1, 600), 0.0)
+    state.feedback(specs, ticket, 0.0, refund=(0, 250))
+    assert [state.level(specs, i, 0.0) for i in (0, 1)] == pytest.approx([8.0, 250.0])
+    state.feedback(specs, ticket, 0.0, refund=(1, 1000))  # only 350 tokens were left
+    assert [state.level(specs, i, 0.0) for i in (0, 1)] == pytest.approx([9.0, 600.0])
+    assert state.feedback(specs, ticket, 0.0, refund=(1, 600)) == [0.0, 0.0]
+    assert [state.level(specs, i, 0.0) for i in (0, 1)] == pytest.approx([9.0, 600.0])
+
+
+def test_a_refund_after_the_ticket_expired_gives_nothing() -> None:
+    """Past its expiry a ticket's refunds are forgotten, so none is given any more."""
+    specs = (BucketSpec("tokens", capacity=1000, burst=1000, rate_per_s=10.0),)
+    state = KeyState(1)
+    state.admit(specs, (1000,), 0.0, ticket_id="a", ttl_s=10)
+    last = state.admit(specs, (1000,), 0.0, ticket_id="b", ttl_s=10)
+    assert isinstance(last, Ticket)
+    assert (last.start, last.expires_at) == (pytest.approx(100.0), pytest.approx(110.0))
+    state.feedback(specs, last, 100.0, refund=(500,))
+    assert state.level(specs, 0, 100.0) == pytest.approx(500.0)
+    assert set(state.refunded) == {"b"}
+    state.feedback(specs, last, 111.0, refund=(500,))
+    assert state.level(specs, 0, 111.0) == pytest.approx(610.0)  # refilled, nothing refunded
+    assert state.refunded == {}
+
+
 def test_a_pause_moves_every_waiting_request_keeping_their_spacing() -> None:
     """A 429 pause delays queued requests by the pause, not all to the same instant."""
     state = KeyState(1)
@@ -166,6 +199,7 @@ def test_state_round_trips_through_json() -> None:
     state = KeyState(2)
     specs = (RPM, BucketSpec("tokens", capacity=100, burst=90, rate_per_s=2.0))
     admit(state, specs, (1, 50), 3.0)
+    state.feedback(specs, admit(state, specs, (1, 20), 3.0), 3.0, refund=(0, 5))
     copy = KeyState.from_dict(json.loads(json.dumps(state.to_dict())), 2)
     assert copy.to_dict() == state.to_dict()
     assert KeyState.from_dict(state.to_dict(), 3).to_dict() == KeyState(3).to_dict()
@@ -188,6 +222,25 @@ def test_requests_in_flight_keep_their_stored_form() -> None:
     )
 
 
+def test_refunds_are_kept_beside_the_requests_in_flight() -> None:
+    """A refunded ticket is kept as [expires_at, refunded...]; state written before refunds
+    were kept has none, which reads as nothing refunded yet."""
+    specs = (RPM, BucketSpec("tokens", capacity=100, burst=100, rate_per_s=2.0))
+    state = KeyState(2)
+    ticket = state.admit(specs, (1, 50), 3.0, ticket_id="t", ttl_s=60)
+    assert isinstance(ticket, Ticket)
+    old = state.to_dict()
+    del old["refunded"]
+    state.feedback(specs, ticket, 3.0, refund=(0, 20))
+    assert state.to_dict()["refunded"] == {"t": [63.0, 0.0, 20.0]}
+    earlier = KeyState.from_dict(json.loads(json.dumps(old)), 2)
+    earlier.feedback(specs, ticket, 3.0, refund=(1, 50))
+    earlier.feedback(specs, ticket, 3.0, refund=(1, 50))
+    assert earlier.level(specs, 1, 3.0) == pytest.approx(100.0)
+    assert earlier.level(specs, 0, 3.0) == pytest.approx(60.0)
+    assert earlier.to_dict()["refunded"] == {"t": [63.0, 1.0, 50.0]}
+
+
 # -- properties ----------------------------------------------------------------------
 
 _specs = st.tuples(
@@ -207,6 +260,15 @@ _ops = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(spec=_specs, ops=_ops)
+@example(  # one ticket refunded twice was given back twice its cost
+    spec=BucketSpec("tokens", capacity=2, burst=2.0, rate_per_s=1.0),
+    ops=[
+        *[(0.0, "admit", 0.0, 0)] * 3,
+        (0.0, "refund", 1.0, 32),
+        (0.0, "refund", 1.0, 158),
+        *[(0.0, "admit", 0.0, 0)] * 2,
+    ],
+)
 def test_admitted_never_exceeds_rate_times_elapsed_plus_capacity(
     spec: BucketSpec, ops: list[tuple[float, str, float, int]]
 ) -> None:

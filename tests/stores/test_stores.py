@@ -88,7 +88,7 @@ def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> 
             costs = (1.0, float(number))
             max_wait = fraction * 60
             expected = reference.admit(
-                SPECS, costs, now, ticket_id=str(len(tickets)), ttl_s=300, max_wait_s=max_wait
+                SPECS, costs, now, ticket_id=str(len(tickets)), ttl_s=60, max_wait_s=max_wait
             )
             got = store.admit(
                 key,
@@ -96,7 +96,7 @@ def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> 
                 costs,
                 clock=clock,
                 ticket_id=str(len(tickets)),
-                ttl_s=300,
+                ttl_s=60,  # some expire: they leave the requests in flight, and take no refunds
                 max_wait_s=max_wait,
             )
             assert type(got) is type(expected)
@@ -104,6 +104,7 @@ def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> 
                 assert isinstance(got, Ticket)
                 assert got.start == pytest.approx(expected.start, abs=1e-6)
                 assert got.charged == pytest.approx(expected.charged)
+                assert got.expires_at == pytest.approx(expected.expires_at, abs=1e-6)
                 tickets.append(got)
             else:
                 assert isinstance(got, Refusal)
@@ -172,6 +173,22 @@ def test_budgets_follow_the_pure_math(store: StateStore, ops: list[Any]) -> None
             )
         else:
             assert store.budget_status(scope, LINES, clock=clock) == reference.status(LINES, now)
+
+
+def test_settling_a_reservation_again_releases_nothing_more(store: StateStore) -> None:
+    """A reservation is released once: settling it a second time (a caller repeating
+    itself) frees nothing more, in every store (other reservations stay held)."""
+    clock = FakeClock()
+    store.reserve("s", LINES, {"tokens": 600}, clock=clock, reservation_id="r", ttl_s=60)
+    store.reserve("s", LINES, {"tokens": 300}, clock=clock, reservation_id="o", ttl_s=60)
+    store.settle("s", LINES, "r", {"tokens": 250}, clock=clock)
+    first = store.budget_status("s", LINES, clock=clock)[0]
+    assert (first.spent, first.reserved) == (250, 300)
+    store.settle("s", LINES, "r", {"tokens": 250}, clock=clock)
+    again = store.budget_status("s", LINES, clock=clock)[0]
+    assert again.reserved == 300
+    assert again.spent >= first.spent
+    assert again.remaining <= first.remaining
 
 
 def test_shared_stores_survive_a_restart(url: str) -> None:
@@ -360,6 +377,35 @@ def test_an_unreachable_redis_is_a_state_store_error_without_the_password() -> N
     assert "hunter2secret" not in str(caught.value)
     assert "***" in caught.value.url
     assert isinstance(caught.value, ConnectionError)
+
+
+def test_a_ticket_refunded_twice_gets_back_its_cost_once(store: StateStore) -> None:
+    """Every store gives a ticket back at most its cost, however often it is refunded."""
+    clock = FakeClock()
+    store.admit("k", SPECS, (1, 500), clock=clock, ticket_id="a", ttl_s=60, max_wait_s=0)
+    ticket = store.admit("k", SPECS, (1, 400), clock=clock, ticket_id="b", ttl_s=60, max_wait_s=0)
+    assert isinstance(ticket, Ticket)
+    assert store.levels("k", SPECS, clock=clock) == pytest.approx([8, 100])
+    store.feedback("k", SPECS, ticket, clock=clock, refund=(0, 150))
+    store.feedback("k", SPECS, ticket, clock=clock, refund=ticket.costs)
+    assert store.levels("k", SPECS, clock=clock) == pytest.approx([9, 500])
+    store.feedback("k", SPECS, ticket, clock=clock, refund=ticket.costs)
+    assert store.levels("k", SPECS, clock=clock) == pytest.approx([9, 500])
+
+
+def test_no_store_refunds_an_expired_ticket(store: StateStore) -> None:
+    """Past its expiry a ticket's refunds are forgotten in every store: none is given."""
+    clock = FakeClock()
+    tickets = [
+        store.admit("k", SPECS, (1, 1_000), clock=clock, ticket_id=i, ttl_s=10, max_wait_s=99)
+        for i in "ab"
+    ]
+    last = tickets[-1]
+    assert isinstance(last, Ticket)
+    assert last.expires_at == pytest.approx(last.start + 10)
+    clock.advance(last.expires_at - now_of(store, clock) + 1)  # 1 s past its expiry
+    store.feedback("k", SPECS, last, clock=clock, refund=last.costs)
+    assert store.levels("k", SPECS, clock=clock) == pytest.approx([10, 1_000 / 60 * 11])
 
 
 def test_a_key_declared_with_other_limits_starts_afresh(store: StateStore) -> None:
