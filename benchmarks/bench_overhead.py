@@ -51,8 +51,8 @@ from typing import Any
 import wrapt
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # last: PYTHONPATH can name another copy of the package to measure
+    sys.path.append(str(ROOT))
 
 import prismq_llmtools as llm  # noqa: E402
 
