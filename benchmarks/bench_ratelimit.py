@@ -44,6 +44,7 @@ from prismq_llmtools import BudgetExceeded, rate_limited, token_budgeted
 from prismq_llmtools.aspect import Aspect, NoSettings
 from prismq_llmtools.budget import budget_status
 from prismq_llmtools.clock import system_clock
+from prismq_llmtools.openai.admission import character_estimate
 from prismq_llmtools.openai.tokens import count_request
 from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.stores import StateRegistry
@@ -278,6 +279,21 @@ def run(
     return {"429": final.rate_limited, "served": final.served, "ratio": rate}
 
 
+def _by_characters() -> str:
+    """How much more these prompts cost when a server counts characters instead of tokens."""
+    rng = random.Random(0)
+    tokens = chars = 0
+    for _ in range(2000):
+        body = {"model": MODEL, "messages": messages(rng)}
+        tokens += count_request(body).prompt_tokens
+        chars += character_estimate(body)
+    cap = 30 * 2000
+    return (
+        f"prompts cost {chars / tokens:.2f}x more by characters than by tokens,"
+        f" {(chars + cap) / (tokens + cap):.2f}x with their completion cap (max_tokens=30)"
+    )
+
+
 # -- cost per call ---------------------------------------------------------------------------
 
 
@@ -398,6 +414,7 @@ def main() -> None:
     try:
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, scale {SCALE:g}x,")
         print(f"{minutes:g} simulated minutes a run, throughput measured after the first")
+        print(_by_characters())
         cost(stores)
         budgets(stores)
         rows: list[tuple[str, str, str, str]] = [
