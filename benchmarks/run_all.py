@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 RUNS: list[tuple[str, list[str], bool]] = [
-    ("bench_overhead.py", [], False),
+    ("bench_overhead.py", [], True),
     ("bench_tokens.py", [], True),
     ("bench_cache.py", [], True),
     ("bench_simulator.py", ["--clients", "2"], False),

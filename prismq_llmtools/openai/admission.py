@@ -21,6 +21,8 @@ def text_characters(value: Any) -> int:
     """Characters of a message content, a content-part list, or an input item list."""
     if isinstance(value, str):
         return len(value)
+    if value is None:
+        return 0
     if isinstance(value, Mapping):
         return text_characters(value.get("text", value.get("content")))
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
@@ -38,9 +40,13 @@ def character_estimate(body: Mapping[str, Any], strings: Iterable[str] = ()) -> 
     chars = 0
     messages = body.get("messages")
     if isinstance(messages, Sequence):
-        chars += sum(text_characters(m.get("content")) for m in messages if isinstance(m, Mapping))
+        for message in messages:
+            if isinstance(message, Mapping):
+                chars += text_characters(message.get("content"))
     for field in ("instructions", "input", "prompt"):
-        chars += text_characters(body.get(field))
+        value = body.get(field)
+        if value is not None:
+            chars += text_characters(value)
     if not chars:
         chars = sum(len(s) for s in strings)
     return math.ceil(chars / _CHARS_PER_TOKEN)

@@ -28,7 +28,9 @@ _UNCOUNTED_KEYS = frozenset({"tool_call_id", "id", "type", "status", "audio", "a
 def count_chat(body: Mapping[str, Any], fmt: ChatFormat, count: TextCount) -> int:
     """Prompt tokens of a chat-completions body: messages, tools, functions and choices."""
     messages = body.get("messages")
-    if not isinstance(messages, Sequence) or isinstance(messages, str):
+    if type(messages) is not list and (  # a list is a Sequence: the usual case, quickly
+        not isinstance(messages, Sequence) or isinstance(messages, str)
+    ):
         raise RequestFormatError("messages must be a list of message objects")
     total = fmt.reply_priming
     for message in messages:
@@ -38,7 +40,7 @@ def count_chat(body: Mapping[str, Any], fmt: ChatFormat, count: TextCount) -> in
 
 def count_message(message: object, fmt: ChatFormat, count: TextCount) -> int:
     """One chat message: framing, string fields, content parts, names and tool calls."""
-    if not isinstance(message, Mapping):
+    if type(message) is not dict and not isinstance(message, Mapping):
         raise RequestFormatError("each message must be an object")
     total = fmt.per_message
     for key, value in message.items():

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 __all__ = ["MemoStats", "TextCount", "TokenMemo"]
 
+_SHORT_ENTRIES = 4096  # short texts remembered per encoding (under 64 chars each by default)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemoStats:
@@ -87,7 +89,7 @@ class TextCount:
         min_chars: Texts shorter than this are encoded directly (cheaper than a lookup).
     """
 
-    __slots__ = ("_encode", "_encoding", "_load", "_memo", "_min_chars")
+    __slots__ = ("_encode", "_encoding", "_load", "_memo", "_min_chars", "_short")
 
     def __init__(
         self,
@@ -101,6 +103,9 @@ class TextCount:
         self._encode: Callable[[str], list[int]] | None = None
         self._memo = memo
         self._min_chars = min_chars
+        # Short texts (roles, names, tool names) recur on every request; a plain dict
+        # answers them without the shared memo's lock and LRU order.
+        self._short: dict[str, int] = {}
 
     def _tokens(self, text: str) -> int:
         encode = self._encode
@@ -111,8 +116,16 @@ class TextCount:
     def __call__(self, text: str) -> int:
         """Tokens of ``text``, with no special-token handling (specials count as text)."""
         memo = self._memo
-        if memo is None or len(text) < self._min_chars:
+        if memo is None:
             return self._tokens(text)
+        if len(text) < self._min_chars:
+            short = self._short
+            tokens = short.get(text)
+            if tokens is None:
+                if len(short) >= _SHORT_ENTRIES:
+                    short.clear()
+                tokens = short[text] = self._tokens(text)
+            return tokens
         key = (self._encoding, text)
         cached = memo.get(key)
         if cached is None:

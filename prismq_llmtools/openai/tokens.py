@@ -71,6 +71,7 @@ class TokenCounter:
         self._memo_min_chars = memo_min_chars
         self._fallback_encoding = fallback_encoding
         self._loader = loader
+        self._text_counters: dict[str, TextCount] = {}
 
     def encoding(self, name: str) -> tiktoken.Encoding:
         """The loaded ``tiktoken.Encoding`` called ``name``."""
@@ -81,13 +82,22 @@ class TokenCounter:
         return get_encoding(name)
 
     def text_counter(self, encoding: str) -> TextCount:
-        """Counts texts in ``encoding`` through the memo; loads the vocabulary on first use."""
-        return TextCount(
-            encoding,
-            lambda: self.encoding(encoding).encode_ordinary,
-            self._memo,
-            self._memo_min_chars,
-        )
+        """Counts texts in ``encoding`` through the memo; loads the vocabulary on first use.
+
+        One per encoding, kept: the vocabulary is looked up once, not on every request.
+        """
+        counter = self._text_counters.get(encoding)
+        if counter is None:
+            counter = self._text_counters.setdefault(
+                encoding,
+                TextCount(
+                    encoding,
+                    lambda: self.encoding(encoding).encode_ordinary,
+                    self._memo,
+                    self._memo_min_chars,
+                ),
+            )
+        return counter
 
     def count_text(
         self, text: str, *, model: str | None = None, encoding: str | None = None
@@ -119,7 +129,7 @@ class TokenCounter:
             RequestFormatError: The body has no model or a field of the wrong type.
             VocabularyError: The tokenizer vocabulary is missing or corrupt.
         """
-        if not isinstance(body, Mapping):
+        if type(body) is not dict and not isinstance(body, Mapping):
             raise RequestFormatError("a request body must be a JSON object")
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -155,6 +165,7 @@ class TokenCounter:
         """Forget every remembered count."""
         if self._memo is not None:
             self._memo.clear()
+        self._text_counters.clear()  # and the short texts each encoding's counter keeps
 
 
 def infer_endpoint(body: Mapping[str, Any], info: ModelInfo) -> Endpoint:

@@ -2,10 +2,17 @@
 
 Duck-typed on purpose: it never imports ``openai``, so it works on any object of the same
 shape (the official models, their ``with_raw_response`` wrappers, or plain dicts).
+
+Asking a pydantic model for an attribute it lacks is slow (pydantic's ``__getattr__`` raises
+an ``AttributeError`` that ``getattr`` then catches), and reading a response asks for
+several (``http_response``, ``input_tokens`` on chat usage, ``_request_id``).
+:func:`_absent` answers those from the model's own tables first, only where the answer is
+certain; otherwise the ordinary ``getattr`` decides, so the result is always the same.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +33,65 @@ class ResponseFacts:
     headers: Any = None
 
 
+_PYDANTIC_RULES: dict[type, bool] = {}
+"""Per class: whether its attribute lookup is pydantic ``BaseModel``'s, unchanged."""
+
+
+def _follows_pydantic(cls: type) -> bool:
+    known = _PYDANTIC_RULES.get(cls)
+    if known is None:
+        base: Any = getattr(sys.modules.get("pydantic"), "BaseModel", None)  # the model's
+        known = (
+            isinstance(base, type)
+            and issubclass(cls, base)
+            and getattr(cls, "__getattr__", None) is getattr(base, "__getattr__", None)
+            and getattr(cls, "__getattribute__", None) is getattr(base, "__getattribute__", None)
+        )
+        if len(_PYDANTIC_RULES) >= 1024:  # classes are few; bound it anyway
+            _PYDANTIC_RULES.clear()
+        _PYDANTIC_RULES[cls] = known
+    return known
+
+
+def _absent(obj: Any, name: str) -> bool:
+    """True only when ``getattr(obj, name)`` would surely fail on a pydantic model.
+
+    The lookup finds a class attribute (along the MRO) or an instance field (``__dict__``);
+    failing that, pydantic's ``__getattr__`` finds a private attribute or an extra field,
+    else raises. When none of the four holds ``name``, it is absent; when unsure, False.
+    """
+    cls = type(obj)
+    if not _follows_pydantic(cls):
+        return False
+    try:
+        if name in obj.__dict__:
+            return False
+        extra = obj.__pydantic_extra__
+        private = cls.__private_attributes__
+    except AttributeError:  # not fully initialised: let getattr decide
+        return False
+    if name in private or (extra and name in extra):
+        return False
+    # A class attribute, found the way instance lookup finds it: along the MRO (not through
+    # the metaclass, whose own __getattr__ would raise and catch again).
+    for klass in cls.__mro__:  # noqa: SIM110 (a plain loop: read on every response)
+        if name in klass.__dict__:
+            return False
+    return True
+
+
+def _attr(obj: Any, name: str) -> Any:
+    """``getattr(obj, name, None)``, quick when a pydantic model lacks the attribute."""
+    fields = getattr(obj, "__dict__", None)
+    if fields is not None and name in fields:  # the common case: a field that is there
+        return getattr(obj, name, None)
+    return None if _absent(obj, name) else getattr(obj, name, None)
+
+
 def _get(obj: Any, name: str) -> Any:
     if isinstance(obj, dict):
         return obj.get(name)
-    return getattr(obj, name, None)
+    return _attr(obj, name)
 
 
 def _int(value: Any) -> int:
@@ -67,6 +129,8 @@ def service_tier(obj: Any) -> str | None:
 
 
 def _is_raw_response(obj: Any) -> bool:
+    if _absent(obj, "http_response"):
+        return False
     return hasattr(obj, "http_response") and callable(getattr(obj, "parse", None))
 
 
@@ -91,7 +155,7 @@ def facts_from_response(obj: Any) -> ResponseFacts | None:
         usage=parse_usage(usage_obj),
         model=model if isinstance(model, str) else None,
         response_id=response_id if isinstance(response_id, str) else None,
-        request_id=request_id or getattr(obj, "_request_id", None),
+        request_id=request_id or _attr(obj, "_request_id"),
         service_tier=service_tier(obj),
         headers=headers,
     )

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 from prismq_llmtools import _state, events
 from prismq_llmtools.call import Call
+from prismq_llmtools.pricing.money import cost_of
 
 if TYPE_CHECKING:
     from prismq_llmtools.pricing.money import Price
@@ -56,20 +57,19 @@ def _known_price(table: PriceTable, model: str) -> Price | None:
 def cost_call(call: Call, *, unknown: UnknownPrice = "estimate") -> None:
     """Set ``call.cost_usd`` from ``call.usage``; an unknown model emits ``llm.price.unknown``."""
     usage = call.usage
-    candidates = [m for m in (call.response_model, call.model) if m]
-    if usage is None or not candidates or call.usage_source == "cache":
+    answered, asked = call.response_model, call.model
+    if usage is None or not (answered or asked) or call.usage_source == "cache":
         return
-    from prismq_llmtools.pricing.money import cost_of
-
     table = price_table()
-    model = candidates[0]
-    for candidate in candidates:  # the model that answered, else the one asked for
-        known = _known_price(table, candidate)
-        if known is not None:
-            price, model = known, candidate
-            break
-    else:
-        price = table.price_for(model, unknown=unknown)
+    # The model that answered, else the one asked for.
+    price = _known_price(table, answered) if answered else None
+    model = answered
+    if price is None and asked:
+        price = _known_price(table, asked)
+        if price is not None or not answered:
+            model = asked
+    if price is None:
+        price = table.price_for(model or "", unknown=unknown)
     cost = cost_of(usage, price, batch=call.batch_api, service_tier=call.service_tier)
     call.cost_usd = cost.total_usd
     call.price_known = cost.price_known

@@ -117,3 +117,33 @@ def test_concurrent_counting_matches_sequential() -> None:
     stats = shared.memo_stats()
     assert stats.entries <= 8
     assert stats.hits + stats.misses > 0
+
+
+def test_short_texts_are_remembered_with_the_same_counts() -> None:
+    """Short texts (roles, names) answered from the per-encoding dict count exactly as encoded."""
+    texts = ["system", "user", "assistant", "tool_0", "héllo wörld", "", "a" * 63, "<|endoftext|>"]
+    remembering = TokenCounter()
+    plain = TokenCounter(memo_entries=0)
+    for _ in range(2):  # the second pass is answered from the dict
+        for text in texts:
+            assert remembering.count_text(text, encoding="o200k_base") == plain.count_text(
+                text, encoding="o200k_base"
+            )
+    assert remembering.memo_stats().entries == 0  # the shared memo holds long texts only
+    requests = [body(f"q{i}", max_tokens=i) for i in range(5)]
+    assert [remembering.count_request(r) for r in requests] == [
+        plain.count_request(r) for r in requests
+    ]
+
+
+def test_short_text_dict_is_bounded_and_cleared() -> None:
+    """The short-text dict never grows past its bound, and clear_memo forgets it."""
+    from prismq_llmtools.openai import textcount
+
+    counter = TokenCounter()
+    count = counter.text_counter("o200k_base")
+    for i in range(textcount._SHORT_ENTRIES + 10):
+        assert count(f"w{i}") == counter.count_text(f"w{i}", encoding="o200k_base")
+    assert len(count._short) <= textcount._SHORT_ENTRIES
+    counter.clear_memo()
+    assert counter.text_counter("o200k_base") is not count
