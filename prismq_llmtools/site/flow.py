@@ -32,6 +32,7 @@ import structlog
 from prismq_llmtools import events
 from prismq_llmtools.aspect import CacheHit, InFlight
 from prismq_llmtools.call import Call
+from prismq_llmtools.clock import Clock
 from prismq_llmtools.pricing import cost_call
 from prismq_llmtools.site.hooks import Hooks
 from prismq_llmtools.site.observe import resolve_usage
@@ -88,21 +89,21 @@ Action = Run | Sleep | AwaitFlight
 # -- what a driver sends back, and how the algorithm ends ---------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     """The action raised ``error`` (the function failed, or a wait was interrupted)."""
 
     error: BaseException
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Returned:
     """The invocation's result."""
 
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Raised:
     """The invocation ends by raising ``error``."""
 
@@ -148,14 +149,14 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
         if not isinstance(outcome, Failed):
             _attempt_ended(call, hooks, None)
             if hooks.retry is not None:
-                _emit_attempt(call, clock.now() - started, None)
+                _emit_attempt(call, clock, started, None)
             return Returned(outcome)
         error = outcome.error
         _attempt_ended(call, hooks, error)
         if not isinstance(error, Exception) or hooks.retry is None:
             return Raised(error)  # cancelled or interrupted: never retried
         delay = hooks.retry.retry_delay(call, error)
-        _emit_attempt(call, clock.now() - started, error)
+        _emit_attempt(call, clock, started, error)
         if delay is None:
             return Raised(error)
         call.retries += 1
@@ -218,9 +219,10 @@ def _content_fields(call: Call, result: Any) -> dict[str, Any]:
     return fields
 
 
-def _emit_attempt(call: Call, duration_s: float, error: BaseException | None) -> None:
+def _emit_attempt(call: Call, clock: Clock, started: float, error: BaseException | None) -> None:
     if not structlog.is_configured():
         return
+    duration_s = clock.now() - started
     events.emit(
         call,
         events.ATTEMPT,

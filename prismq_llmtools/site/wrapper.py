@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -61,15 +62,8 @@ class Site(wrapt.FunctionWrapper[..., Any]):
     __bound_function_wrapper__ = _BoundSite
 
     def __init__(self, wrapped: Any, core: SiteCore) -> None:
-        if core.is_async:
-
-            def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                return run_async(core, wrapped, instance, args, kwargs)
-        else:
-
-            def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                return run_sync(core, wrapped, instance, args, kwargs)
-
+        # wrapt calls ``wrapper(wrapped, instance, args, kwargs)``: the driver itself.
+        wrapper = functools.partial(run_async if core.is_async else run_sync, core)
         super().__init__(wrapped, wrapper)
         self._self_core = core
         self._self_handle = SiteHandle(core)
