@@ -18,13 +18,14 @@ and registered here, so that one function can put them all back
   "event seconds" (``alerts.eventtime``): cleared;
 - :data:`log` (``events.configure_logging``): undone, structlog's defaults, its file closed;
 - :data:`boundary` (``openai.boundary``): removed; the next site call installs it again;
-- call ids (:func:`new_call_id`): a new random prefix, counting from 1 again.
+- call ids (:func:`new_call_id`): a new random prefix, counting from 1 again;
+- ticket ids (:func:`new_ticket_id`): the same, and also in a child process after a fork.
 
 Not here, on purpose: context variables (the current Call, the cache mode, the batch item)
 belong to a task, not to the process; ``openai.models`` and ``openai.prices`` memoise pure
 functions of packaged data (``openai_prices.cache_clear()`` rebuilds the price snapshot);
 ``settings``' table of known keys is filled by the decorators as they are imported (code, not
-state); the in-process store's ticket counter only has to be unique.
+state).
 
 Importing this module makes nothing and imports no other module of the package, not even
 for type checking: each owner declares its slot with its factory when it is imported, so
@@ -36,7 +37,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, Protocol, TextIO, TypeVar
 
 import structlog
@@ -245,6 +246,28 @@ def new_call_id() -> str:
     return f"{_call_id_prefix}{next(_call_ids):08x}"
 
 
+def _ticket_id_source() -> Iterator[str]:
+    # 8 random bytes: a ticket id must be unique in every process sharing a store (Redis).
+    return map(f"{os.urandom(8).hex()}.".__add__, map(str, itertools.count(1)))
+
+
+_ticket_ids = _ticket_id_source()
+
+
+def new_ticket_id() -> str:
+    """A new id for a rate limiter's ticket, unique among the processes sharing a store."""
+    return next(_ticket_ids)
+
+
+def _renew_ticket_ids() -> None:
+    global _ticket_ids
+    _ticket_ids = _ticket_id_source()
+
+
+# A forked child would otherwise count on from its parent's prefix and count, as its siblings do.
+os.register_at_fork(after_in_child=_renew_ticket_ids)
+
+
 def registered() -> list[str]:
     """The names of the process-global objects held, in the order their owners declared them."""
     return [held.name for held in _held]
@@ -258,3 +281,4 @@ def reset() -> None:
     log.reset()
     boundary.reset()
     _call_id_prefix, _call_ids = os.urandom(4).hex(), itertools.count(1)
+    _renew_ticket_ids()

@@ -6,12 +6,15 @@ import math
 from collections.abc import Callable, Sequence
 
 from prismq_llmtools import events
+from prismq_llmtools._state import new_ticket_id
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Call, StateKey
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import RateLimitTimeout, RequestTooLarge, StateStoreError
+from prismq_llmtools.openai.admission import character_estimate
 from prismq_llmtools.ratelimit.feedback import Admission, feedback_for
 from prismq_llmtools.ratelimit.policy import RateLimit
+from prismq_llmtools.site.estimate import ensure_estimate
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.bucket import Refusal
 
@@ -51,7 +54,8 @@ class RateLimitAspect(Aspect[RateLimit]):
     def configured(self) -> None:
         limit: RateLimit = self.settings
         self._specs = limit.specs()
-        self._counts_tokens = any(s.name.startswith("tokens") for s in self._specs)
+        self._token_buckets = tuple(s.name.startswith("tokens") for s in self._specs)
+        self._counts_tokens = any(self._token_buckets)
         self._max_wait_s = math.inf if limit.timeout_s is None else float(limit.timeout_s)
         self._timed = self._max_wait_s != math.inf
         # What cannot change from call to call is decided here, once: the key when it is a
@@ -123,7 +127,7 @@ class RateLimitAspect(Aspect[RateLimit]):
                 self._specs,
                 costs,
                 clock=clock,
-                ticket_id=f"{call.call_id}.{call.attempts}",
+                ticket_id=new_ticket_id(),
                 ttl_s=_TICKET_TTL_S,
                 max_wait_s=self._max_wait_s,
             )
@@ -266,22 +270,19 @@ class RateLimitAspect(Aspect[RateLimit]):
         tokens = 0.0
         if self._counts_tokens:
             tokens = float(self._tokens(call))
-        return [tokens if s.name.startswith("tokens") else 1.0 for s in self._specs]
+        return [tokens if counted else 1.0 for counted in self._token_buckets]
 
     def _tokens(self, call: Call) -> int:
         """The prompt as the server counts it at admission, plus the completion cap."""
-        from prismq_llmtools.site.estimate import ensure_estimate
-
         estimate = ensure_estimate(call)
         if estimate is None:
             return 0
         limit: RateLimit = self.settings
         prompt = estimate.prompt_tokens
         if limit.count != "tokens":
-            from prismq_llmtools.openai.admission import character_estimate
-
             body = call.request.body if call.request is not None else {}
-            strings = [v for v in (*call.args, *call.kwargs.values()) if isinstance(v, str)]
+            # Read only when the body holds no prompt text.
+            strings = (v for v in (*call.args, *call.kwargs.values()) if isinstance(v, str))
             chars = character_estimate(body, strings)
             prompt = chars if limit.count == "chars" else max(prompt, chars)
         return prompt + (estimate.completion_cap or 0)

@@ -63,11 +63,12 @@ def signature(specs: Sequence[BucketSpec]) -> str:
     return ",".join(f"{s.name}/{s.capacity!r}/{s.burst!r}/{s.rate_per_s!r}" for s in specs)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ticket:
     """An admitted request: its id, start, costs, and the key's counters when admitted.
 
-    The state of its key keeps it while the request is in flight.
+    The state of its key keeps it while the request is in flight. Nothing changes a ticket
+    once made (it is not frozen only because a frozen dataclass is slower to build).
 
     Fields:
         bucket: what set the start: a bucket's name, ``queue`` (FIFO) or ``pause``.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import Any
 
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.stores.bucket import REORDER_WINDOW_S, BucketSpec, KeyState, Refusal, Ticket
@@ -30,25 +29,28 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_clock: weakref.WeakKeyDictionary[Any, _Partition] = weakref.WeakKeyDictionary()
-        self._by_clock_strong: dict[Any, _Partition] = {}  # clocks without weak references
+        self._by_clock: dict[int, _Partition] = {}
+        """Partitions by ``id(clock)``. A clock that takes weak references is forgotten with
+        its partition when it dies (before its id can be reused); one that does not (the
+        system clock) is kept by its partition, so its id is never reused."""
 
     def _partition(self, clock: Clock) -> _Partition:
-        try:
-            part = self._by_clock.get(clock)
-            if part is None:
-                part = self._by_clock[clock] = _Partition()
-        except TypeError:
-            part = self._by_clock_strong.setdefault(clock, _Partition())
+        part = self._by_clock.get(id(clock))
+        if part is None:
+            part = self._by_clock[id(clock)] = _Partition()
+            try:
+                part.anchor = weakref.finalize(clock, _forget, weakref.ref(self), id(clock))
+            except TypeError:
+                part.anchor = clock
         return part
 
     def _key(self, key: str, specs: Sequence[BucketSpec], clock: Clock) -> KeyState:
-        part = self._partition(clock)
-        state = part.keys.get(key)
-        signature = tuple(specs)
-        if state is None or part.signatures.get(key) != signature:  # declared anew: afresh
-            state = part.keys[key] = KeyState(len(specs))
-            part.signatures[key] = signature
+        keys = self._partition(clock).keys
+        entry = keys.get(key)
+        if entry is not None and (entry[0] is specs or entry[0] == tuple(specs)):
+            return entry[1]
+        state = KeyState(len(specs))  # new, or declared anew (other limits): afresh
+        keys[key] = (tuple(specs), state)
         return state
 
     def _ledger(self, scope: str, clock: Clock) -> LedgerState:
@@ -154,20 +156,33 @@ class MemoryStore:
 
     def clear(self) -> None:
         with self._lock:
+            for part in self._by_clock.values():
+                if isinstance(part.anchor, weakref.finalize):
+                    part.anchor.detach()
             self._by_clock.clear()
-            self._by_clock_strong.clear()
 
     def close(self) -> None:
         self.clear()
 
     def __repr__(self) -> str:
-        return f"MemoryStore(clocks={len(self._by_clock) + len(self._by_clock_strong)})"
+        return f"MemoryStore(clocks={len(self._by_clock)})"
+
+
+def _forget(store: weakref.ref[MemoryStore], clock_id: int) -> None:
+    """A clock died: its partition goes too (its times mean nothing on any other clock)."""
+    # Without the lock: this may run wherever the collector does, the lock held or not; one
+    # dict operation is atomic, and no operation can be using the dead clock's partition.
+    live = store()
+    if live is not None:
+        live._by_clock.pop(clock_id, None)
 
 
 class _Partition:
-    __slots__ = ("keys", "ledgers", "signatures")
+    __slots__ = ("anchor", "keys", "ledgers")
 
     def __init__(self) -> None:
-        self.keys: dict[str, KeyState] = {}
-        self.signatures: dict[str, tuple[BucketSpec, ...]] = {}
+        self.keys: dict[str, tuple[tuple[BucketSpec, ...], KeyState]] = {}
+        """Each key's buckets as declared, and their state."""
         self.ledgers: dict[str, LedgerState] = {}
+        self.anchor: object = None
+        """What ties the partition to its clock: a finalizer, or the clock itself."""

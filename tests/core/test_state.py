@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,24 @@ def test_call_ids_start_again_from_a_new_prefix() -> None:
     after = _state.new_call_id()
     assert after.endswith("00000001")
     assert after[:8] != before[:8]
+
+
+def test_ticket_ids_are_unique_across_a_reset_and_a_fork() -> None:
+    """Ticket ids never repeat: not after a reset, nor between a forked child and its parent."""
+    before = {_state.new_ticket_id() for _ in range(3)}
+    reset()
+    after = {_state.new_ticket_id() for _ in range(3)}
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child process)
+        os.write(write, _state.new_ticket_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    forked = os.read(read, 100).decode()
+    os.close(read)
+    parent = _state.new_ticket_id()
+    assert len(before | after | {forked, parent}) == 8
 
 
 def test_reset_makes_nothing_and_imports_nothing_heavy() -> None:

@@ -7,6 +7,7 @@ restart, and no overspending by concurrent threads and processes.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import multiprocessing
 import threading
@@ -414,3 +415,37 @@ def test_a_key_declared_with_other_limits_starts_afresh(store: StateStore) -> No
     store.admit("k", SPECS, (9, 900), clock=clock, ticket_id="a", ttl_s=60, max_wait_s=0)
     other = (BucketSpec("requests", capacity=20, burst=18, rate_per_s=20 / 60), SPECS[1])
     assert store.levels("k", other, clock=clock) == [20, 1_000]
+
+
+def test_the_in_process_store_finds_a_key_by_equal_limits_as_by_the_same() -> None:
+    """Equal limits given as another sequence reach the same buckets as the declared tuple."""
+    clock = FakeClock()
+    store, reference = StateRegistry().store(), KeyState(len(SPECS))
+    for i, specs in enumerate([SPECS, list(SPECS), (*SPECS,), SPECS]):
+        clock.advance(0.5)
+        costs = (1.0, 100.0 * i)
+        got = store.admit("k", specs, costs, clock=clock, ticket_id=str(i), ttl_s=60, max_wait_s=9)
+        want = reference.admit(SPECS, costs, clock.now(), ticket_id=str(i), ttl_s=60, max_wait_s=9)
+        assert got == want
+        levels = [reference.level(SPECS, j, clock.now()) for j in range(len(SPECS))]
+        assert store.levels("k", list(SPECS), clock=clock) == levels
+
+
+def test_the_in_process_store_forgets_a_clock_when_it_dies() -> None:
+    """A dead clock's buckets go with it (no leak); the system clock's stay, and clear() works."""
+    store = StateRegistry().store()
+    clock = FakeClock()
+    store.admit("k", SPECS, (1, 900), clock=clock, ticket_id="a", ttl_s=60, max_wait_s=0)
+    store.admit("k", SPECS, (1, 900), clock=system_clock, ticket_id="b", ttl_s=60, max_wait_s=0)
+    assert repr(store) == "MemoryStore(clocks=2)"
+    del clock
+    gc.collect()
+    assert repr(store) == "MemoryStore(clocks=1)"
+    assert store.levels("k", SPECS, clock=system_clock)[1] < 500  # kept (refilling)
+    store.clear()
+    assert repr(store) == "MemoryStore(clocks=0)"
+    again = FakeClock()
+    assert store.levels("k", SPECS, clock=again) == [10, 1_000]
+    del again
+    gc.collect()
+    assert repr(store) == "MemoryStore(clocks=0)"
