@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prismq_llmtools.clock import Clock
@@ -32,6 +32,8 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._by_clock: weakref.WeakKeyDictionary[Any, _Partition] = weakref.WeakKeyDictionary()
         self._by_clock_strong: dict[Any, _Partition] = {}  # clocks without weak references
+        self._last_ledger: tuple[Callable[[], Any], str, LedgerState] | None = None
+        """The clock (weakly), scope and ledger found last: a site's calls ask for the same one."""
 
     def _partition(self, clock: Clock) -> _Partition:
         try:
@@ -52,10 +54,18 @@ class MemoryStore:
         return state
 
     def _ledger(self, scope: str, clock: Clock) -> LedgerState:
+        last = self._last_ledger
+        if last is not None and last[0]() is clock and last[1] == scope:
+            return last[2]
         ledgers = self._partition(clock).ledgers
         ledger = ledgers.get(scope)
         if ledger is None:
             ledger = ledgers[scope] = LedgerState()
+        try:
+            held: Callable[[], Any] = weakref.ref(clock)
+        except TypeError:
+            held = lambda: clock  # noqa: E731 - kept like its partition, in _by_clock_strong
+        self._last_ledger = (held, scope, ledger)
         return ledger
 
     def admit(
@@ -156,6 +166,7 @@ class MemoryStore:
         with self._lock:
             self._by_clock.clear()
             self._by_clock_strong.clear()
+            self._last_ledger = None
 
     def close(self) -> None:
         self.clear()
