@@ -15,6 +15,7 @@ from prismq_llmtools.budget.truncate import parameter_names, replace_argument, t
 from prismq_llmtools.call import Call, Request, StateKey
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import BudgetExceeded, StateStoreError
+from prismq_llmtools.site.estimate import ensure_estimate
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.ledger import MICRO_USD, BudgetStatus, Denial
 from prismq_llmtools.usage import TokenEstimate
@@ -49,6 +50,7 @@ class BudgetAspect(Aspect[TokenBudget]):
     def configured(self) -> None:
         budget: TokenBudget = self.settings
         self._lines = budget.lines()
+        self._named_scope = budget.scope
         self._prices = any(line.unit == "usd" for line in self._lines)
         self._store: StateStore | None = None
         self._generation = -1
@@ -62,8 +64,6 @@ class BudgetAspect(Aspect[TokenBudget]):
     # -- hooks -----------------------------------------------------------------------
 
     def reserve(self, call: Call) -> None:
-        from prismq_llmtools.site.estimate import ensure_estimate
-
         budget: TokenBudget = self.settings
         estimate = ensure_estimate(call)
         if estimate is None:
@@ -180,8 +180,6 @@ class BudgetAspect(Aspect[TokenBudget]):
         )
         before = estimate.prompt_tokens
         call.estimate = None
-        from prismq_llmtools.site.estimate import ensure_estimate
-
         fresh = ensure_estimate(call)
         assert fresh is not None
         if estimate.completion_cap is not None and fresh.completion_cap is None:
@@ -251,9 +249,8 @@ class BudgetAspect(Aspect[TokenBudget]):
     # -- helpers ---------------------------------------------------------------------
 
     def _scope(self, call: Call | None) -> str:
-        budget: TokenBudget = self.settings
-        if budget.scope:
-            return budget.scope
+        if self._named_scope:
+            return self._named_scope
         site = self._site
         return site.name if site is not None else (call.site if call is not None else "")
 

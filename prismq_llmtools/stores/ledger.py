@@ -135,10 +135,11 @@ class LedgerState:
         held: dict[str, list[int]] = {}
         for line in lines:
             amount = amounts.get(line.unit, 0)
-            used = self._spent(line, now) + self._reserved(line, now)
+            period = line.period_of(now)
+            used = _spent(line, self._state(line, now, period)) + self._reserved(line, period)
             if used + amount > line.limit:
                 return Denial(line.name, line.unit, amount, max(0, line.limit - used))
-            held[line.name] = [amount, line.period_of(now)]
+            held[line.name] = [amount, period]
         self.reservations[reservation_id] = {"e": now + ttl_s, "a": held}
         return None
 
@@ -154,29 +155,33 @@ class LedgerState:
         crossings: list[Crossing] = []
         for line in lines:
             amount = actual.get(line.unit, 0)
-            period = held[line.name][1] if line.name in held else line.period_of(now)
-            state = self._state(line, now)
+            current = line.period_of(now)
+            period = held[line.name][1] if line.name in held else current
+            state = self._state(line, now, current)
             if line.period == "rolling":
                 slots = state["slots"]
                 slots[str(period)] = slots.get(str(period), 0) + amount
             elif period == state["p"]:
                 state["s"] += amount
-            crossings.extend(self._crossings(line, state, now))
+            crossings.extend(_crossings(line, state))
         return crossings
 
     def status(self, lines: Sequence[BudgetLine], now: float) -> list[BudgetStatus]:
         """Each line as it stands at ``now``."""
         self._expire(now)
-        return [
-            BudgetStatus(
-                line.name, line.unit, line.limit, self._spent(line, now), self._reserved(line, now)
+        found = []
+        for line in lines:
+            period = line.period_of(now)
+            spent = _spent(line, self._state(line, now, period))
+            found.append(
+                BudgetStatus(line.name, line.unit, line.limit, spent, self._reserved(line, period))
             )
-            for line in lines
-        ]
+        return found
 
     # -- internals -------------------------------------------------------------------
 
-    def _state(self, line: BudgetLine, now: float) -> dict[str, Any]:
+    def _state(self, line: BudgetLine, now: float, period: int) -> dict[str, Any]:
+        """The line's state at ``now`` (whose period or slot is ``period``), made current."""
         state = self.lines.get(line.name)
         if line.period == "rolling":
             if state is None or "slots" not in state:
@@ -185,32 +190,18 @@ class LedgerState:
             for slot in [s for s in state["slots"] if int(s) < oldest]:
                 del state["slots"][slot]
             return state
-        period = line.period_of(now)
         if state is None or "p" not in state or state["p"] < period:
             state = self.lines[line.name] = {"p": period, "s": 0, "m": 0}
         return state
 
-    def _spent(self, line: BudgetLine, now: float) -> int:
-        state = self._state(line, now)
-        if line.period == "rolling":
-            return int(sum(state["slots"].values()))
-        return int(state["s"])
-
-    def _reserved(self, line: BudgetLine, now: float) -> int:
-        period = line.period_of(now)
+    def _reserved(self, line: BudgetLine, period: int) -> int:
+        """Held on ``line`` by the open reservations of ``period`` (all, if rolling)."""
         total = 0
         for reservation in self.reservations.values():
             held = reservation["a"].get(line.name)
             if held is not None and (line.period == "rolling" or held[1] == period):
                 total += held[0]
         return total
-
-    def _crossings(self, line: BudgetLine, state: dict[str, Any], now: float) -> list[Crossing]:
-        used = self._spent(line, now)
-        mark = sum(1 for t in line.thresholds if used >= t * line.limit)
-        passed = line.thresholds[state["m"] : mark]
-        state["m"] = mark
-        return [Crossing(line.name, line.unit, t, used, line.limit) for t in passed]
 
     def _expire(self, now: float) -> None:
         for key in [k for k, r in self.reservations.items() if r["e"] < now]:
@@ -229,3 +220,19 @@ class LedgerState:
         state.lines = dict(data.get("lines") or {})
         state.reservations = dict(data.get("reservations") or {})
         return state
+
+
+def _spent(line: BudgetLine, state: dict[str, Any]) -> int:
+    """Settled spending in a current ``state`` of ``line``."""
+    if line.period == "rolling":
+        return int(sum(state["slots"].values()))
+    return int(state["s"])
+
+
+def _crossings(line: BudgetLine, state: dict[str, Any]) -> list[Crossing]:
+    """The thresholds of ``line`` passed since the last settlement; moves the mark."""
+    used = _spent(line, state)
+    mark = sum(1 for t in line.thresholds if used >= t * line.limit)
+    passed = line.thresholds[state["m"] : mark]
+    state["m"] = mark
+    return [Crossing(line.name, line.unit, t, used, line.limit) for t in passed]

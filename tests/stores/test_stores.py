@@ -12,6 +12,7 @@ import itertools
 import multiprocessing
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from prismq_llmtools.clock import system_clock
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.bucket import BucketSpec, KeyState, Refusal, Ticket
 from prismq_llmtools.stores.ledger import BudgetLine, LedgerState
+from prismq_llmtools.stores.memory import MemoryStore
 from prismq_llmtools.testing.clock import FakeClock
 from tests.stores.store_servers import STORES, store_url
 
@@ -449,3 +451,56 @@ def test_the_in_process_store_forgets_a_clock_when_it_dies() -> None:
     del again
     gc.collect()
     assert repr(store) == "MemoryStore(clocks=0)"
+
+
+_BEFORE_MIDNIGHT = datetime(2026, 3, 31, 23, 50, tzinfo=UTC)
+
+_memory_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["reserve", "reserve", "settle", "status", "clear"]),
+        st.integers(0, 1),  # which clock
+        st.integers(0, 1),  # which scope
+        st.floats(0, 120, allow_nan=False),
+        st.integers(0, 3_000),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=_memory_ops)
+def test_the_in_process_store_finds_each_clock_and_scope_its_own_ledger(ops: list[Any]) -> None:
+    """Calls alternating between clocks and scopes across midnight, and clearing, meet the
+    ledger each (clock, scope) would have on its own, as the pure math keeps it."""
+    store = MemoryStore()
+    clocks = [FakeClock(wall_start=_BEFORE_MIDNIGHT), FakeClock(wall_start=_BEFORE_MIDNIGHT)]
+    references: dict[tuple[int, int], LedgerState] = {}
+    open_: list[tuple[int, int, str]] = []
+    for i, (op, c, s, dt, number) in enumerate(ops):
+        clock, scope = clocks[c], f"scope-{s}"
+        clock.advance(dt)
+        now = wall(clock)
+        reference = references.setdefault((c, s), LedgerState())
+        if op == "clear":
+            store.clear()
+            references.clear()
+            open_.clear()
+            reference = references.setdefault((c, s), LedgerState())
+        elif op == "reserve":
+            amounts = {"tokens": number, "usd": number * 700}
+            expected = reference.reserve(LINES, amounts, now, reservation_id=str(i), ttl_s=600)
+            got = store.reserve(
+                scope, LINES, amounts, clock=clock, reservation_id=str(i), ttl_s=600
+            )
+            assert got == expected
+            if expected is None:
+                open_.append((c, s, str(i)))
+        elif op == "settle" and open_:
+            c, s, rid = open_.pop(number % len(open_))
+            clock, scope, reference = clocks[c], f"scope-{s}", references[(c, s)]
+            actual = {"tokens": number // 2, "usd": number * 300}
+            expected_crossings = reference.settle(LINES, rid, actual, wall(clock))
+            assert store.settle(scope, LINES, rid, actual, clock=clock) == expected_crossings
+        assert store.budget_status(scope, LINES, clock=clock) == reference.status(
+            LINES, wall(clock)
+        )
