@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Generic, Literal, Protocol, TypeVar, cast
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from prismq_llmtools._state import new_call_id as _new_id
 from prismq_llmtools.usage import TokenEstimate, Usage, UsageSource
@@ -163,7 +163,7 @@ class Call:
 
     owns_retries: bool = False
     _call_id: str | None = None
-    _state: dict[StateKey[Any], object]
+    _state: dict[StateKey[Any], Any]  # each value has the type its key names (put, get)
 
     def __init__(
         self,
@@ -192,7 +192,8 @@ class Call:
 
     def get(self, key: StateKey[T]) -> T | None:
         """The state kept under ``key``, or ``None``."""
-        return cast("T | None", self._state.get(key))
+        value: T | None = self._state.get(key)
+        return value
 
     def put(self, key: StateKey[T], value: T) -> None:
         """Keep ``value`` under ``key`` (replacing what was there)."""
@@ -200,7 +201,8 @@ class Call:
 
     def pop(self, key: StateKey[T]) -> T | None:
         """Remove and return the state kept under ``key``, or ``None``."""
-        return cast("T | None", self._state.pop(key, None))
+        value: T | None = self._state.pop(key, None)
+        return value
 
     def __repr__(self) -> str:
         return f"<Call {self.site} {self.call_id} outcome={self.outcome}>"

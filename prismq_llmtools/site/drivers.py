@@ -148,6 +148,6 @@ def _open_stream(result: Any) -> Any:
     streams = sys.modules.get("prismq_llmtools.openai.streams")
     if streams is None:  # no stream was ever observed in this process
         return None
-    if isinstance(result, streams.ObservedStream | streams.ObservedAsyncStream):
+    if isinstance(result, (streams.ObservedStream, streams.ObservedAsyncStream)):
         return result._self_state
     return None
