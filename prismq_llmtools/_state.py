@@ -121,32 +121,18 @@ class _Emptiable(Protocol):
 R = TypeVar("R", bound=_Emptiable)
 
 
-class Shared(Generic[R]):
+class Shared(Slot[R]):
     """A process-global object made once and never replaced, because decorated sites keep a
     reference to it; :meth:`reset` empties it in place instead."""
 
-    __slots__ = ("_factory", "_lock", "_value", "name")
+    __slots__ = ()
 
     def __init__(self, name: str, factory: Callable[[], R]) -> None:
-        self.name = name
-        self._factory = factory
-        self._value: R | None = None
-        self._lock = threading.Lock()
-        _held.append(self)
-
-    def get(self) -> R:
-        """The object, made on first use."""
-        value = self._value
-        if value is None:
-            with self._lock:
-                value = self._value
-                if value is None:
-                    value = self._value = self._factory()
-        return value
+        super().__init__(name, factory)
 
     def reset(self) -> None:
         """Empty the object, if it was made."""
-        value = self._value
+        value = self.peek()
         if value is not None:
             value.reset()
 
