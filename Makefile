@@ -35,7 +35,9 @@ unit: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/prismq-llmtools demo
 
+# The benchmarks measure other projects beside ours (LiteLLM, aiolimiter): the `bench` extra.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
