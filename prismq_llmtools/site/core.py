@@ -200,7 +200,8 @@ class SiteCore:
         return "estimate"
 
     def new_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
-        """A Call for an invocation of this site made outside its drivers (batch planning)."""
+        """A Call for an invocation of this site, nested under the current one (its operation
+        path extends the parent's)."""
         parent = current_call.get()
         operation = self.operation if parent is None else f"{parent.operation}/{self.operation}"
         return Call(self.name, operation, args, kwargs, parent, self.owns_retries)

@@ -125,9 +125,7 @@ def _begin(site: SiteCore, instance: Any, args: Any, kwargs: Any) -> tuple[Call,
         from prismq_llmtools.openai import boundary  # openai is in use: observe its requests
 
         _state.boundary.maybe_instrument(boundary.instrument)
-    parent = current_call.get()
-    operation = site.operation if parent is None else f"{parent.operation}/{site.operation}"
-    call = Call(site.name, operation, args, kwargs, parent, site.owns_retries)
+    call = site.new_call(args, kwargs)
     call.started = site.clock.now()
     call.instance = instance
     # Kept for the whole invocation, whatever settings change meanwhile.

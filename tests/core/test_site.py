@@ -404,3 +404,28 @@ def test_decorating_a_bound_method_calls_it_with_its_instance(mode: Mode) -> Non
     assert mode.invoke(bound, "ann") == "hi ann"
     assert mode.invoke(plain, "bob") == "bob"
     assert seen == [greeter, None]
+
+
+@pytest.mark.parametrize("default_model", [None, "gpt-4o-mini"])
+def test_request_discovery_skips_binding_only_where_binding_would_find_nothing(
+    default_model: str | None,
+) -> None:
+    """For a function whose parameters name no request field, the site's short way to the
+    request gives exactly what binding the arguments and reading them gives."""
+    from prismq_llmtools.openai.request import request_from_arguments
+    from prismq_llmtools.site.core import SiteCore
+
+    def plain(article: str, *extra: str, style: str = "short", **options: Any) -> str:
+        return article
+
+    core = SiteCore(plain)
+    core.set_defaults(model=default_model)
+    for args, kwargs in [
+        (("text",), {}),
+        (("text", "more"), {"style": "long"}),
+        (("text",), {"tone": "dry"}),
+        (("text",), {"model": "gpt-4o", "max_tokens": 9}),  # **options names request fields
+    ]:
+        call = Call(core.name, core.operation, args, kwargs)
+        general = request_from_arguments(core.bind(call, None), default_model=default_model)
+        assert core.discover_request(call, None) == general, (args, kwargs)
