@@ -20,6 +20,7 @@ from prismq_llmtools import _state
 if TYPE_CHECKING:
     from prismq_llmtools.testing.clock import FakeClock
     from prismq_llmtools.testing.simulator import (
+        Accounting,
         AdmissionMode,
         BatchTiming,
         Fault,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from prismq_llmtools.testing.simulator.client import fetch_stats
 
 __all__ = [
+    "Accounting",
     "AdmissionMode",
     "BatchTiming",
     "FakeClock",

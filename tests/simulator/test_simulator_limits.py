@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 
@@ -11,9 +12,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.tokens import count_request
-from prismq_llmtools.testing import FakeClock, Simulator, SimulatorConfig, format_duration
+from prismq_llmtools.testing import (
+    Accounting,
+    FakeClock,
+    Simulator,
+    SimulatorConfig,
+    format_duration,
+)
 from prismq_llmtools.testing.pytest_plugin import SimulatorFactory
+from prismq_llmtools.testing.simulator.config_file import config_from_mapping
 from prismq_llmtools.testing.simulator.ratelimit import ModelRateLimiter, TokenBucket
 
 MESSAGES = [{"role": "user", "content": "Write a title about rate limits, please."}]
@@ -198,6 +207,62 @@ def test_exact_and_chars_admission_charge_differently() -> None:
     assert charges["exact"] == count_request(body).prompt_tokens
     assert charges["chars"] == math.ceil(len(content) / 4)
     assert charges["exact"] != charges["chars"]
+
+
+def test_a_pluggable_accounting_charges_its_factor_constant_or_body_bytes() -> None:
+    """``Accounting``: prompt measured as tokens, characters or body bytes, plus the cap,
+    times a factor, plus a constant a request."""
+    content = "administration development organization " * 3
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": 30,
+    }
+    tokens = count_request(body).prompt_tokens
+    size = len(json.dumps(body, separators=(",", ":")).encode())
+    expected = {
+        Accounting(factor=1.5): math.ceil(1.5 * (tokens + 30)),
+        Accounting(factor=0.7, per_request=12): math.ceil(0.7 * (tokens + 30) + 12),
+        Accounting(prompt="chars", per_request=5): math.ceil(len(content) / 4) + 30 + 5,
+        Accounting(prompt="bytes"): math.ceil(size / 4) + 30,
+        Accounting(): tokens + 30,
+    }
+    for accounting, charge in expected.items():
+        with Simulator(SimulatorConfig(tpm=100_000, admission=accounting)) as sim:
+            with sim.client() as client:
+                response = client.chat.completions.with_raw_response.create(**body)
+            assert sim.stats().charged_tokens == charge, accounting
+            remaining = int(response.headers["x-ratelimit-remaining-tokens"])
+            assert remaining == 100_000 - charge
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("factor", 0),
+        ("factor", -1.0),
+        ("factor", math.inf),
+        ("factor", math.nan),
+        ("factor", True),
+        ("per_request", -1),
+        ("per_request", math.inf),
+        ("per_request", math.nan),
+        ("per_request", "5"),
+        ("prompt", "words"),
+    ],
+)
+def test_an_accounting_must_be_finite_and_positive(field: str, value: object) -> None:
+    with pytest.raises(ConfigurationError, match=f"Accounting.{field}"):
+        Accounting(**{field: value})  # type: ignore[arg-type]
+
+
+def test_an_accounting_comes_from_a_settings_table() -> None:
+    config = config_from_mapping({"tpm": 1_000, "admission": {"prompt": "bytes", "factor": 1.2}})
+    assert config.admission == Accounting(prompt="bytes", factor=1.2)
+    with pytest.raises(ConfigurationError, match="factor"):
+        config_from_mapping({"admission": {"factor": float("inf")}})
+    with pytest.raises(ConfigurationError, match="admission"):
+        SimulatorConfig(admission="tokens")  # type: ignore[arg-type]
 
 
 def test_a_request_larger_than_the_bucket_is_refused_without_retry_after(

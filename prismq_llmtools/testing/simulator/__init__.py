@@ -7,6 +7,7 @@ See ``docs/simulator.md``. Everything users need is re-exported from
 from __future__ import annotations
 
 from prismq_llmtools.testing.simulator.config import (
+    Accounting,
     AdmissionMode,
     BatchTiming,
     LatencyModel,
@@ -20,6 +21,7 @@ from prismq_llmtools.testing.simulator.stats import ModelStats, SimulatorStats
 
 __all__ = [
     "HOST",
+    "Accounting",
     "AdmissionMode",
     "BatchTiming",
     "Fault",

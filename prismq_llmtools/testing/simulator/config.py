@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from prismq_llmtools.testing.simulator.catalog import DEFAULT_MODELS, ModelLimit
 from prismq_llmtools.testing.simulator.faults import Fault, FaultProfile
 
 __all__ = [
+    "Accounting",
     "AdmissionMode",
     "BatchTiming",
     "LatencyModel",
@@ -23,6 +25,57 @@ __all__ = [
 AdmissionMode = Literal["exact", "chars"]
 """How a request is charged against the token bucket at admission: ``exact`` counts the prompt
 with tiktoken, ``chars`` estimates it as ceil(characters / 4) like OpenAI; both add the cap."""
+
+PromptMeasure = Literal["exact", "chars", "bytes"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accounting:
+    """A server's token charge at admission, for servers that count otherwise than we do.
+
+    The charge is ``ceil(factor * (prompt + cap) + per_request)``, where ``prompt`` is
+    measured by ``prompt``: ``exact`` (the token counter), ``chars`` (ceil(characters / 4)
+    of the contents, as ``admission="chars"``) or ``bytes`` (ceil(bytes / 4) of the whole
+    JSON request body, as a proxy estimating from the body's size would), and ``cap`` is the
+    completion cap. ``Accounting()`` charges what ``admission="exact"`` charges.
+
+    Args:
+        prompt: how the prompt is measured.
+        factor: multiplies prompt + cap (another tokenizer, a proxy's markup); finite, > 0.
+        per_request: tokens added to every request (a chat template, a system prompt the
+            server adds); finite, >= 0.
+    """
+
+    prompt: PromptMeasure = "exact"
+    factor: float = 1.0
+    per_request: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.prompt not in ("exact", "chars", "bytes"):
+            raise ConfigurationError(
+                f"Accounting.prompt must be 'exact', 'chars' or 'bytes', not {self.prompt!r}"
+            )
+        for name, low in (("factor", 0.0), ("per_request", 0.0)):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or value < low
+                or (name == "factor" and value == low)
+            ):
+                bound = "> 0" if name == "factor" else ">= 0"
+                raise ConfigurationError(
+                    f"Accounting.{name} must be a finite number {bound}, got {value!r}"
+                )
+
+    def charge(self, *, tokens: int, chars: int, body_bytes: int, cap: int) -> int:
+        """The tokens admission takes for one request."""
+        if self.prompt == "exact":
+            prompt = tokens
+        else:
+            prompt = math.ceil((chars if self.prompt == "chars" else body_bytes) / 4)
+        return math.ceil(self.factor * (prompt + cap) + self.per_request - 1e-9)
 
 
 def _non_negative(owner: str, **values: float | None) -> None:
@@ -108,7 +161,8 @@ class SimulatorConfig:
             embedding models). Another model gets 404 ``model_not_found``.
         rpm: Requests per minute of every model that sets none (None: unlimited).
         tpm: Tokens per minute of every model that sets none (None: unlimited).
-        admission: How requests are charged against the token bucket.
+        admission: How requests are charged against the token bucket: ``exact``, ``chars``,
+            or an :class:`Accounting` (another factor, a per-request constant, body bytes).
         seed: Seeds content, embeddings, faults and jitter.
         output_tokens: Range of completion lengths (before the request's cap), picked per
             request from the seed and the request.
@@ -124,7 +178,7 @@ class SimulatorConfig:
     models: Mapping[str, ModelLimits] = field(default_factory=_default_models)
     rpm: int | None = None
     tpm: int | None = None
-    admission: AdmissionMode = "exact"
+    admission: AdmissionMode | Accounting = "exact"
     seed: int = 0
     output_tokens: tuple[int, int] = (16, 96)
     prompt_caching: bool = True
@@ -135,9 +189,9 @@ class SimulatorConfig:
     batch: BatchTiming = field(default_factory=BatchTiming)
 
     def __post_init__(self) -> None:
-        if self.admission not in ("exact", "chars"):
+        if not isinstance(self.admission, Accounting) and self.admission not in ("exact", "chars"):
             raise ConfigurationError(
-                f"admission must be 'exact' or 'chars', not {self.admission!r}"
+                f"admission must be 'exact', 'chars' or an Accounting, not {self.admission!r}"
             )
         for name in ("rpm", "tpm"):
             value = getattr(self, name)

@@ -5,7 +5,7 @@ The keys are the config's own field names; tables hold the nested value objects:
     seed = 7
     rpm = 500
     tpm = 200_000
-    admission = "chars"
+    admission = "chars"           # or a table: [admission] prompt = "bytes", factor = 1.2
     [latency]
     base_s = 0.2
     [batch]
@@ -32,6 +32,7 @@ from typing import Any
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.testing.simulator.catalog import DEFAULT_MODELS
 from prismq_llmtools.testing.simulator.config import (
+    Accounting,
     BatchTiming,
     LatencyModel,
     ModelLimits,
@@ -60,6 +61,8 @@ def config_from_mapping(data: Mapping[str, Any]) -> SimulatorConfig:
     if unknown:
         raise ConfigurationError(f"unknown simulator settings: {', '.join(sorted(unknown))}")
     kwargs: dict[str, Any] = {name: data[name] for name in _SCALARS if name in data}
+    if isinstance(data.get("admission"), Mapping):
+        kwargs["admission"] = _build(Accounting, data["admission"], "admission")
     if "output_tokens" in data:
         low, high = data["output_tokens"]
         kwargs["output_tokens"] = (int(low), int(high))

@@ -281,9 +281,22 @@ class Engine:
     def admission_tokens(self, prepared: Prepared) -> int:
         """What admission charges: prompt (exact or by characters) plus the completion cap."""
         cap = prepared.estimate.completion_cap or 0
-        if self.config.admission == "exact":
+        admission = self.config.admission
+        if admission == "exact":
             return prepared.estimate.prompt_tokens + cap
-        return math.ceil(admission_chars(prepared.endpoint, prepared.body) / 4) + cap
+        if admission == "chars":
+            return math.ceil(admission_chars(prepared.endpoint, prepared.body) / 4) + cap
+        body_bytes = (
+            len(json.dumps(prepared.body, separators=(",", ":")).encode())
+            if admission.prompt == "bytes"
+            else 0
+        )
+        return admission.charge(
+            tokens=prepared.estimate.prompt_tokens,
+            chars=admission_chars(prepared.endpoint, prepared.body),
+            body_bytes=body_bytes,
+            cap=cap,
+        )
 
     def admit(self, prepared: Prepared) -> Admission:
         """Charge the request against its model's buckets, or refuse it."""
