@@ -202,6 +202,8 @@ class RateLimitAspect(Aspect[RateLimit]):
             refund=plan.refund,
             pause_s=plan.pause_s,
             follow_down=plan.follow_down,
+            server_limits=plan.server_limits,
+            refused=plan.refused,
         )
         if plan.pause_s > 0:
             events.emit(
@@ -235,6 +237,8 @@ class RateLimitAspect(Aspect[RateLimit]):
         refund: Sequence[float] = (),
         pause_s: float = 0.0,
         follow_down: bool = True,
+        server_limits: Sequence[float | None] = (),
+        refused: bool = False,
     ) -> list[float] | None:
         """Feed what happened to ``admission``'s request to the store (``None``: unreachable)."""
         try:
@@ -248,6 +252,8 @@ class RateLimitAspect(Aspect[RateLimit]):
                 refund=refund,
                 pause_s=pause_s,
                 follow_down=follow_down,
+                server_limits=server_limits,
+                refused=refused,
             )
         except StateStoreError as exc:
             self._store_failed(call, exc)

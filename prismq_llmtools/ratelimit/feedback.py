@@ -1,7 +1,9 @@
 """What the server's answer to one admitted request means for the key's buckets.
 
 - ``x-ratelimit-remaining-*`` (or ``-reset-*``) headers: the bucket follows the server, which
-  also sees other clients of the account and counts tokens its own way.
+  also sees other clients of the account and counts tokens its own way; and the store learns
+  from them how the server's charge relates to our count (``server_limits``, see
+  :mod:`prismq_llmtools.stores.accounting`), also from a 429's headers.
 - A 429 ``rate_limit_exceeded``: the key pauses for Retry-After (every caller, at once), and
   the request, which the server refused, is not charged.
 - No answer at all (a connection error, or the function failed before any request): the
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,6 +55,10 @@ class Plan:
     pause_s: float = 0.0
     follow_down: bool = False
     remaining: tuple[int | None, ...] = ()
+    server_limits: tuple[float | None, ...] = ()
+    """Per bucket, the server's limit, where its answer teaches how it charges."""
+    refused: bool = False
+    """The server refused the request (429): it charged nothing for it."""
 
 
 def feedback_for(
@@ -87,6 +94,8 @@ def feedback_for(
         pause_s=pause_s,
         follow_down=_may_lower(specs, headers, limit),
         remaining=tuple(None if left is None else int(left) for left in remaining),
+        server_limits=_server_limits(specs, headers, limit, remaining),
+        refused=refused,
     )
 
 
@@ -110,6 +119,28 @@ def _remaining(spec: BucketSpec, headers: RateHeaders, limit: RateLimit) -> floa
     configured = limit.rpm if spec.name == "requests" else limit.tpm
     total = float(server_limit or configured or 0)
     return max(0.0, total - float(reset_s) * total / 60.0)
+
+
+def _server_limits(
+    specs: Sequence[BucketSpec],
+    headers: RateHeaders,
+    limit: RateLimit,
+    remaining: Sequence[float | None],
+) -> tuple[float | None, ...]:
+    """Per bucket, the server's limit where the answer states its remaining: the header's
+    limit, else the configured one (before headroom). A limit that is not a finite positive
+    number teaches nothing."""
+    limits: list[float | None] = []
+    for spec, left in zip(specs, remaining, strict=True):
+        fields = _fields(spec, headers)
+        if fields is None or left is None or not math.isfinite(left):
+            limits.append(None)
+            continue
+        configured = limit.rpm if spec.name == "requests" else limit.tpm
+        stated = fields[0] if fields[0] is not None else configured
+        value = float(stated) if isinstance(stated, int | float) else math.nan
+        limits.append(value if math.isfinite(value) and value > 0 else None)
+    return tuple(limits)
 
 
 def _may_lower(specs: Sequence[BucketSpec], headers: RateHeaders, limit: RateLimit) -> bool:

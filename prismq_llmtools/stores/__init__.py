@@ -72,8 +72,11 @@ class StateStore(Protocol):
         pause_s: float = 0.0,
         follow_down: bool = True,
         reorder_s: float = REORDER_WINDOW_S,
+        server_limits: Sequence[float | None] = (),
+        refused: bool = False,
     ) -> list[float]:
-        """Apply what happened to ``ticket``'s request (see :meth:`KeyState.feedback`)."""
+        """Apply what happened to ``ticket``'s request and learn from the server's answer
+        (see :meth:`KeyState.feedback`)."""
         ...
 
     def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:

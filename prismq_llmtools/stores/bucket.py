@@ -10,6 +10,11 @@ The level of a bucket is ``capacity - rate * max(0, tat - max(now, last_start))`
 left once every request already admitted has started. Admission, refunds, server
 corrections and pauses keep it within ``[0, capacity]``.
 
+Each bucket also learns how the server's charge relates to our count, from the server's
+rate-limit headers (:mod:`prismq_llmtools.stores.accounting`): admission then reserves what
+the server will charge, and the margin below the burst narrows once that is known. Tickets
+carry costs as reserved (the server's units); ``counted`` keeps our own count.
+
 Times are seconds on whatever clock the state store uses; only differences matter.
 """
 
@@ -19,6 +24,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from prismq_llmtools.stores import accounting
 
 __all__ = [
     "NEVER",
@@ -65,7 +72,8 @@ def signature(specs: Sequence[BucketSpec]) -> str:
 
 @dataclass(slots=True)
 class Ticket:
-    """An admitted request: its id, start, costs, and the key's counters when admitted.
+    """An admitted request: its id, start, costs as reserved, and the key's counters when
+    admitted.
 
     The state of its key keeps it while the request is in flight. Nothing changes a ticket
     once made (it is not frozen only because a frozen dataclass is slower to build).
@@ -74,6 +82,8 @@ class Ticket:
         bucket: what set the start: a bucket's name, ``queue`` (FIFO) or ``pause``.
         shift_s: the key's cumulative pause shift at admission; later pauses move ``start``.
         charged: each bucket's cumulative charges just after this admission.
+        counted: each bucket's cumulative count (ours) just after this admission; empty
+            when unknown.
         wait_s: how long the holder had to wait when admitted.
         seq: the key's admission number of this ticket.
         expires_at: when its store stops counting it in flight, answered or not.
@@ -88,6 +98,7 @@ class Ticket:
     wait_s: float = 0.0
     seq: int = 0
     expires_at: float = math.inf
+    counted: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +114,10 @@ class KeyState:
 
     __slots__ = (
         "charged",
+        "counted",
         "inflight",
         "last_start",
+        "learned",
         "pause_until",
         "refunded",
         "seq",
@@ -115,6 +128,10 @@ class KeyState:
     def __init__(self, buckets: int) -> None:
         self.tats = [NEVER] * buckets
         self.charged = [0.0] * buckets
+        self.counted = [0.0] * buckets
+        """Per bucket, the cumulative count of every admission, ours (before learning)."""
+        self.learned = [accounting.fresh() for _ in range(buckets)]
+        """Per bucket, what its server's answers taught (see :mod:`.accounting`)."""
         self.last_start = NEVER
         self.pause_until = NEVER
         self.shift_s = 0.0
@@ -150,10 +167,13 @@ class KeyState:
         ttl_s: float,
         max_wait_s: float = math.inf,
     ) -> Ticket | Refusal:
-        """Reserve ``costs`` at the earliest start every bucket allows, queueing FIFO.
+        """Reserve ``costs`` (our count) at the earliest start every bucket allows, queueing
+        FIFO; each bucket reserves what its server is learned to charge for them.
 
         Costs must not exceed capacities (callers check; see ``RequestTooLarge``).
         """
+        counted = costs
+        costs = self._charges(specs, counted)
         start, bucket = now, "queue"
         if self.last_start > start:
             start = self.last_start
@@ -161,7 +181,7 @@ class KeyState:
             start, bucket = self.pause_until, "pause"
         tats = self.tats
         for i, spec in enumerate(specs):
-            spare = spec.burst - costs[i]
+            spare = self._burst(spec, i) - costs[i]
             ready = tats[i] - (spare if spare > 0.0 else 0.0) / spec.rate_per_s
             if ready > start:
                 start, bucket = ready, spec.name
@@ -172,6 +192,7 @@ class KeyState:
             tat = tats[i]
             tats[i] = (start if start > tat else tat) + costs[i] / spec.rate_per_s
             charged[i] += costs[i]
+            self.counted[i] += counted[i]
         self.last_start = start
         self.seq += 1
         self.expire(now)
@@ -185,9 +206,61 @@ class KeyState:
             wait_s=start - now,
             seq=self.seq,
             expires_at=start + ttl_s,
+            counted=tuple(self.counted),
         )
         self.inflight[ticket_id] = ticket
         return ticket
+
+    def _charges(self, specs: Sequence[BucketSpec], counted: Sequence[float]) -> list[float]:
+        """What the server is learned to charge for ``counted``, per bucket."""
+        learned = self.learned
+        return [
+            accounting.charge(learned[i], counted[i], spec.capacity) for i, spec in enumerate(specs)
+        ]
+
+    def _burst(self, spec: BucketSpec, i: int) -> float:
+        """What bucket ``i`` may spend at once: its burst, or more once the server's
+        accounting is learned (the margin then follows the uncertainty of the server's state).
+        """
+        margin = accounting.margin(self.learned[i], spec.capacity, spec.burst, len(self.inflight))
+        return spec.capacity - margin
+
+    def learn(
+        self,
+        specs: Sequence[BucketSpec],
+        ticket: Ticket,
+        now: float,
+        limits: Sequence[float | None],
+        deficits: Sequence[float | None],
+        *,
+        refused: bool = False,
+    ) -> None:
+        """Learn how the server charges from its answer to ``ticket``'s request.
+
+        Args:
+            limits: per bucket, the server's limit (``None``: nothing to learn).
+            deficits: per bucket, as for :meth:`feedback` (our capacity minus the server's
+                remaining).
+            refused: the server refused the request (a 429): it charged nothing for it.
+        """
+        if len(ticket.counted) != len(specs):
+            return
+        for i, spec in enumerate(specs):
+            limit = limits[i] if i < len(limits) else None
+            deficit = deficits[i] if i < len(deficits) else None
+            if limit is None or deficit is None or not limit > 0:
+                continue
+            period = spec.capacity / spec.rate_per_s
+            accounting.observe(
+                self.learned[i],
+                spec.capacity,
+                seq=float(ticket.seq),
+                counted=ticket.counted[i],
+                now=min(now, ticket.start + (self.shift_s - ticket.shift_s)),
+                deficit=deficit + (limit - spec.capacity),
+                rate=limit / period,
+                refused=refused,
+            )
 
     def feedback(
         self,
@@ -200,6 +273,8 @@ class KeyState:
         pause_s: float = 0.0,
         follow_down: bool = True,
         reorder_s: float = REORDER_WINDOW_S,
+        server_limits: Sequence[float | None] = (),
+        refused: bool = False,
     ) -> list[float]:
         """What happened to ``ticket``'s request, applied in one step.
 
@@ -216,6 +291,8 @@ class KeyState:
                 refunds of one ticket, over every call, add up to at most its cost; once the
                 ticket expired nothing more is given back (its refunds are forgotten then).
             pause_s: stop every start for this long (a 429 with Retry-After).
+            server_limits, refused: what the server's answer teaches about its accounting
+                (see :meth:`learn`); nothing when empty.
 
         Returns:
             Per bucket, how much the level dropped (negative: it rose).
@@ -226,6 +303,8 @@ class KeyState:
         before = [self.level(specs, i, now) for i in range(len(specs))]
         self.inflight.pop(ticket.id, None)
         self.expire(now)
+        if server_limits:
+            self.learn(specs, ticket, now, server_limits, deficits, refused=refused)
         for i, deficit in enumerate(deficits):
             if deficit is not None:
                 self._follow(specs[i], i, ticket, deficit, now, follow_down, reorder_s)
@@ -318,6 +397,8 @@ class KeyState:
         return {
             "tats": self.tats,
             "charged": self.charged,
+            "counted": self.counted,
+            "learned": self.learned,
             "last_start": self.last_start,
             "pause_until": self.pause_until,
             "shift_s": self.shift_s,
@@ -338,6 +419,13 @@ class KeyState:
             return state
         state.tats = [float(x) for x in data["tats"]]
         state.charged = [float(x) for x in data["charged"]]
+        # Written by a version that learned nothing: start learning now.
+        counted = [float(x) for x in data.get("counted", ())]
+        if len(counted) == buckets:
+            state.counted = counted
+        learned = [[float(x) for x in record] for record in data.get("learned", ())]
+        if len(learned) == buckets:
+            state.learned = [r if accounting.valid(r) else accounting.fresh() for r in learned]
         state.last_start = float(data["last_start"])
         state.pause_until = float(data["pause_until"])
         state.shift_s = float(data["shift_s"])

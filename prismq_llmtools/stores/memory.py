@@ -99,6 +99,8 @@ class MemoryStore:
         pause_s: float = 0.0,
         follow_down: bool = True,
         reorder_s: float = REORDER_WINDOW_S,
+        server_limits: Sequence[float | None] = (),
+        refused: bool = False,
     ) -> list[float]:
         with self._lock:
             return self._key(key, specs, clock).feedback(
@@ -110,6 +112,8 @@ class MemoryStore:
                 pause_s=pause_s,
                 follow_down=follow_down,
                 reorder_s=reorder_s,
+                server_limits=server_limits,
+                refused=refused,
             )
 
     def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:

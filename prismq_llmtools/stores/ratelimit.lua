@@ -1,7 +1,8 @@
 -- Rate-limit buckets of one key, atomically: the same math as prismq_llmtools/bucket.py.
 --
 -- KEYS[1]  hash: n (bucket names and limits), t<i> tat, c<i> charged, ls last start, pu pause until,
---          sh pause shift, sq admissions so far
+--          sh pause shift, sq admissions so far, o<i> counted (ours), l<i> the learned record
+--          of prismq_llmtools/stores/accounting.py (its 13 fields, comma-separated)
 -- KEYS[2]  hash: admitted, unanswered requests: id -> "expires,start,seq,cost1,cost2,..."
 -- KEYS[3]  (feedback only) string: what the ticket's refunds gave back so far,
 --          "refunded1,refunded2,...", kept while the ticket has not expired (absent: nothing)
@@ -49,10 +50,11 @@ if h['n'] ~= signature then -- a new key, or one declared with other buckets: st
     redis.call('DEL', KEYS[3])
   end
 end
-local tats, charged = {}, {}
+local tats, charged, counted = {}, {}, {}
 for i = 1, n do
   tats[i] = tonumber(h['t' .. i] or '-1e300')
   charged[i] = tonumber(h['c' .. i] or '0')
+  counted[i] = tonumber(h['o' .. i] or '0')
 end
 local last_start = tonumber(h['ls'] or '-1e300')
 local pause_until = tonumber(h['pu'] or '-1e300')
@@ -69,6 +71,129 @@ local function split(text)
     out[#out + 1] = tonumber(part)
   end
   return out
+end
+
+-- The server's accounting, learned: the same arithmetic as accounting.py, field for field.
+local RATIO_LOW, RATIO_HIGH, PER_REQUEST_BOUND = 0.25, 4.0, 0.05
+local DECAY, MIN_PAIRS, SPAN, RIDGE, CLIP = 0.95, 4, 4, 0.02, 4.0
+local MARGIN_FLOOR, MARGIN_RESIDUALS, MAX_PENDING = 0.005, 3.0, 64
+local A, B, SOO, SON, SNN, SOS, SNS, SCALE, PAIRS, LAST_SEQ, LAST_COUNTED, LAST_T, LAST_D =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
+
+local function finite(x)
+  return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge
+end
+
+local function fresh()
+  return { 1, 0, 0, 0, 0, 0, 0, 0, 0, -1, 0, 0, 0 }
+end
+
+local learned = {}
+for i = 1, n do
+  local record = {}
+  for part in string.gmatch(h['l' .. i] or '', '[^,]+') do
+    record[#record + 1] = tonumber(part)
+  end
+  local ok = #record == 13
+  for j = 1, #record do
+    ok = ok and finite(record[j])
+  end
+  learned[i] = ok and record or fresh()
+end
+
+local function charge(i, cost)
+  local r = learned[i]
+  if r[PAIRS] <= 0 then
+    return cost
+  end
+  return math.min(cap[i], math.max(r[A] * cost + r[B], cost * RATIO_LOW))
+end
+
+local function margin(i, pending)
+  local r = learned[i]
+  local configured = cap[i] - burst[i]
+  if r[PAIRS] < MIN_PAIRS then
+    return configured
+  end
+  local spread = math.sqrt(1 + math.min(MAX_PENDING, math.max(0, pending)))
+  local learned_margin = 1 + MARGIN_FLOOR * cap[i] + MARGIN_RESIDUALS * r[SCALE] * spread
+  return math.min(configured, learned_margin)
+end
+
+local function solve(r, capacity)
+  local soo, son, snn = r[SOO], r[SON], r[SNN]
+  local ridge_a, ridge_b = RIDGE * soo + 1e-9, RIDGE * snn + 1e-9
+  local m00, m11 = soo + ridge_a, snn + ridge_b
+  local r0, r1 = r[SOS] + ridge_a, r[SNS]
+  local det = m00 * m11 - son * son
+  local a, b
+  if det > 1e-12 * m00 * m11 then
+    a = (r0 * m11 - son * r1) / det
+    b = (m00 * r1 - son * r0) / det
+  else
+    a, b = r0 / m00, 0
+  end
+  local bound = PER_REQUEST_BOUND * capacity
+  if finite(a) then a = math.min(RATIO_HIGH, math.max(RATIO_LOW, a)) else a = 1 end
+  if finite(b) then b = math.min(bound, math.max(-bound, b)) else b = 0 end
+  return a, b
+end
+
+local function pair(r, capacity, requests, ours, theirs)
+  local predicted = r[A] * ours + r[B] * requests
+  local residual = theirs - predicted
+  local scale = r[SCALE]
+  if r[PAIRS] > 0 then
+    local bound = math.max(CLIP * scale * requests, 1 + MARGIN_FLOOR * capacity)
+    residual = math.min(bound, math.max(-bound, residual))
+    theirs = predicted + residual
+  end
+  local per_request = math.abs(residual) / requests
+  local u = {}
+  for j = 1, 13 do
+    u[j] = r[j]
+  end
+  if r[PAIRS] <= 0 then
+    u[SCALE] = per_request
+  else
+    u[SCALE] = 0.9 * scale + 0.1 * per_request
+  end
+  u[SOO] = DECAY * r[SOO] + ours * ours
+  u[SON] = DECAY * r[SON] + ours * requests
+  u[SNN] = DECAY * r[SNN] + requests * requests
+  u[SOS] = DECAY * r[SOS] + ours * theirs
+  u[SNS] = DECAY * r[SNS] + requests * theirs
+  for j = 1, 13 do
+    if not finite(u[j]) then
+      return -- readings too large to square: no pair
+    end
+  end
+  u[PAIRS] = math.min(r[PAIRS] + 1, 1e9)
+  u[A], u[B] = solve(u, capacity)
+  for j = 1, 13 do
+    r[j] = u[j]
+  end
+end
+
+local function observe(r, capacity, obs_seq, obs_counted, obs_now, deficit, obs_rate, refused)
+  if not (finite(obs_seq) and finite(obs_counted) and finite(obs_now) and finite(deficit)
+      and finite(obs_rate) and obs_rate > 0 and deficit >= 0) then
+    return
+  end
+  local last_seq = r[LAST_SEQ]
+  if obs_seq <= last_seq then
+    return
+  end
+  if last_seq >= 0 and obs_seq - last_seq < SPAN and not refused then
+    return
+  end
+  local elapsed = obs_now - r[LAST_T]
+  if not refused and last_seq >= 0 and elapsed >= 0 and r[LAST_D] > obs_rate * elapsed then
+    pair(r, capacity, obs_seq - last_seq, obs_counted - r[LAST_COUNTED],
+      deficit - r[LAST_D] + obs_rate * elapsed)
+  end
+  r[LAST_SEQ], r[LAST_COUNTED] = obs_seq, obs_counted
+  r[LAST_T], r[LAST_D] = obs_now, deficit
 end
 
 local function live_inflight() -- drops expired records, returns the others
@@ -95,6 +220,14 @@ local function save()
     fields[#fields + 1] = fmt(tats[i])
     fields[#fields + 1] = 'c' .. i
     fields[#fields + 1] = fmt(charged[i])
+    fields[#fields + 1] = 'o' .. i
+    fields[#fields + 1] = fmt(counted[i])
+    local record = {}
+    for j = 1, 13 do
+      record[j] = fmt(learned[i][j])
+    end
+    fields[#fields + 1] = 'l' .. i
+    fields[#fields + 1] = table.concat(record, ',')
     horizon = math.max(horizon, tats[i])
   end
   redis.call('HSET', KEYS[1], unpack(fields))
@@ -105,9 +238,10 @@ local function save()
 end
 
 if op == 'admit' then
-  local costs = {}
+  local counts, costs = {}, {}
   for i = 1, n do
-    costs[i] = tonumber(ARGV[a])
+    counts[i] = tonumber(ARGV[a])
+    costs[i] = charge(i, counts[i])
     a = a + 1
   end
   local ticket_id, ttl, max_wait = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
@@ -115,8 +249,9 @@ if op == 'admit' then
   if pause_until > start then
     start, bucket = pause_until, 'pause'
   end
+  local pending = redis.call('HLEN', KEYS[2])
   for i = 1, n do
-    local ready = tats[i] - math.max(0, burst[i] - costs[i]) / rate[i]
+    local ready = tats[i] - math.max(0, cap[i] - margin(i, pending) - costs[i]) / rate[i]
     if ready > start then
       start, bucket = ready, names[i]
     end
@@ -127,6 +262,7 @@ if op == 'admit' then
   for i = 1, n do
     tats[i] = math.max(tats[i], start) + costs[i] / rate[i]
     charged[i] = charged[i] + costs[i]
+    counted[i] = counted[i] + counts[i]
   end
   last_start = start
   seq = seq + 1
@@ -140,6 +276,12 @@ if op == 'admit' then
   local out = { '1', fmt(start), bucket, fmt(shift), fmt(start - now), fmt(seq) }
   for i = 1, n do
     out[#out + 1] = fmt(charged[i])
+  end
+  for i = 1, n do
+    out[#out + 1] = fmt(costs[i])
+  end
+  for i = 1, n do
+    out[#out + 1] = fmt(counted[i])
   end
   return out
 end
@@ -163,7 +305,8 @@ end
 
 if op == 'feedback' then
   -- ticket id, start, shift, seq, expires, reorder_s, send window, n costs, n charged,
-  -- n deficits ('' = none), n refunds, pause_s, follow_down
+  -- n deficits ('' = none), n refunds, pause_s, follow_down, refused, n server limits
+  -- ('' = none), n counted of the ticket (ours, cumulative)
   local ticket_id = ARGV[a]
   local ticket_start, ticket_shift = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local ticket_seq, ticket_expires = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
@@ -179,11 +322,25 @@ if op == 'feedback' then
   for i = 1, n do refunds[i] = tonumber(ARGV[a + i - 1]) end
   a = a + n
   local pause_s, down = tonumber(ARGV[a]), ARGV[a + 1] == '1'
+  local refused = ARGV[a + 2] == '1'
+  a = a + 3
+  local limits, ticket_counted = {}, {}
+  for i = 1, n do limits[i] = tonumber(ARGV[a + i - 1]) end -- nil when ''
+  a = a + n
+  for i = 1, n do ticket_counted[i] = tonumber(ARGV[a + i - 1]) end
 
   local before = {}
   for i = 1, n do before[i] = level(i) end
   redis.call('HDEL', KEYS[2], ticket_id)
   local live = live_inflight()
+  for i = 1, n do -- learn how the server charges (KeyState.learn)
+    if limits[i] ~= nil and deficits[i] ~= nil and limits[i] > 0 then
+      local period = cap[i] / rate[i]
+      observe(learned[i], cap[i], ticket_seq, ticket_counted[i],
+        math.min(now, ticket_start + (shift - ticket_shift)),
+        deficits[i] + (limits[i] - cap[i]), limits[i] / period, refused)
+    end
+  end
   local started = math.min(now, ticket_start + (shift - ticket_shift) + send_window)
   for i = 1, n do
     if deficits[i] ~= nil then

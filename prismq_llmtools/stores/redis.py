@@ -118,16 +118,18 @@ class RedisStore:
         out = [_text(x) for x in self._limit("admit", key, specs, clock, extra)]
         if out[0] == "0":
             return Refusal(wait_s=float(out[1]), bucket=out[2])
+        n = len(specs)
         return Ticket(
             id=ticket_id,
             start=float(out[1]),
             bucket=out[2],
-            costs=tuple(float(c) for c in costs),
+            costs=tuple(float(x) for x in out[6 + n : 6 + 2 * n]),
             shift_s=float(out[3]),
-            charged=tuple(float(x) for x in out[6:]),
+            charged=tuple(float(x) for x in out[6 : 6 + n]),
             wait_s=float(out[4]),
             seq=int(out[5]),
             expires_at=float(out[1]) + ttl_s,
+            counted=tuple(float(x) for x in out[6 + 2 * n : 6 + 3 * n]),
         )
 
     def wait_s(
@@ -148,10 +150,14 @@ class RedisStore:
         pause_s: float = 0.0,
         follow_down: bool = True,
         reorder_s: float = REORDER_WINDOW_S,
+        server_limits: Sequence[float | None] = (),
+        refused: bool = False,
     ) -> list[float]:
         n = len(specs)
         padded_deficits = [*deficits, *([None] * (n - len(deficits)))]
         padded_refund = [*refund, *([0.0] * (n - len(refund)))]
+        learning = len(ticket.counted) == n
+        limits = [*server_limits, *([None] * (n - len(server_limits)))] if learning else [None] * n
         extra = [
             ticket.id,
             _num(ticket.start),
@@ -166,6 +172,9 @@ class RedisStore:
             *map(_num, padded_refund),
             _num(pause_s),
             "1" if follow_down else "0",
+            "1" if refused else "0",
+            *("" if x is None else _num(x) for x in limits),
+            *(map(_num, ticket.counted) if learning else ["0"] * n),
         ]
         out = self._limit("feedback", key, specs, clock, extra, ticket=ticket)
         return [float(_text(x)) for x in out]

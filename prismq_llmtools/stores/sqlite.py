@@ -178,6 +178,8 @@ class SQLiteStore:
         pause_s: float = 0.0,
         follow_down: bool = True,
         reorder_s: float = REORDER_WINDOW_S,
+        server_limits: Sequence[float | None] = (),
+        refused: bool = False,
     ) -> list[float]:
         now = _wall(clock)
         return self._on_key(
@@ -192,6 +194,8 @@ class SQLiteStore:
                 pause_s=pause_s,
                 follow_down=follow_down,
                 reorder_s=reorder_s,
+                server_limits=server_limits,
+                refused=refused,
             ),
         )
 

@@ -21,7 +21,7 @@ import pytest
 
 from prismq_llmtools import rate_limited
 from prismq_llmtools.stores import StateRegistry
-from prismq_llmtools.testing import Simulator, SimulatorConfig
+from prismq_llmtools.testing import Accounting, Simulator, SimulatorConfig
 
 from .virtual_time import TaskClock, VirtualClock
 
@@ -257,3 +257,53 @@ def test_processes_sharing_a_store_hold_the_limit_together(
     assert [errors for _, errors in collected] == [[], []]
     assert sim.stats().rate_limited == 0
     assert sum(len(done) for done, _ in collected) > 5  # throughput: see the benchmark
+
+
+SKEWED = {
+    "ratio 0.7": Accounting(factor=0.7),
+    "ratio 1.5": Accounting(factor=1.5),
+    "20 a request": Accounting(per_request=20),
+    "body bytes": Accounting(prompt="bytes"),
+}
+
+
+@pytest.mark.parametrize("accounting", list(SKEWED), ids=list(SKEWED))
+def test_threads_learn_a_server_that_counts_otherwise(simulator_at: Any, accounting: str) -> None:
+    """A server charging another multiple of our count, a constant more, or its body's
+    bytes: the limiter learns it from the headers and holds the limit (at most 1 x 429 per
+    100 requests after the first 30 s, at least 95% of the limit used)."""
+    clock = VirtualClock(participants=8)
+    sim = simulator_at(clock, rpm=10_000, tpm=4_000, admission=SKEWED[accounting])
+    ask = _limited(clock, rpm=10_000, tpm=4_000)
+    learned_at = clock.now() + 30
+    marks: list[Any] = []
+    lock = threading.Lock()
+
+    def steady(api: openai.OpenAI, messages: list[dict[str, str]]) -> Any:
+        with lock:
+            if not marks and clock.now() >= learned_at:
+                marks.append(sim.stats())
+        return ask(api, messages)
+
+    run = _threads(sim, steady, clock, seconds=90, workers=8)
+    (learned,) = marks
+    refused = run.rate_limited - learned.rate_limited
+    requests = run.served - learned.served + refused
+    assert len(run.errors) == run.rate_limited  # 429s only
+    assert refused * 100 <= requests, (refused, requests)
+    used = (run.charged_tokens - learned.charged_tokens) / (clock.now() - learned_at)
+    assert used / (4_000 / 60) > 0.95, used
+
+
+def test_a_server_counting_less_than_we_do_is_used_to_its_burst(simulator_at: Any) -> None:
+    """Our count at or above the server's: no 429 at all, and once the headers have been
+    seen the margin follows the server's state, so the run uses at least 98% of what the
+    server would admit (its full bucket at the start plus its refill)."""
+    clock = VirtualClock(participants=8)
+    sim = simulator_at(clock, rpm=10_000, tpm=4_000, admission="exact")
+    ask = _limited(clock, rpm=10_000, tpm=4_000)
+    start = clock.now()
+    run = _threads(sim, ask, clock, seconds=90, workers=8)
+    assert (run.rate_limited, run.errors) == (0, [])
+    admissible = 4_000 * (1 + (clock.now() - start) / 60)
+    assert run.charged_tokens / admissible >= 0.98, run.charged_tokens / admissible

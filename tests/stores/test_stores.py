@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import itertools
 import multiprocessing
+import random
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prismq_llmtools.clock import system_clock
-from prismq_llmtools.stores import StateRegistry, StateStore
+from prismq_llmtools.stores import StateRegistry, StateStore, accounting
 from prismq_llmtools.stores.bucket import BucketSpec, KeyState, Refusal, Ticket
 from prismq_llmtools.stores.ledger import BudgetLine, LedgerState
 from prismq_llmtools.stores.memory import MemoryStore
@@ -107,6 +108,7 @@ def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> 
                 assert isinstance(got, Ticket)
                 assert got.start == pytest.approx(expected.start, abs=1e-6)
                 assert got.charged == pytest.approx(expected.charged)
+                assert got.costs == pytest.approx(expected.costs)
                 assert got.expires_at == pytest.approx(expected.expires_at, abs=1e-6)
                 tickets.append(got)
             else:
@@ -125,7 +127,12 @@ def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> 
                 assert store.levels(key, SPECS, clock=clock) == pytest.approx(levels, abs=1e-6)
                 continue
             if op == "follow":
-                kwargs = {"deficits": (None, fraction * 1_200), "follow_down": number % 2 == 0}
+                kwargs = {
+                    "deficits": (None, fraction * 1_200),
+                    "follow_down": number % 2 == 0,
+                    "server_limits": (None, 1_000.0) if number % 3 else (),
+                    "refused": number % 7 == 0,
+                }
             elif op == "refund":
                 kwargs = {"refund": tuple(c * fraction for c in ticket.costs)}
             else:
@@ -192,6 +199,61 @@ def test_settling_a_reservation_again_releases_nothing_more(store: StateStore) -
     assert again.reserved == 300
     assert again.spent >= first.spent
     assert again.remaining <= first.remaining
+
+
+def test_every_store_learns_the_servers_accounting_as_the_pure_math_does(url: str) -> None:
+    """Answers from a server charging 1.4x our count plus 5 a request (one of them a 429):
+    every store learns what KeyState learns, reserves the same charges at the same starts,
+    and a shared store hands what it learned to another process's store object."""
+    clock = FakeClock(start=100.0)
+    registry = StateRegistry()
+    store = registry.store(url)
+    store.clear()
+    reference = KeyState(len(SPECS))
+    rng = random.Random(3)
+    deficit, admitted_at = 0.0, None
+    tickets: list[Ticket] = []
+    for n in range(60):
+        costs = (1.0, float(rng.randint(20, 60)))
+        now = now_of(store, clock)
+        expected = reference.admit(SPECS, costs, now, ticket_id=str(n), ttl_s=600)
+        got = store.admit(
+            "learning", SPECS, costs, clock=clock, ticket_id=str(n), ttl_s=600, max_wait_s=1e9
+        )
+        assert isinstance(expected, Ticket)
+        assert isinstance(got, Ticket)
+        assert got.start == pytest.approx(expected.start, abs=1e-6)
+        assert got.costs == pytest.approx(expected.costs)
+        assert got.counted == pytest.approx(expected.counted)
+        tickets.append(got)
+        clock.advance(max(0.0, got.start - now))
+        now = now_of(store, clock)
+        refused = n == 30
+        if admitted_at is not None:
+            deficit = max(0.0, deficit - 1_000 / 60 * (now - admitted_at))
+        deficit += 0.0 if refused else 1.4 * costs[1] + 5
+        admitted_at = now
+        kwargs: dict[str, Any] = {
+            "deficits": (None, min(deficit, 1_000.0)),
+            "server_limits": (None, 1_000.0),
+            "refused": refused,
+        }
+        expected_drop = reference.feedback(SPECS, expected, now, **kwargs)
+        got_drop = store.feedback("learning", SPECS, got, clock=clock, **kwargs)
+        assert got_drop == pytest.approx(expected_drop, abs=1e-6)
+        clock.advance(0.5)
+    assert reference.learned[1][accounting.PAIRS] >= accounting.MIN_PAIRS
+    probe = reference.admit(SPECS, (1.0, 40.0), now_of(store, clock), ticket_id="p", ttl_s=600)
+    assert isinstance(probe, Ticket)
+    assert probe.costs[1] == pytest.approx(1.4 * 40 + 5, rel=0.05)
+    if url != "memory":  # another process: a new store object on the same URL
+        other = StateRegistry().store(url)
+        shared = other.admit(
+            "learning", SPECS, (1.0, 40.0), clock=clock, ticket_id="p", ttl_s=600, max_wait_s=1e9
+        )
+        assert isinstance(shared, Ticket)
+        assert shared.costs[1] == pytest.approx(probe.costs[1])
+    registry.reset()
 
 
 def test_shared_stores_survive_a_restart(url: str) -> None:
