@@ -173,15 +173,19 @@ class KeyState:
         Costs must not exceed capacities (callers check; see ``RequestTooLarge``).
         """
         counted = costs
-        costs = self._charges(specs, counted)
+        costs = list(counted)
         start, bucket = now, "queue"
         if self.last_start > start:
             start = self.last_start
         if self.pause_until > start:
             start, bucket = self.pause_until, "pause"
         tats = self.tats
+        learned = self.learned
         for i, spec in enumerate(specs):
-            spare = self._burst(spec, i) - costs[i]
+            burst = spec.burst
+            if learned[i][accounting.PAIRS] > 0:  # the server's answers taught something
+                costs[i], burst = self._learned(spec, i, counted[i])
+            spare = burst - costs[i]
             ready = tats[i] - (spare if spare > 0.0 else 0.0) / spec.rate_per_s
             if ready > start:
                 start, bucket = ready, spec.name
@@ -211,19 +215,13 @@ class KeyState:
         self.inflight[ticket_id] = ticket
         return ticket
 
-    def _charges(self, specs: Sequence[BucketSpec], counted: Sequence[float]) -> list[float]:
-        """What the server is learned to charge for ``counted``, per bucket."""
-        learned = self.learned
-        return [
-            accounting.charge(learned[i], counted[i], spec.capacity) for i, spec in enumerate(specs)
-        ]
-
-    def _burst(self, spec: BucketSpec, i: int) -> float:
-        """What bucket ``i`` may spend at once: its burst, or more once the server's
-        accounting is learned (the margin then follows the uncertainty of the server's state).
-        """
-        margin = accounting.margin(self.learned[i], spec.capacity, spec.burst, len(self.inflight))
-        return spec.capacity - margin
+    def _learned(self, spec: BucketSpec, i: int, counted: float) -> tuple[float, float]:
+        """For bucket ``i``: what the server is learned to charge for ``counted``, and what
+        may be spent at once (its burst, or more once the margin follows the uncertainty of
+        the server's state)."""
+        record = self.learned[i]
+        margin = accounting.margin(record, spec.capacity, spec.burst, len(self.inflight))
+        return accounting.charge(record, counted, spec.capacity), spec.capacity - margin
 
     def learn(
         self,
