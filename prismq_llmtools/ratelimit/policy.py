@@ -27,7 +27,9 @@ class RateLimit:
         rpd, tpd: requests and tokens per day (optional).
         burst: fraction of each bucket that may be spent at once; the rest is a margin that
             keeps a server counting slightly differently (timing, its own token estimate)
-            from answering 429. 0.9 held the simulator at 0 x 429 (BENCHMARKS.md).
+            from answering 429. 0.9 held the simulator at 0 x 429 (BENCHMARKS.md). Once the
+            key has learned the server's accounting from its headers, the margin narrows to
+            the uncertainty left (never above ``1 - burst``; docs/ratelimit.md).
         headroom: run at this fraction of the limits (e.g. 0.9 leaves 10% to others).
         timeout_s: longest wait for admission; beyond it ``RateLimitTimeout`` (raised as
             soon as the wait is known). ``None``: wait as long as needed.
@@ -38,7 +40,8 @@ class RateLimit:
         reconcile: after a call, ``server`` keeps the admission charge, as OpenAI does, and
             follows the server's ``x-ratelimit-*`` headers; ``refund`` also gives back the
             unused part of the completion cap (for servers that count actual usage).
-        follow_headers: correct the buckets from the server's headers and pause on 429.
+        follow_headers: correct the buckets from the server's headers, learn from them how
+            the server charges (docs/ratelimit.md), and pause on 429.
         key: the bucket key (default: the request's model); sites sharing it share buckets.
         store: ``memory`` (default), ``sqlite:///path`` or ``redis://host:port/db``.
         on_store_error: ``raise`` (fail closed, :class:`StateStoreError`) or ``allow``
