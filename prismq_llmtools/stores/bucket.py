@@ -172,8 +172,7 @@ class KeyState:
 
         Costs must not exceed capacities (callers check; see ``RequestTooLarge``).
         """
-        counted = costs
-        costs = list(counted)
+        counted, learned_costs = costs, None
         start, bucket = now, "queue"
         if self.last_start > start:
             start = self.last_start
@@ -184,19 +183,21 @@ class KeyState:
         for i, spec in enumerate(specs):
             burst = spec.burst
             if learned[i][accounting.PAIRS] > 0:  # the server's answers taught something
-                costs[i], burst = self._learned(spec, i, counted[i])
+                if learned_costs is None:
+                    costs = learned_costs = list(counted)
+                learned_costs[i], burst = self._learned(spec, i, counted[i])
             spare = burst - costs[i]
             ready = tats[i] - (spare if spare > 0.0 else 0.0) / spec.rate_per_s
             if ready > start:
                 start, bucket = ready, spec.name
         if start - now > max_wait_s:
             return Refusal(wait_s=start - now, bucket=bucket)
-        charged = self.charged
+        charged, total = self.charged, self.counted
         for i, spec in enumerate(specs):
             tat = tats[i]
             tats[i] = (start if start > tat else tat) + costs[i] / spec.rate_per_s
             charged[i] += costs[i]
-            self.counted[i] += counted[i]
+            total[i] += counted[i]
         self.last_start = start
         self.seq += 1
         self.expire(now)
