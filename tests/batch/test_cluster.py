@@ -18,7 +18,8 @@ import pytest
 
 import prismq_llmtools as llm
 from prismq_llmtools.errors import ConfigurationError
-from prismq_llmtools.events import close_log_file
+from prismq_llmtools.events import close_log_file, configure_logging
+from prismq_llmtools.report import build_report, read_events
 from prismq_llmtools.testing import reset
 from prismq_llmtools.testing.simulator import Simulator
 from tests.batch.worker_sites import ITEMS, sites_module
@@ -57,7 +58,7 @@ def test_the_driver_accounts_for_every_call_the_workers_made(
     sites, sim = cluster_module
     sim.reset(buckets=True)
     log = tmp_path / "events.jsonl"
-    llm.configure_logging(file=log)
+    configure_logging(file=log)
     texts = [f"item {n}" for n in range(ITEMS)]
     try:
         with joblib.parallel_config(backend="dask"):
@@ -94,6 +95,24 @@ def test_the_driver_accounts_for_every_call_the_workers_made(
     assert len(summary) == 1
     assert (summary[0]["items"], summary[0]["ok"]) == (ITEMS, ITEMS)
     assert abs(Decimal(str(summary[0]["cost_usd"])) - own.cost_usd) < Decimal("1e-9")
+
+    # The report over the driver's log equals the report of the same work in one process.
+    sim.reset(buckets=True)
+    alone = tmp_path / "alone.jsonl"
+    configure_logging(file=alone)
+    try:
+        sites.title.batch(texts)  # the driver's own threads
+    finally:
+        close_log_file()
+    assert _figures(log) == _figures(alone)
+
+
+def _figures(log: Path) -> list[tuple[Any, ...]]:
+    report = build_report(read_events([log]), by="operation")
+    return [
+        (r.group, r.calls, r.errors, r.input_tokens, r.output_tokens, round(r.cost_usd, 12))
+        for r in report.rows
+    ]
 
 
 def test_a_store_of_one_process_is_refused_on_worker_processes(
