@@ -23,8 +23,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import structlog
-
 from prismq_llmtools import events
 from prismq_llmtools.aspect import Aspect, CacheHit, InFlight
 from prismq_llmtools.cache.flight import (
@@ -34,7 +32,13 @@ from prismq_llmtools.cache.flight import (
     SingleFlight,
     descends_from,
 )
-from prismq_llmtools.cache.key import UnkeyableArgument, digest, function_fingerprint, normalise
+from prismq_llmtools.cache.key import (
+    UnkeyableArgument,
+    digest,
+    function_fingerprint,
+    key_digest,
+    normalise,
+)
 from prismq_llmtools.cache.key import key_of_arguments as _key_of_arguments
 from prismq_llmtools.cache.policy import (
     CachePolicy,
@@ -175,7 +179,7 @@ class CacheAspect(Aspect[CachePolicy]):
         identity, _ = self._ready()
         if self._key_function is not None:
             arguments = dict(bound) if instance is None else {**bound, "self": instance}
-            return digest((identity, normalise(self._key_function(arguments))))
+            return key_digest((identity, normalise(self._key_function(arguments))))
         # the site's default model is configurable: a different model is a different answer
         model = self.site.default_model
         if model is not None and "model" not in bound:
@@ -232,6 +236,16 @@ class CacheAspect(Aspect[CachePolicy]):
         self.stats["misses"] += 1
         return self._lead_or_follow(call, key, refresh=mode == "refresh")
 
+    def absorb(self, call: Call, finished_at: float) -> None:
+        if call.cache == "hit":
+            self.stats["hits"] += 1
+        elif call.cache == "miss":
+            self.stats["misses"] += 1
+            if call.outcome == "ok":
+                self.stats["stores"] += 1
+        elif call.cache == "bypass":
+            self.stats["skipped"] += 1
+
     def _skip(self, call: Call, reason: str, **fields: Any) -> None:
         call.cache = "bypass"
         self.stats["skipped"] += 1
@@ -284,7 +298,7 @@ class CacheAspect(Aspect[CachePolicy]):
         call.saved_cost_usd = entry.cost_usd
         call.response_model = entry.response_model
         self.stats["hits"] += 1
-        if structlog.is_configured():
+        if events.enabled():
             fields: dict[str, Any] = {"gen_ai.request.model": entry.model}
             events.emit(
                 call,

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from prismq_llmtools.aspect import Aspect, UnknownPrice
-from prismq_llmtools.call import Call, Request, current_call
+from prismq_llmtools.call import Call, Request, StateKey, current_call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.request import API_PARAMETERS, request_from_arguments, request_from_body
@@ -29,6 +29,9 @@ __all__ = ["RequestExtractor", "SiteCore"]
 
 RequestExtractor = Callable[[dict[str, Any]], "Request | Mapping[str, Any] | None"]
 """Builds the request from the bound arguments: a :class:`Request`, a JSON body, or None."""
+
+BOUND_ARGUMENTS: StateKey[dict[str, Any]] = StateKey("site.bound_arguments")
+"""An invocation's arguments by parameter name, bound once."""
 
 
 class SiteCore:
@@ -139,6 +142,22 @@ class SiteCore:
             self._runtime.remove(changes)
             self._apply_settings()
 
+    def runtime_settings(self) -> dict[str, Any]:
+        """The settings changed at run time (``configure``, ``override``), merged."""
+        merged: dict[str, Any] = {}
+        for layer in self._runtime:
+            merged.update(layer)
+        return merged
+
+    def adopt_runtime_settings(self, runtime: dict[str, Any]) -> None:
+        """Take the runtime settings of this site in another process (a batch's driver), in
+        place of this process's own."""
+        if runtime == self.runtime_settings():
+            return
+        self._check_runtime_keys(runtime)
+        self._runtime = [runtime] if runtime else []
+        self._apply_settings()
+
     def _check_runtime_keys(self, changes: dict[str, Any]) -> None:
         from dataclasses import fields
 
@@ -165,7 +184,20 @@ class SiteCore:
     # -- per invocation ------------------------------------------------------------
 
     def bind(self, call: Call, instance: Any) -> dict[str, Any]:
-        """The invocation's arguments by parameter name, defaults applied."""
+        """The invocation's arguments by parameter name, defaults applied.
+
+        Bound once per invocation (request discovery and the cache key both read them);
+        readers must not change the dict.
+        """
+        if instance is call.instance:
+            bound = call.get(BOUND_ARGUMENTS)
+            if bound is None:
+                bound = self._bind(call, instance)
+                call.put(BOUND_ARGUMENTS, bound)
+            return bound
+        return self._bind(call, instance)
+
+    def _bind(self, call: Call, instance: Any) -> dict[str, Any]:
         if instance is None or self._is_static:
             return self._binder.bind(call.args, call.kwargs)
         if self._method_binder is None:
@@ -198,6 +230,15 @@ class SiteCore:
             if decided is not None:
                 return decided
         return "estimate"
+
+    def absorb(self, call: Call, finished_at: float) -> None:
+        """Count a call of this site that finished in another process (a batch worker's):
+        the site's statistics, and each aspect's :meth:`~prismq_llmtools.aspect.Aspect.absorb`."""
+        self.calls += 1
+        if call.outcome == "error":
+            self.errors += 1
+        for aspect in self.aspects:
+            aspect.absorb(call, finished_at)
 
     def new_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """A Call for an invocation of this site, nested under the current one (its operation
