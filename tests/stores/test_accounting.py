@@ -187,3 +187,45 @@ def test_a_stored_record_of_another_shape_or_not_finite_starts_afresh() -> None:
     fresh = KeyState.from_dict(data, len(SPECS))
     assert fresh.learned == [accounting.fresh(), accounting.fresh()]
     assert fresh.counted == [0.0, 0.0]
+
+
+_answers = st.lists(
+    st.tuples(
+        st.floats(0, 5),  # seconds to the next admission
+        st.floats(allow_nan=True, allow_infinity=True),  # our capacity minus its remaining
+        st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),  # its limit
+        st.booleans(),  # a 429
+        st.integers(0, 10_000),  # our count of the request
+    ),
+    max_size=40,
+)
+
+
+@given(answers=_answers)
+def test_no_answers_can_make_admission_reserve_an_absurd_charge(
+    answers: list[tuple[float, float, float | None, bool, int]],
+) -> None:
+    """Whatever the headers of the answers say (through KeyState, as every store applies
+    them), the key keeps a finite, bounded relation and reserves a bounded charge."""
+    state = KeyState(len(SPECS))
+    now = 0.0
+    for n, (dt, deficit, limit, refused, count) in enumerate(answers):
+        now += dt
+        ticket = state.admit(
+            SPECS, (1.0, float(min(count, 3_000))), now, ticket_id=str(n), ttl_s=60
+        )
+        assert isinstance(ticket, Ticket)
+        assert 0 <= ticket.costs[1] <= CAPACITY
+        state.feedback(
+            SPECS,
+            ticket,
+            max(now, ticket.start),
+            deficits=(None, deficit),
+            server_limits=(None, limit),
+            refused=refused,
+        )
+        for record in state.learned:
+            ratio, per_request = accounting.ratio(record)
+            assert accounting.RATIO_BOUNDS[0] <= ratio <= accounting.RATIO_BOUNDS[1]
+            assert abs(per_request) <= accounting.PER_REQUEST_BOUND * CAPACITY
+            assert all(math.isfinite(x) for x in record)
