@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from prismq_llmtools.batch.aspect import BatchAspect, BatchPolicy
 from prismq_llmtools.batch.estimate import BatchEstimate, estimate_batch
-from prismq_llmtools.batch.items import Args
+from prismq_llmtools.batch.items import Args, check_items
 from prismq_llmtools.batch.plan import BATCH, BatchPlan, Collector, func_ref, plan_batch
 from prismq_llmtools.batch.runner import StopFlag, UnitRunner, run_async, run_sync
 from prismq_llmtools.errors import ConfigurationError
@@ -134,6 +134,7 @@ def run_batch(
     Returns:
         The answers in input order (or a :class:`BatchEstimate` for a dry run).
     """
+    check_items(items)
     items = list(items)
     if mode not in ("calls", "batch_api"):
         raise ConfigurationError(f"mode must be 'calls' or 'batch_api', got {mode!r}")
@@ -203,6 +204,7 @@ async def run_batch_async(
     **options: Any,
 ) -> Any:
     """``await f.abatch(items, ...)``: the async twin of :func:`run_batch`."""
+    check_items(items)
     if options.get("mode", "calls") != "calls":
         return await asyncio.to_thread(
             run_batch,
