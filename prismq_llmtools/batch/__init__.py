@@ -81,15 +81,18 @@ def batched(
         count_tokens: ``(input, model) -> tokens`` for the merge limit (default: tiktoken).
         model: the site's default model; name: the site name.
     """
-    policy = BatchPolicy(
-        batch_max_concurrency=max_concurrency,
-        batch_progress=progress,
-        batch_merge=merge,
-        batch_max_inputs=max_inputs_per_request,
-        batch_max_tokens=max_tokens_per_request,
-    )
-    aspect = BatchAspect(policy, split=split, count_tokens=count_tokens)
-    return attach(aspect, name=name, model=model)  # type: ignore[return-value]
+
+    def make() -> BatchAspect:
+        policy = BatchPolicy(
+            batch_max_concurrency=max_concurrency,
+            batch_progress=progress,
+            batch_merge=merge,
+            batch_max_inputs=max_inputs_per_request,
+            batch_max_tokens=max_tokens_per_request,
+        )
+        return BatchAspect(policy, split=split, count_tokens=count_tokens)
+
+    return attach(make, name=name, model=model)  # type: ignore[return-value]
 
 
 def run_batch(

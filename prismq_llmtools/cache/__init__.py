@@ -21,7 +21,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import structlog
 
@@ -514,17 +514,20 @@ def cached(
         clock: the clock whose wall time dates entries (tests pass a FakeClock).
         model: the site's default model; name: the site name.
     """
-    policy = CachePolicy(
-        cache_enabled=enabled,
-        cache_dir=os.fspath(location) if location is not None else None,
-        cache_ttl_s=ttl_s,
-        cache_max_bytes=max_bytes,
-        cache_max_entries=max_entries,
-        cache_namespace=namespace,
-        cache_version=str(version),
-        cache_memory_entries=memory_entries,
-    )
-    aspect = CacheAspect(
-        policy, key=key, when=when, backend=backend, compress=compress, clock=clock
-    )
-    return attach(aspect, name=name, model=model)
+
+    def make() -> CacheAspect:
+        policy = CachePolicy(
+            cache_enabled=enabled,
+            cache_dir=os.fspath(location) if isinstance(location, os.PathLike) else location,
+            cache_ttl_s=ttl_s,
+            cache_max_bytes=max_bytes,
+            cache_max_entries=max_entries,
+            cache_namespace=namespace,
+            cache_version=cast(str, version),  # its rule makes an int a string
+            cache_memory_entries=memory_entries,
+        )
+        return CacheAspect(
+            policy, key=key, when=when, backend=backend, compress=compress, clock=clock
+        )
+
+    return attach(make, name=name, model=model)
