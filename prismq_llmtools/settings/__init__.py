@@ -18,6 +18,7 @@ site (see docs/settings.md).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import tomllib
 import warnings
@@ -294,8 +295,25 @@ def report_unmatched(environ: Mapping[str, str] | None = None) -> None:
         warnings.warn(
             "settings naming no decorated site:\n  " + "\n  ".join(lines),
             SettingsWarning,
-            stacklevel=2,
+            stacklevel=_callers_level(),
         )
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _callers_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside this package
+    (and the wrapt wrapper): the application's call of a decorated function."""
+    level = 1
+    frame = sys._getframe(1)  # the function that warns
+    while frame.f_back is not None:
+        name = frame.f_code.co_filename
+        if not (name.startswith(_PACKAGE) or f"{os.sep}wrapt{os.sep}" in name):
+            break
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _unmatched(label: str, site: str, names: list[str]) -> str:

@@ -103,8 +103,9 @@ class Rule:
         return repr(value)
 
     def refuse(self, value: object) -> _Invalid:
-        kind = "a bool" if isinstance(value, bool) else f"a {type(value).__name__}"
-        return _Invalid(f"must be {self.describe()}, not {kind}")
+        kind = type(value).__name__
+        article = "an" if kind[:1] in "aeiou" else "a"
+        return _Invalid(f"must be {self.describe()}, not {article} {kind}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
