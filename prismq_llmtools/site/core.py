@@ -131,7 +131,7 @@ class SiteCore:
             overrides.update(layer)
         self.default_model = overrides.get("model", self._base_model)
         self.log_content = overrides.get("log_content", False)
-        self.operation = overrides.get("operation", self._base_operation or self.name)
+        self.operation = overrides.get("operation") or self._base_operation or self.name
         for aspect in self.aspects:
             aspect.apply(overrides, self.name)
         self._rebuild()  # settings decide which hooks are active

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from prismq_llmtools.aspect import Aspect
+from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.settings.rules import DECORATOR_ARGUMENT, SettingError, check_value
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.handle import LLMFunction
@@ -40,6 +41,11 @@ def attach(
             made = aspect if isinstance(aspect, Aspect) else aspect()
         except SettingError as exc:
             raise exc.for_site(core.name) from None
+        except ConfigurationError as exc:
+            if type(exc) is not ConfigurationError:
+                raise
+            # arguments that do not go together (window_s without window_tokens)
+            raise ConfigurationError(f"site {core.name!r}: {exc} ({DECORATOR_ARGUMENT}s)") from None
         core.set_defaults(model=model, operation=operation, request=request)
         core.add(made)
         return cast(LLMFunction[P, R], site)
