@@ -157,6 +157,22 @@ class SiteCore:
             self._runtime.remove(layer)
             self._apply_settings()
 
+    def runtime_settings(self) -> dict[str, Any]:
+        """The settings changed at run time (``configure``, ``override``), merged."""
+        merged: dict[str, Any] = {}
+        for layer in self._runtime:
+            merged.update(layer)
+        return merged
+
+    def adopt_runtime_settings(self, runtime: dict[str, Any]) -> None:
+        """Take the runtime settings of this site in another process (a batch's driver), in
+        place of this process's own."""
+        if runtime == self.runtime_settings():
+            return
+        layer = self._checked_layer(runtime, "the batch driver's runtime settings")
+        self._runtime = [layer] if layer else []
+        self._apply_settings()
+
     def _checked_layer(self, changes: dict[str, Any], source: str) -> dict[str, Any]:
         """``changes`` checked by their keys' rules, for the decorators this site has."""
         kinds = {SITE, *(a.kind for a in self.aspects)}
@@ -240,6 +256,15 @@ class SiteCore:
             if decided is not None:
                 return decided
         return "estimate"
+
+    def absorb(self, call: Call, finished_at: float) -> None:
+        """Count a call of this site that finished in another process (a batch worker's):
+        the site's statistics, and each aspect's :meth:`~prismq_llmtools.aspect.Aspect.absorb`."""
+        self.calls += 1
+        if call.outcome == "error":
+            self.errors += 1
+        for aspect in self.aspects:
+            aspect.absorb(call, finished_at)
 
     def new_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """A Call for an invocation of this site, nested under the current one (its operation

@@ -8,6 +8,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.settings.rules import DECORATOR_ARGUMENT, SettingError, check_value
+from prismq_llmtools.site import export
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.handle import LLMFunction
 from prismq_llmtools.site.wrapper import core_of, site_for
@@ -48,6 +49,7 @@ def attach(
             raise ConfigurationError(f"site {core.name!r}: {exc} ({DECORATOR_ARGUMENT}s)") from None
         core.set_defaults(model=model, operation=operation, request=request)
         core.add(made)
+        export.register(core)
         return cast(LLMFunction[P, R], site)
 
     return decorator
