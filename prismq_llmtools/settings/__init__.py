@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import tomllib
 import warnings
 from collections.abc import Mapping
@@ -32,7 +31,6 @@ from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.settings.environment import (
     ALL,
     ENV_PREFIX,
-    Variable,
     env_key,
     parse_value,
     variables,
@@ -47,6 +45,7 @@ from prismq_llmtools.settings.rules import (
     owners_of,
     register_keys,
 )
+from prismq_llmtools.settings.sites import forget_site, known_sites, note_site
 
 __all__ = [
     "ENV_PREFIX",
@@ -157,7 +156,7 @@ class Settings:
         found.sort(key=lambda v: v.site != ALL)  # the site's own variables win
         for variable in found:
             if variable.site == mine:
-                _sites.get().check_unique(site, variable)
+                known_sites().check_unique(site, variable)
             assert variable.key is not None
             value = check_value(
                 variable.key, parse_value(variable.raw), source=variable.source, site=site
@@ -183,70 +182,6 @@ class Settings:
         return out
 
 
-class _SiteNames:
-    """The names of the decorated sites (how often each is used), for the reports."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._names: dict[str, int] = {}
-        self._reported = False
-
-    def add(self, name: str) -> None:
-        with self._lock:
-            self._names[name] = self._names.get(name, 0) + 1
-
-    def discard(self, name: str) -> None:
-        with self._lock:
-            left = self._names.get(name, 0) - 1
-            if left > 0:
-                self._names[name] = left
-            else:
-                self._names.pop(name, None)
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return sorted(self._names)
-
-    def check_unique(self, site: str, variable: Variable) -> None:
-        """Raise when another decorated site's name has the same variable form."""
-        others = [n for n in self.names() if n != site and env_key(n) == variable.site]
-        if others:
-            raise ConfigurationError(
-                f"{variable.source} names site {site!r} and site {others[0]!r} alike "
-                f"(both are {variable.site} in variable names): set this site in the "
-                "settings file, or give one of them another name with name="
-            )
-
-    def take_report(self) -> bool:
-        """True the first time it is asked after a reset (the report is made once)."""
-        with self._lock:
-            first, self._reported = not self._reported, True
-            return first
-
-    def reopen(self) -> None:
-        """Make the report again at the next call (the settings were reloaded)."""
-        with self._lock:
-            self._reported = False
-
-    def reset(self) -> None:
-        with self._lock:
-            self._names.clear()
-            self._reported = False
-
-
-_sites: _state.Shared[_SiteNames] = _state.Shared("site names", _SiteNames)
-
-
-def note_site(name: str) -> None:
-    """Record a decorated site's name (its settings are looked up by it)."""
-    _sites.get().add(name)
-
-
-def forget_site(name: str) -> None:
-    """Forget one use of a site name (the site was renamed)."""
-    _sites.get().discard(name)
-
-
 def check_site(site: str, kinds: set[str], environ: Mapping[str, str] | None = None) -> None:
     """Refuse a key written for ``site`` by name that none of its decorators (``kinds``)
     understands, e.g. ``daily_usd`` for a site without ``@token_budgeted``.
@@ -267,7 +202,7 @@ def check_site(site: str, kinds: set[str], environ: Mapping[str, str] | None = N
 def report_unmatched(environ: Mapping[str, str] | None = None) -> None:
     """Warn (:class:`SettingsWarning`), once, of site tables and environment variables
     naming no decorated site, with the closest site names."""
-    known = _sites.get()
+    known = known_sites()
     if not known.take_report():
         return
     loaded = settings()
@@ -393,4 +328,4 @@ def reset_settings(value: Settings | None = None) -> None:
     """Forget the loaded settings (or install ``value``); the next use reloads them, and
     the next call of a site reports again what they name that matches no site."""
     _settings.set(value)
-    _sites.get().reopen()
+    known_sites().reopen()
