@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from prismq_llmtools.alerts.alert import Alert
+from prismq_llmtools.redaction import redact_value
 
 __all__ = ["PrintAction", "StructlogAction", "ThreadedAction", "WebhookAction", "slack_payload"]
 
@@ -39,8 +40,8 @@ class StructlogAction:
             import structlog
 
             logger = self._logger = structlog.get_logger("prismq_llmtools.alerts")
-        fields = alert.to_event()
-        event = fields.pop("event")
+        fields = {k: redact_value(v) for k, v in alert.to_event().items()}
+        event = str(fields.pop("event"))
         if alert.state == "resolved":
             logger.info(event, **fields)
         elif alert.severity == "critical":
