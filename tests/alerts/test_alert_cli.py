@@ -97,6 +97,13 @@ def test_bad_rules_and_missing_logs_exit_2(tmp_path: Path, rules: Path, capsys: 
     assert "cannot read" in capsys.readouterr().err
     assert main(["alerts", "check", str(tmp_path / "a.log")]) == 2
     assert "no rules" in capsys.readouterr().err
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing yet\n")
+    assert main(["alerts", "check", "--rules", str(empty), str(tmp_path / "a.log")]) == 2
+    err = capsys.readouterr().err
+    assert "the rule file holds no rules" in err
+    assert str(empty) in err
+    assert "give --rules" not in err
     assert main(["alerts", "check", "--pack", "builtin", "--pack-param", "nope=1", "x.log"]) == 2
 
 
