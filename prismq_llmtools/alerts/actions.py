@@ -63,7 +63,7 @@ class PrintAction:
     def __call__(self, alert: Alert) -> None:
         stream = self._stream or sys.stderr
         if self._json:
-            stream.write(json.dumps(alert.to_event(), default=str) + "\n")
+            stream.write(json.dumps(alert.to_event(), default=str, allow_nan=False) + "\n")
         else:
             when = alert.to_event()["evaluated_at"]
             label = "FIRED" if alert.state == "fired" else "RESOLVED"
@@ -137,7 +137,7 @@ class WebhookAction:
         import urllib.error  # here, not at import: most users never send a webhook
 
         payload = slack_payload(alert) if self.slack else alert.to_event()
-        body = json.dumps(payload, default=str).encode()
+        body = json.dumps(payload, default=str, allow_nan=False).encode()
         for attempt in range(self.retries + 1):
             try:
                 self._post(body)

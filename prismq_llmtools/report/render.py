@@ -87,7 +87,7 @@ def render_json(report: Report) -> str:
         "events": report.events,
         "skipped": report.skipped,
     }
-    return json.dumps(document, indent=2) + "\n"
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
 
 
 _STEPS_S = (60, 300, 900, 3600, 6 * 3600, 86400)
