@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 import structlog
 
 from prismq_llmtools import _state
+from prismq_llmtools.files import private_file
 from prismq_llmtools.redaction import redact, redact_value
 
 if TYPE_CHECKING:
@@ -160,8 +161,7 @@ def configure_logging(
         stream = sys.stderr
     elif isinstance(file, str | Path):
         path = Path(file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
+        private_file(path)
         stream = _state.log.file = path.open("a", encoding="utf-8", buffering=1)
     else:
         stream = cast(TextIO, file)

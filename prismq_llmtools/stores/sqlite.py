@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError, StateStoreError
+from prismq_llmtools.files import private_file
 from prismq_llmtools.stores.bucket import (
     REORDER_WINDOW_S,
     BucketSpec,
@@ -67,7 +68,8 @@ class SQLiteStore:
             self._pid = os.getpid()
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # user-only; SQLite gives the -wal and -shm files the database file's mode
+            private_file(self.path)
             connection = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
