@@ -27,9 +27,10 @@ _SECRET = re.compile(
     r"(?P<label>(?:api[_-]?key|authorization)['\"]?\s*[:=]\s*['\"]?"
     r"(?:(?:Bearer|Basic|Token)\s+)?)[^\s'\",}]{4,}"
     r"|\bBearer\s+[A-Za-z0-9._~+/\-]{8,}=*"
-    r"|\bsk-[A-Za-z0-9_\-]{8,}"
-    r"|\borg-[A-Za-z0-9]{8,}"
-    r"|\bproj_[A-Za-z0-9]{8,}"
+    # a key after anything but a letter or digit, and a key-length one glued to anything
+    r"|(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{32,}"
+    r"|(?<![A-Za-z0-9])org-[A-Za-z0-9]{8,}"
+    r"|(?<![A-Za-z0-9])proj_[A-Za-z0-9]{8,}"
     r"|(?<![0-9A-Za-z_\-])[0-9A-Fa-f]{32}(?![0-9A-Za-z_\-])",
     re.IGNORECASE,
 )

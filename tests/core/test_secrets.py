@@ -67,6 +67,8 @@ def leaked(text: str) -> list[str]:
         "x={secret}&y=1",
         "Authorization: Bearer {secret}",
         "'{secret}'",
+        "key:{secret}",
+        "{secret}\n",
     ],
 )
 @pytest.mark.parametrize("kind", sorted(SECRETS))
@@ -78,11 +80,17 @@ def test_redaction_covers_each_secret_in_any_position(kind: str, text: str) -> N
     assert leaked(redact(text.format(secret=secret))) == []
 
 
+def test_an_openai_key_is_redacted_even_glued_to_a_word() -> None:
+    """An sk- key after an underscore, or a key-length one after a letter, is still a key."""
+    key = SECRETS["project key"]
+    assert leaked(redact(f"OPENAI_API_KEY_{key} and x{key}")) == []
+
+
 def test_redaction_keeps_what_is_not_a_secret() -> None:
     """Ids, hashes and ordinary words survive: a 64-hex digest, request ids, short hex."""
     text = (
         "req_0123456789abcdef0123456789abcdef call 1a2b3c4d00000001 model gpt-4o-mini "
-        "digest " + "ab" * 32 + " organization of skills"
+        "digest " + "ab" * 32 + " organization of skills, a task-queue-of-projects, cyborg-arm1"
     )
     assert redact(text) == text
 
