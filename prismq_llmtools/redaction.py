@@ -51,7 +51,7 @@ def redact_value(value: object) -> object:
     tuples; numbers, booleans and ``None`` as they are; any other object as its redacted
     ``repr`` (what a log line would show of it)."""
     if isinstance(value, str):
-        return _SECRET.sub(_sub, value) if len(value) >= 8 else value
+        return _SECRET.sub(_sub, value) if len(value) >= 11 else value  # shorter than any
     if value is None or isinstance(value, Number):  # Decimal included: rendered as a number
         return value
     if isinstance(value, Mapping):
