@@ -36,7 +36,7 @@ from prismq_llmtools.alerts.streams import (
     build_collector,
     bundles_factory,
 )
-from prismq_llmtools.alerts.values import bad_value, checked_fields
+from prismq_llmtools.alerts.values import bad_value, read_fields
 
 __all__ = ["AlertAction", "AlertEngine", "EngineStats"]
 
@@ -129,7 +129,10 @@ class AlertEngine:
             by_event.setdefault(stream.key.event, []).append(stream)
         for _, _, stream, field in wiring:
             read.setdefault(stream.key.event, []).append(field)
-        self._checks = {event: checked_fields(event, fields) for event, fields in read.items()}
+        # only what a rule reads: a token count no rule sums cannot skew an alert
+        self._checks = {
+            event: checks for event, fields in read.items() if (checks := read_fields(fields))
+        }
         for event, event_streams in by_event.items():
             if event in _IGNORED:  # a rule on alert.* events never sees one
                 continue

@@ -13,7 +13,7 @@ from typing import Any
 
 from prismq_llmtools.schema import EVENTS
 
-__all__ = ["amount_fields", "bad_value", "checked_fields"]
+__all__ = ["amount_fields", "bad_value", "checked_fields", "read_fields"]
 
 
 def _is_amount(name: str, type_: str) -> bool:
@@ -33,6 +33,11 @@ def checked_fields(event: str, read: Iterable[str | None] = ()) -> tuple[str, ..
     names = dict.fromkeys(amount_fields(event))
     names.update(dict.fromkeys(name for name in read if name))
     return tuple(names)
+
+
+def read_fields(read: Iterable[str | None]) -> tuple[str, ...]:
+    """The distinct field names in ``read`` (``None``: a rule that reads no field)."""
+    return tuple(dict.fromkeys(name for name in read if name))
 
 
 def bad_value(event: Mapping[str, Any], fields: tuple[str, ...]) -> str | None:
