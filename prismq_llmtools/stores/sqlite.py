@@ -10,6 +10,7 @@ caller's wall clock (``clock.wall()``), which every process of the machine share
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -150,7 +151,13 @@ class SQLiteStore:
                 raise ValueError(f"a key's state is a JSON object, not {type(data).__name__}")
             if data is None or data.get("names") != names:  # new, or other buckets: afresh
                 return KeyState(len(specs))
-            return KeyState.from_dict(data, len(specs))
+            if len(data["tats"]) != len(specs):
+                raise ValueError(f"{len(data['tats'])} buckets where {len(specs)} are declared")
+            state = KeyState.from_dict(data, len(specs))
+            times = (state.last_start, state.pause_until, state.shift_s)
+            if not all(math.isfinite(x) for x in (*state.tats, *state.charged, *times)):
+                raise ValueError("a bucket's time or charge is not a finite number")
+            return state
 
         def change(state: KeyState) -> tuple[Any, T]:
             result = action(state)

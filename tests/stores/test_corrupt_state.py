@@ -61,14 +61,28 @@ def test_an_unreadable_sqlite_budget_row_is_a_store_error(
         assert connection.execute("SELECT state FROM budgets").fetchone() == (state,)
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda state: "{oops",
+        lambda state: state.replace('"tats":[', '"tats":[1.0,'),
+        lambda state: state.replace('"shift_s":', '"shift_s":NaN,"x":'),
+    ],
+    ids=["not-json", "other-bucket-count", "nan"],
+)
 def test_an_unreadable_sqlite_rate_limit_row_is_a_store_error(
-    tmp_path: Path, registry: StateRegistry, clock: FakeClock
+    tmp_path: Path, registry: StateRegistry, clock: FakeClock, damage: Any
 ) -> None:
-    """A rate_limits row that is not JSON raises StateStoreError, not JSONDecodeError."""
+    """A rate_limits row that is not JSON, or whose buckets are not the declared ones' or
+    not finite, raises StateStoreError (not JSONDecodeError, never a refilled bucket)."""
     path = tmp_path / "state.db"
     store = registry.store(f"sqlite://{path}")
     store.admit("k", SPECS, (1,), clock=clock, ticket_id="t", ttl_s=60, max_wait_s=0)
-    _sqlite(path, "UPDATE rate_limits SET state = '{oops' WHERE key = 'k'")
+    with sqlite3.connect(path) as connection:
+        (state,) = connection.execute("SELECT state FROM rate_limits").fetchone()
+    damaged = damage(state)
+    assert damaged != state
+    _sqlite(path, "UPDATE rate_limits SET state = ? WHERE key = 'k'", damaged)
     with pytest.raises(StateStoreError, match="rate_limits row 'k' cannot be read"):
         store.admit("k", SPECS, (1,), clock=clock, ticket_id="u", ttl_s=60, max_wait_s=0)
 
