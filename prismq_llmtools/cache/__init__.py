@@ -266,7 +266,13 @@ class CacheAspect(Aspect[CachePolicy]):
             entry = decode(blob)
         except CorruptEntry as exc:
             self.stats["corrupt"] += 1
-            events.emit(call, CACHE_CORRUPT, level="warning", key=key, error=str(exc)[:300])
+            events.emit(
+                call,
+                CACHE_CORRUPT,
+                level="warning",
+                key=key[:16],
+                error=events.redact(str(exc))[:300],
+            )
             self._forget(disk, key)
             return None
         if self._expired(entry):
@@ -378,7 +384,9 @@ class CacheAspect(Aspect[CachePolicy]):
             return ("ok", entry, None)
         shared = is_immutable(result)
         if _SECRET_BYTES.search(blob):
-            events.emit(call, CACHE_ERROR, level="warning", key=key, error="answer holds a secret")
+            events.emit(
+                call, CACHE_ERROR, level="warning", key=key[:16], error="answer holds a secret"
+            )
             return ("ok", entry, None if shared else blob)
         if len(blob) <= _MEMORY_MAX_BLOB:
             self._memory.put(key, entry, None if shared else blob)
@@ -413,7 +421,13 @@ class CacheAspect(Aspect[CachePolicy]):
         try:
             disk.save(key, blob)
         except Exception as exc:  # a full or read-only disk must not fail the call
-            events.emit(call, CACHE_ERROR, level="warning", key=key, error=str(exc)[:300])
+            events.emit(
+                call,
+                CACHE_ERROR,
+                level="warning",
+                key=key[:16],
+                error=events.redact(str(exc))[:300],
+            )
             return
         self.stats["stores"] += 1
         self._maybe_trim(disk, len(blob))
