@@ -55,13 +55,6 @@ class ChatFormat:
     per_message: int = 3
     per_name: int = 1
     reply_priming: int = 3
-    # Tool definitions (cookbook ``num_tokens_for_tools``).
-    function_start: int = 7
-    properties_start: int = 3
-    per_property: int = 3
-    enum_start: int = -3
-    per_enum_item: int = 3
-    functions_end: int = 12
     image: ImageRule = ImageRule(base_tokens=85, tile_tokens=170)
 
 
@@ -77,7 +70,7 @@ class ModelInfo:
 
 
 _O200K = ChatFormat()
-_CL100K = ChatFormat(function_start=10)
+_CL100K = ChatFormat()
 _TILES_4O = ImageRule(base_tokens=85, tile_tokens=170)
 _TILES_GPT5 = ImageRule(base_tokens=70, tile_tokens=140)
 _TILES_O_SERIES = ImageRule(base_tokens=75, tile_tokens=150)

@@ -1,0 +1,584 @@
+"""Function and tool definitions, results and calls, against API-reported prompt tokens.
+
+Every expected count below is a ``prompt_tokens`` value the OpenAI API reported, and each
+names its public source. Sources:
+
+- [hmarr] github.com/hmarr/openai-chat-tokens, ``src/token-counts.test.ts``: request
+  fixtures whose counts were taken from the API (model gpt-3.5-turbo, ``max_tokens=10``).
+- [nyno] github.com/nyno-ai/openai-token-counter, ``tests/counter/resources.py``: the same
+  fixtures; its ``tests/counter/test_token_counter.py`` sends each one to gpt-3.5-turbo and
+  asserts that the API's ``prompt_tokens`` equals the fixture.
+- [agent_kit] github.com/CtwoC/agent_kit, ``client/output_style/openai_output.py`` (the
+  requests) and ``client/output_style/openai_output.md`` (the responses, gpt-4o-2024-08-06).
+- [openai-java#5] github.com/forestwanglin/openai-java/issues/5: a gpt-4 request with a
+  tool call and its result, "OpenAI Count: 35".
+- [forum-538914] community.openai.com/t/strange-token-cost-calculation-for-tool-calls/538914:
+  gpt-3.5-turbo, one tool call (40), and as reported with two (89) and three (114).
+- The cookbook's tool example (105 and 101) is in ``test_tokens_published.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from prismq_llmtools.openai import tools_format
+from prismq_llmtools.openai.tokens import count_request, count_text
+
+EMPTY: dict[str, Any] = {"type": "object", "properties": {}}
+HELLO = [{"role": "user", "content": "hello"}]
+SYSTEM_HELLO = [{"role": "system", "content": "Hello"}, {"role": "user", "content": "Hi there"}]
+SYSTEM_COLON = [{"role": "system", "content": "Hello:"}, {"role": "user", "content": "Hi there"}]
+TWO_SYSTEMS = [
+    {"role": "system", "content": "Hello:"},
+    {"role": "system", "content": "Hello"},
+    {"role": "user", "content": "Hi there"},
+]
+TWO_FUNCTIONS = [
+    {"name": "do_stuff", "parameters": EMPTY},
+    {"name": "do_other_stuff", "parameters": EMPTY},
+]
+BING_BONG = {"name": "bing_bong", "description": "Do a bing bong"}
+RES_VARIANTS = [
+    {
+        "type": "object",
+        "properties": {"kind": {"type": "string", "const": "post"}, "text": {"type": "string"}},
+        "required": ["kind", "text"],
+        "additionalProperties": False,
+    },
+    {
+        "type": "object",
+        "properties": {
+            "kind": {"type": "string", "const": "user"},
+            "name": {"type": "string", "enum": ["jane", "suzie", "adam"]},
+        },
+        "required": ["kind", "name"],
+        "additionalProperties": False,
+    },
+]
+RECIPE = {
+    "name": "get_recipe",
+    "parameters": {
+        "type": "object",
+        "required": ["ingredients", "instructions", "time_to_cook"],
+        "properties": {
+            "ingredients": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "unit", "amount"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "unit": {
+                            "enum": ["grams", "ml", "cups", "pieces", "teaspoons"],
+                            "type": "string",
+                        },
+                        "amount": {"type": "number"},
+                    },
+                },
+            },
+            "instructions": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Steps to prepare the recipe (no numbering)",
+            },
+            "time_to_cook": {
+                "type": "number",
+                "description": "Total time to prepare the recipe in minutes",
+            },
+        },
+    },
+}
+
+
+def _kinds(*variants: tuple[str, str, str]) -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"kind": {"type": "string", "const": kind}, key: {"type": kind_type}},
+            }
+            for kind, key, kind_type in variants
+        ]
+    }
+
+
+def _one_param(prop: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": "do_stuff", "parameters": {"type": "object", "properties": {"foo": prop}}}]
+
+
+# (id, messages, functions, function_call, API prompt_tokens); all from [hmarr] and [nyno].
+GPT35_FIXTURES: list[tuple[str, list[dict[str, Any]], Any, Any, int]] = [
+    ("user", HELLO, None, None, 8),
+    ("user-2-words", [{"role": "user", "content": "hello world"}], None, None, 9),
+    ("system", [{"role": "system", "content": "hello"}], None, None, 8),
+    ("system-colon", [{"role": "system", "content": "hello:"}], None, None, 9),
+    (
+        "three-roles",
+        [
+            {"role": "system", "content": "# Important: you're the best robot"},
+            {"role": "user", "content": "hello robot"},
+            {"role": "assistant", "content": "hello world"},
+        ],
+        None,
+        None,
+        27,
+    ),
+    ("no-params", HELLO, [{"name": "foo", "parameters": EMPTY}], None, 31),
+    ("call-none", HELLO, [{"name": "foo", "parameters": EMPTY}], "none", 32),
+    ("call-auto", HELLO, [{"name": "foo", "parameters": EMPTY}], "auto", 31),
+    ("call-forced", HELLO, [{"name": "foo", "parameters": EMPTY}], {"name": "foo"}, 36),
+    (
+        "description",
+        HELLO,
+        [{"name": "foo", "description": "Do a foo", "parameters": EMPTY}],
+        None,
+        36,
+    ),
+    (
+        "one-param",
+        HELLO,
+        [
+            {
+                **BING_BONG,
+                "parameters": {"type": "object", "properties": {"foo": {"type": "string"}}},
+            }
+        ],
+        None,
+        49,
+    ),
+    (
+        "param-description",
+        HELLO,
+        [
+            {
+                **BING_BONG,
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "foo": {"type": "string"},
+                        "bar": {"type": "number", "description": "A number"},
+                    },
+                },
+            }
+        ],
+        None,
+        57,
+    ),
+    (
+        "nested-object-enum",
+        HELLO,
+        [
+            {
+                **BING_BONG,
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "foo": {
+                            "type": "object",
+                            "properties": {
+                                "bar": {"type": "string", "enum": ["a", "b", "c"]},
+                                "baz": {"type": "boolean"},
+                            },
+                        }
+                    },
+                },
+            }
+        ],
+        None,
+        68,
+    ),
+    (
+        "function-result-empty",
+        [
+            {"role": "user", "content": "hello world"},
+            {"role": "function", "name": "do_stuff", "content": "{}"},
+        ],
+        None,
+        None,
+        15,
+    ),
+    (
+        "function-result",
+        [
+            {"role": "user", "content": "hello world"},
+            {"role": "function", "name": "do_stuff", "content": '{"foo": "bar", "baz": 1.5}'},
+        ],
+        None,
+        None,
+        28,
+    ),
+    (
+        "function-result-alone",
+        [
+            {
+                "role": "function",
+                "name": "dance_the_tango",
+                "content": '{"a": { "b" : { "c": false}}}',
+            }
+        ],
+        None,
+        None,
+        24,
+    ),
+    (
+        "function-call",
+        [
+            {
+                "role": "assistant",
+                "content": "",
+                "function_call": {"name": "do_stuff", "arguments": '{"foo": "bar", "baz": 1.5}'},
+            }
+        ],
+        None,
+        None,
+        26,
+    ),
+    (
+        "function-call-whitespace",
+        [
+            {
+                "role": "assistant",
+                "content": "",
+                "function_call": {"name": "do_stuff", "arguments": '{"foo":"bar", "baz":\n\n 1.5}'},
+            }
+        ],
+        None,
+        None,
+        25,
+    ),
+    (
+        "any-of-results-forced",
+        [
+            {"role": "system", "content": "You are an AI assistant trained to foo or bar"},
+            {"role": "user", "content": "My name is suzie"},
+            {
+                "role": "function",
+                "name": "foo",
+                "content": '{"res":{"kind":"user","name":"suzie"}}',
+            },
+            {"role": "user", "content": 'I want to post a message with the text "hello world"'},
+            {
+                "role": "function",
+                "name": "foo",
+                "content": '{"res":{"kind":"post","text":"hello world"}}',
+            },
+        ],
+        [
+            {
+                "name": "foo",
+                "description": "Return the foo or the bar",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "res": {"anyOf": RES_VARIANTS, "description": "The foo or the bar"}
+                    },
+                    "required": ["res"],
+                    "additionalProperties": False,
+                },
+            }
+        ],
+        {"name": "foo"},
+        158,
+    ),
+    ("any-of-one", SYSTEM_HELLO, _one_param(_kinds(("a", "baz", "boolean"))), None, 52),
+    (
+        "any-of-three",
+        SYSTEM_HELLO,
+        _one_param(_kinds(("a", "baz", "boolean"), ("b", "qux", "number"), ("c", "idk", "string"))),
+        None,
+        80,
+    ),
+    (
+        "any-of-scalars",
+        SYSTEM_HELLO,
+        _one_param({"anyOf": [{"type": "string", "const": "a"}, {"type": "number"}]}),
+        None,
+        44,
+    ),
+    ("system-and-functions", SYSTEM_HELLO, [{"name": "do_stuff", "parameters": EMPTY}], None, 35),
+    ("system-colon-functions", SYSTEM_COLON, [{"name": "do_stuff", "parameters": EMPTY}], None, 35),
+    ("two-systems", TWO_SYSTEMS, [{"name": "do_stuff", "parameters": EMPTY}], None, 40),
+    ("two-functions", TWO_SYSTEMS, TWO_FUNCTIONS, None, 49),
+    ("two-functions-forced", TWO_SYSTEMS, TWO_FUNCTIONS, {"name": "do_stuff"}, 55),
+    ("arrays-required-enum", HELLO, [RECIPE], None, 106),
+    (
+        "nested-description",
+        HELLO,
+        [
+            {
+                "name": "function",
+                "description": "description",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "quality": {
+                            "type": "object",
+                            "properties": {
+                                "pros": {
+                                    "type": "array",
+                                    "items": {"type": "string"},
+                                    "description": "Write 3 points why this text is well written",
+                                }
+                            },
+                        }
+                    },
+                },
+            }
+        ],
+        None,
+        46,
+    ),
+    (
+        "nested-descriptions-enums",
+        HELLO,
+        [
+            {
+                "name": "function",
+                "description": "desctiption1",
+                "parameters": {
+                    "type": "object",
+                    "description": "desctiption2",
+                    "properties": {
+                        "mainField": {"type": "string", "description": "description3"},
+                        "field number one": {
+                            "type": "object",
+                            "description": "description4",
+                            "properties": {
+                                "yesNoField": {
+                                    "type": "string",
+                                    "description": "description5",
+                                    "enum": ["Yes", "No"],
+                                },
+                                "howIsInteresting": {
+                                    "type": "string",
+                                    "description": "description6",
+                                },
+                                "scoreInteresting": {
+                                    "type": "number",
+                                    "description": "description7",
+                                },
+                                "isInteresting": {
+                                    "type": "string",
+                                    "description": "description8",
+                                    "enum": ["Yes", "No"],
+                                },
+                            },
+                        },
+                    },
+                },
+            }
+        ],
+        None,
+        96,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("messages", "functions", "function_call", "api_prompt_tokens"),
+    [pytest.param(*case[1:], id=case[0]) for case in GPT35_FIXTURES],
+)
+def test_gpt35_functions_match_api_reported_counts(
+    messages: list[dict[str, Any]], functions: Any, function_call: Any, api_prompt_tokens: int
+) -> None:
+    """Legacy functions, function results and calls on gpt-3.5-turbo count what the API
+    reported ([hmarr], [nyno])."""
+    body: dict[str, Any] = {"model": "gpt-3.5-turbo", "messages": messages, "max_tokens": 10}
+    if functions is not None:
+        body["functions"] = functions
+    if function_call is not None:
+        body["function_call"] = function_call
+    assert count_request(body).prompt_tokens == api_prompt_tokens
+
+
+@pytest.mark.parametrize(
+    "case", [case for case in GPT35_FIXTURES if case[2] is not None], ids=lambda case: case[0]
+)
+def test_gpt35_tools_count_like_functions(case: tuple[str, Any, Any, Any, int]) -> None:
+    """The same definitions sent as ``tools`` (and a forced ``tool_choice``) count the same:
+    the cookbook's tool example reproduces with the same rule (test_tokens_published.py)."""
+    _, messages, functions, function_call, api_prompt_tokens = case
+    body: dict[str, Any] = {
+        "model": "gpt-3.5-turbo",
+        "messages": messages,
+        "tools": [{"type": "function", "function": f} for f in functions],
+    }
+    if isinstance(function_call, dict):
+        body["tool_choice"] = {"type": "function", "function": function_call}
+    elif function_call is not None:
+        body["tool_choice"] = function_call
+    assert count_request(body).prompt_tokens == api_prompt_tokens
+
+
+GPT4O_SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
+GPT4O_WEATHER_FUNCTION: dict[str, Any] = {
+    "name": "get_weather",
+    "description": "Get the current weather in a given location",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "location": {
+                "type": "string",
+                "description": "The city and state, e.g. San Francisco, CA",
+            },
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        },
+        "required": ["location"],
+    },
+}
+GPT4O_WEATHER_TOOL: dict[str, Any] = {"type": "function", "function": GPT4O_WEATHER_FUNCTION}
+
+
+def test_gpt4o_tool_definitions_match_api_reported_count() -> None:
+    """A tool with a system message on gpt-4o-2024-08-06 (o200k): 91, as reported
+    ([agent_kit] openai_output.md, "Tool Call Response")."""
+    user = {
+        "role": "user",
+        "content": "What's the weather in Shanghai? Please use a weather tool to check.",
+    }
+    body = {
+        "model": "gpt-4o-2024-08-06",
+        "messages": [GPT4O_SYSTEM, user],
+        "temperature": 0.7,
+        "tools": [GPT4O_WEATHER_TOOL],
+    }
+    assert count_request(body).prompt_tokens == 91
+
+
+def test_gpt4o_plain_chat_from_the_same_source() -> None:
+    """The same source's tool-less request: 23 ([agent_kit], "Non-Streaming Response")."""
+    user = {"role": "user", "content": "Tell me a short joke."}
+    body = {"model": "gpt-4o-2024-08-06", "messages": [GPT4O_SYSTEM, user]}
+    assert count_request(body).prompt_tokens == 23
+
+
+def test_gpt4_tool_call_and_named_result_match_api_reported_count() -> None:
+    """An assistant tool call and its tool result on gpt-4: 35 ([openai-java#5])."""
+    call = {
+        "id": "call_Id8ycVMsW8gdsf7kSXfgAcf1",
+        "type": "function",
+        "function": {
+            "name": "get_current_weather",
+            "arguments": '{\n  "location": "Boston, MA"\n}',
+        },
+    }
+    messages = [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {
+            "role": "tool",
+            "tool_call_id": call["id"],
+            "name": "get_current_weather",
+            "content": "29 degree celcius",
+        },
+    ]
+    assert count_request({"model": "gpt-4", "messages": messages}).prompt_tokens == 35
+
+
+def test_tool_result_without_name_is_named_after_its_call() -> None:
+    """A tool result without ``name`` costs what it costs with the called function's name."""
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    result = {"role": "tool", "tool_call_id": "c1", "content": "42"}
+    unnamed = [{"role": "assistant", "tool_calls": [call]}, result]
+    named = [{"role": "assistant", "tool_calls": [call]}, {**result, "name": "lookup"}]
+    for model in ("gpt-4", "gpt-4o"):
+        count_unnamed = count_request({"model": model, "messages": unnamed}).prompt_tokens
+        assert count_unnamed == count_request({"model": model, "messages": named}).prompt_tokens
+
+
+def _calculator_history(calls: int) -> list[dict[str, Any]]:
+    user = {"role": "user", "content": [{"type": "text", "text": "How much is 2 plus 2?"}]}
+    tool_calls = [
+        {
+            "id": f"a{i}",
+            "type": "function",
+            "function": {"name": "calculator", "arguments": '{"a":2, "b":2}'},
+        }
+        for i in range(calls)
+    ]
+    results = [{"role": "tool", "tool_call_id": f"a{i}", "content": "4"} for i in range(calls)]
+    return [user, {"role": "assistant", "tool_calls": tool_calls}, *results]
+
+
+def test_single_tool_call_with_parts_content_is_within_one_token() -> None:
+    """[forum-538914] reports 40 for one call after a one-part user message; the rules
+    give 39 (the token is unexplained: see docs/counting.md)."""
+    body = {"model": "gpt-3.5-turbo", "messages": _calculator_history(1)}
+    assert count_request(body).prompt_tokens in (39, 40)
+
+
+@pytest.mark.parametrize(("calls", "api_prompt_tokens"), [(2, 89), (3, 114)])
+def test_parallel_tool_calls_are_not_undercounted(calls: int, api_prompt_tokens: int) -> None:
+    """Several calls in one message (the multi_tool_use wrapper, an estimate) never count
+    less than [forum-538914] reports, and stay within 6 tokens of it."""
+    body = {"model": "gpt-3.5-turbo", "messages": _calculator_history(calls)}
+    estimate = count_request(body).prompt_tokens
+    assert api_prompt_tokens <= estimate <= api_prompt_tokens + 6
+
+
+def test_rendering_is_the_published_namespace_shape() -> None:
+    """The weather function renders as the namespace quoted in the forum thread
+    community.openai.com/t/how-to-calculate-the-tokens-when-using-function-call/266573."""
+    weather = GPT4O_WEATHER_FUNCTION
+    text = tools_format.render_namespace([{**weather, "name": "x", "description": ""}])
+    lines = text.split("\n")
+    assert lines[0] == "namespace functions {"
+    assert "type x = (_: {" in lines
+    assert 'unit?: "celsius" | "fahrenheit",' in lines
+    assert "location: string," in lines
+    assert lines[-1] == "} // namespace functions"
+
+
+def test_nested_objects_and_arrays_render_as_typescript() -> None:
+    """Nested objects are indented blocks, arrays ``T[]``, optional keys ``?``, integers
+    ``number``, nested descriptions left out (the [hmarr] counts require it)."""
+    text = tools_format.render_namespace([RECIPE])
+    assert "ingredients: {\n  name: string,\n" in text
+    assert '  unit: "grams" | "ml" | "cups" | "pieces" | "teaspoons",' in text
+    assert "}[]," in text
+    assert "instructions: string[]," in text
+    assert "// Steps to prepare the recipe (no numbering)" in text
+    integer = {
+        "type": "object",
+        "properties": {"n": {"type": "integer"}, "t": {"type": ["string", "null"]}},
+    }
+    rendered = tools_format.render_namespace([{"name": "f", "parameters": integer}])
+    assert "n?: number," in rendered
+    assert "t?: string | null," in rendered
+
+
+def test_definitions_cost_their_rendering_plus_framing() -> None:
+    """Without a system message, definitions add their rendered text's tokens and 9."""
+    functions = [RECIPE]
+    with_functions = count_request(
+        {"model": "gpt-4o", "messages": HELLO, "functions": functions}
+    ).prompt_tokens
+    without = count_request({"model": "gpt-4o", "messages": HELLO}).prompt_tokens
+    rendered = count_text(tools_format.render_namespace(functions), encoding="o200k_base")
+    assert with_functions - without == rendered + tools_format.DEFINITIONS_OVERHEAD
+
+
+def test_responses_tools_and_instructions_count_like_chat() -> None:
+    """Responses: instructions are the system message the definitions join; flat tools
+    count like chat tools; outputs are tool results named after their call."""
+    flat = {"type": "function", **GPT4O_WEATHER_FUNCTION}
+    items = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "cold"},
+    ]
+    responses = count_request(
+        {"model": "gpt-4o", "instructions": "Be brief.", "input": items, "tools": [flat]}
+    ).prompt_tokens
+    call = {"id": "c1", "function": {"name": "get_weather", "arguments": "{}"}}
+    messages = [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "cold"},
+    ]
+    chat = count_request(
+        {"model": "gpt-4o", "messages": messages, "tools": [GPT4O_WEATHER_TOOL]}
+    ).prompt_tokens
+    assert responses == chat
