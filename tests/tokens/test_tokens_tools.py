@@ -22,6 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prismq_llmtools.openai import tools_format
 from prismq_llmtools.openai.tokens import count_request, count_text
@@ -582,3 +584,63 @@ def test_responses_tools_and_instructions_count_like_chat() -> None:
         {"model": "gpt-4o", "messages": messages, "tools": [GPT4O_WEATHER_TOOL]}
     ).prompt_tokens
     assert responses == chat
+
+
+def test_system_message_as_parts_counts_like_a_string_beside_definitions() -> None:
+    """The trailing newline the first system message gains goes to its last text part."""
+    tools = [GPT4O_WEATHER_TOOL]
+    as_text = [{"role": "system", "content": "Be brief."}, *HELLO]
+    as_parts = [{"role": "system", "content": [{"type": "text", "text": "Be brief."}]}, *HELLO]
+    for model in ("gpt-4", "gpt-4o"):
+        text_count = count_request({"model": model, "messages": as_text, "tools": tools})
+        parts_count = count_request({"model": model, "messages": as_parts, "tools": tools})
+        assert text_count.prompt_tokens == parts_count.prompt_tokens
+
+
+_JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+_SCHEMAS = st.recursive(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["string", "number", "integer", "boolean", "null", "object"])
+            | st.lists(st.sampled_from(["string", "null"]), max_size=2),
+            "description": st.text(max_size=12),
+            "enum": st.lists(_JSON_SCALARS, max_size=3),
+        },
+    ),
+    lambda inner: (
+        st.fixed_dictionaries(
+            {
+                "type": st.just("object"),
+                "properties": st.dictionaries(st.text(max_size=6), inner, max_size=3),
+            },
+            optional={"required": st.lists(st.text(max_size=6), max_size=2)},
+        )
+        | st.fixed_dictionaries({"type": st.just("array")}, optional={"items": inner})
+        | st.fixed_dictionaries({"anyOf": st.lists(inner, max_size=3)})
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(parameters=_SCHEMAS, description=st.text(max_size=20))
+def test_any_schema_renders_and_tools_equal_functions(
+    parameters: dict[str, Any], description: str
+) -> None:
+    """Any JSON schema renders inside the namespace, and tools count like functions."""
+    function = {"name": "f", "description": description, "parameters": parameters}
+    text = tools_format.render_namespace([function])
+    assert text.startswith("namespace functions {\n\n")
+    assert text.endswith("\n} // namespace functions")
+    as_tools = count_request(
+        {
+            "model": "gpt-4o",
+            "messages": HELLO,
+            "tools": [{"type": "function", "function": function}],
+        }
+    )
+    as_functions = count_request({"model": "gpt-4o", "messages": HELLO, "functions": [function]})
+    assert as_tools.prompt_tokens == as_functions.prompt_tokens
+    without = count_request({"model": "gpt-4o", "messages": HELLO}).prompt_tokens
+    assert as_tools.prompt_tokens > without
