@@ -10,6 +10,7 @@ listed in ``docs/counting.md``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -36,13 +37,16 @@ class _Conversation:
     ``pad_system``: the request has function definitions and no system message has been
     seen yet; the first one is then rendered with a trailing newline. ``call_names``: the
     function name of each tool call id seen so far, which names the tool result answering it.
+    ``parallel_ids``: the ids of calls made several in one message, whose results reach the
+    model JSON-escaped.
     """
 
-    __slots__ = ("call_names", "pad_system")
+    __slots__ = ("call_names", "pad_system", "parallel_ids")
 
     def __init__(self, *, has_definitions: bool) -> None:
         self.pad_system = has_definitions
         self.call_names: MutableMapping[str, str] = {}
+        self.parallel_ids: set[str] = set()
 
 
 def count_chat(body: Mapping[str, Any], fmt: ChatFormat, count: TextCount) -> int:
@@ -86,12 +90,16 @@ def count_message(
         state = _Conversation(has_definitions=False)
     role = message.get("role")
     total = fmt.per_message
+    escape = False
     if role in _RESULT_ROLES:
         total += RESULT_FRAMING_ADJUSTMENT
-        if role == "tool" and message.get("name") is None:
-            name = state.call_names.get(str(message.get("tool_call_id")))
-            if name is not None:
-                total += count(name) + fmt.per_name
+        if role == "tool":
+            call_id = str(message.get("tool_call_id"))
+            escape = call_id in state.parallel_ids
+            if message.get("name") is None:
+                name = state.call_names.get(call_id)
+                if name is not None:
+                    total += count(name) + fmt.per_name
     pad = state.pad_system and role in _SYSTEM_ROLES
     if pad:
         state.pad_system = False
@@ -99,7 +107,11 @@ def count_message(
         if value is None or key in _UNCOUNTED_KEYS:
             continue
         if key == "content":
-            total += count_content(_padded(value) if pad else value, fmt, count)
+            if pad:
+                value = _padded(value)
+            elif escape:
+                value = _escaped(value)
+            total += count_content(value, fmt, count)
         elif key == "name":
             total += count(_text(value, key)) + fmt.per_name
         elif key == "tool_calls":
@@ -132,15 +144,33 @@ def _padded(content: object) -> object:
     return content
 
 
+def _escaped(content: object) -> object:
+    """A parallel call's result as the model reads it: JSON-escaped, non-ASCII as ``\\uXXXX``."""
+    if isinstance(content, str):
+        return json.dumps(content)[1:-1]
+    if isinstance(content, Sequence):
+        return [
+            {**part, "text": json.dumps(part["text"])[1:-1]}
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+            else part
+            for part in content
+        ]
+    return content
+
+
 def _remember_calls(calls: object, state: _Conversation) -> None:
     if not isinstance(calls, Sequence):
         return
+    parallel = len(calls) > 1
     for call in calls:
-        if isinstance(call, Mapping):
+        if isinstance(call, Mapping) and call.get("id") is not None:
+            call_id = str(call["id"])
+            if parallel:
+                state.parallel_ids.add(call_id)
             function = call.get("function") or call.get("custom")
             name = function.get("name") if isinstance(function, Mapping) else None
-            if isinstance(name, str) and call.get("id") is not None:
-                state.call_names[str(call["id"])] = name
+            if isinstance(name, str):
+                state.call_names[call_id] = name
 
 
 def count_content(content: object, fmt: ChatFormat, count: TextCount) -> int:

@@ -14,6 +14,10 @@ names its public source. Sources:
   tool call and its result, "OpenAI Count: 35".
 - [forum-538914] community.openai.com/t/strange-token-cost-calculation-for-tool-calls/538914:
   gpt-3.5-turbo, one tool call (40), and as reported with two (89) and three (114).
+- [forum-816259] and [forum-1375117], community.openai.com threads 816259 ("Bug: Unicode
+  should not be escaped in multiple tool call results") and 1375117 ("Massive token
+  overestimation in multiple tool calls due to internal unicode escaping"): results of
+  several calls in one message reach the model JSON-escaped (no reproducible count).
 - The cookbook's tool example (105 and 101) is in ``test_tokens_published.py``.
 """
 
@@ -644,3 +648,49 @@ def test_any_schema_renders_and_tools_equal_functions(
     assert as_tools.prompt_tokens == as_functions.prompt_tokens
     without = count_request({"model": "gpt-4o", "messages": HELLO}).prompt_tokens
     assert as_tools.prompt_tokens > without
+
+
+def _open_url_history(calls: int, result: str) -> list[dict[str, Any]]:
+    tool_calls = [
+        {
+            "id": f"call_demo{i}",
+            "type": "function",
+            "function": {"name": "open_url", "arguments": f'{{"url": "https://example{i}.com/"}}'},
+        }
+        for i in range(calls)
+    ]
+    results = [
+        {"role": "tool", "name": "open_url", "tool_call_id": f"call_demo{i}", "content": result}
+        for i in range(calls)
+    ]
+    return [
+        {"role": "user", "content": "Test"},
+        {"role": "assistant", "tool_calls": tool_calls},
+        *results,
+    ]
+
+
+def test_parallel_results_are_counted_json_escaped() -> None:
+    """Results of several calls made in one message reach the model JSON-escaped, so
+    "你好" costs its ``\\u4f60\\u597d`` tokens ([forum-816259], [forum-1375117]); the result
+    of a single call is counted as sent."""
+    chinese = "result: 这是一句中文示例你好"
+    escaped = '"result: \\u8fd9\\u662f\\u4e00\\u53e5\\u4e2d\\u6587\\u793a\\u4f8b\\u4f60\\u597d"'[
+        1:-1
+    ]
+    extra = count_text(escaped, encoding="o200k_base") - count_text(chinese, encoding="o200k_base")
+    assert extra > 0
+
+    def prompt(calls: int, result: str) -> int:
+        body = {"model": "gpt-4o", "messages": _open_url_history(calls, result)}
+        return count_request(body).prompt_tokens
+
+    assert prompt(2, chinese) - prompt(2, "result: plain") == 2 * (
+        extra
+        + count_text(chinese, encoding="o200k_base")
+        - count_text("result: plain", encoding="o200k_base")
+    )
+    single = prompt(1, chinese) - prompt(1, "result: plain")
+    assert single == count_text(chinese, encoding="o200k_base") - count_text(
+        "result: plain", encoding="o200k_base"
+    )
