@@ -8,6 +8,10 @@ names its public source. Sources:
 - [nyno] github.com/nyno-ai/openai-token-counter, ``tests/counter/resources.py``: the same
   fixtures; its ``tests/counter/test_token_counter.py`` sends each one to gpt-3.5-turbo and
   asserts that the API's ``prompt_tokens`` equals the fixture.
+- [cequence] github.com/cequence-io/openai-scala-client,
+  ``openai-count-tokens/src/test/scala/io/cequence/openaiscala/service/OpenAICountTokensServiceSpec.scala``:
+  expected counts that the spec asserts against the API's ``prompt_tokens`` when run with
+  ``validateWithChatGPT`` (gpt-3.5-turbo and gpt-4).
 - [agent_kit] github.com/CtwoC/agent_kit, ``client/output_style/openai_output.py`` (the
   requests) and ``client/output_style/openai_output.md`` (the responses, gpt-4o-2024-08-06).
 - [openai-java#5] github.com/forestwanglin/openai-java/issues/5: a gpt-4 request with a
@@ -415,6 +419,174 @@ def test_gpt35_tools_count_like_functions(case: tuple[str, Any, Any, Any, int]) 
         body["tool_choice"] = {"type": "function", "function": function_call}
     elif function_call is not None:
         body["tool_choice"] = function_call
+    assert count_request(body).prompt_tokens == api_prompt_tokens
+
+
+QUALITY_PROS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "quality": {
+            "type": "object",
+            "properties": {
+                "pros": {
+                    "type": "array",
+                    "description": "Write 3 points why this text is well written",
+                    "items": {"type": "string"},
+                }
+            },
+        }
+    },
+}
+CATEGORIES = ["Basketball", "Football", "Golf", "F1", "Baseball", "Soccer"]
+# (id, model, messages, functions, function_call, API prompt_tokens); all from [cequence].
+CEQUENCE_FIXTURES: list[tuple[str, str, list[dict[str, Any]], Any, Any, int]] = [
+    (
+        "enum-no-description",
+        "gpt-3.5-turbo",
+        [{"role": "user", "content": "Hello"}],
+        [
+            {
+                "name": "getWeather",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "location": {
+                            "type": "string",
+                            "description": "The city to get the weather for",
+                        },
+                        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                    },
+                },
+            }
+        ],
+        None,
+        59,
+    ),
+    (
+        "required-field",
+        "gpt-3.5-turbo",
+        [{"role": "user", "content": "text1\ntext2\ntext3\n"}],
+        [
+            {
+                "name": "function",
+                "description": "description",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"title": {"type": "string", "description": "Write something"}},
+                    "required": ["title"],
+                },
+            }
+        ],
+        None,
+        53,
+    ),
+    (
+        "nested-descriptions-enums",
+        "gpt-3.5-turbo",
+        HELLO,
+        [
+            {
+                "name": "function",
+                "description": "description1",
+                "parameters": {
+                    "type": "object",
+                    "description": "description2",
+                    "properties": {
+                        "mainField": {"type": "string", "description": "description3"},
+                        "field number one": {
+                            "type": "object",
+                            "description": "description4",
+                            "properties": {
+                                "yesNoField": {
+                                    "type": "string",
+                                    "description": "description5",
+                                    "enum": ["Yes", "No"],
+                                },
+                                "howIsInteresting": {
+                                    "type": "string",
+                                    "description": "description6",
+                                },
+                                "scoreInteresting": {
+                                    "type": "number",
+                                    "description": "description7",
+                                },
+                                "isInteresting": {
+                                    "type": "string",
+                                    "description": "description8",
+                                    "enum": ["Yes", "No"],
+                                },
+                            },
+                        },
+                    },
+                },
+            }
+        ],
+        None,
+        93,
+    ),
+    (
+        "gpt4-nested-description",
+        "gpt-4",
+        HELLO,
+        [{"name": "function", "description": "description", "parameters": QUALITY_PROS}],
+        None,
+        46,
+    ),
+    (
+        "forced-nested-description",
+        "gpt-3.5-turbo",
+        HELLO,
+        [{"name": "function", "description": "description", "parameters": QUALITY_PROS}],
+        {"name": "function"},
+        51,
+    ),
+    (
+        "forced-array-of-enum",
+        "gpt-3.5-turbo",
+        HELLO,
+        [
+            {
+                "name": "function",
+                "description": "description",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "quality": {
+                            "type": "object",
+                            "properties": {
+                                "pros": {
+                                    "type": "array",
+                                    "description": "Select few connected categories",
+                                    "items": {"type": "string", "enum": CATEGORIES},
+                                }
+                            },
+                        }
+                    },
+                },
+            }
+        ],
+        {"name": "function"},
+        78,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "messages", "functions", "function_call", "api_prompt_tokens"),
+    [pytest.param(*case[1:], id=case[0]) for case in CEQUENCE_FIXTURES],
+)
+def test_more_functions_match_api_reported_counts(
+    model: str,
+    messages: list[dict[str, Any]],
+    functions: Any,
+    function_call: Any,
+    api_prompt_tokens: int,
+) -> None:
+    """Enums without descriptions, required fields, arrays of enums and forced calls, on
+    gpt-3.5-turbo and gpt-4 ([cequence])."""
+    body: dict[str, Any] = {"model": model, "messages": messages, "functions": functions}
+    if function_call is not None:
+        body["function_call"] = function_call
     assert count_request(body).prompt_tokens == api_prompt_tokens
 
 
