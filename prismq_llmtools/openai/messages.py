@@ -89,6 +89,8 @@ def count_message(
     if state is None:
         state = _Conversation(has_definitions=False)
     role = message.get("role")
+    if not isinstance(role, str):
+        role = None  # a malformed role counts nothing, like any non-text field
     total = fmt.per_message
     escape = False
     if role in _RESULT_ROLES:

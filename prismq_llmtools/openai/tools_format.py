@@ -248,7 +248,7 @@ def _arguments_value(arguments: object) -> object:
     text = _text(arguments or "", "arguments")
     try:
         value: object = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
         return text
     return value
 
