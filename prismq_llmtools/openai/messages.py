@@ -21,9 +21,6 @@ from prismq_llmtools.openai.textcount import TextCount
 
 __all__ = ["count_chat", "count_content", "count_responses"]
 
-# A function or tool result is framed with 2 tokens fewer than other messages: it is
-# written as a message from the function (its name), not from a role.
-RESULT_FRAMING_ADJUSTMENT = -2
 # Roles that carry the instructions the function definitions are merged into.
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 _RESULT_ROLES = frozenset({"function", "tool"})
@@ -94,7 +91,9 @@ def count_message(
     total = fmt.per_message
     escape = False
     if role in _RESULT_ROLES:
-        total += RESULT_FRAMING_ADJUSTMENT
+        # Written as a message from the function (named), not from a role: framed by
+        # ``result_framing`` (cl100k: 2 fewer than other messages; o200k: 1 more).
+        total = fmt.result_framing
         if role == "tool":
             call_id = str(message.get("tool_call_id"))
             escape = call_id in state.parallel_ids

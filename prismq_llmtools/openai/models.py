@@ -50,11 +50,15 @@ class ImageRule:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatFormat:
-    """Tokens the chat format adds around content, per the cookbook's published constants."""
+    """Tokens the chat format adds around content (sources in docs/counting.md).
+
+    ``result_framing`` frames a function or tool result in place of ``per_message``.
+    """
 
     per_message: int = 3
     per_name: int = 1
     reply_priming: int = 3
+    result_framing: int = 1
     image: ImageRule = ImageRule(base_tokens=85, tile_tokens=170)
 
 
@@ -69,7 +73,7 @@ class ModelInfo:
     is_embedding: bool = False
 
 
-_O200K = ChatFormat()
+_O200K = ChatFormat(result_framing=4)
 _CL100K = ChatFormat()
 _TILES_4O = ImageRule(base_tokens=85, tile_tokens=170)
 _TILES_GPT5 = ImageRule(base_tokens=70, tile_tokens=140)

@@ -49,8 +49,9 @@ def test_special_token_text_is_counted_as_text() -> None:
 
 
 def test_assistant_tool_calls_and_tool_results() -> None:
-    """A tool call costs 3 + name + arguments; its result is framed like a function result,
-    named after the function called (the rule of tests/tokens/test_tokens_tools.py)."""
+    """A tool call costs 3 + name + arguments; its result is framed like a function result
+    (4 on o200k models), named after the function called (the rules and their sources are in
+    tests/tokens/test_tokens_tools.py)."""
     call = {
         "id": "call_abc123",
         "type": "function",
@@ -62,7 +63,7 @@ def test_assistant_tool_calls_and_tool_results() -> None:
     ]
     overhead = tools_format.CALL_OVERHEAD
     expected = 3 + o200k("assistant") + overhead + o200k("get_weather") + o200k('{"city": "Paris"}')
-    expected += 1 + o200k("tool") + o200k("get_weather") + 1 + o200k("18 C, sunny")
+    expected += 4 + o200k("tool") + o200k("get_weather") + 1 + o200k("18 C, sunny")
     assert chat(history) == expected + 3
 
 
@@ -73,7 +74,7 @@ def test_legacy_function_call_history_and_function_role() -> None:
         {"role": "function", "name": "f", "content": "42"},
     ]
     expected = 3 + o200k("assistant") + tools_format.CALL_OVERHEAD + o200k("f") + o200k("{}")
-    expected += 1 + o200k("function") + o200k("f") + 1 + o200k("42")
+    expected += 4 + o200k("function") + o200k("f") + 1 + o200k("42")
     assert chat(history) == expected + 3
 
 

@@ -14,6 +14,8 @@ names its public source. Sources:
   ``validateWithChatGPT`` (gpt-3.5-turbo and gpt-4).
 - [agent_kit] github.com/CtwoC/agent_kit, ``client/output_style/openai_output.py`` (the
   requests) and ``client/output_style/openai_output.md`` (the responses, gpt-4o-2024-08-06).
+- [pydantic-ai] github.com/pydantic/pydantic-ai, ``tests/models/cassettes/test_openai/``:
+  recorded request bodies and the API's responses, usage included (file names below).
 - [openai-java#5] github.com/forestwanglin/openai-java/issues/5: a gpt-4 request with a
   tool call and its result, "OpenAI Count: 35".
 - [forum-538914] community.openai.com/t/strange-token-cost-calculation-for-tool-calls/538914:
@@ -866,3 +868,203 @@ def test_parallel_results_are_counted_json_escaped() -> None:
     assert single == count_text(chinese, encoding="o200k_base") - count_text(
         "result: plain", encoding="o200k_base"
     )
+
+
+# [pydantic-ai] cassettes: the request bodies as recorded, and the API's prompt_tokens.
+CAPITAL_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "description": "Get the capital of a country.",
+        "name": "get_capital",
+        "parameters": {
+            "additionalProperties": False,
+            "properties": {"country": {"description": "The country name.", "type": "string"}},
+            "required": ["country"],
+            "type": "object",
+        },
+        "strict": True,
+    },
+}
+COUNTRY_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "description": "",
+        "name": "get_user_country",
+        "parameters": {"additionalProperties": False, "properties": {}, "type": "object"},
+    },
+}
+FINAL_RESULT_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "description": "The final response which ends this conversation",
+        "name": "final_result",
+        "parameters": {
+            "additionalProperties": False,
+            "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+            "required": ["city", "country"],
+            "type": "object",
+        },
+        "strict": True,
+    },
+}
+TEMPERATURE_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "description": "",
+        "name": "get_temperature",
+        "parameters": {
+            "additionalProperties": False,
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "type": "object",
+        },
+        "strict": True,
+    },
+}
+
+
+def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    function = {"arguments": arguments, "name": name}
+    return {
+        "content": None,
+        "role": "assistant",
+        "tool_calls": [{"function": function, "id": call_id, "type": "function"}],
+    }
+
+
+def _result(call_id: str, content: str) -> dict[str, Any]:
+    return {"content": content, "role": "tool", "tool_call_id": call_id}
+
+
+CAPITAL_TURNS: list[dict[str, Any]] = [
+    {"content": "What is the capital of France?", "role": "user"},
+    _call("pyd_ai_5c28ff78075941bd9a9fd2f43fe84ae1", "get_capital", '{"country":"France"}'),
+    _result("pyd_ai_5c28ff78075941bd9a9fd2f43fe84ae1", "Paris"),
+    {"content": "The capital of France is Paris.", "role": "assistant"},
+    {"content": "What is the capital of England?", "role": "user"},
+]
+COUNTRY_QUESTION = {"content": "What is the largest city in the user country?", "role": "user"}
+COUNTRY_TURNS = [
+    COUNTRY_QUESTION,
+    _call("call_v9ptDd3BVaua00Xt7oW46Sg2", "get_user_country", "{}"),
+    _result("call_v9ptDd3BVaua00Xt7oW46Sg2", "Mexico"),
+]
+TOKYO_TURNS: list[dict[str, Any]] = [
+    {"content": "You are a helpful assistant.", "role": "system"},
+    {"content": "What is the temperature in Tokyo?", "role": "user"},
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "api_prompt_tokens"),
+    [
+        pytest.param(  # test_multiple_agent_tool_calls.yaml, gpt-4o-mini-2024-07-18
+            {
+                "model": "gpt-4o-mini",
+                "messages": CAPITAL_TURNS,
+                "tool_choice": "auto",
+                "tools": [CAPITAL_TOOL],
+            },
+            104,
+            id="gpt-4o-mini-one-result",
+        ),
+        pytest.param(  # test_multiple_agent_tool_calls.yaml, gpt-4o-mini-2024-07-18
+            {
+                "model": "gpt-4o-mini",
+                "messages": [
+                    *CAPITAL_TURNS,
+                    _call("call_NihFwNUckQ2eDoE0a9OQaO5l", "get_capital", '{"country":"England"}'),
+                    _result("call_NihFwNUckQ2eDoE0a9OQaO5l", "London"),
+                ],
+                "tool_choice": "auto",
+                "tools": [CAPITAL_TOOL],
+            },
+            129,
+            id="gpt-4o-mini-two-results",
+        ),
+        pytest.param(  # test_openai_text_output_function.yaml, gpt-4o-2024-08-06
+            {
+                "model": "gpt-4o",
+                "messages": [COUNTRY_QUESTION],
+                "tool_choice": "auto",
+                "tools": [COUNTRY_TOOL],
+            },
+            42,
+            id="gpt-4o-no-parameters",
+        ),
+        pytest.param(  # test_openai_text_output_function.yaml, gpt-4o-2024-08-06
+            {
+                "model": "gpt-4o",
+                "messages": COUNTRY_TURNS,
+                "tool_choice": "auto",
+                "tools": [COUNTRY_TOOL],
+            },
+            63,
+            id="gpt-4o-one-result",
+        ),
+    ],
+)
+def test_o200k_tool_results_match_api_reported_counts(
+    body: dict[str, Any], api_prompt_tokens: int
+) -> None:
+    """On o200k models a tool result is framed with 4 tokens, 3 more than on cl100k
+    ([pydantic-ai]; the definitions alone match with the cl100k rule)."""
+    assert count_request(body).prompt_tokens == api_prompt_tokens
+
+
+@pytest.mark.parametrize(
+    ("body", "api_prompt_tokens"),
+    [
+        pytest.param(  # test_openai_tool_output.yaml, gpt-4o-2024-08-06
+            {
+                "model": "gpt-4o",
+                "messages": [COUNTRY_QUESTION],
+                "tool_choice": "required",
+                "tools": [COUNTRY_TOOL, FINAL_RESULT_TOOL],
+            },
+            68,
+            id="gpt-4o-required",
+        ),
+        pytest.param(  # test_openai_tool_output.yaml, gpt-4o-2024-08-06
+            {
+                "model": "gpt-4o",
+                "messages": COUNTRY_TURNS,
+                "tool_choice": "required",
+                "tools": [COUNTRY_TOOL, FINAL_RESULT_TOOL],
+            },
+            89,
+            id="gpt-4o-required-one-result",
+        ),
+        pytest.param(  # test_openai_instructions_with_tool_calls.yaml, gpt-4.1-mini-2025-04-14
+            {
+                "model": "gpt-4.1-mini",
+                "messages": TOKYO_TURNS,
+                "tool_choice": "auto",
+                "tools": [TEMPERATURE_TOOL],
+            },
+            50,
+            id="gpt-4.1-mini",
+        ),
+        pytest.param(  # test_openai_instructions_with_tool_calls.yaml, gpt-4.1-mini-2025-04-14
+            {
+                "model": "gpt-4.1-mini",
+                "messages": [
+                    *TOKYO_TURNS,
+                    _call("call_rtFKwAIteZdMYlGvskQUU6Ao", "get_temperature", '{"city":"Tokyo"}'),
+                    _result("call_rtFKwAIteZdMYlGvskQUU6Ao", "20.0"),
+                ],
+                "tool_choice": "auto",
+                "tools": [TEMPERATURE_TOOL],
+            },
+            75,
+            id="gpt-4.1-mini-one-result",
+        ),
+    ],
+)
+def test_strict_definitions_with_undescribed_parameters_are_overcounted_by_at_most_two(
+    body: dict[str, Any], api_prompt_tokens: int
+) -> None:
+    """Strict definitions whose required parameters have no description count 1-2 tokens
+    above the API's figure on o200k ([pydantic-ai]); the cause is not isolated (see
+    docs/counting.md), and the error is an over-count."""
+    assert api_prompt_tokens < count_request(body).prompt_tokens <= api_prompt_tokens + 2
