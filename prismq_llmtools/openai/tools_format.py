@@ -48,7 +48,7 @@ __all__ = [
 # message when there is one): 9 tokens, of which 4 are saved when a system message exists.
 DEFINITIONS_OVERHEAD = 9
 SYSTEM_WITH_DEFINITIONS = -4
-# ``function_call``/``tool_choice``: "none" (and "required", see docs) adds 1; a forced
+# ``function_call``/``tool_choice``: "none" adds 1, "auto" and "required" nothing; a forced
 # function adds 4 plus its name.
 MODE_CHOICE_OVERHEAD = 1
 FORCED_CHOICE_OVERHEAD = 4
@@ -191,12 +191,10 @@ def _literal(value: object) -> str:
 
 
 def count_choice(choice: object, count: TextCount) -> int:
-    """``tool_choice`` / ``function_call``: ``"auto"`` adds nothing, ``"none"`` and
-    ``"required"`` 1, a forced function 4 plus its name."""
-    if choice is None or choice == "auto":
-        return 0
-    if isinstance(choice, str):
-        return MODE_CHOICE_OVERHEAD
+    """``tool_choice`` / ``function_call``: ``"none"`` adds 1, ``"auto"`` and ``"required"``
+    nothing, a forced function 4 plus its name."""
+    if choice is None or isinstance(choice, str):
+        return MODE_CHOICE_OVERHEAD if choice == "none" else 0
     if not isinstance(choice, Mapping):
         raise RequestFormatError("tool_choice / function_call must be a string or an object")
     function = choice.get("function")

@@ -79,13 +79,13 @@ def test_legacy_function_call_history_and_function_role() -> None:
 
 
 def test_tool_choice_modes_and_forced_function() -> None:
-    """tool_choice auto adds nothing, none and required 1; a forced function its name + 4."""
+    """tool_choice auto and required add nothing, none 1; a forced function its name + 4."""
     messages = [{"role": "user", "content": "hi"}]
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
     base = chat(messages, tools=tools)
-    assert chat(messages, tools=tools, tool_choice="auto") == base
-    for choice in ("none", "required"):
-        assert chat(messages, tools=tools, tool_choice=choice) == base + 1
+    for choice in ("auto", "required"):
+        assert chat(messages, tools=tools, tool_choice=choice) == base
+    assert chat(messages, tools=tools, tool_choice="none") == base + 1
     forced = {"type": "function", "function": {"name": "lookup"}}
     extra = tools_format.FORCED_CHOICE_OVERHEAD + o200k("lookup")
     assert chat(messages, tools=tools, tool_choice=forced) == base + extra
