@@ -31,17 +31,18 @@ _UNCOUNTED_KEYS = frozenset({"tool_call_id", "id", "type", "status", "audio", "a
 class _Conversation:
     """What counting one message needs to know about the request and the messages before it.
 
-    ``pad_system``: the request has function definitions and no system message has been
-    seen yet; the first one is then rendered with a trailing newline. ``call_names``: the
-    function name of each tool call id seen so far, which names the tool result answering it.
-    ``parallel_ids``: the ids of calls made several in one message, whose results reach the
-    model JSON-escaped.
+    ``has_definitions``: the request has function definitions, which join the first system
+    (or developer) message and give it a trailing newline; ``saw_system``: that message has
+    been seen. ``call_names``: the function name of each tool call id seen so far, which
+    names the tool result answering it. ``parallel_ids``: the ids of calls made several in
+    one message, whose results reach the model JSON-escaped.
     """
 
-    __slots__ = ("call_names", "pad_system", "parallel_ids")
+    __slots__ = ("call_names", "has_definitions", "parallel_ids", "saw_system")
 
     def __init__(self, *, has_definitions: bool) -> None:
-        self.pad_system = has_definitions
+        self.has_definitions = has_definitions
+        self.saw_system = False
         self.call_names: MutableMapping[str, str] = {}
         self.parallel_ids: set[str] = set()
 
@@ -72,19 +73,15 @@ def _tool_fields(
     total += tools_format.count_choice(body.get("function_call"), count)
     if definitions:
         total += tools_format.count_definitions(definitions, count)
-        if not state.pad_system:  # a system message was seen (and padded)
+        if state.saw_system:
             total += tools_format.SYSTEM_WITH_DEFINITIONS
     return total
 
 
-def count_message(
-    message: object, fmt: ChatFormat, count: TextCount, state: _Conversation | None = None
-) -> int:
+def count_message(message: object, fmt: ChatFormat, count: TextCount, state: _Conversation) -> int:
     """One chat message: framing, string fields, content parts, names and calls."""
     if type(message) is not dict and not isinstance(message, Mapping):
         raise RequestFormatError("each message must be an object")
-    if state is None:
-        state = _Conversation(has_definitions=False)
     role = message.get("role")
     if not isinstance(role, str):
         role = None  # a malformed role counts nothing, like any non-text field
@@ -101,9 +98,10 @@ def count_message(
                 name = state.call_names.get(call_id)
                 if name is not None:
                     total += count(name) + fmt.per_name
-    pad = state.pad_system and role in _SYSTEM_ROLES
-    if pad:
-        state.pad_system = False
+    pad = False
+    if role in _SYSTEM_ROLES and not state.saw_system:
+        state.saw_system = True
+        pad = state.has_definitions
     for key, value in message.items():
         if value is None or key in _UNCOUNTED_KEYS:
             continue
