@@ -98,8 +98,8 @@ def render_namespace(definitions: Sequence[Mapping[str, Any]]) -> str:
         if not isinstance(name, str):
             raise RequestFormatError("every function definition needs a string name")
         description = function.get("description")
-        if isinstance(description, str) and description:
-            lines.append(f"// {description}")
+        if isinstance(description, str) and description.strip():
+            lines.append(f"// {description.strip()}")
         parameters = function.get("parameters")
         properties = parameters.get("properties") if isinstance(parameters, Mapping) else None
         if isinstance(properties, Mapping) and properties:
@@ -131,8 +131,8 @@ def _render_properties(schema: Mapping[str, Any], depth: int, lines: list[str]) 
         spec: Mapping[str, Any] = prop if _is_mapping(prop) else {}
         if depth == 0:
             description = spec.get("description")
-            if description and isinstance(description, str):
-                lines.append(f"// {description}")
+            if isinstance(description, str) and description.strip():
+                lines.append(f"// {description.strip()}")
         marker = "" if key in required else "?"
         lines.append(f"{indent}{key}{marker}: {_render_type(spec, depth)},")
 
