@@ -74,6 +74,8 @@ class ModelInfo:
 
 
 _O200K = ChatFormat(result_framing=4)
+# Reasoning models (o-series, gpt-5) prime the reply with one token fewer (docs/counting.md).
+_REASONING = replace(_O200K, reply_priming=2)
 _CL100K = ChatFormat()
 _TILES_4O = ImageRule(base_tokens=85, tile_tokens=170)
 _TILES_GPT5 = ImageRule(base_tokens=70, tile_tokens=140)
@@ -99,13 +101,13 @@ _FAMILIES: Mapping[str, tuple[str, ChatFormat]] = {
     "gpt-4.1-mini": ("o200k_base", replace(_O200K, image=_patches(1.62))),
     "gpt-4.1-nano": ("o200k_base", replace(_O200K, image=_patches(2.46))),
     "gpt-4.5": ("o200k_base", _O200K),
-    "gpt-5": ("o200k_base", replace(_O200K, image=_TILES_GPT5)),
-    "gpt-5-mini": ("o200k_base", replace(_O200K, image=_patches(1.62))),
-    "gpt-5-nano": ("o200k_base", replace(_O200K, image=_patches(2.46))),
-    "o1": ("o200k_base", replace(_O200K, image=_TILES_O_SERIES)),
-    "o3": ("o200k_base", replace(_O200K, image=_TILES_O_SERIES)),
-    "o4-mini": ("o200k_base", replace(_O200K, image=_patches(1.72))),
-    "codex-mini": ("o200k_base", replace(_O200K, image=_patches(1.72))),
+    "gpt-5": ("o200k_base", replace(_REASONING, image=_TILES_GPT5)),
+    "gpt-5-mini": ("o200k_base", replace(_REASONING, image=_patches(1.62))),
+    "gpt-5-nano": ("o200k_base", replace(_REASONING, image=_patches(2.46))),
+    "o1": ("o200k_base", replace(_REASONING, image=_TILES_O_SERIES)),
+    "o3": ("o200k_base", replace(_REASONING, image=_TILES_O_SERIES)),
+    "o4-mini": ("o200k_base", replace(_REASONING, image=_patches(1.72))),
+    "codex-mini": ("o200k_base", replace(_REASONING, image=_patches(1.72))),
     "computer-use-preview": (
         "o200k_base",
         replace(_O200K, image=ImageRule(base_tokens=65, tile_tokens=129)),
