@@ -108,15 +108,18 @@ def charge(record: Sequence[float], cost: float, capacity: float) -> float:
     return min(capacity, max(charged, cost * RATIO_BOUNDS[0]))
 
 
-def margin(record: Sequence[float], capacity: float, burst: float, pending: float) -> float:
-    """The part of the bucket kept unspent, for an admission while ``pending`` requests are
-    in flight: ``capacity - burst`` until the relation is learned, then the floor plus a few
-    residuals (never more than ``capacity - burst``)."""
+def margin(
+    record: Sequence[float], capacity: float, burst: float, pending: float, charge: float = 0.0
+) -> float:
+    """The part of the bucket kept unspent, for an admission of a request charged ``charge``
+    while ``pending`` requests are in flight: ``capacity - burst`` until the relation is
+    learned, then the floor, one more such request (one that reaches the server out of
+    order) and a few residuals (never more than ``capacity - burst``)."""
     configured = capacity - burst
     if record[PAIRS] < MIN_PAIRS:
         return configured
     spread = math.sqrt(1.0 + min(MAX_PENDING, max(0.0, pending)))
-    learned = 1.0 + MARGIN_FLOOR * capacity + MARGIN_RESIDUALS * record[SCALE] * spread
+    learned = 1.0 + MARGIN_FLOOR * capacity + charge + MARGIN_RESIDUALS * record[SCALE] * spread
     return min(configured, learned)
 
 

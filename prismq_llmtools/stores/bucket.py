@@ -221,8 +221,9 @@ class KeyState:
         may be spent at once (its burst, or more once the margin follows the uncertainty of
         the server's state)."""
         record = self.learned[i]
-        margin = accounting.margin(record, spec.capacity, spec.burst, len(self.inflight))
-        return accounting.charge(record, counted, spec.capacity), spec.capacity - margin
+        charge = accounting.charge(record, counted, spec.capacity)
+        margin = accounting.margin(record, spec.capacity, spec.burst, len(self.inflight), charge)
+        return charge, spec.capacity - margin
 
     def learn(
         self,
@@ -335,7 +336,7 @@ class KeyState:
         # SEND_WINDOW_S of its start; assume the latest. Since then it has seen, at most,
         # what we admitted after it, plus what we sent just before it that arrived late.
         started = min(now, ticket.start + (self.shift_s - ticket.shift_s) + SEND_WINDOW_S)
-        later = self.charged[i] - ticket.charged[i]
+        later = self._later(i, ticket)
         late = sum(
             other.costs[i]
             for other in self.inflight.values()
@@ -346,6 +347,19 @@ class KeyState:
         empty = max(now, self.last_start) + spec.capacity / spec.rate_per_s
         estimate = min(estimate, empty)  # a level never drops below zero
         self.tats[i] = estimate if down else max(self.tats[i], estimate)
+
+    def _later(self, i: int, ticket: Ticket) -> float:
+        """What bucket ``i`` was charged for the requests admitted after ``ticket``: as
+        reserved, or, once the server's accounting is learned, as it is learned now (those
+        reserved while the relation was still being learned may have been reserved short)."""
+        record = self.learned[i]
+        if record[accounting.PAIRS] <= 0 or len(ticket.counted) <= i:
+            return self.charged[i] - ticket.charged[i]
+        counted = self.counted[i] - ticket.counted[i]
+        requests = self.seq - ticket.seq
+        reserved = self.charged[i] - ticket.charged[i]
+        ratio, per_request = accounting.ratio(record)
+        return max(reserved, ratio * counted + per_request * requests)
 
     def _refund_once(
         self, specs: Sequence[BucketSpec], ticket: Ticket, refund: Sequence[float]

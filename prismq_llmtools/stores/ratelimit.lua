@@ -127,14 +127,15 @@ local function charge(i, cost)
   return math.min(cap[i], math.max(r[A] * cost + r[B], cost * RATIO_LOW))
 end
 
-local function margin(i, pending)
+local function margin(i, pending, request)
   local r = learned[i]
   local configured = cap[i] - burst[i]
   if r[PAIRS] < MIN_PAIRS then
     return configured
   end
   local spread = math.sqrt(1 + math.min(MAX_PENDING, math.max(0, pending)))
-  local learned_margin = 1 + MARGIN_FLOOR * cap[i] + MARGIN_RESIDUALS * r[SCALE] * spread
+  local learned_margin = 1 + MARGIN_FLOOR * cap[i] + request
+    + MARGIN_RESIDUALS * r[SCALE] * spread
   return math.min(configured, learned_margin)
 end
 
@@ -269,7 +270,7 @@ if op == 'admit' then
   end
   local pending = redis.call('HLEN', KEYS[2])
   for i = 1, n do
-    local ready = tats[i] - math.max(0, cap[i] - margin(i, pending) - costs[i]) / rate[i]
+    local ready = tats[i] - math.max(0, cap[i] - margin(i, pending, costs[i]) - costs[i]) / rate[i]
     if ready > start then
       start, bucket = ready, names[i]
     end
@@ -363,6 +364,11 @@ if op == 'feedback' then
   for i = 1, n do
     if deficits[i] ~= nil then
       local later = charged[i] - ticket_charged[i]
+      if learned[i][PAIRS] > 0 and ticket_counted[i] ~= nil then -- KeyState._later
+        local relearned = learned[i][A] * (counted[i] - ticket_counted[i])
+          + learned[i][B] * (seq - ticket_seq)
+        later = math.max(later, relearned)
+      end
       local late = 0
       for _, record in ipairs(live) do
         if record[3] < ticket_seq and record[2] >= ticket_start - reorder then

@@ -174,7 +174,7 @@ class RedisStore:
             "1" if follow_down else "0",
             "1" if refused else "0",
             *("" if x is None else _num(x) for x in limits),
-            *(map(_num, ticket.counted) if learning else ["0"] * n),
+            *(map(_num, ticket.counted) if learning else [""] * n),
         ]
         out = self._limit("feedback", key, specs, clock, extra, ticket=ticket)
         return [float(_text(x)) for x in out]
