@@ -66,6 +66,8 @@ class Totals:
     saved_cost_usd: Decimal = field(default_factory=Decimal)
     retries: int = 0
     rate_limited: int = 0
+    possibly_billed: int = 0
+    """Requests the server may have billed unread, counted in the usage at their worst case."""
 
     @property
     def usage(self) -> Usage:
@@ -151,8 +153,31 @@ class UsageTotals:
                 totals.retries += call.retries
             if call.rate_limited:
                 totals.rate_limited += call.rate_limited
+            if call.unread_requests:
+                totals.possibly_billed += call.unread_requests
         finally:
             lock.release()
+
+    def record_recovered(
+        self,
+        *,
+        operation: str,
+        model: str | None,
+        usage: Usage,
+        cost_usd: Decimal,
+        requests: int,
+        when: float | None = None,
+    ) -> None:
+        """Add a call a dead process left in flight: failed, possibly billed, at its worst
+        case (see :func:`prismq_llmtools.cost.recovery.recover_in_flight`)."""
+        with self._lock:
+            totals = self._group(operation, model, time.time() if when is None else when)
+            totals.calls += 1
+            totals.errors += 1
+            totals.input_tokens += usage.input_tokens
+            totals.output_tokens += usage.output_tokens
+            totals.cost_usd += cost_usd
+            totals.possibly_billed += requests
 
     def _group(self, operation: str, model: str | None, when: float) -> Totals:
         day = int(when // 86_400)

@@ -1,7 +1,9 @@
 """Usage report from event logs: calls, tokens, cost, cache savings, retries, 429s, latency.
 
 Reads ``llm.call`` summary lines (and ``llm.cache.hit`` lines for the dollars a cache hit
-saved) and aggregates them per operation, model, site or UTC day. Rendering (table, CSV,
+saved) and aggregates them per operation, model, site or UTC day. Attempts that a dead process
+left in flight (an ``llm.attempt.sent`` line whose call never finished) count at their worst
+case, as possibly billed. Rendering (table, CSV,
 JSON, chart) lives in :mod:`prismq_llmtools.report.render`.
 """
 
@@ -48,6 +50,11 @@ class UsageRow:
     saved_usd: float = 0.0
     retries: int = 0
     rate_limited: int = 0
+    possibly_billed: int = 0
+    """Calls the server may have billed unread (counted at their worst case), and attempts
+    left in flight by a process that died."""
+    estimated_price: int = 0
+    """Calls of a model with no known price, costed at a stand-in price."""
     durations: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -67,7 +74,7 @@ class UsageRow:
         for name in (
             "calls", "errors", "input_tokens", "cached_input_tokens", "output_tokens",
             "reasoning_tokens", "cost_usd", "cache_hits", "cache_lookups", "saved_usd",
-            "retries", "rate_limited",
+            "retries", "rate_limited", "possibly_billed", "estimated_price",
         ):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.durations.extend(other.durations)
@@ -87,6 +94,8 @@ class UsageRow:
             "saved_usd": round(self.saved_usd, 6),
             "retries": self.retries,
             "rate_limited": self.rate_limited,
+            "possibly_billed": self.possibly_billed,
+            "price_estimated": self.estimated_price > 0,
             "p50_latency_s": self.latency(0.50),
             "p95_latency_s": self.latency(0.95),
         }
@@ -121,14 +130,20 @@ def build_report(
 
     if by not in GROUPINGS:
         raise ValueError(f"cannot group by {by!r}: choose one of {', '.join(GROUPINGS)}")
+    from prismq_llmtools.cost.recovery import InFlightTracker
+
     key_field = GROUPINGS[by]
     rows: dict[str, UsageRow] = {}
     series: dict[str, dict[int, float]] = {}
     seen = skipped = 0
+    in_flight = InFlightTracker()
     for event in events:
         name = event.get("event")
         if name != "llm.call" and name != "llm.cache.hit":
+            if name == "llm.attempt.sent" or name == "llm.attempt":
+                in_flight.see(event)
             continue
+        in_flight.see(event)
         moment = parse_event_time(event.get("timestamp"))
         if moment is None:
             skipped += 1
@@ -151,6 +166,24 @@ def build_report(
         step = int(moment // _SERIES_STEP_S) * _SERIES_STEP_S
         costs = series.setdefault(operation, {})
         costs[step] = costs.get(step, 0.0) + _number(event.get("cost_usd"))
+    for attempt in in_flight.found():  # sent by a process that died before the answer
+        moment = parse_event_time(attempt.timestamp)
+        if moment is None or (since is not None and moment < since):
+            continue
+        if until is not None and moment >= until:
+            continue
+        fields = {"operation": attempt.operation, "site": attempt.site,
+                  "gen_ai.request.model": attempt.model}  # fmt: skip
+        group = (
+            format_event_time(moment)[:10] if by == "day" else str(fields.get(key_field) or _NONE)
+        )
+        row = rows.get(group)
+        if row is None:
+            row = rows[group] = UsageRow(group)
+        row.possibly_billed += 1
+        row.input_tokens += attempt.usage.input_tokens
+        row.output_tokens += attempt.usage.output_tokens
+        row.cost_usd += float(attempt.cost_usd)
     ordered = sorted(rows.values(), key=lambda row: (-row.cost_usd, row.group))
     if by == "day":
         ordered.sort(key=lambda row: row.group)
@@ -173,6 +206,10 @@ def _add_call(row: UsageRow, event: Mapping[str, Any]) -> None:
     if cache == "hit" or cache == "miss":
         row.cache_lookups += 1
         row.cache_hits += cache == "hit"
+    if event.get("possibly_billed") is True:
+        row.possibly_billed += 1
+    if event.get("price_known") is False:
+        row.estimated_price += 1
     row.retries += int(_number(event.get("retries")))
     row.rate_limited += int(_number(event.get("rate_limited")))
     duration = event.get("duration_s")

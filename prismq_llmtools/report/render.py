@@ -46,6 +46,8 @@ _COLUMNS: list[tuple[str, Callable[[UsageRow], str]]] = [
     ("429s", lambda r: _int(r.rate_limited)),
     ("p50 s", lambda r: _seconds(r.latency(0.50))),
     ("p95 s", lambda r: _seconds(r.latency(0.95))),
+    ("unread", lambda r: _int(r.possibly_billed)),
+    ("price", lambda r: "estimated" if r.estimated_price else "-"),
 ]
 
 

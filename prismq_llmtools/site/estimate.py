@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from prismq_llmtools.call import Call
 from prismq_llmtools.openai.request import API_PARAMETERS
-from prismq_llmtools.usage import TokenEstimate
+from prismq_llmtools.usage import TokenEstimate, Usage
 
-__all__ = ["count_output_text", "ensure_estimate"]
+__all__ = ["count_output_text", "ensure_estimate", "worst_case_of"]
 
 
 def ensure_estimate(call: Call) -> TokenEstimate | None:
@@ -38,6 +39,25 @@ def ensure_estimate(call: Call) -> TokenEstimate | None:
         completion_cap=cap,
     )
     return call.estimate
+
+
+def worst_case_of(call: Call) -> tuple[Usage, Decimal] | None:
+    """The most one attempt of ``call`` can be billed (prompt + cap) and its price in USD,
+    as a budget reserves it; ``None`` when the request cannot be counted."""
+    try:
+        estimate = ensure_estimate(call)
+    except Exception:  # an unknown model or an unreadable request: nothing to count
+        return None
+    if estimate is None:
+        return None
+    from prismq_llmtools.pricing import price_table
+    from prismq_llmtools.pricing.money import cost_of
+
+    usage = Usage(input_tokens=estimate.prompt_tokens, output_tokens=estimate.completion_cap or 0)
+    price = price_table().price_for(estimate.model, unknown="estimate")
+    tier = call.request.body.get("service_tier") if call.request is not None else None
+    cost = cost_of(usage, price, service_tier=tier if isinstance(tier, str) else None)
+    return usage, cost.total_usd
 
 
 def _cap(body: Any) -> int | None:
