@@ -17,7 +17,21 @@ from typing import Any
 from prismq_llmtools.cache.key import UnkeyableArgument, digest, normalise
 from prismq_llmtools.errors import ConfigurationError
 
-__all__ = ["Args", "MergeSpec", "Unit", "build_units", "signature_of", "split_answer", "to_call"]
+__all__ = [
+    "PIECE",
+    "Args",
+    "MergeSpec",
+    "Unit",
+    "build_units",
+    "piece_arguments",
+    "signature_of",
+    "split_answer",
+    "to_call",
+]
+
+PIECE = "__merged_input__"
+"""Marks the cache arguments of one input of a merged request (see :func:`piece_arguments`),
+so that its entry never answers a call of the function itself."""
 
 
 class Args:
@@ -184,6 +198,26 @@ def _merged(
         units.append(Unit(tuple(chunk), (), {**rest, spec.param: inputs}, merged=True))
     units.sort(key=lambda unit: unit.indices[0])
     return units
+
+
+def piece_arguments(
+    args: tuple[Any, ...], kwargs: dict[str, Any], sig: Signature, spec: MergeSpec
+) -> dict[str, Any] | None:
+    """The arguments one mergeable item is cached under, on its own: the function's other
+    arguments (defaults applied), its single input, and the :data:`PIECE` mark; ``None``
+    when the item cannot be merged."""
+    if sig.signature is None:
+        return None
+    try:
+        bound = sig.signature.bind(*args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    named = dict(bound.arguments)
+    value = named.get(spec.param)
+    if spec.param not in named or isinstance(value, list | tuple):
+        return None
+    return {**named, PIECE: spec.param}
 
 
 def split_answer(answer: Any, n: int, spec: MergeSpec) -> list[Any]:
