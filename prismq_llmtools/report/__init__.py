@@ -109,6 +109,8 @@ class Report:
     rows: list[UsageRow]
     total: UsageRow
     series: dict[str, dict[int, float]] = field(default_factory=dict)
+    estimated: set[str] = field(default_factory=set)
+    """Operations with a call costed at a stand-in price (marked in the chart)."""
     events: int = 0
     skipped: int = 0  # malformed lines or events without a usable timestamp
 
@@ -137,6 +139,7 @@ def build_report(
     series: dict[str, dict[int, float]] = {}
     seen = skipped = 0
     in_flight = InFlightTracker()
+    estimated: set[str] = set()
     for event in events:
         name = event.get("event")
         if name != "llm.call" and name != "llm.cache.hit":
@@ -163,6 +166,8 @@ def build_report(
             continue
         _add_call(row, event)
         operation = str(event.get("operation") or _NONE)
+        if event.get("price_known") is False:
+            estimated.add(operation)
         step = int(moment // _SERIES_STEP_S) * _SERIES_STEP_S
         costs = series.setdefault(operation, {})
         costs[step] = costs.get(step, 0.0) + _number(event.get("cost_usd"))
@@ -190,7 +195,15 @@ def build_report(
     total = UsageRow("TOTAL")
     for row in ordered:
         total.add(row)
-    return Report(by=by, rows=ordered, total=total, series=series, events=seen, skipped=skipped)
+    return Report(
+        by=by,
+        rows=ordered,
+        total=total,
+        series=series,
+        estimated=estimated,
+        events=seen,
+        skipped=skipped,
+    )
 
 
 def _add_call(row: UsageRow, event: Mapping[str, Any]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.report import Report, UsageRow
 
-__all__ = ["plot_costs", "render_csv", "render_json", "render_table"]
+__all__ = ["plot_costs", "render_csv", "render_json", "render_table", "series_label"]
 
 
 def _int(value: int) -> str:
@@ -92,6 +92,11 @@ def render_json(report: Report) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
+def series_label(report: Report, operation: str) -> str:
+    """The chart's label of an operation: marked when part of its cost is estimated."""
+    return f"{operation} (estimated)" if operation in report.estimated else operation
+
+
 _STEPS_S = (60, 300, 900, 3600, 6 * 3600, 86400)
 _MAX_LINES = 8
 
@@ -134,7 +139,7 @@ def plot_costs(report: Report, path: str | Path) -> None:
                 bins[key] = bins.get(key, 0.0) + cost
             times = sorted(bins)
             axes.plot([datetime.fromtimestamp(t, UTC) for t in times], [bins[t] for t in times],
-                      marker=".", label=operation)  # fmt: skip
+                      marker=".", label=series_label(report, operation))  # fmt: skip
         axes.set_ylabel(
             f"cost $ per {step // 60} min" if step < 3600 else f"cost $ per {step // 3600} h"
         )

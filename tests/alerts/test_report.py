@@ -13,7 +13,7 @@ import pytest
 
 from prismq_llmtools.cli import main
 from prismq_llmtools.report import build_report
-from prismq_llmtools.report.render import render_csv, render_json, render_table
+from prismq_llmtools.report.render import render_csv, render_json, render_table, series_label
 
 DAY1, DAY2 = "2026-11-24T10:00:00.000000Z", "2026-11-25T09:30:00.000000Z"
 
@@ -155,6 +155,8 @@ def test_a_stand_in_price_marks_its_row_estimated() -> None:
     assert next(line for line in table if line.startswith("local")).endswith("estimated")
     assert not next(line for line in table if line.startswith("titles")).endswith("estimated")
     assert json.loads(render_json(report))["total"]["price_estimated"] is True
+    assert series_label(report, "local") == "local (estimated)"
+    assert series_label(report, "titles") == "titles"
 
 
 def test_attempts_left_in_flight_count_at_their_worst_case() -> None:
