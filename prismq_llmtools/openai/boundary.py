@@ -72,10 +72,11 @@ _NOT_SENT = frozenset(
 
 
 def _charge_unread(call: Call, plan: _Plan | None) -> None:
-    """Charge a request the server may have billed, unread, at its worst case."""
-    body = plan.body if plan is not None else {}
-    endpoint = plan.endpoint if plan is not None else None
-    worst = worst_case(body, endpoint, cap=call.completion_cap, fallback=call.estimate)
+    """Charge an inference request the server may have billed, unread, at its worst case
+    (files and batches requests bill no tokens)."""
+    if plan is None or plan.endpoint is None:
+        return
+    worst = worst_case(plan.body, plan.endpoint, cap=call.completion_cap, fallback=call.estimate)
     call.add_unread(worst)
 
 
