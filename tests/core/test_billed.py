@@ -12,6 +12,8 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prismq_llmtools import (
     BudgetExceeded,
@@ -25,7 +27,7 @@ from prismq_llmtools.cost.tracking import UsageTotals
 from prismq_llmtools.openai.tokens import count_request
 from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.testing.clock import FakeClock
-from tests.drivers import Mode
+from tests.drivers import SYNC, Mode
 
 from .fakes import RATE_HEADERS, Script, chat_body, chunk, client, ok, sse
 
@@ -207,3 +209,56 @@ def test_incomplete_stream_error_is_what_the_caller_sees_after_the_last_attempt(
         ask()
     assert totals.total().usage.total_tokens == 2 * (_prompt() + CAP)
     assert totals.total().possibly_billed == 2
+
+
+_OUTCOMES = st.lists(
+    st.tuples(
+        st.sampled_from(["ok", "malformed", "empty", "read_timeout", "connect", "server_error"]),
+        st.integers(0, CAP),  # completion tokens the server generated (and billed, if it did)
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(outcomes=_OUTCOMES, room=st.integers(1, 8))
+def test_what_the_server_bills_never_exceeds_a_hard_budget(
+    outcomes: list[tuple[str, int]], room: int
+) -> None:
+    """Whatever mix of answers, unreadable answers, timeouts and failures the server gives,
+    the tokens it bills never exceed a hard budget, and the budget's count is never below
+    them."""
+    prompt = _prompt()
+    billed = [0]
+    answers = iter(outcomes)
+
+    def server(request: httpx2.Request) -> httpx2.Response:
+        kind, completion = next(answers)
+        if kind in ("connect", "server_error"):
+            if kind == "connect":
+                raise httpx2.ConnectError("refused", request=request)
+            return httpx2.Response(500, json={"error": {"message": "boom"}})
+        billed[0] += prompt + completion
+        if kind == "read_timeout":
+            raise httpx2.ReadTimeout("slow", request=request)
+        if kind == "malformed":
+            return malformed()
+        if kind == "empty":
+            return empty()
+        return ok(chat_body(prompt_tokens=prompt, completion_tokens=completion))
+
+    limit = room * (prompt + CAP) + (prompt + CAP) // 2
+    ask = _site(SYNC, client(server), UsageTotals(), daily_tokens=limit)
+    for _ in range(len(outcomes)):
+        try:
+            ask()
+        except BudgetExceeded:
+            break
+        except (openai.APIError, ValueError):  # every attempt failed: the next call
+            continue
+        except StopIteration:  # the script ran out in the middle of a call
+            break
+    spent = budget_status(ask)["daily_tokens"]["spent"]
+    assert billed[0] <= limit
+    assert spent >= billed[0]
