@@ -1,10 +1,11 @@
 """Usage report from event logs: calls, tokens, cost, cache savings, retries, 429s, latency.
 
 Reads ``llm.call`` summary lines (and ``llm.cache.hit`` lines for the dollars a cache hit
-saved) and aggregates them per operation, model, site or UTC day. Attempts that a dead process
-left in flight (an ``llm.attempt.sent`` line whose call never finished) count at their worst
-case, as possibly billed. Rendering (table, CSV,
-JSON, chart) lives in :mod:`prismq_llmtools.report.render`.
+saved) and aggregates them per operation, model, site or UTC day, with cost, calls and
+tokens over time per operation (:mod:`prismq_llmtools.report.series`). Attempts that a dead
+process left in flight (an ``llm.attempt.sent`` line whose call never finished) count at their
+worst case, as possibly billed. Rendering (table, CSV, JSON, chart, HTML page) lives in
+:mod:`prismq_llmtools.report.render`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from prismq_llmtools.report.series import TimeSeries
 
 if TYPE_CHECKING:
     from prismq_llmtools.alerts.sources import SourceStats
@@ -30,7 +33,6 @@ GROUPINGS: Mapping[str, str] = {
 """``--by`` choices and the event field each groups on (``day``: the date of the timestamp)."""
 
 _NONE = "(none)"
-_SERIES_STEP_S = 60  # cost-over-time is kept per minute; charts re-bin it
 
 
 @dataclass(slots=True)
@@ -89,9 +91,9 @@ class UsageRow:
             "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens,
             "reasoning_tokens": self.reasoning_tokens,
-            "cost_usd": round(self.cost_usd, 6),
+            "cost_usd": round(self.cost_usd, 12),
             "cache_hit_rate": self.cache_hit_rate,
-            "saved_usd": round(self.saved_usd, 6),
+            "saved_usd": round(self.saved_usd, 12),
             "retries": self.retries,
             "rate_limited": self.rate_limited,
             "possibly_billed": self.possibly_billed,
@@ -108,7 +110,7 @@ class Report:
     by: str
     rows: list[UsageRow]
     total: UsageRow
-    series: dict[str, dict[int, float]] = field(default_factory=dict)
+    series: TimeSeries = field(default_factory=TimeSeries)
     estimated: set[str] = field(default_factory=set)
     """Operations with a call costed at a stand-in price (marked in the chart)."""
     events: int = 0
@@ -136,7 +138,7 @@ def build_report(
 
     key_field = GROUPINGS[by]
     rows: dict[str, UsageRow] = {}
-    series: dict[str, dict[int, float]] = {}
+    series = TimeSeries()
     seen = skipped = 0
     in_flight = InFlightTracker()
     estimated: set[str] = set()
@@ -165,12 +167,13 @@ def build_report(
             row.saved_usd += _number(event.get("saved_cost_usd"))
             continue
         _add_call(row, event)
+        tokens = _number(event.get("gen_ai.usage.input_tokens")) + _number(
+            event.get("gen_ai.usage.output_tokens")
+        )
         operation = str(event.get("operation") or _NONE)
         if event.get("price_known") is False:
             estimated.add(operation)
-        step = int(moment // _SERIES_STEP_S) * _SERIES_STEP_S
-        costs = series.setdefault(operation, {})
-        costs[step] = costs.get(step, 0.0) + _number(event.get("cost_usd"))
+        series.add(operation, moment, _number(event.get("cost_usd")), int(tokens))
     for attempt in in_flight.found():  # sent by a process that died before the answer
         moment = parse_event_time(attempt.timestamp)
         if moment is None or (since is not None and moment < since):
@@ -189,6 +192,12 @@ def build_report(
         row.input_tokens += attempt.usage.input_tokens
         row.output_tokens += attempt.usage.output_tokens
         row.cost_usd += float(attempt.cost_usd)
+        series.add(
+            attempt.operation or _NONE,
+            moment,
+            float(attempt.cost_usd),
+            attempt.usage.input_tokens + attempt.usage.output_tokens,
+        )
     ordered = sorted(rows.values(), key=lambda row: (-row.cost_usd, row.group))
     if by == "day":
         ordered.sort(key=lambda row: row.group)

@@ -27,13 +27,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-import structlog
-
 from prismq_llmtools import events
 from prismq_llmtools.aspect import CacheHit, InFlight
 from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.pricing import cost_call
+from prismq_llmtools.site import export
 from prismq_llmtools.site.estimate import worst_case_of
 from prismq_llmtools.site.hooks import Hooks
 from prismq_llmtools.site.observe import resolve_usage
@@ -203,6 +202,7 @@ def finish(site: SiteCore, call: Call, hooks: Hooks, result: Any) -> None:
         end(call)
     call.duration_s = site.clock.now() - call.started
     call.roll_up_into_parent()
+    export.note(call)  # in a batch worker's process: the call travels home with the item
     if site.log_content:
         events.emit_call(call, **_content_fields(call, result))
     else:
@@ -226,9 +226,9 @@ def _emit_sent(call: Call) -> None:
     """Write ahead: the attempt about to be sent, with the most it can be billed.
 
     If the process dies before the attempt ends, this line is what tells the report (and
-    :func:`prismq_llmtools.cost.recover_in_flight`) that it may have been billed.
+    :func:`prismq_llmtools.cost.recovery.recover_in_flight`) that it may have been billed.
     """
-    if not structlog.is_configured():
+    if not events.enabled():
         return
     fields: dict[str, Any] = {"attempt": call.attempts, "gen_ai.request.model": call.model}
     worst = worst_case_of(call)
@@ -243,7 +243,7 @@ def _emit_sent(call: Call) -> None:
 def _emit_attempt(
     call: Call, clock: Clock, started: float, error: BaseException | None, billed: bool
 ) -> None:
-    if not structlog.is_configured():
+    if not events.enabled():
         return
     duration_s = clock.now() - started
     events.emit(
