@@ -37,7 +37,13 @@ ENV_PREFIX = "PRISMQ_LLMTOOLS__"
 CONFIG_ENV = "PRISMQ_LLMTOOLS_CONFIG"
 
 # Keys a site understands: each aspect registers the fields of its settings class.
-_known_keys: dict[str, str] = {"model": "site", "operation": "site", "log_content": "site"}
+_known_keys: dict[str, str] = {
+    "model": "site",
+    "operation": "site",
+    "log_content": "site",
+    "tokenizer": "site",
+    "endpoint": "site",
+}
 
 
 def register_keys(owner: str, keys: set[str] | frozenset[str]) -> None:

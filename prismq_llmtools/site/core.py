@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from prismq_llmtools.aspect import Aspect, UnknownPrice
-from prismq_llmtools.call import Call, Request, current_call
+from prismq_llmtools.call import Call, Endpoint, Request, current_call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.request import API_PARAMETERS, request_from_arguments, request_from_body
@@ -52,6 +52,10 @@ class SiteCore:
         self.aspects: list[Aspect[Any]] = []
         self.default_model: str | None = None
         self._base_model: str | None = None
+        self.tokenizer: str | None = None
+        self._base_tokenizer: str | None = None
+        self.endpoint: Endpoint | None = None
+        self._base_endpoint: Endpoint | None = None
         self._base_operation: str | None = None
         self._runtime: list[dict[str, Any]] = []
         self._keys_checked = False
@@ -91,12 +95,18 @@ class SiteCore:
         model: str | None = None,
         operation: str | None = None,
         request: RequestExtractor | None = None,
+        tokenizer: str | None = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
         """Site-level defaults given by a decorator's arguments."""
         if request is not None:
             self.request_extractor = request
         if model is not None:
             self._base_model = self.default_model = model
+        if tokenizer is not None:
+            self._base_tokenizer = _checked_tokenizer(self.name, tokenizer, "the decorator")
+        if endpoint is not None:
+            self._base_endpoint = _checked_endpoint(self.name, endpoint, "the decorator")
         if operation is not None:
             self._base_operation = self.operation = operation
         self._apply_settings()
@@ -117,9 +127,33 @@ class SiteCore:
             raise ConfigurationError(f"site {self.name!r}: log_content must be true or false")
         self.log_content = log_content
         self.operation = overrides.get("operation", self._base_operation or self.name)
+        self.tokenizer = self._base_tokenizer
+        if "tokenizer" in overrides:
+            self.tokenizer = _checked_tokenizer(
+                self.name, overrides["tokenizer"], self._source_of("tokenizer", loaded.source)
+            )
+        self.endpoint = self._base_endpoint
+        if "endpoint" in overrides:
+            self.endpoint = _checked_endpoint(
+                self.name, overrides["endpoint"], self._source_of("endpoint", loaded.source)
+            )
         for aspect in self.aspects:
             aspect.apply(overrides, self.name)
         self._rebuild()  # settings decide which hooks are active
+
+    def _source_of(self, key: str, file: str | None) -> str:
+        """Where the effective value of a site-level ``key`` came from, for error messages."""
+        import os
+
+        from prismq_llmtools.settings import ENV_PREFIX, env_key
+
+        if any(key in layer for layer in self._runtime):
+            return "f.llm.configure/override"
+        for scope in (env_key(self.name), "ALL"):
+            variable = f"{ENV_PREFIX}{scope}__{key.upper()}"
+            if variable in os.environ:
+                return f"environment variable {variable}"
+        return f"settings file {file or ''}".rstrip()
 
     def configure(self, **changes: Any) -> None:
         """Change settings of this site at run time, until the process ends."""
@@ -142,7 +176,7 @@ class SiteCore:
     def _check_runtime_keys(self, changes: dict[str, Any]) -> None:
         from dataclasses import fields
 
-        known = {"model", "operation", "log_content"}
+        known = {"model", "operation", "log_content", "tokenizer", "endpoint"}
         for aspect in self.aspects:
             if aspect.base is not None:
                 known.update(f.name for f in fields(aspect.base))
@@ -185,9 +219,13 @@ class SiteCore:
         request = None
         if self.request_extractor is not None:
             found = self.request_extractor(bound)
-            request = request_from_body(found) if isinstance(found, Mapping) else found
+            request = (
+                request_from_body(found, self.endpoint) if isinstance(found, Mapping) else found
+            )
         if request is None:
-            request = request_from_arguments(bound, default_model=self.default_model)
+            request = request_from_arguments(
+                bound, default_model=self.default_model, endpoint=self.endpoint
+            )
         return request
 
     @property
@@ -204,7 +242,10 @@ class SiteCore:
         path extends the parent's)."""
         parent = current_call.get()
         operation = self.operation if parent is None else f"{parent.operation}/{self.operation}"
-        return Call(self.name, operation, args, kwargs, parent, self.owns_retries)
+        call = Call(self.name, operation, args, kwargs, parent, self.owns_retries)
+        if self.tokenizer is not None:
+            call.tokenizer = self.tokenizer
+        return call
 
     # -- introspection -------------------------------------------------------------
 
@@ -214,6 +255,8 @@ class SiteCore:
             "name": self.name,
             "operation": self.operation,
             "model": self.default_model,
+            "tokenizer": self.tokenizer,
+            "endpoint": self.endpoint,
         }
         for aspect in self.aspects:
             view[aspect.kind] = aspect.settings_view()
@@ -232,3 +275,30 @@ class SiteCore:
     def __repr__(self) -> str:
         kinds = ", ".join(a.kind for a in self.aspects)
         return f"<site {self.name} [{kinds}]>"
+
+
+_ENDPOINTS: dict[object, Endpoint] = {
+    "chat": "chat",
+    "responses": "responses",
+    "embeddings": "embeddings",
+    "completions": "completions",
+}
+
+
+def _checked_tokenizer(site: str, value: object, source: str) -> str:
+    from prismq_llmtools.openai.tokenizer import check_tokenizer
+
+    try:
+        return check_tokenizer(value)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"site {site!r}: tokenizer (from {source}): {exc}") from None
+
+
+def _checked_endpoint(site: str, value: object, source: str) -> Endpoint:
+    endpoint = _ENDPOINTS.get(value) if isinstance(value, str) else None
+    if endpoint is None:
+        raise ConfigurationError(
+            f"site {site!r}: endpoint (from {source}) must be one of "
+            f"{', '.join(sorted(map(str, _ENDPOINTS)))}, got {value!r}"
+        )
+    return endpoint

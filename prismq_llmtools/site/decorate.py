@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from prismq_llmtools.aspect import Aspect
+from prismq_llmtools.call import Endpoint
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.handle import LLMFunction
 from prismq_llmtools.site.wrapper import core_of, site_for
@@ -21,17 +22,26 @@ def attach(
     model: str | None = None,
     operation: str | None = None,
     request: RequestExtractor | None = None,
+    tokenizer: str | None = None,
+    endpoint: Endpoint | None = None,
 ) -> Callable[[Callable[P, R]], LLMFunction[P, R]]:
     """A decorator adding ``aspect`` to the decorated function's (possibly new) site.
 
-    ``name``, ``model`` and ``request`` are site-level: the site's name, its default model,
-    and a function building the request from the bound arguments.
+    ``name``, ``model``, ``request``, ``tokenizer`` and ``endpoint`` are site-level: the
+    site's name, its default model, a function building the request from the bound
+    arguments, what its prompts are counted with, and the API it calls.
     """
 
     def decorator(func: Callable[P, R]) -> LLMFunction[P, R]:
         site = site_for(func, name=name)
         core = core_of(site)
-        core.set_defaults(model=model, operation=operation, request=request)
+        core.set_defaults(
+            model=model,
+            operation=operation,
+            request=request,
+            tokenizer=tokenizer,
+            endpoint=endpoint,
+        )
         core.add(aspect)
         return cast(LLMFunction[P, R], site)
 

@@ -65,6 +65,7 @@ def test_all_is_exactly_the_documented_surface() -> None:
         "RequestFormatError",
         "RequestTooLarge",
         "StateStoreError",
+        "TokenizerError",
         "UnknownModelError",
         "UnknownPriceError",
         "Usage",

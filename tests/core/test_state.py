@@ -277,6 +277,7 @@ def test_every_process_global_is_held_by_the_state_module() -> None:
         "settings",
         "state registry",
         "token counter",
+        "tokenizers",
         "usage totals",
         "vocabulary loader",
         "volatile types",
