@@ -100,6 +100,39 @@ def test_completions_prompt_is_counted_as_billed(mode: Mode, llamacpp_url: str) 
         assert counted.prompt_tokens == mode.invoke(complete, prompt), prompt
 
 
+RESPONSES: dict[str, dict[str, Any]] = {
+    "instructions and text": {"instructions": "Be brief.", "input": "Hello there"},
+    "message items": {
+        "instructions": "Answer in French.",
+        "input": [
+            {"type": "message", "role": "user", "content": "Hi"},
+            {"type": "message", "role": "assistant", "content": "Hello"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Bye"}]},
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(RESPONSES))
+def test_responses_input_is_counted_as_billed(
+    mode: Mode, llamacpp_url: str, name: str, events: list[dict[str, Any]]
+) -> None:
+    """A Responses request (found from an ``input`` and ``instructions`` argument) is counted
+    by the server's template as the input_tokens its /v1/responses bills."""
+    api = mode.openai(base_url=llamacpp_url + "/v1", api_key="unused", max_retries=0)
+
+    @rate_limited(tpm=1_000_000, tokenizer=f"server:{llamacpp_url}/v1")
+    @mode.make
+    def respond(input: Any, instructions: str, model: str = MODEL) -> Steps[int]:
+        response = yield api.responses.create(
+            model=model, input=input, instructions=instructions, max_output_tokens=16
+        )
+        return int(response.usage.input_tokens)
+
+    billed = mode.invoke(respond, **RESPONSES[name])
+    assert [e["prompt_tokens_estimate"] for e in events if e["event"] == "llm.call"] == [billed]
+
+
 def test_without_a_tokenizer_the_error_names_the_settings(llamacpp_url: str) -> None:
     """A model OpenAI's tables do not know fails with the settings that choose a tokenizer."""
     api = openai.OpenAI(base_url=llamacpp_url + "/v1", api_key="unused", max_retries=0)
