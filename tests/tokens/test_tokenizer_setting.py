@@ -235,3 +235,25 @@ def test_hf_tokenizer_file_errors(tmp_path: Path) -> None:
     for path in (tmp_path / "missing.json", bad):
         with pytest.raises(TokenizerError, match=path.name):
             count_request_with(body, endpoint="chat", tokenizer=f"hf:{path}")
+
+
+def test_batched_merges_by_the_sites_tokenizer() -> None:
+    """@batched's merge limit counts inputs with the site's tokenizer, so an embeddings model
+    OpenAI's tables do not know is merged by that count instead of failing (and, with
+    endpoint="embeddings", its input is not taken for Responses input)."""
+    from prismq_llmtools.openai.tokenizer import count_text_with
+
+    sizes: list[int] = []
+
+    @batched(
+        merge="input", max_tokens_per_request=20, tokenizer="cl100k_base", endpoint="embeddings"
+    )
+    def embed(input: str | list[str], model: str = "acme-vectors-v2") -> list[int]:
+        texts = [input] if isinstance(input, str) else input
+        sizes.append(sum(count_text_with(t, tokenizer="cl100k_base") for t in texts))
+        return [len(t) for t in texts]
+
+    texts = [f"text number {i} " * (1 + i % 3) for i in range(10)]
+    assert embed.batch(texts) == [len(t) for t in texts]
+    assert max(sizes) <= 20
+    assert 1 < len(sizes) < len(texts)  # merged, and split by the count
