@@ -1,12 +1,15 @@
 """``tokenizer="hf:PATH"``: a Hugging Face ``tokenizer.json``, read by the ``tokenizers``
 package (the ``hf`` extra), for a server that offers no tokenization endpoint.
 
-Text is tokenized exactly as the model's tokenizer does. The chat template is not: this
-module frames messages as ChatML (``<|im_start|>role\\ncontent<|im_end|>\\n`` per message,
-then ``<|im_start|>assistant\\n``), the framing of the Qwen, SmolLM and many other families;
-a template that frames differently, or adds text of its own (a default system prompt, a date,
-tool instructions), makes the count an estimate, as ``docs/counting.md`` measures. Tool
-definitions are counted as their JSON text.
+Text is tokenized exactly as the model's tokenizer does. Chat messages are rendered with the
+model's chat template when its directory has one (``tokenizer_config.json`` or
+``chat_template.jinja``: :mod:`prismq_llmtools.openai.chat_template`), as ``transformers``
+renders it: exact wherever the server renders the same template. Without one, messages are
+framed as ChatML (``<|im_start|>role\\ncontent<|im_end|>\\n`` per message, then
+``<|im_start|>assistant\\n``), the framing of the Qwen, SmolLM and many other families; a
+template that frames differently, or adds text of its own (a default system prompt, a date,
+tool instructions), makes that count an estimate, as ``docs/counting.md`` measures. Tool
+definitions are then counted as their JSON text.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prismq_llmtools.errors import RequestFormatError, TokenizerError
+from prismq_llmtools.openai.chat_template import ChatTemplate
 from prismq_llmtools.openai.request import endpoint_of
 from prismq_llmtools.openai.template_input import plain_texts, responses_as_messages
 from prismq_llmtools.openai.textcount import TokenMemo
@@ -43,6 +47,7 @@ class HFTokenizer:
         self.name = f"hf:{path}"
         self._memo = TokenMemo(memo_entries, memo_chars)
         self._loaded: tokenizers.Tokenizer | None = None
+        self._template: ChatTemplate | None = None
         self._lock = threading.Lock()
 
     def _tokenizer(self) -> tokenizers.Tokenizer:
@@ -53,6 +58,8 @@ class HFTokenizer:
         return self._loaded
 
     def _load(self) -> tokenizers.Tokenizer:
+        directory = self._path if self._path.is_dir() else self._path.parent
+        self._template = ChatTemplate.find(directory)
         try:
             import tokenizers
         except ImportError as exc:
@@ -95,7 +102,12 @@ class HFTokenizer:
             chat = responses_as_messages(body) if chosen == "responses" else body.get("messages")
             if not isinstance(chat, list):
                 raise RequestFormatError("messages must be a list of messages")
-            prompt = self._count(render_chatml(chat, body.get("tools")), special=False)
+            self._tokenizer()  # loads the template too
+            if self._template is not None:
+                text = self._template.render(chat, body.get("tools"))
+            else:
+                text = render_chatml(chat, body.get("tools"))
+            prompt = self._count(text, special=False)
         else:
             field = "prompt" if chosen == "completions" else "input"
             if body.get(field) is None:

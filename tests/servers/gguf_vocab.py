@@ -89,3 +89,19 @@ def write_tokenizer_json(gguf: Path, target: Path) -> Path:
     )
     tokenizer.save(str(target))
     return target
+
+
+def write_tokenizer_config(gguf: Path, target: Path) -> Path:
+    """Write the GGUF model's chat template and special tokens as ``target`` (a
+    tokenizer_config.json, as a Hugging Face model directory has it)."""
+    import json
+
+    metadata = read_metadata(gguf)
+    tokens: list[str] = metadata["tokenizer.ggml.tokens"]
+    config = {
+        "chat_template": metadata["tokenizer.chat_template"],
+        "bos_token": tokens[metadata["tokenizer.ggml.bos_token_id"]],
+        "eos_token": tokens[metadata["tokenizer.ggml.eos_token_id"]],
+    }
+    target.write_text(json.dumps(config), encoding="utf-8")
+    return target

@@ -169,6 +169,19 @@ def smollm_tokenizer_json(tmp_path_factory: pytest.TempPathFactory, llamacpp_url
     return write_tokenizer_json(model_path(), tmp_path_factory.mktemp("smollm2") / "tokenizer.json")
 
 
+@pytest.fixture(scope="module")
+def smollm_model_dir(tmp_path_factory: pytest.TempPathFactory, smollm_tokenizer_json: Path) -> Path:
+    """A Hugging Face model directory: the tokenizer.json and a tokenizer_config.json with
+    the model's chat template (both from its GGUF file)."""
+    from tests.servers.gguf_vocab import write_tokenizer_config
+    from tests.servers.llamacpp_serve import model_path
+
+    directory = tmp_path_factory.mktemp("smollm2-dir")
+    (directory / "tokenizer.json").write_bytes(smollm_tokenizer_json.read_bytes())
+    write_tokenizer_config(model_path(), directory / "tokenizer_config.json")
+    return directory
+
+
 # SmolLM2's chat template adds this system message when a chat has none; ChatML framing
 # alone (what hf: assumes) does not: 21 tokens, measured below.
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
@@ -177,9 +190,10 @@ DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Huggin
 def test_hf_tokenizer_error_against_the_server(
     llamacpp_url: str, smollm_tokenizer_json: Path
 ) -> None:
-    """hf:PATH with the model's own tokenizer.json: texts count exactly as the server counts
-    them; chats count exactly when they have a system message, and miss only the template's
-    default system message (21 tokens) when they have none (the figures in docs/counting.md)."""
+    """hf:PATH with the model's own tokenizer.json and no chat template beside it: texts count
+    exactly as the server counts them; chats, framed as ChatML, count exactly when they have a
+    system message, and miss only the template's default system message (21 tokens) when they
+    have none (the figures in docs/counting.md)."""
     hf = f"hf:{smollm_tokenizer_json}"
     server = f"server:{llamacpp_url}"
     api = openai.OpenAI(base_url=llamacpp_url + "/v1", api_key="unused", max_retries=0)
@@ -205,4 +219,20 @@ def test_hf_tokenizer_error_against_the_server(
         ).prompt_tokens
         has_system = messages[0]["role"] == "system"
         assert billed.usage.prompt_tokens - counted == (0 if has_system else default_block), name
+    api.close()
+
+
+def test_hf_with_the_chat_template_is_exact(llamacpp_url: str, smollm_model_dir: Path) -> None:
+    """hf:DIR of a model directory whose tokenizer_config.json has the chat template counts
+    every chat exactly as the server bills it, default system message included."""
+    api = openai.OpenAI(base_url=llamacpp_url + "/v1", api_key="unused", max_retries=0)
+    for name, messages in CHATS.items():
+        billed = api.chat.completions.create(model=MODEL, messages=messages, max_tokens=1)
+        assert billed.usage is not None
+        counted = count_request_with(
+            {"model": MODEL, "messages": messages},
+            endpoint="chat",
+            tokenizer=f"hf:{smollm_model_dir}",
+        )
+        assert counted.prompt_tokens == billed.usage.prompt_tokens, name
     api.close()

@@ -257,3 +257,46 @@ def test_batched_merges_by_the_sites_tokenizer() -> None:
     assert embed.batch(texts) == [len(t) for t in texts]
     assert max(sizes) <= 20
     assert 1 < len(sizes) < len(texts)  # merged, and split by the count
+
+
+def test_hf_renders_the_models_chat_template(tmp_path: Path) -> None:
+    """Beside the tokenizer.json, a tokenizer_config.json's template frames the chat (with
+    its special tokens as variables and the generation prompt); chat_template.jinja wins over
+    it, and a tool_use template is chosen when the request has tools."""
+    path = _word_tokenizer(tmp_path)
+    loop = "{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
+    config = {
+        "bos_token": {"content": "<|im_start|>", "special": True},
+        "chat_template": [
+            {"name": "default", "template": "{{ bos_token }} " + loop + "assistant"},
+            {"name": "tool_use", "template": "{{ tools | tojson }} " + loop},
+        ],
+    }
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    hf = f"hf:{path}"
+
+    def count(**extra: Any) -> int:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi there"}], **extra}
+        return count_request_with(body, endpoint="chat", tokenizer=hf).prompt_tokens
+
+    assert count() == 5  # <|im_start|> user hi there assistant
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    assert count(tools=tools) == 3 + len(json.dumps(tools).split())  # unknown words count 1 each
+    (tmp_path / "chat_template.jinja").write_text(loop)
+    from prismq_llmtools.testing import reset
+
+    reset()  # tokenizers are made once per setting
+    assert count() == 3
+
+
+def test_hf_template_errors_are_tokenizer_errors(tmp_path: Path) -> None:
+    """A template that refuses a chat (raise_exception) or does not compile is a
+    TokenizerError naming the file."""
+    path = _word_tokenizer(tmp_path)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    (tmp_path / "chat_template.jinja").write_text("{{ raise_exception('no users here') }}")
+    with pytest.raises(TokenizerError, match="refused: no users here"):
+        count_request_with(body, endpoint="chat", tokenizer=f"hf:{path}")
+    (tmp_path / "chat_template.jinja").write_text("{% for %}")
+    with pytest.raises(TokenizerError, match=r"chat_template\.jinja is invalid"):
+        count_request_with(body, endpoint="chat", tokenizer=f"hf:{tmp_path}")
