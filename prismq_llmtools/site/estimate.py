@@ -81,9 +81,11 @@ def _strings(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
 
 
 def count_output_text(call: Call, result: Any) -> int:
-    """Tokens of a text result, in the request model's encoding; 0 for anything else."""
+    """Tokens of a text result, by the site's tokenizer or the request model's encoding; 0 for
+    anything else."""
     if not isinstance(result, str) or call.estimate is None:
         return 0
     from prismq_llmtools.openai.tokenizer import count_text_with
 
-    return count_text_with(result, tokenizer=call.estimate.encoding)
+    # The site's setting itself, not the estimate's name of it (which hides credentials).
+    return count_text_with(result, tokenizer=call.tokenizer or call.estimate.encoding)

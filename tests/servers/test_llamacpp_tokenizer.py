@@ -236,3 +236,40 @@ def test_hf_with_the_chat_template_is_exact(llamacpp_url: str, smollm_model_dir:
         )
         assert counted.prompt_tokens == billed.usage.prompt_tokens, name
     api.close()
+
+
+def test_estimated_usage_counts_with_the_server(
+    mode: Mode, llamacpp_url: str, events: list[dict[str, Any]]
+) -> None:
+    """A site whose function returns text and makes no request estimates its usage with the
+    server's tokenizer: the prompt as the server would bill it, the text as it tokenizes it.
+    Credentials in the URL are used, and appear in no event."""
+    with_credentials = llamacpp_url.replace("http://", "http://user:s3cret@")
+
+    @cost_tracked(tokenizer=f"server:{with_credentials}")
+    @mode.make
+    def reply(messages: list[dict[str, Any]], model: str = MODEL) -> str:
+        return "Bonjour à tous, 東京 123"
+
+    assert mode.invoke(reply, CHATS["system"]) == "Bonjour à tous, 東京 123"
+    (call,) = [e for e in events if e["event"] == "llm.call"]
+    tokenize = openai.OpenAI(base_url=llamacpp_url, api_key="unused", max_retries=0)
+    tokens = tokenize.post(
+        "/tokenize", body={"content": "Bonjour à tous, 東京 123"}, cast_to=object
+    )
+    tokenize.close()
+    assert call["usage_source"] == "estimated"
+    assert call["gen_ai.usage.output_tokens"] == len(tokens["tokens"])
+    assert (
+        call["gen_ai.usage.input_tokens"]
+        == count_request_with(
+            {"model": MODEL, "messages": CHATS["system"]},
+            endpoint="chat",
+            tokenizer=f"server:{with_credentials}",
+        ).prompt_tokens
+    )
+    assert "s3cret" not in repr(events)
+    from prismq_llmtools.openai import tokenizer
+
+    # One tokenizer counted both, with the credentials: not a second one made from the name.
+    assert list(tokenizer._made) == [f"server:{with_credentials}"]
