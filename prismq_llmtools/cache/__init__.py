@@ -6,7 +6,7 @@ hits. A hit ends the invocation in the ``enter`` phase: no budget, no rate limit
 ``llm.cache.hit`` event carrying the cost the original call paid. Identical calls in flight
 at the same time make one upstream call (single flight, threads and asyncio alike).
 
-Never cached (see the README, section @cached): errors, streams (a streamed call always
+Never cached (see docs/cache.md): errors, streams (a streamed call always
 goes upstream), answers of a call whose stream was cut short, raw HTTP responses, and
 anything whose pickle contains something that looks like an API key.
 """
@@ -22,8 +22,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
-
-import structlog
 
 from prismq_llmtools import events
 from prismq_llmtools.aspect import Aspect, CacheHit, InFlight
@@ -238,6 +236,16 @@ class CacheAspect(Aspect[CachePolicy]):
         self.stats["misses"] += 1
         return self._lead_or_follow(call, key, refresh=mode == "refresh")
 
+    def absorb(self, call: Call, finished_at: float) -> None:
+        if call.cache == "hit":
+            self.stats["hits"] += 1
+        elif call.cache == "miss":
+            self.stats["misses"] += 1
+            if call.outcome == "ok":
+                self.stats["stores"] += 1
+        elif call.cache == "bypass":
+            self.stats["skipped"] += 1
+
     def _skip(self, call: Call, reason: str, **fields: Any) -> None:
         call.cache = "bypass"
         self.stats["skipped"] += 1
@@ -290,7 +298,7 @@ class CacheAspect(Aspect[CachePolicy]):
         call.saved_cost_usd = entry.cost_usd
         call.response_model = entry.response_model
         self.stats["hits"] += 1
-        if structlog.is_configured():
+        if events.enabled():
             fields: dict[str, Any] = {"gen_ai.request.model": entry.model}
             events.emit(
                 call,

@@ -7,6 +7,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Endpoint
+from prismq_llmtools.site import export
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.handle import LLMFunction
 from prismq_llmtools.site.wrapper import core_of, site_for
@@ -43,6 +44,7 @@ def attach(
             endpoint=endpoint,
         )
         core.add(aspect)
+        export.register(core)
         return cast(LLMFunction[P, R], site)
 
     return decorator
