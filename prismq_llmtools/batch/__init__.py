@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from prismq_llmtools.batch.aspect import BatchAspect, BatchPolicy
 from prismq_llmtools.batch.estimate import BatchEstimate, estimate_batch
-from prismq_llmtools.batch.items import Args
+from prismq_llmtools.batch.items import Args, check_items
 from prismq_llmtools.batch.plan import BATCH, BatchPlan, Collector, func_ref, plan_batch
 from prismq_llmtools.batch.runner import StopFlag, UnitRunner, run_async, run_sync
 from prismq_llmtools.call import Endpoint
@@ -88,17 +88,18 @@ def batched(
         endpoint: the API the function calls (``"chat"``, ``"responses"``, ``"embeddings"``,
             ``"completions"``) when its arguments do not say (an ``input`` parameter).
     """
-    policy = BatchPolicy(
-        batch_max_concurrency=max_concurrency,
-        batch_progress=progress,
-        batch_merge=merge,
-        batch_max_inputs=max_inputs_per_request,
-        batch_max_tokens=max_tokens_per_request,
-    )
-    aspect = BatchAspect(policy, split=split, count_tokens=count_tokens)
-    return attach(  # type: ignore[return-value]
-        aspect, name=name, model=model, tokenizer=tokenizer, endpoint=endpoint
-    )
+
+    def make() -> BatchAspect:
+        policy = BatchPolicy(
+            batch_max_concurrency=max_concurrency,
+            batch_progress=progress,
+            batch_merge=merge,
+            batch_max_inputs=max_inputs_per_request,
+            batch_max_tokens=max_tokens_per_request,
+        )
+        return BatchAspect(policy, split=split, count_tokens=count_tokens)
+
+    return attach(make, name=name, model=model, tokenizer=tokenizer, endpoint=endpoint)  # type: ignore[return-value]
 
 
 def run_batch(
@@ -143,6 +144,7 @@ def run_batch(
     Returns:
         The answers in input order (or a :class:`BatchEstimate` for a dry run).
     """
+    check_items(items)
     items = list(items)
     if mode not in ("calls", "batch_api"):
         raise ConfigurationError(f"mode must be 'calls' or 'batch_api', got {mode!r}")
@@ -212,6 +214,7 @@ async def run_batch_async(
     **options: Any,
 ) -> Any:
     """``await f.abatch(items, ...)``: the async twin of :func:`run_batch`."""
+    check_items(items)
     if options.get("mode", "calls") != "calls":
         return await asyncio.to_thread(
             run_batch,

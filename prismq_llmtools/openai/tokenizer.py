@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prismq_llmtools import _state
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.models import KNOWN_ENCODINGS
+from prismq_llmtools.settings import check_tokenizer_form
 
 if TYPE_CHECKING:
     from prismq_llmtools.openai.tokens import Endpoint
@@ -64,27 +65,16 @@ class Tokenizer(Protocol):
 def check_tokenizer(value: object) -> str:
     """``value`` if it is a valid ``tokenizer`` setting, else :class:`ConfigurationError`.
 
-    Checks the form only: no file is read and no server is asked until the first count.
+    Checks the form only (the settings rule of the key): no file is read and no server is
+    asked until the first count.
     """
     if not isinstance(value, str):
-        raise ConfigurationError(f"must be a string, got {value!r}")
-    if value in KNOWN_ENCODINGS:
-        return value
-    if value.startswith("server:"):
-        url = value[len("server:") :]
-        if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
-            raise ConfigurationError(
-                f"{value!r}: expected server:http://HOST:PORT (the server's base URL)"
-            )
-        return value
-    if value.startswith("hf:"):
-        if not value[len("hf:") :]:
-            raise ConfigurationError(f"{value!r}: expected hf:PATH to a tokenizer.json")
-        return value
-    raise ConfigurationError(
-        f"{value!r} is not a tokenizer: expected a tiktoken encoding "
-        f"({', '.join(sorted(KNOWN_ENCODINGS))}), server:URL or hf:PATH"
-    )
+        raise ConfigurationError(f"tokenizer must be a string, got {value!r}")
+    try:
+        check_tokenizer_form(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"tokenizer {value!r}: {exc}") from None
+    return value
 
 
 class _Made(_state.Memo[str, Tokenizer]):

@@ -16,7 +16,6 @@ from prismq_llmtools.call import Endpoint
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.ratelimit.aspect import BucketKeyFunction, RateLimitAspect
 from prismq_llmtools.ratelimit.policy import Count, RateLimit, Reconcile, StoreErrorPolicy
-from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.site.handle import LLMFunction
@@ -26,8 +25,6 @@ __all__ = ["RateLimit", "rate_limited"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-register_keys("rate_limited", frozenset(RateLimit.__dataclass_fields__))
 
 
 def rate_limited(
@@ -73,27 +70,30 @@ def rate_limited(
         endpoint: the API the function calls (``"chat"``, ``"responses"``, ``"embeddings"``,
             ``"completions"``) when its arguments do not say (an ``input`` parameter).
     """
-    limit = RateLimit(
-        rpm=rpm,
-        tpm=tpm,
-        rpd=rpd,
-        tpd=tpd,
-        burst=burst,
-        headroom=headroom,
-        timeout_s=timeout_s,
-        count=count,
-        reconcile=reconcile,
-        follow_headers=follow_headers,
-        key=key if isinstance(key, str) else None,
-        store=store,
-        on_store_error=on_store_error,
-    )
-    aspect = RateLimitAspect(
-        limit,
-        key=key if callable(key) else None,
-        registry=registry or default_registry,
-        clock=clock,
-    )
+
+    def make() -> RateLimitAspect:
+        limit = RateLimit(
+            rpm=rpm,
+            tpm=tpm,
+            rpd=rpd,
+            tpd=tpd,
+            burst=burst,
+            headroom=headroom,
+            timeout_s=timeout_s,
+            count=count,
+            reconcile=reconcile,
+            follow_headers=follow_headers,
+            key=None if callable(key) else key,
+            store=store,
+            on_store_error=on_store_error,
+        )
+        return RateLimitAspect(
+            limit,
+            key=key if callable(key) else None,
+            registry=registry or default_registry,
+            clock=clock,
+        )
+
     return attach(
-        aspect, name=name, model=model, request=request, tokenizer=tokenizer, endpoint=endpoint
+        make, name=name, model=model, request=request, tokenizer=tokenizer, endpoint=endpoint
     )

@@ -12,6 +12,7 @@ algorithm of :mod:`prismq_llmtools.site.flow` through a driver of
 from __future__ import annotations
 
 import inspect
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +23,15 @@ from prismq_llmtools.call import Call, Endpoint, Request, StateKey, current_call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.request import API_PARAMETERS, request_from_arguments, request_from_body
+from prismq_llmtools.settings import (
+    SITE,
+    check_site,
+    forget_site,
+    note_site,
+    report_unmatched,
+    settings,
+)
+from prismq_llmtools.settings.rules import check_value, owners_of, unknown_key
 from prismq_llmtools.site.binding import Binder
 from prismq_llmtools.site.hooks import Hooks
 
@@ -34,6 +44,17 @@ BOUND_ARGUMENTS: StateKey[dict[str, Any]] = StateKey("site.bound_arguments")
 """An invocation's arguments by parameter name, bound once."""
 
 
+def _module_name(module: str) -> str:
+    """The module's importable name: a module run with ``python -m pkg.mod`` is ``__main__``
+    in ``sys.modules``, and ``pkg.mod`` by its spec. A script run directly stays ``__main__``."""
+    if module == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        name = getattr(spec, "name", None)
+        if isinstance(name, str) and name:
+            return name
+    return module
+
+
 class SiteCore:
     """Everything a call site knows: its name, its aspects, its defaults and its statistics.
 
@@ -44,7 +65,9 @@ class SiteCore:
     def __init__(self, func: Any, *, name: str | None = None) -> None:
         raw = func.__func__ if isinstance(func, classmethod | staticmethod) else func
         self.func = raw
-        self.name: str = name or f"{raw.__module__}.{raw.__qualname__}"
+        self.name: str = name or f"{_module_name(raw.__module__)}.{raw.__qualname__}"
+        note_site(self.name)
+        self._first_call_checked = False
         self.operation: str = self.name
         self.is_async = inspect.iscoroutinefunction(raw)
         self._is_static = isinstance(func, staticmethod)
@@ -61,7 +84,6 @@ class SiteCore:
         self._base_endpoint: Endpoint | None = None
         self._base_operation: str | None = None
         self._runtime: list[dict[str, Any]] = []
-        self._keys_checked = False
         self.request_extractor: RequestExtractor | None = None
         self.log_content = False
         self.clock: Clock = system_clock
@@ -89,6 +111,8 @@ class SiteCore:
             raise ConfigurationError(f"site {self.name!r} cannot be renamed after use")
         if self.operation == self.name:
             self.operation = name
+        forget_site(self.name)
+        note_site(name)
         self.name = name
         self._apply_settings()
 
@@ -101,79 +125,48 @@ class SiteCore:
         tokenizer: str | None = None,
         endpoint: Endpoint | None = None,
     ) -> None:
-        """Site-level defaults given by a decorator's arguments."""
+        """Site-level defaults given by a decorator's arguments (checked by the decorator)."""
         if request is not None:
             self.request_extractor = request
         if model is not None:
             self._base_model = self.default_model = model
         if tokenizer is not None:
-            self._base_tokenizer = _checked_tokenizer(self.name, tokenizer, "the decorator")
+            self._base_tokenizer = tokenizer
         if endpoint is not None:
-            self._base_endpoint = _checked_endpoint(self.name, endpoint, "the decorator")
+            self._base_endpoint = endpoint
         if operation is not None:
             self._base_operation = self.operation = operation
         self._apply_settings()
 
     def _apply_settings(self) -> None:
-        from prismq_llmtools.settings import settings
-
-        loaded = settings()
-        if not self._keys_checked:
-            loaded.check_keys()
-            self._keys_checked = True
-        overrides = loaded.for_site(self.name)
+        overrides = settings().for_site(self.name)
         for layer in self._runtime:
             overrides.update(layer)
         self.default_model = overrides.get("model", self._base_model)
-        log_content = overrides.get("log_content", False)
-        if not isinstance(log_content, bool):
-            raise ConfigurationError(f"site {self.name!r}: log_content must be true or false")
-        self.log_content = log_content
-        self.operation = overrides.get("operation", self._base_operation or self.name)
-        self.tokenizer = self._base_tokenizer
-        if "tokenizer" in overrides:
-            self.tokenizer = _checked_tokenizer(
-                self.name, overrides["tokenizer"], self._source_of("tokenizer", loaded.source)
-            )
-        self.endpoint = self._base_endpoint
-        if "endpoint" in overrides:
-            self.endpoint = _checked_endpoint(
-                self.name, overrides["endpoint"], self._source_of("endpoint", loaded.source)
-            )
+        self.tokenizer = overrides.get("tokenizer", self._base_tokenizer)
+        self.endpoint = overrides.get("endpoint", self._base_endpoint)
+        self.log_content = overrides.get("log_content", False)
+        self.operation = overrides.get("operation") or self._base_operation or self.name
         for aspect in self.aspects:
             aspect.apply(overrides, self.name)
         self._rebuild()  # settings decide which hooks are active
 
-    def _source_of(self, key: str, file: str | None) -> str:
-        """Where the effective value of a site-level ``key`` came from, for error messages."""
-        import os
-
-        from prismq_llmtools.settings import ENV_PREFIX, env_key
-
-        if any(key in layer for layer in self._runtime):
-            return "f.llm.configure/override"
-        for scope in (env_key(self.name), "ALL"):
-            variable = f"{ENV_PREFIX}{scope}__{key.upper()}"
-            if variable in os.environ:
-                return f"environment variable {variable}"
-        return f"settings file {file or ''}".rstrip()
-
     def configure(self, **changes: Any) -> None:
         """Change settings of this site at run time, until the process ends."""
-        self._check_runtime_keys(changes)
-        self._runtime.append(changes)
+        layer = self._checked_layer(changes, "f.llm.configure()")
+        self._runtime.append(layer)
         self._apply_settings()
 
     @contextmanager
     def override(self, **changes: Any) -> Iterator[SiteCore]:
         """Change settings of this site inside a ``with`` block (tests, operations)."""
-        self._check_runtime_keys(changes)
-        self._runtime.append(changes)
+        layer = self._checked_layer(changes, "f.llm.override()")
+        self._runtime.append(layer)
         try:
             self._apply_settings()
             yield self
         finally:
-            self._runtime.remove(changes)
+            self._runtime.remove(layer)
             self._apply_settings()
 
     def runtime_settings(self) -> dict[str, Any]:
@@ -188,23 +181,34 @@ class SiteCore:
         place of this process's own."""
         if runtime == self.runtime_settings():
             return
-        self._check_runtime_keys(runtime)
-        self._runtime = [runtime] if runtime else []
+        layer = self._checked_layer(runtime, "the batch driver's runtime settings")
+        self._runtime = [layer] if layer else []
         self._apply_settings()
 
-    def _check_runtime_keys(self, changes: dict[str, Any]) -> None:
-        from dataclasses import fields
+    def _checked_layer(self, changes: dict[str, Any], source: str) -> dict[str, Any]:
+        """``changes`` checked by their keys' rules, for the decorators this site has."""
+        kinds = {SITE, *(a.kind for a in self.aspects)}
+        layer: dict[str, Any] = {}
+        for key, value in changes.items():
+            owners = owners_of(key)
+            if not owners:
+                raise ConfigurationError(f"site {self.name!r}: {unknown_key(key)} ({source})")
+            if not owners & kinds:
+                needed = " or ".join(f"@{o}" for o in sorted(owners))
+                raise ConfigurationError(
+                    f"site {self.name!r}: {key} ({source}) is a setting of {needed}, "
+                    "which this site does not have"
+                )
+            layer[key] = check_value(key, value, source=source, site=self.name)
+        return layer
 
-        known = {"model", "operation", "log_content", "tokenizer", "endpoint"}
-        for aspect in self.aspects:
-            if aspect.base is not None:
-                known.update(f.name for f in fields(aspect.base))
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ConfigurationError(
-                f"site {self.name!r}: unknown setting(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
+    def check_settings(self) -> None:
+        """At the site's first call, when every decorator has joined it: refuse a key
+        written for this site that none of its decorators understands, and report (once
+        for all sites) settings naming no decorated site."""
+        check_site(self.name, {a.kind for a in self.aspects})
+        report_unmatched()
+        self._first_call_checked = True
 
     def refresh_hooks(self) -> None:
         """Ask the aspects again which hooks are active (one changed its mind)."""
@@ -281,6 +285,8 @@ class SiteCore:
     def new_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """A Call for an invocation of this site, nested under the current one (its operation
         path extends the parent's)."""
+        if not self._first_call_checked:
+            self.check_settings()
         parent = current_call.get()
         operation = self.operation if parent is None else f"{parent.operation}/{self.operation}"
         call = Call(self.name, operation, args, kwargs, parent, self.owns_retries)
@@ -316,30 +322,3 @@ class SiteCore:
     def __repr__(self) -> str:
         kinds = ", ".join(a.kind for a in self.aspects)
         return f"<site {self.name} [{kinds}]>"
-
-
-_ENDPOINTS: dict[object, Endpoint] = {
-    "chat": "chat",
-    "responses": "responses",
-    "embeddings": "embeddings",
-    "completions": "completions",
-}
-
-
-def _checked_tokenizer(site: str, value: object, source: str) -> str:
-    from prismq_llmtools.openai.tokenizer import check_tokenizer
-
-    try:
-        return check_tokenizer(value)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"site {site!r}: tokenizer (from {source}): {exc}") from None
-
-
-def _checked_endpoint(site: str, value: object, source: str) -> Endpoint:
-    endpoint = _ENDPOINTS.get(value) if isinstance(value, str) else None
-    if endpoint is None:
-        raise ConfigurationError(
-            f"site {site!r}: endpoint (from {source}) must be one of "
-            f"{', '.join(sorted(map(str, _ENDPOINTS)))}, got {value!r}"
-        )
-    return endpoint

@@ -7,6 +7,8 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Endpoint
+from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.settings.rules import DECORATOR_ARGUMENT, SettingError, check_value
 from prismq_llmtools.site import export
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.handle import LLMFunction
@@ -17,7 +19,7 @@ R = TypeVar("R")
 
 
 def attach(
-    aspect: Aspect[Any],
+    aspect: Aspect[Any] | Callable[[], Aspect[Any]],
     *,
     name: str | None = None,
     model: str | None = None,
@@ -28,6 +30,8 @@ def attach(
 ) -> Callable[[Callable[P, R]], LLMFunction[P, R]]:
     """A decorator adding ``aspect`` to the decorated function's (possibly new) site.
 
+    ``aspect`` may be a function making it: the decorator's arguments are then checked when
+    the decorator meets its function, so that a bad one is an error naming the site.
     ``name``, ``model``, ``request``, ``tokenizer`` and ``endpoint`` are site-level: the
     site's name, its default model, a function building the request from the bound
     arguments, what its prompts are counted with, and the API it calls.
@@ -36,6 +40,23 @@ def attach(
     def decorator(func: Callable[P, R]) -> LLMFunction[P, R]:
         site = site_for(func, name=name)
         core = core_of(site)
+        try:
+            site_level = (
+                ("model", model),
+                ("operation", operation),
+                ("tokenizer", tokenizer),
+                ("endpoint", endpoint),
+            )
+            for key, value in site_level:
+                check_value(key, value, source=DECORATOR_ARGUMENT, owner="site")
+            made = aspect if isinstance(aspect, Aspect) else aspect()
+        except SettingError as exc:
+            raise exc.for_site(core.name) from None
+        except ConfigurationError as exc:
+            if type(exc) is not ConfigurationError:
+                raise
+            # arguments that do not go together (window_s without window_tokens)
+            raise ConfigurationError(f"site {core.name!r}: {exc} ({DECORATOR_ARGUMENT}s)") from None
         core.set_defaults(
             model=model,
             operation=operation,
@@ -43,7 +64,7 @@ def attach(
             tokenizer=tokenizer,
             endpoint=endpoint,
         )
-        core.add(aspect)
+        core.add(made)
         export.register(core)
         return cast(LLMFunction[P, R], site)
 

@@ -107,7 +107,7 @@ def test_tokenizer_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         ).prompt_tokens
     )
     assert cli.main(["count", "--tokenizer", "gpt2", path]) == 1
-    assert "is not a tokenizer" in capsys.readouterr().err
+    assert "must be a tiktoken encoding" in capsys.readouterr().err
 
 
 def test_unreadable_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

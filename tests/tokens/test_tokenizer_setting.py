@@ -95,8 +95,9 @@ def test_settings_file_and_environment_choose_the_tokenizer(
 def test_a_bad_tokenizer_names_the_site_key_and_source(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A malformed value fails when the site is configured, saying where it came from."""
-    with pytest.raises(ConfigurationError, match=r"'app\.a'.*tokenizer.*the decorator.*gpt2"):
+    """A malformed value fails when the site is configured (a settings file: when it is
+    loaded), naming the site, the key and where the value came from."""
+    with pytest.raises(ConfigurationError, match=r"'app\.a': tokenizer='gpt2' \(decorator"):
 
         @rate_limited(rpm=1, tokenizer="gpt2", name="app.a")
         def a() -> None: ...
@@ -109,12 +110,16 @@ def test_a_bad_tokenizer_names_the_site_key_and_source(
 
     path = tmp_path / "llmtools.toml"
     path.write_text('[defaults]\nendpoint = "images"\n')
-    monkeypatch.delenv("PRISMQ_LLMTOOLS__APP_B__TOKENIZER")
-    reset_settings(load_settings({"PRISMQ_LLMTOOLS_CONFIG": str(path)}))
-    with pytest.raises(ConfigurationError, match=rf"'app\.c'.*endpoint.*{path.name}.*images"):
+    with pytest.raises(ConfigurationError, match=r"endpoint='images' \(.*llmtools\.toml:2\)"):
+        load_settings({"PRISMQ_LLMTOOLS_CONFIG": str(path)})
 
-        @rate_limited(rpm=1, name="app.c")
-        def c() -> None: ...
+
+def test_the_settings_rule_knows_the_counters_encodings() -> None:
+    """The tokenizer rule accepts exactly the encodings the counter knows."""
+    from prismq_llmtools.openai.models import KNOWN_ENCODINGS
+    from prismq_llmtools.settings import TIKTOKEN_ENCODINGS
+
+    assert set(TIKTOKEN_ENCODINGS) == KNOWN_ENCODINGS
 
 
 @pytest.mark.parametrize(
