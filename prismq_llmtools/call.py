@@ -114,6 +114,9 @@ class Call:
     duration_s: float = 0.0
 
     request: Request | None = None
+    tokenizer: str | None = None
+    """The site's ``tokenizer`` setting: what the prompt is counted with (None: the model's
+    tiktoken encoding)."""
     estimate: TokenEstimate | None = None
     completion_cap: int | None = None
     """A completion cap the client boundary adds to requests the function builds itself

@@ -9,6 +9,7 @@ and splits each answer back into one piece per item, in order.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -135,6 +136,8 @@ class MergeSpec:
     max_tokens: int | None = 300_000
     count_tokens: Callable[[Any, str | None], int] | None = None
     split: Callable[[Any, int], Sequence[Any]] | None = field(default=None)
+    tokenizer: str | None = None
+    """The site's ``tokenizer`` setting, for the default count."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_inputs, int) or self.max_inputs < 1:
@@ -143,10 +146,14 @@ class MergeSpec:
             raise ConfigurationError(f"max_tokens must be >= 1, got {self.max_tokens!r}")
 
 
-def _default_tokens(value: Any, model: str | None) -> int:
-    from prismq_llmtools.openai.tokens import count_text
-
+def _default_tokens(value: Any, model: str | None, tokenizer: str | None = None) -> int:
     if isinstance(value, str):
+        if tokenizer is not None:
+            from prismq_llmtools.openai.tokenizer import count_text_with
+
+            return count_text_with(value, tokenizer=tokenizer)
+        from prismq_llmtools.openai.tokens import count_text
+
         return count_text(value, model=model or "text-embedding-3-small")
     if isinstance(value, list):  # already tokens
         return len(value)
@@ -178,7 +185,7 @@ def _merged(
     spec: MergeSpec,
     default_model: str | None,
 ) -> list[Unit]:
-    count = spec.count_tokens or _default_tokens
+    count = spec.count_tokens or functools.partial(_default_tokens, tokenizer=spec.tokenizer)
     groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     units: list[Unit] = []
     for index, args, kwargs in calls:

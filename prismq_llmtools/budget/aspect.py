@@ -15,7 +15,7 @@ from prismq_llmtools.budget.truncate import parameter_names, replace_argument, t
 from prismq_llmtools.call import Call, Request, StateKey
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import BudgetExceeded, StateStoreError
-from prismq_llmtools.site.estimate import ensure_estimate, worst_case_of
+from prismq_llmtools.site.estimate import count_for_site, ensure_estimate, worst_case_of
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.ledger import MICRO_USD, BudgetStatus, Denial
 from prismq_llmtools.usage import TokenEstimate
@@ -215,10 +215,8 @@ class BudgetAspect(Aspect[TokenBudget]):
             )
 
         def count(candidate: list[Any]) -> int:
-            from prismq_llmtools.openai.tokens import count_request
-
             body = {**request.body, "messages": candidate}
-            return count_request(body, endpoint=request.endpoint).prompt_tokens
+            return count_for_site(call, body, request.endpoint or "chat").prompt_tokens
 
         fitted = truncate_messages(messages, limit, count)
         if fitted is None or not replace_argument(

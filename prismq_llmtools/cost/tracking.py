@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from prismq_llmtools import _state
 from prismq_llmtools.aspect import Aspect
-from prismq_llmtools.call import Call
+from prismq_llmtools.call import Call, Endpoint
 from prismq_llmtools.pricing import UnknownPrice
 from prismq_llmtools.settings.rules import Choice, check_fields, register_keys
 from prismq_llmtools.site.core import RequestExtractor
@@ -278,6 +278,8 @@ def cost_tracked(
     model: str | None = None,
     name: str | None = None,
     request: RequestExtractor | None = None,
+    tokenizer: str | None = None,
+    endpoint: Endpoint | None = None,
 ) -> Callable[[Callable[P, R]], LLMFunction[P, R]]:
     """Cost every call from the usage it really billed, and add it to the usage totals.
 
@@ -289,6 +291,10 @@ def cost_tracked(
         model: the site's default model, when the arguments do not name one.
         name: the site name, default ``module.qualname``.
         request: builds the request (a JSON body) from the arguments by name.
+        tokenizer: what the site's prompts are counted with: a tiktoken encoding
+            (``"o200k_base"``), ``"server:URL"`` or ``"hf:PATH"`` (``docs/counting.md``).
+        endpoint: the API the function calls (``"chat"``, ``"responses"``, ``"embeddings"``,
+            ``"completions"``) when its arguments do not say (an ``input`` parameter).
     """
     return attach(
         lambda: CostAspect(CostPolicy(unknown_price=unknown_price), totals),
@@ -296,4 +302,6 @@ def cost_tracked(
         model=model,
         operation=operation,
         request=request,
+        tokenizer=tokenizer,
+        endpoint=endpoint,
     )

@@ -117,6 +117,7 @@ class TokenCounter:
         *,
         endpoint: Endpoint | None = None,
         fallback_encoding: str | None = None,
+        encoding: str | None = None,
     ) -> TokenEstimate:
         """Count a request body as sent to the API.
 
@@ -124,6 +125,7 @@ class TokenCounter:
             body: The JSON body (``model`` plus ``messages``, ``input`` or ``prompt`` ...).
             endpoint: Which API it is for; inferred from the body when None.
             fallback_encoding: Encoding for unknown models, overriding the counter's.
+            encoding: Encoding for any model (a site's ``tokenizer`` setting).
 
         Raises:
             UnknownModelError: Unknown model and no fallback encoding configured.
@@ -135,7 +137,9 @@ class TokenCounter:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise RequestFormatError("the request body has no model")
-        info = model_info(model, fallback=fallback_encoding or self._fallback_encoding)
+        info = model_info(
+            model, fallback=fallback_encoding or self._fallback_encoding, encoding=encoding
+        )
         if endpoint is None:
             endpoint = infer_endpoint(body, info)
         elif endpoint not in _ENDPOINTS:
@@ -265,10 +269,11 @@ def count_request(
     *,
     endpoint: Endpoint | None = None,
     fallback_encoding: str | None = None,
+    encoding: str | None = None,
 ) -> TokenEstimate:
     """Count a request body with the default counter (see :meth:`TokenCounter.count_request`)."""
     return default_counter().count_request(
-        body, endpoint=endpoint, fallback_encoding=fallback_encoding
+        body, endpoint=endpoint, fallback_encoding=fallback_encoding, encoding=encoding
     )
 
 
