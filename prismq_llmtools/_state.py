@@ -14,6 +14,7 @@ and registered here, so that one function can put them all back
 - "vocabulary loader" (``openai.vocab``): kept while the environment configures it alike,
   since vocabularies are verified, immutable data that take a fraction of a second to load;
 - "token counter" (``openai.tokens``): forgotten, and its memo with it;
+- "observers" (``observers``): emptied in place, so telemetry exporters stop hearing calls;
 - the memos "known prices" (``pricing``), "volatile types" (``cache.key``) and
   "event seconds" (``alerts.eventtime``): cleared;
 - :data:`log` (``events.configure_logging``): undone, structlog's defaults, its file closed;

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
@@ -29,12 +29,27 @@ __all__ = [
     "RETRY",
     "close_log_file",
     "configure_logging",
+    "current_names",
     "emit",
     "emit_call",
+    "has_old_names",
     "redact",
     "redact_processor",
 ]
 
+
+SEMCONV = "open-telemetry/semantic-conventions-genai@024a4f9"
+"""The OpenTelemetry GenAI semantic conventions whose names the events use (docs/events.md)."""
+
+PROVIDER = "openai"
+"""The ``gen_ai.provider.name`` of every request the toolkit describes."""
+
+RENAMED: dict[str, str] = {
+    "error_type": "error.type",
+    "gen_ai.prompt": "gen_ai.input.messages",
+    "gen_ai.completion": "gen_ai.output.messages",
+}
+"""Fields that older logs carry under another name: old name -> current name."""
 
 CALL = "llm.call"
 ATTEMPT = "llm.attempt"
@@ -66,9 +81,22 @@ def redact_processor(
 ) -> MutableMapping[str, Any]:
     """structlog processor: redact secrets from every string value of an event."""
     for key, value in event_dict.items():
-        if isinstance(value, str) and len(value) > 8:
-            event_dict[key] = redact(value)
+        if isinstance(value, str):
+            if len(value) > 8:
+                event_dict[key] = redact(value)
+        elif isinstance(value, list | dict):  # opt-in content: messages and their parts
+            event_dict[key] = _redact_nested(value)
     return event_dict
+
+
+def _redact_nested(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value) if len(value) > 8 else value
+    if isinstance(value, list):
+        return [_redact_nested(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _redact_nested(item) for key, item in value.items()}
+    return value
 
 
 def _leading_fields(
@@ -102,8 +130,13 @@ def emit_call(call: Call, **extra: Any) -> None:
     if not structlog.is_configured():
         return
     usage = call.usage
+    request = call.request
     fields: dict[str, Any] = {
-        "gen_ai.operation.name": call.request.operation_name if call.request else None,
+        "gen_ai.operation.name": request.operation_name if request else None,
+        "gen_ai.provider.name": PROVIDER if request is not None else None,
+        "openai.api.type": request.api_type if request else None,
+        "server.address": call.server_address,
+        "server.port": call.server_port,
         "gen_ai.request.model": call.model,
         "gen_ai.response.model": call.response_model,
         "gen_ai.response.id": call.response_id,
@@ -119,6 +152,7 @@ def emit_call(call: Call, **extra: Any) -> None:
         "outcome": call.outcome,
         "status_code": call.status_code if call.outcome == "error" else None,
         "request_id": call.request_id,
+        "openai.response.service_tier": call.service_tier,
     }
     if usage is not None:
         fields["gen_ai.usage.input_tokens"] = usage.input_tokens
@@ -128,12 +162,29 @@ def emit_call(call: Call, **extra: Any) -> None:
     if call.rollup_usage is not None or call.rollup_cost_usd:
         fields["rollup_cost_usd"] = call.total_cost_usd()
     if call.error is not None:
-        fields["error_type"] = type(call.error).__name__
+        fields["error.type"] = type(call.error).__name__
         fields["error_message"] = redact(str(call.error))[:500]
     if call.possibly_billed:
         fields["possibly_billed"] = True
     fields.update(extra)
     emit(call, CALL, level="info" if call.outcome == "ok" else "warning", **fields)
+
+
+def has_old_names(event: Mapping[str, Any]) -> bool:
+    """Whether ``event`` carries a field under a name of :data:`RENAMED`."""
+    return "error_type" in event or "gen_ai.prompt" in event or "gen_ai.completion" in event
+
+
+def current_names(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` with every field of :data:`RENAMED` under its current name (in place).
+
+    The report and the alert engine read logs written before and after a rename alike.
+    """
+    for old, new in RENAMED.items():
+        if old in event:
+            value = event.pop(old)
+            event.setdefault(new, value)
+    return event
 
 
 def _plain(value: Any) -> Any:

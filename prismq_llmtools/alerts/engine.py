@@ -36,6 +36,7 @@ from prismq_llmtools.alerts.streams import (
     build_collector,
     bundles_factory,
 )
+from prismq_llmtools.events import current_names, has_old_names
 
 __all__ = ["AlertAction", "AlertEngine", "EngineStats"]
 
@@ -153,6 +154,8 @@ class AlertEngine:
         name: Any = event.get("event")
         if name in _IGNORED:
             return
+        if has_old_names(event):  # a log written before a rename
+            event = current_names(dict(event))
         self.stats.events += 1
         tick = _ceil(moment / self.resolution_s)
         if tick <= self._done:
@@ -222,6 +225,8 @@ class AlertEngine:
                     if on_malformed is not None:
                         on_malformed(index, line, "not a JSON object")
                     continue
+                if has_old_names(event):
+                    current_names(event)
                 stamp: Any = event.get("timestamp")
                 try:  # the schema's form, computed exactly as parse_event_time does
                     if stamp[-1] != "Z":

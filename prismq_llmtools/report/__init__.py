@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prismq_llmtools.events import current_names, has_old_names
+
 if TYPE_CHECKING:
     from prismq_llmtools.alerts.sources import SourceStats
 
@@ -129,6 +131,8 @@ def build_report(
         name = event.get("event")
         if name != "llm.call" and name != "llm.cache.hit":
             continue
+        if has_old_names(event):  # a log written before a rename
+            event = current_names(dict(event))
         moment = parse_event_time(event.get("timestamp"))
         if moment is None:
             skipped += 1

@@ -273,6 +273,7 @@ def test_every_process_global_is_held_by_the_state_module() -> None:
     assert sorted(_state.registered()) == [
         "event seconds",
         "known prices",
+        "observers",
         "price table",
         "settings",
         "state registry",
