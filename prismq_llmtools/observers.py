@@ -29,9 +29,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from prismq_llmtools import _state
+from prismq_llmtools.call import StateKey
 
 if TYPE_CHECKING:
-    from prismq_llmtools.call import Call, Endpoint, StateKey
+    from prismq_llmtools.call import Call, Endpoint
     from prismq_llmtools.usage import Usage
 
 __all__ = [
@@ -176,6 +177,9 @@ class Observers:
             self.all = ()
 
 
+_WATCHING: StateKey[tuple[Observer, ...]] = StateKey("observers.watching")
+"""The observers that heard a Call start."""
+
 registry: Observers = _state.Shared("observers", Observers).get()
 """The process's observers; the core reads ``registry.all`` at each point."""
 
@@ -190,8 +194,8 @@ def remove(observer: Observer) -> None:
     registry.remove(observer)
 
 
-def _each(action: Callable[[Observer], None]) -> None:
-    for observer in registry.all:
+def _each(action: Callable[[Observer], None], to: tuple[Observer, ...] | None = None) -> None:
+    for observer in registry.all if to is None else to:
         try:
             action(observer)
         except Exception:  # telemetry must never break the call it observes
@@ -200,12 +204,17 @@ def _each(action: Callable[[Observer], None]) -> None:
 
 def call_started(call: Call) -> None:
     """Tell every observer that ``call`` started."""
-    _each(lambda o: o.call_started(call))
+    watching = registry.all
+    call.put(_WATCHING, watching)
+    _each(lambda o: o.call_started(call), watching)
 
 
 def call_left(call: Call) -> None:
-    """Tell every observer that control left ``call``."""
-    _each(lambda o: o.call_left(call))
+    """Tell the observers that heard ``call`` start (even one removed since: it may have
+    state to undo, such as a context it made current) that control left it."""
+    watching = call.pop(_WATCHING)
+    if watching:
+        _each(lambda o: o.call_left(call), watching)
 
 
 def call_finished(call: Call) -> None:

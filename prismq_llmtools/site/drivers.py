@@ -71,8 +71,7 @@ def run_sync(
         raise
     finally:
         current_call.reset(token)
-        if observers.registry.all:
-            observers.call_left(call)
+        observers.call_left(call)
         _end(site, call, hooks, result)
 
 
@@ -118,8 +117,7 @@ async def run_async(
         raise
     finally:
         current_call.reset(token)
-        if observers.registry.all:
-            observers.call_left(call)
+        observers.call_left(call)
         _end(site, call, hooks, result)
 
 
