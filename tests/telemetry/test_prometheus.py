@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,21 @@ from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator
 from tests.drivers import Mode, Steps
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
+DASHBOARD = Path(__file__).parents[2] / "examples" / "grafana-dashboard.json"
+
+
+def _dashboard_queries() -> list[str]:
+    """The PromQL of every panel, Grafana's variables replaced as Grafana would."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    return [
+        q.replace("$__rate_interval", "1m")
+        .replace("$__range", "5m")
+        .replace("$site", ".*")
+        .replace("$operation", ".*")
+        .replace("$model", ".*")
+        for q in queries
+    ]
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -86,6 +102,21 @@ def test_register_is_idempotent_and_unregister_stops_counting(
     prometheus.unregister(registry)
     assert registry.get_sample_value("llm_requests_total", {}) is None
     assert list(registry.collect()) == []
+
+
+def test_the_dashboard_reads_only_the_exported_families() -> None:
+    """Every series the Grafana dashboard queries is one the exporter writes."""
+    registry = CollectorRegistry()
+    prometheus.register(registry)
+    exported = {metric.name for metric in registry.collect()}
+    samples = {sample.name for metric in registry.collect() for sample in metric.samples}
+    written = exported | samples | {f"{name}_total" for name in exported}
+    written |= {f"llm_request_duration_seconds_{part}" for part in ("bucket", "count", "sum")}
+    read = set()
+    for query in _dashboard_queries():
+        read |= set(re.findall(r"\bllm_[a-z_]+", query))
+    assert read
+    assert read <= written, read - written
 
 
 def _free_port() -> int:
@@ -173,6 +204,8 @@ def test_a_real_prometheus_scrapes_the_endpoint(
         assert float(budget["value"][1]) == 50_000 - stats.prompt_tokens - stats.completion_tokens
         (count,) = _query(base, "llm_request_duration_seconds_count")
         assert float(count["value"][1]) == 2
+        for query in _dashboard_queries():  # the dashboard's queries are valid PromQL
+            _query(base, query)
     finally:
         process.terminate()
         process.wait(timeout=30)
