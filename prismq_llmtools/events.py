@@ -4,14 +4,20 @@ Events go through structlog. A library must not configure the application's logg
 until structlog is configured (by the application, or by :func:`configure_logging`) events
 are dropped at the cost of one boolean check, the way a stdlib library logger with a
 ``NullHandler`` behaves.
+
+A batch item run in another process (a Dask, Ray or loky worker) emits into a
+:class:`Capture` instead, which travels back with the item's result; the driver writes the
+lines with :func:`replay`, so one log holds the whole batch, in the driver's format.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
-import re
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
@@ -19,6 +25,8 @@ from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 import structlog
 
 from prismq_llmtools import _state
+from prismq_llmtools.files import private_file
+from prismq_llmtools.redaction import redact, redact_value
 
 if TYPE_CHECKING:
     from prismq_llmtools.call import Call
@@ -27,14 +35,18 @@ __all__ = [
     "ATTEMPT",
     "CALL",
     "RETRY",
+    "Capture",
+    "capturing",
     "close_log_file",
     "configure_logging",
     "current_names",
     "emit",
     "emit_call",
+    "enabled",
     "has_old_names",
     "redact",
     "redact_processor",
+    "replay",
 ]
 
 
@@ -58,45 +70,15 @@ PRICE_UNKNOWN = "llm.price.unknown"
 
 _logger = structlog.get_logger("prismq_llmtools")
 
-# OpenAI keys (sk-..., sk-proj-...), bearer tokens, and anything labelled as a key.
-_SECRET = re.compile(
-    r"(sk-[A-Za-z0-9_\-]{8,})|(Bearer\s+[A-Za-z0-9._\-]{8,})|"
-    r"((?:api[_-]?key|authorization)['\"]?\s*[:=]\s*['\"]?(?:Bearer\s+)?)[^\s'\",}]{4,}",
-    re.IGNORECASE,
-)
-
-
-def redact(text: str) -> str:
-    """Return ``text`` with API keys and bearer tokens replaced by ``[REDACTED]``."""
-
-    def _sub(match: re.Match[str]) -> str:
-        label = match.group(3)
-        return f"{label}[REDACTED]" if label else "[REDACTED]"
-
-    return _SECRET.sub(_sub, text)
-
 
 def redact_processor(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: redact secrets from every string value of an event."""
+    """structlog processor: redact secrets from every value of an event (nested ones too)."""
     for key, value in event_dict.items():
-        if isinstance(value, str):
-            if len(value) > 8:
-                event_dict[key] = redact(value)
-        elif isinstance(value, list | dict):  # opt-in content: messages and their parts
-            event_dict[key] = _redact_nested(value)
+        if not (value is None or isinstance(value, int | float)):
+            event_dict[key] = redact_value(value)
     return event_dict
-
-
-def _redact_nested(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value) if len(value) > 8 else value
-    if isinstance(value, list):
-        return [_redact_nested(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _redact_nested(item) for key, item in value.items()}
-    return value
 
 
 def _leading_fields(
@@ -108,9 +90,58 @@ def _leading_fields(
     return ordered
 
 
+@dataclass(slots=True)
+class Capture:
+    """Events emitted in a worker process, kept to be written by the driver (picklable)."""
+
+    lines: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """Each event as (level, name, fields), the fields with their ``timestamp``."""
+
+
+_capture: contextvars.ContextVar[Capture | None] = contextvars.ContextVar(
+    "prismq_llmtools_event_capture", default=None
+)
+_stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+
+@contextmanager
+def capturing() -> Iterator[Capture]:
+    """Within the block, events go into the returned :class:`Capture`, not to the log."""
+    capture = Capture()
+    token = _capture.set(capture)
+    try:
+        yield capture
+    finally:
+        _capture.reset(token)
+
+
+def enabled() -> bool:
+    """Whether events are wanted: logging is configured, or a capture is active."""
+    return _capture.get() is not None or structlog.is_configured()
+
+
+def replay(capture: Capture) -> None:
+    """Write events captured in another process, keeping the time they happened at."""
+    if not structlog.is_configured():
+        return
+    for level, event, fields in capture.lines:
+        getattr(_logger, level)(event, **fields)
+
+
+def _keep_event_time(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A replayed event keeps the time it happened at, not the time it was written."""
+    happened = event_dict.pop("_happened", None)
+    if happened is not None:
+        event_dict["timestamp"] = happened
+    return event_dict
+
+
 def emit(call: Call | None, event: str, /, *, level: str = "info", **fields: Any) -> None:
     """Emit ``event`` with the fields every event carries for ``call``, plus ``fields``."""
-    if not structlog.is_configured():
+    capture = _capture.get()
+    if capture is None and not structlog.is_configured():
         return
     clean: dict[str, Any] = {}
     if call is not None:
@@ -121,13 +152,17 @@ def emit(call: Call | None, event: str, /, *, level: str = "info", **fields: Any
             clean["parent_id"] = call.parent.call_id
     for key, value in fields.items():
         if value is not None:
-            clean[key] = _plain(value)
+            clean[key] = redact_value(_plain(value))
+    if capture is not None:
+        clean["_happened"] = _stamp(None, "", {})["timestamp"]
+        capture.lines.append((level, event, clean))
+        return
     getattr(_logger, level)(event, **clean)
 
 
 def emit_call(call: Call, **extra: Any) -> None:
     """Emit the ``llm.call`` summary line of a finished invocation."""
-    if not structlog.is_configured():
+    if not enabled():
         return
     usage = call.usage
     request = call.request
@@ -163,6 +198,7 @@ def emit_call(call: Call, **extra: Any) -> None:
         fields["rollup_cost_usd"] = call.total_cost_usd()
     if call.error is not None:
         fields["error.type"] = type(call.error).__name__
+        # redacted before it is cut: a cut could leave a key's head too short to recognise
         fields["error_message"] = redact(str(call.error))[:500]
     if call.possibly_billed:
         fields["possibly_billed"] = True
@@ -227,8 +263,7 @@ def configure_logging(
         stream = sys.stderr
     elif isinstance(file, str | Path):
         path = Path(file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
+        private_file(path)
         stream = _state.log.file = path.open("a", encoding="utf-8", buffering=1)
     else:
         stream = cast(TextIO, file)
@@ -241,6 +276,7 @@ def configure_logging(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _keep_event_time,
             redact_processor,
             _leading_fields,
             renderer,

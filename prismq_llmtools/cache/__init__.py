@@ -6,7 +6,7 @@ hits. A hit ends the invocation in the ``enter`` phase: no budget, no rate limit
 ``llm.cache.hit`` event carrying the cost the original call paid. Identical calls in flight
 at the same time make one upstream call (single flight, threads and asyncio alike).
 
-Never cached (see the README, section @cached): errors, streams (a streamed call always
+Never cached (see docs/cache.md): errors, streams (a streamed call always
 goes upstream), answers of a call whose stream was cut short, raw HTTP responses, and
 anything whose pickle contains something that looks like an API key.
 """
@@ -21,9 +21,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
-
-import structlog
+from typing import Any, ParamSpec, TypeVar, cast
 
 from prismq_llmtools import events
 from prismq_llmtools.aspect import Aspect, CacheHit, InFlight
@@ -238,6 +236,16 @@ class CacheAspect(Aspect[CachePolicy]):
         self.stats["misses"] += 1
         return self._lead_or_follow(call, key, refresh=mode == "refresh")
 
+    def absorb(self, call: Call, finished_at: float) -> None:
+        if call.cache == "hit":
+            self.stats["hits"] += 1
+        elif call.cache == "miss":
+            self.stats["misses"] += 1
+            if call.outcome == "ok":
+                self.stats["stores"] += 1
+        elif call.cache == "bypass":
+            self.stats["skipped"] += 1
+
     def _skip(self, call: Call, reason: str, **fields: Any) -> None:
         call.cache = "bypass"
         self.stats["skipped"] += 1
@@ -258,7 +266,13 @@ class CacheAspect(Aspect[CachePolicy]):
             entry = decode(blob)
         except CorruptEntry as exc:
             self.stats["corrupt"] += 1
-            events.emit(call, CACHE_CORRUPT, level="warning", key=key, error=str(exc)[:300])
+            events.emit(
+                call,
+                CACHE_CORRUPT,
+                level="warning",
+                key=key[:16],
+                error=events.redact(str(exc))[:300],
+            )
             self._forget(disk, key)
             return None
         if self._expired(entry):
@@ -290,7 +304,7 @@ class CacheAspect(Aspect[CachePolicy]):
         call.saved_cost_usd = entry.cost_usd
         call.response_model = entry.response_model
         self.stats["hits"] += 1
-        if structlog.is_configured():
+        if events.enabled():
             fields: dict[str, Any] = {"gen_ai.request.model": entry.model}
             events.emit(
                 call,
@@ -370,7 +384,9 @@ class CacheAspect(Aspect[CachePolicy]):
             return ("ok", entry, None)
         shared = is_immutable(result)
         if _SECRET_BYTES.search(blob):
-            events.emit(call, CACHE_ERROR, level="warning", key=key, error="answer holds a secret")
+            events.emit(
+                call, CACHE_ERROR, level="warning", key=key[:16], error="answer holds a secret"
+            )
             return ("ok", entry, None if shared else blob)
         if len(blob) <= _MEMORY_MAX_BLOB:
             self._memory.put(key, entry, None if shared else blob)
@@ -405,7 +421,13 @@ class CacheAspect(Aspect[CachePolicy]):
         try:
             disk.save(key, blob)
         except Exception as exc:  # a full or read-only disk must not fail the call
-            events.emit(call, CACHE_ERROR, level="warning", key=key, error=str(exc)[:300])
+            events.emit(
+                call,
+                CACHE_ERROR,
+                level="warning",
+                key=key[:16],
+                error=events.redact(str(exc))[:300],
+            )
             return
         self.stats["stores"] += 1
         self._maybe_trim(disk, len(blob))
@@ -520,17 +542,20 @@ def cached(
         clock: the clock whose wall time dates entries (tests pass a FakeClock).
         model: the site's default model; name: the site name.
     """
-    policy = CachePolicy(
-        cache_enabled=enabled,
-        cache_dir=os.fspath(location) if location is not None else None,
-        cache_ttl_s=ttl_s,
-        cache_max_bytes=max_bytes,
-        cache_max_entries=max_entries,
-        cache_namespace=namespace,
-        cache_version=str(version),
-        cache_memory_entries=memory_entries,
-    )
-    aspect = CacheAspect(
-        policy, key=key, when=when, backend=backend, compress=compress, clock=clock
-    )
-    return attach(aspect, name=name, model=model)
+
+    def make() -> CacheAspect:
+        policy = CachePolicy(
+            cache_enabled=enabled,
+            cache_dir=os.fspath(location) if isinstance(location, os.PathLike) else location,
+            cache_ttl_s=ttl_s,
+            cache_max_bytes=max_bytes,
+            cache_max_entries=max_entries,
+            cache_namespace=namespace,
+            cache_version=cast(str, version),  # its rule makes an int a string
+            cache_memory_entries=memory_entries,
+        )
+        return CacheAspect(
+            policy, key=key, when=when, backend=backend, compress=compress, clock=clock
+        )
+
+    return attach(make, name=name, model=model)

@@ -1,8 +1,9 @@
 """Usage report from event logs: calls, tokens, cost, cache savings, retries, 429s, latency.
 
 Reads ``llm.call`` summary lines (and ``llm.cache.hit`` lines for the dollars a cache hit
-saved) and aggregates them per operation, model, site or UTC day. Rendering (table, CSV,
-JSON, chart) lives in :mod:`prismq_llmtools.report.render`.
+saved) and aggregates them per operation, model, site or UTC day, with cost, calls and
+tokens over time per operation (:mod:`prismq_llmtools.report.series`). Rendering (table,
+CSV, JSON, chart, HTML page) lives in :mod:`prismq_llmtools.report.render`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prismq_llmtools.events import current_names, has_old_names
+from prismq_llmtools.report.series import TimeSeries
 
 if TYPE_CHECKING:
     from prismq_llmtools.alerts.sources import SourceStats
@@ -30,7 +32,6 @@ GROUPINGS: Mapping[str, str] = {
 """``--by`` choices and the event field each groups on (``day``: the date of the timestamp)."""
 
 _NONE = "(none)"
-_SERIES_STEP_S = 60  # cost-over-time is kept per minute; charts re-bin it
 
 
 @dataclass(slots=True)
@@ -75,8 +76,8 @@ class UsageRow:
         self.durations.extend(other.durations)
 
     def as_dict(self) -> dict[str, Any]:
-        """The row as plain data (for JSON and CSV)."""
-        return {
+        """The row as plain data (for JSON and CSV); a sum too large for a float is ``None``."""
+        row = {
             "group": self.group,
             "calls": self.calls,
             "errors": self.errors,
@@ -84,13 +85,16 @@ class UsageRow:
             "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens,
             "reasoning_tokens": self.reasoning_tokens,
-            "cost_usd": round(self.cost_usd, 6),
+            "cost_usd": round(self.cost_usd, 12),
             "cache_hit_rate": self.cache_hit_rate,
-            "saved_usd": round(self.saved_usd, 6),
+            "saved_usd": round(self.saved_usd, 12),
             "retries": self.retries,
             "rate_limited": self.rate_limited,
             "p50_latency_s": self.latency(0.50),
             "p95_latency_s": self.latency(0.95),
+        }
+        return {
+            k: None if v.__class__ is float and not math.isfinite(v) else v for k, v in row.items()
         }
 
 
@@ -101,7 +105,7 @@ class Report:
     by: str
     rows: list[UsageRow]
     total: UsageRow
-    series: dict[str, dict[int, float]] = field(default_factory=dict)
+    series: TimeSeries = field(default_factory=TimeSeries)
     events: int = 0
     skipped: int = 0  # malformed lines or events without a usable timestamp
 
@@ -125,7 +129,7 @@ def build_report(
         raise ValueError(f"cannot group by {by!r}: choose one of {', '.join(GROUPINGS)}")
     key_field = GROUPINGS[by]
     rows: dict[str, UsageRow] = {}
-    series: dict[str, dict[int, float]] = {}
+    series = TimeSeries()
     seen = skipped = 0
     for event in events:
         name = event.get("event")
@@ -151,10 +155,11 @@ def build_report(
             row.saved_usd += _number(event.get("saved_cost_usd"))
             continue
         _add_call(row, event)
+        tokens = _number(event.get("gen_ai.usage.input_tokens")) + _number(
+            event.get("gen_ai.usage.output_tokens")
+        )
         operation = str(event.get("operation") or _NONE)
-        step = int(moment // _SERIES_STEP_S) * _SERIES_STEP_S
-        costs = series.setdefault(operation, {})
-        costs[step] = costs.get(step, 0.0) + _number(event.get("cost_usd"))
+        series.add(operation, moment, _number(event.get("cost_usd")), int(tokens))
     ordered = sorted(rows.values(), key=lambda row: (-row.cost_usd, row.group))
     if by == "day":
         ordered.sort(key=lambda row: row.group)
@@ -191,8 +196,16 @@ def _number(value: Any) -> float:
 
 
 def read_events(paths: Sequence[str | Path], stats: SourceStats | None = None) -> Iterator[Any]:
-    """Yield the JSON objects of JSON-lines logs; lines and malformed lines go to ``stats``."""
+    """Yield the JSON objects of JSON-lines logs; lines and malformed lines go to ``stats``.
+
+    A line is malformed when it is not a JSON object, or when an event the report reads holds
+    a non-finite number or a negative cost or token count; it is skipped.
+    """
     from prismq_llmtools.alerts.sources import open_log
+    from prismq_llmtools.alerts.values import bad_value, checked_fields
+
+    summed = ("retries", "rate_limited", "duration_s")
+    checks = {name: checked_fields(name, summed) for name in ("llm.call", "llm.cache.hit")}
 
     for path in paths:
         with open_log(path) as handle:
@@ -207,7 +220,14 @@ def read_events(paths: Sequence[str | Path], stats: SourceStats | None = None) -
                     if stats is not None:
                         stats.note(str(path), number, line, f"not JSON: {exc}")
                     continue
-                if isinstance(event, dict):
+                if not isinstance(event, dict):
+                    if stats is not None:
+                        stats.note(str(path), number, line, "not a JSON object")
+                    continue
+                name = event.get("event")
+                check = checks.get(name) if isinstance(name, str) else None
+                bad = None if check is None else bad_value(event, check)
+                if bad is None:
                     yield event
                 elif stats is not None:
-                    stats.note(str(path), number, line, "not a JSON object")
+                    stats.note(str(path), number, line, bad)

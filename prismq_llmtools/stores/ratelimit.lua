@@ -49,15 +49,33 @@ if h['n'] ~= signature then -- a new key, or one declared with other buckets: st
     redis.call('DEL', KEYS[3])
   end
 end
+-- A field that is not a number is an error, never a fresh bucket (that would reset the
+-- limit). Nothing has been written yet when this is checked.
+local bad
+local function number(field, default)
+  local text = h[field]
+  if text == nil then
+    return default
+  end
+  local value = tonumber(text)
+  if value == nil or value ~= value then
+    bad = bad or field .. ' = ' .. string.sub(text, 1, 60)
+    return default
+  end
+  return value
+end
 local tats, charged = {}, {}
 for i = 1, n do
-  tats[i] = tonumber(h['t' .. i] or '-1e300')
-  charged[i] = tonumber(h['c' .. i] or '0')
+  tats[i] = number('t' .. i, -1e300)
+  charged[i] = number('c' .. i, 0)
 end
-local last_start = tonumber(h['ls'] or '-1e300')
-local pause_until = tonumber(h['pu'] or '-1e300')
-local shift = tonumber(h['sh'] or '0')
-local seq = tonumber(h['sq'] or '0')
+local last_start = number('ls', -1e300)
+local pause_until = number('pu', -1e300)
+local shift = number('sh', 0)
+local seq = number('sq', 0)
+if bad then
+  return redis.error_reply('corrupt rate-limit state: ' .. KEYS[1] .. ' field ' .. bad)
+end
 
 local function level(i)
   return cap[i] - rate[i] * math.max(0, tats[i] - math.max(now, last_start))

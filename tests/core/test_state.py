@@ -278,6 +278,7 @@ def test_every_process_global_is_held_by_the_state_module() -> None:
         "price table",
         "prometheus exporters",
         "settings",
+        "site names",
         "state registry",
         "token counter",
         "usage totals",

@@ -22,7 +22,7 @@ from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator
 from tests.drivers import Mode, Steps
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
-DASHBOARD = Path(__file__).parents[2] / "examples" / "grafana-dashboard.json"
+DASHBOARD = Path(__file__).parents[2] / "prismq_llmtools" / "examples" / "grafana-dashboard.json"
 
 
 def _dashboard_queries() -> list[str]:
