@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
@@ -97,6 +98,13 @@ def telemetry() -> Iterator[Telemetry]:
     yield found
     otel.uninstrument()
     found.meter_provider.shutdown()
+
+
+@pytest.fixture
+def api(sim: Simulator) -> Iterator[openai.OpenAI]:
+    """A sync client of the simulator, closed after the test."""
+    with sim.client() as client:
+        yield client
 
 
 def _by_kind(spans: list[ReadableSpan], kind: SpanKind) -> list[ReadableSpan]:
@@ -243,9 +251,10 @@ def test_rate_limit_waits_and_budgets_are_measured(
     assert remaining.attributes["prismq_llmtools.budget.unit"] == "tokens"
 
 
-def test_an_abandoned_stream_is_marked_estimated(sim: Simulator, telemetry: Telemetry) -> None:
+def test_an_abandoned_stream_is_marked_estimated(
+    sim: Simulator, telemetry: Telemetry, api: openai.OpenAI
+) -> None:
     """A stream left before its usage chunk: its inference span carries the estimate, marked."""
-    api = sim.client()
 
     @cost_tracked()
     def first() -> str:
@@ -265,9 +274,8 @@ def test_an_abandoned_stream_is_marked_estimated(sim: Simulator, telemetry: Tele
     assert inference.attributes["gen_ai.usage.input_tokens"] == sim.stats().prompt_tokens
 
 
-def test_uninstrument_stops_the_export(sim: Simulator, telemetry: Telemetry) -> None:
+def test_uninstrument_stops_the_export(telemetry: Telemetry, api: openai.OpenAI) -> None:
     """After uninstrument() calls make no spans."""
-    api = sim.client()
 
     @cost_tracked()
     def ask() -> str:
@@ -301,7 +309,7 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
         return
 
 
-def test_otlp_http_export_end_to_end(sim: Simulator) -> None:
+def test_otlp_http_export_end_to_end(sim: Simulator, api: openai.OpenAI) -> None:
     """Spans and metrics exported with the OTLP/HTTP exporter reach a local receiver, which
     decodes them with opentelemetry-proto."""
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -329,7 +337,6 @@ def test_otlp_http_export_end_to_end(sim: Simulator) -> None:
     )
     meter_provider = MeterProvider(metric_readers=[reader])
     otel.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    api = sim.client()
 
     @cost_tracked(operation="exported")
     def ask() -> str:
