@@ -19,8 +19,8 @@ test: system-deps lint unit
 system-deps:
 	@command -v prometheus >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    apt-get install -y -qq prometheus >/dev/null 2>&1 || \
-	    { apt-get update -qq >/dev/null && apt-get install -y -qq prometheus >/dev/null; } || \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || \
 	    echo "could not install prometheus: the Prometheus scrape test will be skipped"; \
 	  else echo "prometheus missing and not installable here: the Prometheus scrape test will be skipped"; fi; }
 	@command -v redis-server >/dev/null 2>&1 || { \
