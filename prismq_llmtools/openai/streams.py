@@ -107,7 +107,8 @@ class StreamState:
         return True
 
     def finalize(self, *, complete: bool) -> None:
-        """Attribute the stream's usage to its Call: exact if seen, else estimated."""
+        """Attribute the stream's usage to its Call: exact if seen; else, for a stream that
+        ended whole, estimated from its text, and for one cut short, its worst case."""
         if self.done:
             return
         self.done = True
@@ -119,6 +120,16 @@ class StreamState:
         usage = self.usage
         if usage is not None:
             call.add_observed(usage)
+        elif not complete:  # cut or abandoned: the server may have generated up to the cap
+            from prismq_llmtools.openai.tokens import worst_case
+
+            usage = worst_case(
+                self.body, self.endpoint, cap=call.completion_cap, fallback=call.estimate
+            )
+            seen = self._estimate()  # without a cap, at least what was received
+            if seen is not None and seen.output_tokens > usage.output_tokens:
+                usage = Usage(input_tokens=usage.input_tokens, output_tokens=seen.output_tokens)
+            call.add_unread(usage)
         else:
             usage = self._estimate()
             if usage is not None:
