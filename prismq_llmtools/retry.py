@@ -13,6 +13,7 @@ from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.errors import RetryAdvice, classify_openai_error
+from prismq_llmtools.openai.headers import RETRY_AFTER_CAP_S
 from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
@@ -42,7 +43,7 @@ class RetryPolicy:
     attempts: int = 6
     initial_wait_s: float = 0.5
     max_wait_s: float = 30.0
-    retry_after_cap_s: float = 60.0
+    retry_after_cap_s: float = RETRY_AFTER_CAP_S
     deadline_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -50,7 +51,7 @@ class RetryPolicy:
             raise ConfigurationError(f"attempts must be an int >= 1, got {self.attempts!r}")
         for name in ("initial_wait_s", "max_wait_s", "retry_after_cap_s"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or value < 0:
+            if not isinstance(value, int | float) or not value >= 0:  # (NaN is not)
                 raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
         if self.deadline_s is not None and self.deadline_s <= 0:
             raise ConfigurationError(f"deadline_s must be > 0, got {self.deadline_s!r}")
@@ -133,7 +134,7 @@ def retried(
     *,
     initial_wait_s: float = 0.5,
     max_wait_s: float = 30.0,
-    retry_after_cap_s: float = 60.0,
+    retry_after_cap_s: float = RETRY_AFTER_CAP_S,
     deadline_s: float | None = None,
     classify: Classifier = classify_openai_error,
     wait: tenacity.wait.wait_base | None = None,
