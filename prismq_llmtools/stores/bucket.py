@@ -10,6 +10,11 @@ The level of a bucket is ``capacity - rate * max(0, tat - max(now, last_start))`
 left once every request already admitted has started. Admission, refunds, server
 corrections and pauses keep it within ``[0, capacity]``.
 
+Nothing unbounded is ever stored: the stores refuse costs, refunds, corrections and pauses
+that are not finite (a pause is at most :data:`MAX_PAUSE_S`; see :func:`check_admission`,
+:func:`check_feedback`), and a state holding a time no sound state can hold (written by an
+older version from an unbounded Retry-After) starts afresh (:meth:`KeyState.recover`).
+
 Times are seconds on whatever clock the state store uses; only differences matter.
 """
 
@@ -21,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "HORIZON_S",
+    "MAX_PAUSE_S",
     "NEVER",
     "REORDER_WINDOW_S",
     "SEND_WINDOW_S",
@@ -28,6 +35,8 @@ __all__ = [
     "KeyState",
     "Refusal",
     "Ticket",
+    "check_admission",
+    "check_feedback",
 ]
 
 REORDER_WINDOW_S = 0.5
@@ -38,6 +47,48 @@ SEND_WINDOW_S = 1.0
 
 NEVER = -1e300
 """A time before any clock's: a bucket full since then is full now, on any clock."""
+
+MAX_PAUSE_S = 86_400.0
+"""The longest pause a key takes: a day, the longest Retry-After that can be meant (the
+limiter ignores longer ones: ``RETRY_AFTER_MAX_S``, which a test keeps equal)."""
+
+HORIZON_S = 366 * 86_400.0
+"""How far ahead of now a key's times may lie: a bucket refills within a day, so only a
+queue of hundreds of day-sized requests could reach further. A time beyond it (or a pause
+ending more than ``2 * MAX_PAUSE_S`` ahead: one day, and one for other processes' clocks)
+is damage, and the key starts afresh."""
+
+
+def check_admission(key: str, costs: Sequence[float], ttl_s: float) -> None:
+    """Refuse (``ValueError``) an admission no key may store: a cost that is not a finite
+    number >= 0, or a ticket lifetime that is not a finite number > 0."""
+    for cost in costs:
+        if not 0 <= cost < math.inf:
+            raise ValueError(
+                f"rate-limit key {key!r}: a cost must be a finite number >= 0, got {cost!r}"
+            )
+    if not 0 < ttl_s < math.inf:
+        raise ValueError(f"rate-limit key {key!r}: ttl_s must be finite and > 0, got {ttl_s!r}")
+
+
+def check_feedback(
+    key: str, deficits: Sequence[float | None], refund: Sequence[float], pause_s: float
+) -> None:
+    """Refuse (``ValueError``) feedback no key may store: a deficit that is not finite, a
+    refund that is not a finite number >= 0, or a pause outside ``[0, MAX_PAUSE_S]``."""
+    for deficit in deficits:
+        if deficit is not None and not math.isfinite(deficit):
+            raise ValueError(f"rate-limit key {key!r}: a deficit must be finite, got {deficit!r}")
+    for amount in refund:
+        if not 0 <= amount < math.inf:
+            raise ValueError(
+                f"rate-limit key {key!r}: a refund must be a finite number >= 0, got {amount!r}"
+            )
+    if not 0 <= pause_s <= MAX_PAUSE_S:
+        raise ValueError(
+            f"rate-limit key {key!r}: a pause must be within [0, {MAX_PAUSE_S:g}] s,"
+            f" got {pause_s!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +189,33 @@ class KeyState:
         start = ticket.start + (self.shift_s - ticket.shift_s)
         return max(0.0, start - now, self.pause_until - now if start > now else 0.0)
 
+    def is_sound(self, now: float) -> bool:
+        """Whether every time lies within reach of ``now`` (see :data:`HORIZON_S`) and every
+        number is finite, as every operation leaves them."""
+        ahead = now + HORIZON_S
+        return (
+            NEVER <= self.pause_until <= now + 2 * MAX_PAUSE_S
+            and NEVER <= self.last_start <= ahead
+            and all(NEVER <= tat <= ahead for tat in self.tats)
+            and math.isfinite(self.shift_s)
+            and all(math.isfinite(charged) for charged in self.charged)
+        )
+
     # -- operations ------------------------------------------------------------------
+
+    def recover(self, now: float) -> bool:
+        """Start afresh, as a new key, if the state is not sound (an older version stored an
+        unbounded Retry-After: kept, it would stall or break the key for good).
+
+        Returns:
+            Whether it started afresh.
+        """
+        if self.is_sound(now):
+            return False
+        fresh = KeyState(len(self.tats))
+        for name in KeyState.__slots__:
+            setattr(self, name, getattr(fresh, name))
+        return True
 
     def admit(
         self,
@@ -332,7 +409,15 @@ class KeyState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], buckets: int) -> KeyState:
-        """The inverse of :meth:`to_dict`; a state of another shape starts afresh."""
+        """The inverse of :meth:`to_dict`; a state of another shape, or one that cannot be
+        read, starts afresh."""
+        try:
+            return cls._from_dict(data, buckets)
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
+            return cls(buckets)
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any], buckets: int) -> KeyState:
         state = cls(buckets)
         if len(data.get("tats", ())) != buckets:
             return state

@@ -42,22 +42,61 @@ local h = {}
 for i = 1, #raw, 2 do
   h[raw[i]] = raw[i + 1]
 end
-if h['n'] ~= signature then -- a new key, or one declared with other buckets: start afresh
+
+local function forget() -- start afresh, as a new key
   h = {}
   redis.call('DEL', KEYS[1], KEYS[2])
   if KEYS[3] then
     redis.call('DEL', KEYS[3])
   end
 end
-local tats, charged = {}, {}
-for i = 1, n do
-  tats[i] = tonumber(h['t' .. i] or '-1e300')
-  charged[i] = tonumber(h['c' .. i] or '0')
+
+if h['n'] ~= signature then -- a new key, or one declared with other buckets: start afresh
+  forget()
 end
-local last_start = tonumber(h['ls'] or '-1e300')
-local pause_until = tonumber(h['pu'] or '-1e300')
-local shift = tonumber(h['sh'] or '0')
-local seq = tonumber(h['sq'] or '0')
+local tats, charged, last_start, pause_until, shift, seq
+local function load()
+  tats, charged = {}, {}
+  for i = 1, n do
+    tats[i] = tonumber(h['t' .. i] or '-1e300')
+    charged[i] = tonumber(h['c' .. i] or '0')
+  end
+  last_start = tonumber(h['ls'] or '-1e300')
+  pause_until = tonumber(h['pu'] or '-1e300')
+  shift = tonumber(h['sh'] or '0')
+  seq = tonumber(h['sq'] or '0')
+end
+
+-- KeyState.is_sound: every time within reach of now (HORIZON_S and 2 x MAX_PAUSE_S of
+-- bucket.py), every number finite. A state that is not (an older version stored an unbounded
+-- Retry-After; or text that is no number) starts afresh: kept, it would stall the key for good.
+local HORIZON_S, PAUSE_HORIZON_S = 31622400, 172800
+local function within(x, ahead)
+  return x ~= nil and x >= -1e300 and x <= now + ahead -- false for NaN
+end
+local function finite(x)
+  return x ~= nil and x == x and x > -math.huge and x < math.huge
+end
+local function sound()
+  if not (within(pause_until, PAUSE_HORIZON_S) and within(last_start, HORIZON_S)) then
+    return false
+  end
+  if not (finite(shift) and finite(seq)) then
+    return false
+  end
+  for i = 1, n do
+    if not (within(tats[i], HORIZON_S) and finite(charged[i])) then
+      return false
+    end
+  end
+  return true
+end
+
+load()
+if not sound() then
+  forget()
+  load()
+end
 
 local function level(i)
   return cap[i] - rate[i] * math.max(0, tats[i] - math.max(now, last_start))
@@ -179,6 +218,9 @@ if op == 'feedback' then
   for i = 1, n do refunds[i] = tonumber(ARGV[a + i - 1]) end
   a = a + n
   local pause_s, down = tonumber(ARGV[a]), ARGV[a + 1] == '1'
+  if not (pause_s and pause_s >= 0 and pause_s <= PAUSE_HORIZON_S / 2) then -- MAX_PAUSE_S
+    return redis.error_reply('a pause must be within [0, 86400] s, got ' .. tostring(ARGV[a]))
+  end
 
   local before = {}
   for i = 1, n do before[i] = level(i) end

@@ -25,6 +25,8 @@ from prismq_llmtools.stores.bucket import (
     KeyState,
     Refusal,
     Ticket,
+    check_admission,
+    check_feedback,
     signature,
 )
 from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
@@ -116,6 +118,7 @@ class SQLiteStore:
         self,
         key: str,
         specs: Sequence[BucketSpec],
+        now: float,
         action: Callable[[KeyState], T],
         *,
         write: bool = True,
@@ -123,8 +126,9 @@ class SQLiteStore:
         names = signature(specs)
 
         def change(data: Any) -> tuple[Any, T]:
-            same = data is not None and data.get("names") == names
+            same = isinstance(data, dict) and data.get("names") == names
             state = KeyState.from_dict(data, len(specs)) if same else KeyState(len(specs))
+            state.recover(now)  # a state damaged by an older version starts afresh
             result = action(state)
             return ({"names": names, **state.to_dict()} if write else None), result
 
@@ -151,10 +155,12 @@ class SQLiteStore:
         ttl_s: float,
         max_wait_s: float,
     ) -> Ticket | Refusal:
+        check_admission(key, costs, ttl_s)
         now = _wall(clock)
         return self._on_key(
             key,
             specs,
+            now,
             lambda s: s.admit(
                 specs, costs, now, ticket_id=ticket_id, ttl_s=ttl_s, max_wait_s=max_wait_s
             ),
@@ -164,7 +170,7 @@ class SQLiteStore:
         self, key: str, specs: Sequence[BucketSpec], ticket: Ticket, *, clock: Clock
     ) -> float:
         now = _wall(clock)
-        return self._on_key(key, specs, lambda s: s.wait_s(ticket, now), write=False)
+        return self._on_key(key, specs, now, lambda s: s.wait_s(ticket, now), write=False)
 
     def feedback(
         self,
@@ -179,10 +185,12 @@ class SQLiteStore:
         follow_down: bool = True,
         reorder_s: float = REORDER_WINDOW_S,
     ) -> list[float]:
+        check_feedback(key, deficits, refund, pause_s)
         now = _wall(clock)
         return self._on_key(
             key,
             specs,
+            now,
             lambda s: s.feedback(
                 specs,
                 ticket,
@@ -198,7 +206,11 @@ class SQLiteStore:
     def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:
         now = _wall(clock)
         return self._on_key(
-            key, specs, lambda s: [s.level(specs, i, now) for i in range(len(specs))], write=False
+            key,
+            specs,
+            now,
+            lambda s: [s.level(specs, i, now) for i in range(len(specs))],
+            write=False,
         )
 
     # -- budgets ---------------------------------------------------------------------
