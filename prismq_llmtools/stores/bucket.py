@@ -193,12 +193,13 @@ class KeyState:
         """Whether every time lies within reach of ``now`` (see :data:`HORIZON_S`) and every
         number is finite, as every operation leaves them."""
         ahead = now + HORIZON_S
+        tats = self.tats
         return (
             NEVER <= self.pause_until <= now + 2 * MAX_PAUSE_S
             and NEVER <= self.last_start <= ahead
-            and all(NEVER <= tat <= ahead for tat in self.tats)
-            and math.isfinite(self.shift_s)
-            and all(math.isfinite(charged) for charged in self.charged)
+            and NEVER <= min(tats) <= max(tats) <= ahead
+            # (a sum is NaN or infinite when any term is; min and max may miss a NaN)
+            and math.isfinite(sum(tats) + sum(self.charged) + self.shift_s)
         )
 
     # -- operations ------------------------------------------------------------------
