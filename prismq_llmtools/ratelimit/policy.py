@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.openai.headers import RETRY_AFTER_CAP_S
 from prismq_llmtools.stores import check_store_url
 from prismq_llmtools.stores.bucket import BucketSpec
 
@@ -39,6 +40,9 @@ class RateLimit:
             follows the server's ``x-ratelimit-*`` headers; ``refund`` also gives back the
             unused part of the completion cap (for servers that count actual usage).
         follow_headers: correct the buckets from the server's headers and pause on 429.
+        retry_after_cap_s: the longest pause a 429's Retry-After may put on the key (the
+            same setting, and default, as ``@retried``'s); a 429 asking for longer pauses
+            nothing, and ``@retried`` gives up on it at once.
         key: the bucket key (default: the request's model); sites sharing it share buckets.
         store: ``memory`` (default), ``sqlite:///path`` or ``redis://host:port/db``.
         on_store_error: ``raise`` (fail closed, :class:`StateStoreError`) or ``allow``
@@ -55,6 +59,7 @@ class RateLimit:
     count: Count = "max"
     reconcile: Reconcile = "server"
     follow_headers: bool = True
+    retry_after_cap_s: float = RETRY_AFTER_CAP_S
     key: str | None = None
     store: str | None = None
     on_store_error: StoreErrorPolicy = "raise"
@@ -77,6 +82,10 @@ class RateLimit:
             not isinstance(self.timeout_s, int | float) or self.timeout_s < 0
         ):
             raise ConfigurationError(f"timeout_s must be >= 0 or None, got {self.timeout_s!r}")
+        if not isinstance(self.retry_after_cap_s, int | float) or not self.retry_after_cap_s >= 0:
+            raise ConfigurationError(
+                f"retry_after_cap_s must be a number >= 0, got {self.retry_after_cap_s!r}"
+            )
         if self.count not in ("max", "tokens", "chars"):
             raise ConfigurationError(
                 f"count must be 'max', 'tokens' or 'chars', got {self.count!r}"

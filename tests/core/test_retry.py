@@ -7,6 +7,7 @@ two drivers; see tests/drivers.py).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 from typing import Any
@@ -19,7 +20,7 @@ from prismq_llmtools import ConfigurationError, IncompleteStreamError, retried, 
 from prismq_llmtools.budget import budget_status
 from prismq_llmtools.call import current_call
 from prismq_llmtools.openai.errors import RetryAdvice, classify_openai_error
-from prismq_llmtools.openai.headers import RETRY_AFTER_MAX_S, read_retry_after
+from prismq_llmtools.openai.headers import RETRY_AFTER_CAP_S, RETRY_AFTER_MAX_S, read_retry_after
 from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.testing.clock import FakeClock
 from tests.drivers import Mode
@@ -128,6 +129,18 @@ def test_an_unusable_retry_after_falls_back_to_the_backoff(mode: Mode, value: st
     mode.invoke(ask)
     assert len(clock.sleeps) == 1
     assert 0.0 <= clock.sleeps[0] <= 2.0
+
+
+def test_the_cap_is_one_setting_of_retried_and_rate_limited() -> None:
+    """@retried and @rate_limited share retry_after_cap_s: one default, one settings key."""
+    from prismq_llmtools import rate_limited
+    from prismq_llmtools.ratelimit.policy import RateLimit
+    from prismq_llmtools.retry import RetryPolicy
+
+    assert RetryPolicy().retry_after_cap_s == RateLimit(rpm=1).retry_after_cap_s == 60.0
+    for decorator in (retried, rate_limited):
+        default = inspect.signature(decorator).parameters["retry_after_cap_s"].default
+        assert default is RETRY_AFTER_CAP_S
 
 
 def test_retry_after_is_honoured_on_the_fake_clock(
