@@ -7,6 +7,7 @@ two drivers; see tests/drivers.py); tests taking ``url`` run on each store.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import multiprocessing
 from datetime import datetime
@@ -27,6 +28,10 @@ from tests.stores.poison import poison
 from tests.stores.store_servers import STORES, store_url
 
 from .fakes import MESSAGES, MODEL, Script, client, limits, ok, too_many
+from .test_against_simulator import _limited, _work, simulator_at
+from .virtual_time import TaskClock, VirtualClock
+
+__all__ = ["simulator_at"]  # the fixture, shared with the other simulator runs
 
 SPECS = RateLimit(rpm=100, burst=1.0).specs()
 
@@ -321,3 +326,60 @@ def test_against_the_simulator_a_long_or_absurd_retry_after_stalls_nothing(
     assert sim.stats().faults == {"rate_limit": 1}
     ignored = [e["reason"] for e in events if e["event"] == "llm.ratelimit.retry_after_ignored"]
     assert ignored == ["above_cap" if requests == 1 else "absurd"]
+
+
+@pytest.mark.parametrize("retry_after_s", [3600.0, 1e300])
+def test_threads_at_the_limit_run_on_past_a_429_asking_an_hour_or_forever(
+    simulator_at: Any, retry_after_s: float
+) -> None:
+    """8 threads at an RPM limit, on virtual time: the server's first answer is a 429 asking
+    3600 s (or 1e300 s). That one call fails; the others keep the limit's rate to the end
+    of the minute, and no bucket of the server overflows."""
+    clock = VirtualClock(participants=8)
+    sim = simulator_at(clock, rpm=120, tpm=1_000_000)
+    sim.script(Fault(kind=FaultKind.RATE_LIMIT, retry_after_s=retry_after_s))
+    ask = _limited(clock, rpm=120, tpm=1_000_000)
+    start = clock.now()
+    done, errors = _work(sim.url, ask, clock, start + 60, workers=8)
+    assert [type(error) for error in errors] == [openai.RateLimitError]
+    assert sim.stats().rate_limited == 0
+    sustained = sum(1 for t in done if start + 20 <= t < start + 60) / 40
+    assert sustained / (120 / 60) > 0.9
+
+
+@pytest.mark.parametrize("retry_after_s", [3600.0, 1e300])
+async def test_tasks_at_the_limit_run_on_past_a_429_asking_an_hour_or_forever(
+    simulator_at: Any, retry_after_s: float
+) -> None:
+    """The same for 8 asyncio tasks on the async client."""
+    clock = TaskClock(participants=8)
+    sim = simulator_at(clock, rpm=120, tpm=1_000_000)
+    sim.script(Fault(kind=FaultKind.RATE_LIMIT, retry_after_s=retry_after_s))
+    api = sim.async_client()
+
+    @rate_limited(rpm=120, tpm=1_000_000, registry=StateRegistry(), clock=clock)
+    async def ask(messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
+        return await api.chat.completions.create(model=model, messages=messages, max_tokens=30)
+
+    done: list[float] = []
+    errors: list[BaseException] = []
+    start = clock.now()
+
+    async def work() -> None:
+        try:
+            while clock.now() < start + 60:
+                try:
+                    await ask(MESSAGES)
+                except openai.RateLimitError as exc:
+                    errors.append(exc)
+                    continue
+                done.append(clock.now())
+        finally:
+            clock.leave()
+
+    await asyncio.gather(*(work() for _ in range(8)))
+    await api.close()
+    assert len(errors) == 1
+    assert sim.stats().rate_limited == 0
+    sustained = sum(1 for t in done if start + 20 <= t < start + 60) / 40
+    assert sustained / (120 / 60) > 0.9

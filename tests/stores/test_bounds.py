@@ -104,9 +104,9 @@ def test_no_store_takes_a_charge_refund_or_correction_that_is_not_finite(
         with pytest.raises(ValueError, match=r"rate-limit key 'k'"):
             store.admit("k", SPECS, costs, clock=clock, ticket_id="b", ttl_s=ttl_s, max_wait_s=0)
     else:
-        given = (0.0, value) if what == "refund" else (None, value)
+        given: dict[str, Any] = {what: (0.0, value) if what == "refund" else (None, value)}
         with pytest.raises(ValueError, match=r"rate-limit key 'k'"):
-            store.feedback("k", SPECS, ticket, clock=clock, **{what: given})
+            store.feedback("k", SPECS, ticket, clock=clock, **given)
     assert store.levels("k", SPECS, clock=clock) == pytest.approx(before)
 
 
@@ -181,7 +181,8 @@ def test_every_operation_leaves_a_sound_state(ops: list[Any]) -> None:
         BucketSpec("tokens_day", capacity=1_000, burst=900, rate_per_s=1_000 / 86_400),
         *SPECS,
     )
-    state, now, tickets = KeyState(len(specs)), 1e9, []
+    state, now = KeyState(len(specs)), 1e9
+    tickets: list[Ticket] = []
     for op, dt, pause_s, number in ops:
         now += dt
         if op == "admit" or not tickets:
