@@ -223,6 +223,19 @@ def test_a_429_at_the_limit_still_pauses_the_key(
     assert clock.sleeps == [pytest.approx(5.0)]
 
 
+@pytest.mark.parametrize("reset", ["inf", "nan", "Infinity"])
+def test_a_reset_header_that_is_no_duration_corrects_nothing(
+    mode: Mode, clock: FakeClock, registry: StateRegistry, reset: str
+) -> None:
+    """An x-ratelimit-reset-* that is no finite duration is not read as "empty for ever":
+    the bucket keeps its own count."""
+    headers = {"x-ratelimit-limit-requests": "100", "x-ratelimit-reset-requests": reset}
+    api = client(Script(ok(headers)), mode)
+    ask, _ = pair(api, mode, "memory", registry, clock)
+    mode.invoke(ask, MESSAGES)
+    assert registry.store().levels(MODEL, SPECS, clock=clock) == [99]
+
+
 def _fresh_process(url: str, wall: datetime, keys: list[str], results: Any) -> None:
     """In a new process: call a site on each key twice, and report what it slept."""
     try:
