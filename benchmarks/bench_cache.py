@@ -96,7 +96,7 @@ def main() -> int:
 
     hot_name = "hot hit (@cached, memory layer)"
     rows = list(results.items())
-    rows.insert(1, ("  of which the cache key (normalise, repr, blake2b)", key))
+    rows.insert(1, ("  of which the cache key (normalise, marshal, SHA-256)", key))
     width = max(len(name) for name, _ in rows)
     for name, us in rows:
         print(f"{name:<{width}}  {us:10.1f} us/call")

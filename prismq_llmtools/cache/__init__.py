@@ -34,7 +34,13 @@ from prismq_llmtools.cache.flight import (
     SingleFlight,
     descends_from,
 )
-from prismq_llmtools.cache.key import UnkeyableArgument, digest, function_fingerprint, normalise
+from prismq_llmtools.cache.key import (
+    UnkeyableArgument,
+    digest,
+    function_fingerprint,
+    key_digest,
+    normalise,
+)
 from prismq_llmtools.cache.key import key_of_arguments as _key_of_arguments
 from prismq_llmtools.cache.policy import (
     CachePolicy,
@@ -175,7 +181,7 @@ class CacheAspect(Aspect[CachePolicy]):
         identity, _ = self._ready()
         if self._key_function is not None:
             arguments = dict(bound) if instance is None else {**bound, "self": instance}
-            return digest((identity, normalise(self._key_function(arguments))))
+            return key_digest((identity, normalise(self._key_function(arguments))))
         # the site's default model is configurable: a different model is a different answer
         model = self.site.default_model
         if model is not None and "model" not in bound:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from prismq_llmtools.aspect import Aspect, UnknownPrice
-from prismq_llmtools.call import Call, Request, current_call
+from prismq_llmtools.call import Call, Request, StateKey, current_call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.request import API_PARAMETERS, request_from_arguments, request_from_body
@@ -29,6 +29,9 @@ __all__ = ["RequestExtractor", "SiteCore"]
 
 RequestExtractor = Callable[[dict[str, Any]], "Request | Mapping[str, Any] | None"]
 """Builds the request from the bound arguments: a :class:`Request`, a JSON body, or None."""
+
+BOUND_ARGUMENTS: StateKey[dict[str, Any]] = StateKey("site.bound_arguments")
+"""An invocation's arguments by parameter name, bound once."""
 
 
 class SiteCore:
@@ -165,7 +168,20 @@ class SiteCore:
     # -- per invocation ------------------------------------------------------------
 
     def bind(self, call: Call, instance: Any) -> dict[str, Any]:
-        """The invocation's arguments by parameter name, defaults applied."""
+        """The invocation's arguments by parameter name, defaults applied.
+
+        Bound once per invocation (request discovery and the cache key both read them);
+        readers must not change the dict.
+        """
+        if instance is call.instance:
+            bound = call.get(BOUND_ARGUMENTS)
+            if bound is None:
+                bound = self._bind(call, instance)
+                call.put(BOUND_ARGUMENTS, bound)
+            return bound
+        return self._bind(call, instance)
+
+    def _bind(self, call: Call, instance: Any) -> dict[str, Any]:
         if instance is None or self._is_static:
             return self._binder.bind(call.args, call.kwargs)
         if self._method_binder is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import sys
 import threading
 from decimal import Decimal
 from typing import Any
@@ -17,6 +18,7 @@ from prismq_llmtools.cache.key import (
     UnkeyableArgument,
     digest,
     function_fingerprint,
+    key_digest,
     key_of_arguments,
     normalise,
 )
@@ -269,3 +271,57 @@ def test_shuffled_dicts_share_a_key(request: dict[str, Any], rnd: Any) -> None:
         return value
 
     assert key(**request) == key(**shuffled(request))
+
+
+# -- encodings: the cache's keys, and identities written into batch records ------------
+
+
+def test_keys_depend_on_values_not_on_object_identity() -> None:
+    """Equal requests share a key whether their strings are one object, copies, or interned."""
+    role = "user"
+    copy = "".join(["us", "er"])
+    assert copy is not role
+    shared = [{"role": role, "content": role}, {"role": role, "content": "x"}]
+    copied = [
+        {"role": copy, "content": "".join(["us", "er"])},
+        {"role": sys.intern("user"), "content": "x"},
+    ]
+    assert key(messages=shared) == key(messages=copied)
+
+
+def test_typed_values_are_keyed_through_their_repr() -> None:
+    """A structure marshal cannot write (a typed value inside) still has a stable key, apart
+    from any plain structure."""
+
+    class Tone(enum.Enum):
+        DRY = "dry"
+
+    typed = key(tone=Tone.DRY, text="a")
+    assert typed == key(text="a", tone=Tone.DRY)
+    assert typed != key(tone="dry", text="a")
+    assert len({key(x=...), key(x=NotImplemented), key(x=None), key(x=StopIteration)}) == 4
+
+
+def test_a_known_request_keeps_its_cache_key() -> None:
+    """Cache keys name files on disk: a change of encoding must be deliberate (every entry
+    misses once)."""
+    request = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Hi é\n"}],
+        "temperature": 0.5,
+        "seed": 7,
+        "stream": False,
+    }
+    assert key(**request) == KNOWN_CACHE_KEY
+
+
+def test_batch_record_identities_never_change() -> None:
+    """Checkpoints and Batch API state files hold ``digest`` identities: a new encoding
+    would make a resumed batch repeat, and pay for, its finished work."""
+    structure = ("site", normalise(({"role": "user", "content": "Hi é"},)), normalise({"n": 1}))
+    assert digest(structure) == KNOWN_RECORD_DIGEST
+    assert key_digest(structure) != digest(structure)
+
+
+KNOWN_CACHE_KEY = "c4b82dcdc9137314356f34d241d7a8ad"
+KNOWN_RECORD_DIGEST = "c1911cd204aff217eec9e7eb16c2a7d7"  # the encoding of 0.1.0
