@@ -15,6 +15,8 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from prismq_llmtools import ConfigurationError, IncompleteStreamError, retried, token_budgeted
 from prismq_llmtools.budget import budget_status
@@ -109,6 +111,27 @@ def test_a_retry_after_is_used_only_when_it_is_a_bounded_number(
     assert (read.seconds, read.problem) == (seconds, problem)
     assert read_retry_after({}) is None
     assert RETRY_AFTER_MAX_S == 86_400.0
+
+
+@given(
+    st.one_of(
+        st.text(max_size=30),
+        st.floats().map(repr),
+        st.floats().map(str),
+        st.integers().map(str),
+    ),
+    st.sampled_from(["retry-after", "retry-after-ms"]),
+)
+def test_any_retry_after_is_a_bounded_wait_or_none(value: str, name: str) -> None:
+    """Whatever the server sends, the wait read from it is a finite number of seconds from 0
+    to a day, or there is none and the reason is given."""
+    read = read_retry_after({name: value})
+    assert read is not None
+    if read.seconds is None:
+        assert read.problem in ("not_a_number", "not_finite", "negative", "absurd")
+    else:
+        assert read.problem is None
+        assert 0.0 <= read.seconds <= RETRY_AFTER_MAX_S
 
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-5", "1e300", "soon"])
