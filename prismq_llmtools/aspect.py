@@ -192,6 +192,16 @@ class Aspect(Generic[S]):
     def finish(self, call: Call) -> None:
         return None
 
+    def absorb(self, call: Call, finished_at: float) -> None:
+        """Count a call of this site that finished in another process at POSIX time
+        ``finished_at`` (a batch worker ran it, and its hooks ran there): totals and
+        statistics only, never shared state or money a second time."""
+
+    def process_local_state(self) -> str | None:
+        """What state of this aspect only this process holds (an in-process store), if
+        any: a batch refuses to run such a site in several processes, each on its own."""
+        return None
+
     def stats_view(self) -> dict[str, Any]:
         """This aspect's live statistics, for ``f.llm.stats()`` (empty: none)."""
         return {}

@@ -4,14 +4,21 @@ Events go through structlog. A library must not configure the application's logg
 until structlog is configured (by the application, or by :func:`configure_logging`) events
 are dropped at the cost of one boolean check, the way a stdlib library logger with a
 ``NullHandler`` behaves.
+
+A batch item run in another process (a Dask, Ray or loky worker) emits into a
+:class:`Capture` instead, which travels back with the item's result; the driver writes the
+lines with :func:`replay`, so one log holds the whole batch, in the driver's format.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
@@ -27,12 +34,16 @@ __all__ = [
     "ATTEMPT",
     "CALL",
     "RETRY",
+    "Capture",
+    "capturing",
     "close_log_file",
     "configure_logging",
     "emit",
     "emit_call",
+    "enabled",
     "redact",
     "redact_processor",
+    "replay",
 ]
 
 
@@ -80,9 +91,58 @@ def _leading_fields(
     return ordered
 
 
+@dataclass(slots=True)
+class Capture:
+    """Events emitted in a worker process, kept to be written by the driver (picklable)."""
+
+    lines: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """Each event as (level, name, fields), the fields with their ``timestamp``."""
+
+
+_capture: contextvars.ContextVar[Capture | None] = contextvars.ContextVar(
+    "prismq_llmtools_event_capture", default=None
+)
+_stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+
+@contextmanager
+def capturing() -> Iterator[Capture]:
+    """Within the block, events go into the returned :class:`Capture`, not to the log."""
+    capture = Capture()
+    token = _capture.set(capture)
+    try:
+        yield capture
+    finally:
+        _capture.reset(token)
+
+
+def enabled() -> bool:
+    """Whether events are wanted: logging is configured, or a capture is active."""
+    return _capture.get() is not None or structlog.is_configured()
+
+
+def replay(capture: Capture) -> None:
+    """Write events captured in another process, keeping the time they happened at."""
+    if not structlog.is_configured():
+        return
+    for level, event, fields in capture.lines:
+        getattr(_logger, level)(event, **fields)
+
+
+def _keep_event_time(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A replayed event keeps the time it happened at, not the time it was written."""
+    happened = event_dict.pop("_happened", None)
+    if happened is not None:
+        event_dict["timestamp"] = happened
+    return event_dict
+
+
 def emit(call: Call | None, event: str, /, *, level: str = "info", **fields: Any) -> None:
     """Emit ``event`` with the fields every event carries for ``call``, plus ``fields``."""
-    if not structlog.is_configured():
+    capture = _capture.get()
+    if capture is None and not structlog.is_configured():
         return
     clean: dict[str, Any] = {}
     if call is not None:
@@ -94,12 +154,16 @@ def emit(call: Call | None, event: str, /, *, level: str = "info", **fields: Any
     for key, value in fields.items():
         if value is not None:
             clean[key] = _plain(value)
+    if capture is not None:
+        clean["_happened"] = _stamp(None, "", {})["timestamp"]
+        capture.lines.append((level, event, clean))
+        return
     getattr(_logger, level)(event, **clean)
 
 
 def emit_call(call: Call, **extra: Any) -> None:
     """Emit the ``llm.call`` summary line of a finished invocation."""
-    if not structlog.is_configured():
+    if not enabled():
         return
     usage = call.usage
     fields: dict[str, Any] = {
@@ -190,6 +254,7 @@ def configure_logging(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _keep_event_time,
             redact_processor,
             _leading_fields,
             renderer,

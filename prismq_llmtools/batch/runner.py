@@ -4,6 +4,11 @@ Sync functions run in a thread pool, or on joblib's parallel machinery when the 
 chose a backend with ``joblib.parallel_config(backend=...)`` (a Dask cluster, say); async
 functions run as at most ``max_concurrency`` tasks. Every call goes through the
 site, so the rate limiter admits (and delays) each one and the cache answers repeats.
+
+An item run in another process (Dask, Ray, loky) sends home, with its result, the calls
+it made there and the events they emitted (:class:`FromWorker`); the driver adds them to
+its own sites' totals and statistics and writes the events to its own log, so the driver
+accounts for the whole batch exactly once.
 """
 
 from __future__ import annotations
@@ -18,8 +23,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from prismq_llmtools import events
 from prismq_llmtools.batch.items import Unit
 from prismq_llmtools.call import Call, current_call
+from prismq_llmtools.cost.tracking import usage_totals
+from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.site import export
 from prismq_llmtools.site.wrapper import core_of
 
 __all__ = [
@@ -60,6 +69,21 @@ item_box: contextvars.ContextVar[ItemBox | None] = contextvars.ContextVar(
 
 
 @dataclass(slots=True)
+class FromWorker:
+    """What an item run in another process did there: the calls it made, its events."""
+
+    calls: list[export.FinishedCall]
+    events: events.Capture
+
+    def deliver(self) -> None:
+        """Add the calls to this process's totals and statistics; write the events."""
+        for finished in export.absorb(self.calls):
+            if finished.recorded:  # a tracked site this process never imported
+                usage_totals().record(finished.as_call(), when=finished.finished_at)
+        events.replay(self.events)
+
+
+@dataclass(slots=True)
 class UnitResult:
     """How one unit ended: ``ok`` with a value, ``error`` with an exception, or ``not_run``."""
 
@@ -67,6 +91,7 @@ class UnitResult:
     status: str
     value: Any
     box: ItemBox | None
+    from_worker: FromWorker | None = None
 
 
 def is_stop_error(exc: BaseException) -> bool:
@@ -101,13 +126,40 @@ class UnitRunner:
         self.func_ref = func_ref
         self.context: contextvars.Context | None = contextvars.copy_context()
         self.parent = current_call.get()
+        self.driver = export.this_process()
+        # What the driver changed at run time travels to worker processes (file and
+        # environment settings are theirs: the same where they share the machine's).
+        self.runtime_settings = core_of(func).runtime_settings()
 
     def __call__(self, unit: Unit) -> UnitResult:
         if self.stop.reason is not None:
             return UnitResult(unit, "not_run", self.stop.reason, None)
         if self.context is not None:  # our threads: run in the caller's context (nesting)
             return self.context.copy().run(self._call, unit)
+        if self.driver != export.this_process():
+            return self._call_away(unit)
         return self._call(unit)  # a joblib backend's worker: keep the worker's own context
+
+    def _call_away(self, unit: Unit) -> UnitResult:
+        """In another process: the item's calls and events go home with its result."""
+        core_of(self.func).adopt_runtime_settings(self.runtime_settings)
+        local = [
+            reason
+            for aspect in core_of(self.func).aspects
+            if (reason := aspect.process_local_state()) is not None
+        ]
+        if local:
+            error = ConfigurationError(
+                f"site {self.site!r} runs batch items in several processes, but "
+                f"{'; '.join(local)}: each process would hold its own limits. Give it a "
+                "store every process shares (store='sqlite:///path' on one machine, "
+                "store='redis://host:6379/0' on several)."
+            )
+            return UnitResult(unit, "error", error, None)
+        with export.exporting() as notes, events.capturing() as capture:
+            result = self._call(unit)
+        result.from_worker = FromWorker(notes.calls, capture)
+        return result
 
     def _call(self, unit: Unit) -> UnitResult:
         box = ItemBox(self.site, self.parent)
@@ -148,7 +200,7 @@ class UnitRunner:
         # path; the caller's context and stop flag stay behind.
         if self.func_ref is None:
             raise TypeError("only a module-level function can be sent to another process")
-        return (_remote_runner, (self.func_ref, self.site))
+        return (_remote_runner, (self.func_ref, self.site, self.driver, self.runtime_settings))
 
 
 def _collecting(func: Any) -> AbstractContextManager[None]:
@@ -166,7 +218,9 @@ class _Collects(Protocol):
     def collecting(self) -> AbstractContextManager[None]: ...
 
 
-def _remote_runner(func_ref: str, site: str) -> UnitRunner:
+def _remote_runner(
+    func_ref: str, site: str, driver: str, runtime_settings: dict[str, Any]
+) -> UnitRunner:
     module_name, _, qualname = func_ref.partition(":")
     target: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
@@ -174,6 +228,8 @@ def _remote_runner(func_ref: str, site: str) -> UnitRunner:
     runner = UnitRunner(target, site, StopFlag(), func_ref=func_ref)
     runner.context = None
     runner.parent = None
+    runner.driver = driver
+    runner.runtime_settings = runtime_settings
     return runner
 
 
@@ -241,10 +297,22 @@ def _run_joblib(
     # items are not nested under the caller's Call there.
     runner.context = None
     runner.parent = None
-    parallel = Parallel(n_jobs=max_concurrency, prefer="threads", return_as="generator_unordered")
+    from joblib.parallel import get_active_backend
+
+    # Outcomes as they come, where the backend can stream them; Ray's cannot: there they
+    # all arrive when the last item is done (progress and checkpoints advance then).
+    backend, _ = get_active_backend()
+    streams = getattr(backend, "supports_return_generator", False)
+    parallel = Parallel(
+        n_jobs=max_concurrency,
+        prefer="threads",
+        return_as="generator_unordered" if streams else "list",
+    )
     outcomes = parallel(delayed(runner)(unit) for unit in units)
     try:
         for outcome in outcomes:
+            if outcome.from_worker is not None:
+                outcome.from_worker.deliver()
             on_outcome(outcome)
     except BaseException as exc:
         runner.stop.set(exc)

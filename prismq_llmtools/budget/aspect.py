@@ -55,6 +55,11 @@ class BudgetAspect(Aspect[TokenBudget]):
         self._store: StateStore | None = None
         self._generation = -1
 
+    def process_local_state(self) -> str | None:
+        if self._lines and self.settings.store in (None, "memory", "memory://"):
+            return "@token_budgeted keeps its budget in the in-process 'memory' store"
+        return None
+
     def active_hooks(self) -> set[str]:
         budget: TokenBudget = self.settings
         if self._lines or budget.completion_cap is not None or budget.max_prompt_tokens is not None:

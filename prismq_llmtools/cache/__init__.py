@@ -23,8 +23,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import structlog
-
 from prismq_llmtools import events
 from prismq_llmtools.aspect import Aspect, CacheHit, InFlight
 from prismq_llmtools.cache.flight import (
@@ -238,6 +236,16 @@ class CacheAspect(Aspect[CachePolicy]):
         self.stats["misses"] += 1
         return self._lead_or_follow(call, key, refresh=mode == "refresh")
 
+    def absorb(self, call: Call, finished_at: float) -> None:
+        if call.cache == "hit":
+            self.stats["hits"] += 1
+        elif call.cache == "miss":
+            self.stats["misses"] += 1
+            if call.outcome == "ok":
+                self.stats["stores"] += 1
+        elif call.cache == "bypass":
+            self.stats["skipped"] += 1
+
     def _skip(self, call: Call, reason: str, **fields: Any) -> None:
         call.cache = "bypass"
         self.stats["skipped"] += 1
@@ -290,7 +298,7 @@ class CacheAspect(Aspect[CachePolicy]):
         call.saved_cost_usd = entry.cost_usd
         call.response_model = entry.response_model
         self.stats["hits"] += 1
-        if structlog.is_configured():
+        if events.enabled():
             fields: dict[str, Any] = {"gen_ai.request.model": entry.model}
             events.emit(
                 call,

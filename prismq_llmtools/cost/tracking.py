@@ -246,6 +246,9 @@ class CostAspect(Aspect[CostPolicy]):
         (self.totals or usage_totals()).record(call)
         call.recorded = True
 
+    def absorb(self, call: Call, finished_at: float) -> None:
+        (self.totals or usage_totals()).record(call, when=finished_at)
+
 
 def cost_tracked(
     operation: str | None = None,

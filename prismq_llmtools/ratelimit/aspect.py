@@ -100,6 +100,11 @@ class RateLimitAspect(Aspect[RateLimit]):
         admission.done = True
         self._apply(call, admission)
 
+    def process_local_state(self) -> str | None:
+        if self.settings.store in (None, "memory", "memory://"):
+            return "@rate_limited keeps its buckets in the in-process 'memory' store"
+        return None
+
     def active_hooks(self) -> set[str]:
         # Every attempt begun hears how it ended (after_attempt): settle only has the
         # unused part of the completion cap to give back.

@@ -142,6 +142,22 @@ class SiteCore:
             self._runtime.remove(changes)
             self._apply_settings()
 
+    def runtime_settings(self) -> dict[str, Any]:
+        """The settings changed at run time (``configure``, ``override``), merged."""
+        merged: dict[str, Any] = {}
+        for layer in self._runtime:
+            merged.update(layer)
+        return merged
+
+    def adopt_runtime_settings(self, runtime: dict[str, Any]) -> None:
+        """Take the runtime settings of this site in another process (a batch's driver), in
+        place of this process's own."""
+        if runtime == self.runtime_settings():
+            return
+        self._check_runtime_keys(runtime)
+        self._runtime = [runtime] if runtime else []
+        self._apply_settings()
+
     def _check_runtime_keys(self, changes: dict[str, Any]) -> None:
         from dataclasses import fields
 
@@ -214,6 +230,15 @@ class SiteCore:
             if decided is not None:
                 return decided
         return "estimate"
+
+    def absorb(self, call: Call, finished_at: float) -> None:
+        """Count a call of this site that finished in another process (a batch worker's):
+        the site's statistics, and each aspect's :meth:`~prismq_llmtools.aspect.Aspect.absorb`."""
+        self.calls += 1
+        if call.outcome == "error":
+            self.errors += 1
+        for aspect in self.aspects:
+            aspect.absorb(call, finished_at)
 
     def new_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """A Call for an invocation of this site, nested under the current one (its operation

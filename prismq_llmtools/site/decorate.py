@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from prismq_llmtools.aspect import Aspect
+from prismq_llmtools.site import export
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.handle import LLMFunction
 from prismq_llmtools.site.wrapper import core_of, site_for
@@ -33,6 +34,7 @@ def attach(
         core = core_of(site)
         core.set_defaults(model=model, operation=operation, request=request)
         core.add(aspect)
+        export.register(core)
         return cast(LLMFunction[P, R], site)
 
     return decorator

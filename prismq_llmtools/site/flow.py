@@ -27,13 +27,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-import structlog
-
 from prismq_llmtools import events
 from prismq_llmtools.aspect import CacheHit, InFlight
 from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.pricing import cost_call
+from prismq_llmtools.site import export
 from prismq_llmtools.site.hooks import Hooks
 from prismq_llmtools.site.observe import resolve_usage
 
@@ -200,6 +199,7 @@ def finish(site: SiteCore, call: Call, hooks: Hooks, result: Any) -> None:
         end(call)
     call.duration_s = site.clock.now() - call.started
     call.roll_up_into_parent()
+    export.note(call)  # in a batch worker's process: the call travels home with the item
     if site.log_content:
         events.emit_call(call, **_content_fields(call, result))
     else:
@@ -220,7 +220,7 @@ def _content_fields(call: Call, result: Any) -> dict[str, Any]:
 
 
 def _emit_attempt(call: Call, clock: Clock, started: float, error: BaseException | None) -> None:
-    if not structlog.is_configured():
+    if not events.enabled():
         return
     duration_s = clock.now() - started
     events.emit(

@@ -23,7 +23,7 @@ def worker_square(x: int) -> tuple[int, str]:
 def dask_client() -> Iterator[Any]:
     with (
         distributed.LocalCluster(
-            processes=False, n_workers=1, threads_per_worker=4, dashboard_address=None
+            processes=False, n_workers=1, threads_per_worker=4, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
