@@ -342,7 +342,7 @@ def realistic(calls: int, rounds: int, machinery_us: float) -> tuple[float, floa
         return answer
 
     site = decorate(ask, realistic_decorators())
-    # A tiktoken.Encoding, its vocabulary read offline (see README, "Offline vocabularies").
+    # A tiktoken.Encoding, its vocabulary read offline (docs/counting.md, Offline vocabularies).
     encoding = get_encoding(encoding_for(MODEL))
 
     def encode(messages: list[dict[str, str]]) -> int:

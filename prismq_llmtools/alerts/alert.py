@@ -36,7 +36,7 @@ class Alert:
         return FIRED if self.state == "fired" else RESOLVED
 
     def to_event(self) -> dict[str, Any]:
-        """The alert as event fields (schema: README, Events); unknown values omitted."""
+        """The alert as event fields (schema: docs/events.md); unknown values omitted."""
         fields: dict[str, Any] = {
             "event": self.event,
             "rule": self.rule,

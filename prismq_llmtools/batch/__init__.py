@@ -4,7 +4,7 @@ Every item is one call of the decorated function, through its site: the rate lim
 admits each one (a batch waits instead of bursting into 429s), budgets reserve and refuse
 (an exhausted budget stops the batch cleanly), the cache answers repeats. Results come back
 in input order; failures are kept in place or carried by :class:`BatchError`. See
-the README, section @batched.
+docs/batch.md.
 """
 
 from __future__ import annotations

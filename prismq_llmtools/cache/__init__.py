@@ -6,7 +6,7 @@ hits. A hit ends the invocation in the ``enter`` phase: no budget, no rate limit
 ``llm.cache.hit`` event carrying the cost the original call paid. Identical calls in flight
 at the same time make one upstream call (single flight, threads and asyncio alike).
 
-Never cached (see the README, section @cached): errors, streams (a streamed call always
+Never cached (see docs/cache.md): errors, streams (a streamed call always
 goes upstream), answers of a call whose stream was cut short, raw HTTP responses, and
 anything whose pickle contains something that looks like an API key.
 """

@@ -30,7 +30,14 @@ def register(subparsers: Any) -> None:
     output.add_argument("--json", action="store_true", help="print the report as JSON")
     output.add_argument("--csv", action="store_true", help="print the report as CSV")
     parser.add_argument(
-        "--plot", metavar="FILE.png", help="also draw cost over time per operation (needs [plot])"
+        "--plot",
+        metavar="FILE.png",
+        help="also draw cost and tokens over time per operation (needs [plot]; .svg works too)",
+    )
+    parser.add_argument(
+        "--html",
+        metavar="FILE.html",
+        help="also write one self-contained page with the table and the chart, for sharing",
     )
     parser.set_defaults(func=run)
 
@@ -41,7 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from prismq_llmtools.alerts.sources import SourceStats
     from prismq_llmtools.errors import ConfigurationError
     from prismq_llmtools.report import build_report, read_events
-    from prismq_llmtools.report.render import plot_costs, render_csv, render_json, render_table
+    from prismq_llmtools.report.render import (
+        plot_costs,
+        render_csv,
+        render_html,
+        render_json,
+        render_table,
+    )
 
     bounds = []
     for option, text in (("--since", args.since), ("--until", args.until)):
@@ -75,4 +88,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"prismq-llmtools report: {exc}", file=sys.stderr)
             return 2
         print(f"report: chart written to {args.plot}", file=sys.stderr)
+    if args.html:
+        try:
+            with open(args.html, "w", encoding="utf-8") as page:
+                page.write(render_html(report))
+        except OSError as exc:
+            print(f"prismq-llmtools report: cannot write {args.html}: {exc}", file=sys.stderr)
+            return 2
+        print(f"report: page written to {args.html}", file=sys.stderr)
     return 0

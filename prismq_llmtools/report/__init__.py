@@ -1,8 +1,9 @@
 """Usage report from event logs: calls, tokens, cost, cache savings, retries, 429s, latency.
 
 Reads ``llm.call`` summary lines (and ``llm.cache.hit`` lines for the dollars a cache hit
-saved) and aggregates them per operation, model, site or UTC day. Rendering (table, CSV,
-JSON, chart) lives in :mod:`prismq_llmtools.report.render`.
+saved) and aggregates them per operation, model, site or UTC day, with cost, calls and
+tokens over time per operation (:mod:`prismq_llmtools.report.series`). Rendering (table,
+CSV, JSON, chart, HTML page) lives in :mod:`prismq_llmtools.report.render`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from prismq_llmtools.report.series import TimeSeries
 
 if TYPE_CHECKING:
     from prismq_llmtools.alerts.sources import SourceStats
@@ -28,7 +31,6 @@ GROUPINGS: Mapping[str, str] = {
 """``--by`` choices and the event field each groups on (``day``: the date of the timestamp)."""
 
 _NONE = "(none)"
-_SERIES_STEP_S = 60  # cost-over-time is kept per minute; charts re-bin it
 
 
 @dataclass(slots=True)
@@ -82,9 +84,9 @@ class UsageRow:
             "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens,
             "reasoning_tokens": self.reasoning_tokens,
-            "cost_usd": round(self.cost_usd, 6),
+            "cost_usd": round(self.cost_usd, 12),
             "cache_hit_rate": self.cache_hit_rate,
-            "saved_usd": round(self.saved_usd, 6),
+            "saved_usd": round(self.saved_usd, 12),
             "retries": self.retries,
             "rate_limited": self.rate_limited,
             "p50_latency_s": self.latency(0.50),
@@ -99,7 +101,7 @@ class Report:
     by: str
     rows: list[UsageRow]
     total: UsageRow
-    series: dict[str, dict[int, float]] = field(default_factory=dict)
+    series: TimeSeries = field(default_factory=TimeSeries)
     events: int = 0
     skipped: int = 0  # malformed lines or events without a usable timestamp
 
@@ -123,7 +125,7 @@ def build_report(
         raise ValueError(f"cannot group by {by!r}: choose one of {', '.join(GROUPINGS)}")
     key_field = GROUPINGS[by]
     rows: dict[str, UsageRow] = {}
-    series: dict[str, dict[int, float]] = {}
+    series = TimeSeries()
     seen = skipped = 0
     for event in events:
         name = event.get("event")
@@ -147,10 +149,11 @@ def build_report(
             row.saved_usd += _number(event.get("saved_cost_usd"))
             continue
         _add_call(row, event)
+        tokens = _number(event.get("gen_ai.usage.input_tokens")) + _number(
+            event.get("gen_ai.usage.output_tokens")
+        )
         operation = str(event.get("operation") or _NONE)
-        step = int(moment // _SERIES_STEP_S) * _SERIES_STEP_S
-        costs = series.setdefault(operation, {})
-        costs[step] = costs.get(step, 0.0) + _number(event.get("cost_usd"))
+        series.add(operation, moment, _number(event.get("cost_usd")), int(tokens))
     ordered = sorted(rows.values(), key=lambda row: (-row.cost_usd, row.group))
     if by == "day":
         ordered.sort(key=lambda row: row.group)
