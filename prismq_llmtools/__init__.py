@@ -33,6 +33,7 @@ from prismq_llmtools.errors import (
 from prismq_llmtools.events import configure_logging
 from prismq_llmtools.ratelimit import rate_limited
 from prismq_llmtools.retry import retried
+from prismq_llmtools.settings import SettingsWarning
 from prismq_llmtools.usage import Usage
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Request",
     "RequestFormatError",
     "RequestTooLarge",
+    "SettingsWarning",
     "StateStoreError",
     "UnknownModelError",
     "UnknownPriceError",

@@ -7,6 +7,8 @@ and registered here, so that one function can put them all back
 (:func:`prismq_llmtools.testing.reset` calls :func:`reset`):
 
 - "settings" (``settings``): forgotten, read again from file and environment;
+- "site names" (``settings.sites``): emptied in place: the names of the decorated sites, which the
+  report of settings naming no site compares against;
 - "price table" (``pricing``): forgotten, the default table again;
 - "usage totals" (``cost.tracking``): emptied in place, since sites hold the object;
 - "state registry" (``stores``): emptied in place, its stores closed and every bucket,

@@ -20,9 +20,14 @@ The tree::
 
 Errors from the OpenAI client itself are never wrapped: callers keep catching
 ``openai.*Error`` as they already do.
+
+Every message passes through :func:`prismq_llmtools.redaction.redact` when the error is
+made, so neither ``str()`` nor ``repr()`` repeats an API key, even one the server echoed.
 """
 
 from __future__ import annotations
+
+from prismq_llmtools.redaction import redact
 
 __all__ = [
     "AlertRuleError",
@@ -44,7 +49,10 @@ __all__ = [
 
 
 class LLMToolsError(Exception):
-    """Root of every error this library raises."""
+    """Root of every error this library raises; its message never holds a secret."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigurationError(LLMToolsError, ValueError):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import re
 import sys
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
@@ -26,6 +25,8 @@ from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 import structlog
 
 from prismq_llmtools import _state
+from prismq_llmtools.files import private_file
+from prismq_llmtools.redaction import redact, redact_value
 
 if TYPE_CHECKING:
     from prismq_llmtools.call import Call
@@ -54,31 +55,14 @@ PRICE_UNKNOWN = "llm.price.unknown"
 
 _logger = structlog.get_logger("prismq_llmtools")
 
-# OpenAI keys (sk-..., sk-proj-...), bearer tokens, and anything labelled as a key.
-_SECRET = re.compile(
-    r"(sk-[A-Za-z0-9_\-]{8,})|(Bearer\s+[A-Za-z0-9._\-]{8,})|"
-    r"((?:api[_-]?key|authorization)['\"]?\s*[:=]\s*['\"]?(?:Bearer\s+)?)[^\s'\",}]{4,}",
-    re.IGNORECASE,
-)
-
-
-def redact(text: str) -> str:
-    """Return ``text`` with API keys and bearer tokens replaced by ``[REDACTED]``."""
-
-    def _sub(match: re.Match[str]) -> str:
-        label = match.group(3)
-        return f"{label}[REDACTED]" if label else "[REDACTED]"
-
-    return _SECRET.sub(_sub, text)
-
 
 def redact_processor(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: redact secrets from every string value of an event."""
+    """structlog processor: redact secrets from every value of an event (nested ones too)."""
     for key, value in event_dict.items():
-        if isinstance(value, str) and len(value) > 8:
-            event_dict[key] = redact(value)
+        if not (value is None or isinstance(value, int | float)):
+            event_dict[key] = redact_value(value)
     return event_dict
 
 
@@ -153,7 +137,7 @@ def emit(call: Call | None, event: str, /, *, level: str = "info", **fields: Any
             clean["parent_id"] = call.parent.call_id
     for key, value in fields.items():
         if value is not None:
-            clean[key] = _plain(value)
+            clean[key] = redact_value(_plain(value))
     if capture is not None:
         clean["_happened"] = _stamp(None, "", {})["timestamp"]
         capture.lines.append((level, event, clean))
@@ -193,6 +177,7 @@ def emit_call(call: Call, **extra: Any) -> None:
         fields["rollup_cost_usd"] = call.total_cost_usd()
     if call.error is not None:
         fields["error_type"] = type(call.error).__name__
+        # redacted before it is cut: a cut could leave a key's head too short to recognise
         fields["error_message"] = redact(str(call.error))[:500]
     if call.possibly_billed:
         fields["possibly_billed"] = True
@@ -240,8 +225,7 @@ def configure_logging(
         stream = sys.stderr
     elif isinstance(file, str | Path):
         path = Path(file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
+        private_file(path)
         stream = _state.log.file = path.open("a", encoding="utf-8", buffering=1)
     else:
         stream = cast(TextIO, file)

@@ -11,10 +11,9 @@ import tenacity
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock
-from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.errors import RetryAdvice, classify_openai_error
 from prismq_llmtools.openai.headers import RETRY_AFTER_CAP_S
-from prismq_llmtools.settings import register_keys
+from prismq_llmtools.settings.rules import Integer, Number, check_fields, register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.site.handle import LLMFunction
@@ -47,17 +46,19 @@ class RetryPolicy:
     deadline_s: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.attempts, int) or self.attempts < 1:
-            raise ConfigurationError(f"attempts must be an int >= 1, got {self.attempts!r}")
-        for name in ("initial_wait_s", "max_wait_s", "retry_after_cap_s"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not value >= 0:  # (NaN is not)
-                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
-        if self.deadline_s is not None and self.deadline_s <= 0:
-            raise ConfigurationError(f"deadline_s must be > 0, got {self.deadline_s!r}")
+        check_fields(self, "retried")
 
 
-register_keys("retried", frozenset(RetryPolicy.__dataclass_fields__))
+register_keys(
+    "retried",
+    {
+        "attempts": Integer(minimum=1),
+        "initial_wait_s": Number(),
+        "max_wait_s": Number(),
+        "retry_after_cap_s": Number(),
+        "deadline_s": Number(exclusive=True, optional=True),
+    },
+)
 
 
 class wait_retry_after(tenacity.wait.wait_base):
@@ -165,15 +166,19 @@ def retried(
         model: the site's default model, when the arguments name none.
         request: builds the request (a JSON body) from the arguments by name.
     """
-    policy = RetryPolicy(
-        attempts=attempts,
-        initial_wait_s=initial_wait_s,
-        max_wait_s=max_wait_s,
-        retry_after_cap_s=retry_after_cap_s,
-        deadline_s=deadline_s,
-    )
+
+    def make() -> RetryAspect:
+        policy = RetryPolicy(
+            attempts=attempts,
+            initial_wait_s=initial_wait_s,
+            max_wait_s=max_wait_s,
+            retry_after_cap_s=retry_after_cap_s,
+            deadline_s=deadline_s,
+        )
+        return RetryAspect(policy, classify=classify, wait=wait, stop=stop, clock=clock)
+
     return attach(
-        RetryAspect(policy, classify=classify, wait=wait, stop=stop, clock=clock),
+        make,
         name=name,
         model=model,
         request=request,

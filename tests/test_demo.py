@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_demo_counts_exactly_and_absorbs_faults(tmp_path: Path) -> None:
-    """Counted prompt tokens equal billed ones, injected faults never reach the caller."""
+    """Counted prompt tokens equal billed ones, injected faults never reach the caller; the
+    example ships with the package, so the demo runs from any directory."""
     log = tmp_path / "events.jsonl"
     result = subprocess.run(
         [
@@ -26,7 +25,7 @@ def test_demo_counts_exactly_and_absorbs_faults(tmp_path: Path) -> None:
             "--log",
             str(log),
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from prismq_llmtools.alerts.alert import Alert
+from prismq_llmtools.redaction import redact_value
 
 __all__ = ["PrintAction", "StructlogAction", "ThreadedAction", "WebhookAction", "slack_payload"]
 
@@ -39,8 +40,8 @@ class StructlogAction:
             import structlog
 
             logger = self._logger = structlog.get_logger("prismq_llmtools.alerts")
-        fields = alert.to_event()
-        event = fields.pop("event")
+        fields = {k: redact_value(v) for k, v in alert.to_event().items()}
+        event = str(fields.pop("event"))
         if alert.state == "resolved":
             logger.info(event, **fields)
         elif alert.severity == "critical":
@@ -62,7 +63,7 @@ class PrintAction:
     def __call__(self, alert: Alert) -> None:
         stream = self._stream or sys.stderr
         if self._json:
-            stream.write(json.dumps(alert.to_event(), default=str) + "\n")
+            stream.write(json.dumps(alert.to_event(), default=str, allow_nan=False) + "\n")
         else:
             when = alert.to_event()["evaluated_at"]
             label = "FIRED" if alert.state == "fired" else "RESOLVED"
@@ -136,7 +137,7 @@ class WebhookAction:
         import urllib.error  # here, not at import: most users never send a webhook
 
         payload = slack_payload(alert) if self.slack else alert.to_event()
-        body = json.dumps(payload, default=str).encode()
+        body = json.dumps(payload, default=str, allow_nan=False).encode()
         for attempt in range(self.retries + 1):
             try:
                 self._post(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,9 +42,9 @@ class Alert:
             "event": self.event,
             "rule": self.rule,
             "severity": self.severity,
-            "value": self.value,
-            "threshold": self.threshold,
-            "group": dict(self.group),
+            "value": _finite(self.value),
+            "threshold": _finite(self.threshold),
+            "group": {k: _finite(v) for k, v in self.group.items()},
             "labels": dict(self.labels),
             "message": self.message,
             "evaluated_at": format_event_time(self.at),
@@ -51,6 +52,13 @@ class Alert:
         if self.repeat:
             fields["repeat"] = True
         return {key: value for key, value in fields.items() if value is not None}
+
+
+def _finite(value: Any) -> Any:
+    """``value``, or ``None`` for a non-finite float: the event is always valid JSON."""
+    if value.__class__ is float and not math.isfinite(value):
+        return None
+    return value
 
 
 class _Lenient(dict[str, Any]):

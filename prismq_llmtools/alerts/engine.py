@@ -36,6 +36,7 @@ from prismq_llmtools.alerts.streams import (
     build_collector,
     bundles_factory,
 )
+from prismq_llmtools.alerts.values import bad_value, read_fields
 
 __all__ = ["AlertAction", "AlertEngine", "EngineStats"]
 
@@ -56,6 +57,7 @@ class EngineStats:
     events: int = 0
     late: int = 0
     no_timestamp: int = 0
+    bad_values: int = 0  # non-finite numbers, negative costs or tokens: skipped
     fired: int = 0
     resolved: int = 0
     action_errors: int = 0
@@ -93,6 +95,7 @@ class AlertEngine:
         ]
         self._rule_index = {rule.name: i for i, rule in enumerate(self.rules)}
         self._routes: dict[str, tuple[Collector, Collector, list[Stream], Fresh]] = {}
+        self._checks: dict[str, tuple[str, ...]] = {}  # event name -> numbers to check
         self._readers: dict[str, list[Reader]] = {}  # event name -> who reads which bundle
         self._wire()
         self._buffer: dict[int, dict[str, Entry]] = {}  # tick -> event name -> its state
@@ -121,8 +124,15 @@ class AlertEngine:
                 )  # fmt: skip
                 wiring.append((runtime, feed.role, stream, match.field))
         by_event: dict[str, list[Stream]] = {}
+        read: dict[str, list[str | None]] = {}
         for stream in streams.values():
             by_event.setdefault(stream.key.event, []).append(stream)
+        for _, _, stream, field in wiring:
+            read.setdefault(stream.key.event, []).append(field)
+        # only what a rule reads: a token count no rule sums cannot skew an alert
+        self._checks = {
+            event: checks for event, fields in read.items() if (checks := read_fields(fields))
+        }
         for event, event_streams in by_event.items():
             if event in _IGNORED:  # a rule on alert.* events never sees one
                 continue
@@ -145,6 +155,13 @@ class AlertEngine:
             return
         self.process_at(moment, event)
 
+    def malformed(self, event: Mapping[str, Any]) -> str | None:
+        """Why the rules must not read ``event`` (a non-finite number, a negative cost or
+        token count), or ``None``: such an event is skipped as a malformed line."""
+        name = event.get("event")
+        check = self._checks.get(name) if isinstance(name, str) else None
+        return None if check is None else bad_value(event, check)
+
     def process_at(self, moment: float, event: Mapping[str, Any]) -> None:
         """Take one event whose time (epoch seconds) is already known.
 
@@ -152,6 +169,10 @@ class AlertEngine:
         """
         name: Any = event.get("event")
         if name in _IGNORED:
+            return
+        check = self._checks.get(name) if isinstance(name, str) else None
+        if check is not None and bad_value(event, check) is not None:
+            self.stats.bad_values += 1  # the sources count it as malformed, with file:line
             return
         self.stats.events += 1
         tick = _ceil(moment / self.resolution_s)
@@ -191,6 +212,7 @@ class AlertEngine:
         """
         scan = self._scan if loads is None else None
         parse = loads or json.loads
+        checks = self._checks
         routes, ignored, resolution, lateness = (
             self._routes,
             _IGNORED,
@@ -241,6 +263,12 @@ class AlertEngine:
                         continue
                     moment = numeric
                 name: Any = event.get("event")
+                check = checks.get(name) if name.__class__ is str else None
+                if check is not None and (bad := bad_value(event, check)) is not None:
+                    self.stats.bad_values += 1
+                    if on_malformed is not None:
+                        on_malformed(index, line, bad)
+                    continue
                 tick = _ceil(moment / resolution)
                 if tick == current_tick and (entry := current.get(name)) is not None:
                     events_seen += 1  # the usual case: a tick and a name seen just before

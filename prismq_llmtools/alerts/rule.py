@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prismq_llmtools.alerts.match import Filter
 from prismq_llmtools.errors import AlertRuleError
+from prismq_llmtools.schema import EVENTS, fields_of
 
 __all__ = [
     "AGGREGATES",
@@ -48,6 +50,17 @@ RULE_KEYS = frozenset(
     }
 )  # fmt: skip
 MATCH_KEYS = frozenset({"event", "where", "field"})
+TEMPLATE_NAMES = frozenset(
+    {"rule", "severity", "state", "value", "threshold", "window", "aggregate", "group"}
+)
+"""Names a rule's ``message`` template may use, besides the rule's label keys."""
+_OUR_EVENTS = ("llm.", "alert.")
+
+
+def closest(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'a', 'b'?)`` for the known names closest to ``name``, or ``""``."""
+    near = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(n) for n in near)}?)" if near else ""
 
 
 def resolve_field(name: str) -> str:
@@ -168,11 +181,49 @@ class Rule:
             raise fail("repeat", "must be a positive duration")
         if self.min_count < 0:
             raise fail("min_count", "must not be negative")
+        for key, match in (("", self.match), ("numerator.", self.numerator),
+                           ("denominator.", self.denominator)):  # fmt: skip
+            if match is not None:
+                self._check_schema(match, key)
         if self.message is not None:
             try:
-                list(string.Formatter().parse(self.message))
+                parts = list(string.Formatter().parse(self.message))
             except ValueError as exc:
                 raise fail("message", f"bad template: {exc}") from None
+            known = TEMPLATE_NAMES | set(self.labels)
+            for _text, name, _spec, _conv in parts:
+                root = re.split(r"[.\[]", name, maxsplit=1)[0] if name else ""
+                if name is not None and root not in known:
+                    raise fail(
+                        "message",
+                        f"the template names {{{root}}}, which no alert has"
+                        f"{closest(root, known)}; known: {', '.join(sorted(known))}",
+                    )
+
+    def _check_schema(self, match: Match, key: str) -> None:
+        """An event of the library's (``llm.*``, ``alert.*``) must be one of the schema, and
+        the fields the rule reads, filters on and groups by must be among its fields."""
+        if not match.event.startswith(_OUR_EVENTS):
+            return  # an application's own event: its fields are the application's
+        if match.event not in EVENTS:
+            raise AlertRuleError(
+                f"unknown event {match.event!r}{closest(match.event, EVENTS)}"
+                " (events: docs/events.md)",
+                rule=self.name,
+                key=f"{key}event",
+            )
+        known = fields_of(match.event)
+        named = [(f"{key}field", match.field)] if match.field else []
+        named += [(f"{key}where", f.field) for f in match.where]
+        named += [("group_by", g) for g in self.group_by]
+        for where, name in named:
+            if name is not None and name not in known:
+                near = closest(name, known | FIELD_ALIASES.keys())
+                raise AlertRuleError(
+                    f"{match.event} has no field {name!r}{near} (fields: docs/events.md)",
+                    rule=self.name,
+                    key=where,
+                )
 
     @property
     def quantile(self) -> float | None:

@@ -87,7 +87,7 @@ def replay(
                 on_malformed=lambda index, text, reason: stats.note(name, index + 1, text, reason),
             )
     else:
-        streams = [_timed_events(str(path), stats, loads) for path in paths]
+        streams = [_timed_events(str(path), stats, loads, engine) for path in paths]
         for moment, _, event in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
             engine.process_at(moment, event)
     if flush:
@@ -96,7 +96,7 @@ def replay(
 
 
 def _timed_events(
-    path: str, stats: SourceStats, loads: Callable[[str], Any] | None
+    path: str, stats: SourceStats, loads: Callable[[str], Any] | None, engine: AlertEngine
 ) -> Iterator[tuple[float, int, dict[str, Any]]]:
     import json
 
@@ -117,6 +117,10 @@ def _timed_events(
             moment = parse_event_time(event.get("timestamp"))
             if moment is None:
                 stats.note(path, number, line, "no valid timestamp")
+                continue
+            bad = engine.malformed(event)
+            if bad is not None:
+                stats.note(path, number, line, bad)
                 continue
             yield moment, number, event
 

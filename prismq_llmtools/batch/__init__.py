@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from prismq_llmtools.batch.aspect import BatchAspect, BatchPolicy
 from prismq_llmtools.batch.estimate import BatchEstimate, estimate_batch
-from prismq_llmtools.batch.items import Args
+from prismq_llmtools.batch.items import Args, check_items
 from prismq_llmtools.batch.plan import BATCH, BatchPlan, Collector, func_ref, plan_batch
 from prismq_llmtools.batch.runner import StopFlag, UnitRunner, run_async, run_sync
 from prismq_llmtools.errors import ConfigurationError
@@ -81,15 +81,18 @@ def batched(
         count_tokens: ``(input, model) -> tokens`` for the merge limit (default: tiktoken).
         model: the site's default model; name: the site name.
     """
-    policy = BatchPolicy(
-        batch_max_concurrency=max_concurrency,
-        batch_progress=progress,
-        batch_merge=merge,
-        batch_max_inputs=max_inputs_per_request,
-        batch_max_tokens=max_tokens_per_request,
-    )
-    aspect = BatchAspect(policy, split=split, count_tokens=count_tokens)
-    return attach(aspect, name=name, model=model)  # type: ignore[return-value]
+
+    def make() -> BatchAspect:
+        policy = BatchPolicy(
+            batch_max_concurrency=max_concurrency,
+            batch_progress=progress,
+            batch_merge=merge,
+            batch_max_inputs=max_inputs_per_request,
+            batch_max_tokens=max_tokens_per_request,
+        )
+        return BatchAspect(policy, split=split, count_tokens=count_tokens)
+
+    return attach(make, name=name, model=model)  # type: ignore[return-value]
 
 
 def run_batch(
@@ -134,6 +137,7 @@ def run_batch(
     Returns:
         The answers in input order (or a :class:`BatchEstimate` for a dry run).
     """
+    check_items(items)
     items = list(items)
     if mode not in ("calls", "batch_api"):
         raise ConfigurationError(f"mode must be 'calls' or 'batch_api', got {mode!r}")
@@ -203,6 +207,7 @@ async def run_batch_async(
     **options: Any,
 ) -> Any:
     """``await f.abatch(items, ...)``: the async twin of :func:`run_batch`."""
+    check_items(items)
     if options.get("mode", "calls") != "calls":
         return await asyncio.to_thread(
             run_batch,

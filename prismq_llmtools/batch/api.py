@@ -24,6 +24,7 @@ from prismq_llmtools import events
 from prismq_llmtools.cache.key import digest
 from prismq_llmtools.call import Call
 from prismq_llmtools.errors import BatchItemError, ConfigurationError
+from prismq_llmtools.files import FILE_MODE, private_dir
 from prismq_llmtools.openai.responses import response_from_body
 
 if TYPE_CHECKING:
@@ -132,7 +133,11 @@ class BatchState:
             "batches": [{"id": j.id, "indices": j.indices} for j in self.jobs],
         }
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
+        private_dir(tmp.parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # a .tmp left by a crash keeps its mode: set it
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data))
         tmp.replace(self.path)
 
 

@@ -16,8 +16,7 @@ from prismq_llmtools.batch.runner import (
     item_box,
 )
 from prismq_llmtools.call import Call
-from prismq_llmtools.errors import ConfigurationError
-from prismq_llmtools.settings import register_keys
+from prismq_llmtools.settings.rules import Flag, Integer, Text, check_fields, register_keys
 
 __all__ = ["BatchAspect", "BatchPolicy"]
 
@@ -41,12 +40,7 @@ class BatchPolicy:
     batch_max_tokens: int | None = 300_000
 
     def __post_init__(self) -> None:
-        if not isinstance(self.batch_max_concurrency, int) or self.batch_max_concurrency < 1:
-            raise ConfigurationError(
-                f"batch_max_concurrency must be an int >= 1, got {self.batch_max_concurrency!r}"
-            )
-        if self.batch_progress is not None and not isinstance(self.batch_progress, bool):
-            raise ConfigurationError(f"batch_progress must be a bool, got {self.batch_progress!r}")
+        check_fields(self, "batched")
         MergeSpec(
             param=self.batch_merge or "-",
             max_inputs=self.batch_max_inputs,
@@ -54,7 +48,23 @@ class BatchPolicy:
         )
 
 
-register_keys("batched", frozenset(BatchPolicy.__dataclass_fields__))
+register_keys(
+    "batched",
+    {
+        "batch_max_concurrency": Integer(minimum=1),
+        "batch_progress": Flag(optional=True),
+        "batch_merge": Text(optional=True),
+        "batch_max_inputs": Integer(minimum=1),
+        "batch_max_tokens": Integer(minimum=1, optional=True),
+    },
+    arguments={
+        "batch_max_concurrency": "max_concurrency",
+        "batch_progress": "progress",
+        "batch_merge": "merge",
+        "batch_max_inputs": "max_inputs_per_request",
+        "batch_max_tokens": "max_tokens_per_request",
+    },
+)
 
 
 class BatchAspect(Aspect[BatchPolicy]):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from prismq_llmtools.cache.key import UnkeyableArgument, digest, normalise
+from prismq_llmtools.files import private_dir
 
 __all__ = ["Checkpoint", "item_key"]
 
@@ -74,7 +75,7 @@ class Checkpoint:
 
     def _open(self) -> Any:
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             if self.path.exists() and self.path.stat().st_size > self._good_size:
                 # a record (or the header) cut short by a crash: drop it before appending
                 with self.path.open("r+b") as handle:

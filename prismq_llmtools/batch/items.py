@@ -17,7 +17,16 @@ from typing import Any
 from prismq_llmtools.cache.key import UnkeyableArgument, digest, normalise
 from prismq_llmtools.errors import ConfigurationError
 
-__all__ = ["Args", "MergeSpec", "Unit", "build_units", "signature_of", "split_answer", "to_call"]
+__all__ = [
+    "Args",
+    "MergeSpec",
+    "Unit",
+    "build_units",
+    "check_items",
+    "signature_of",
+    "split_answer",
+    "to_call",
+]
 
 
 class Args:
@@ -60,6 +69,20 @@ def signature_of(func: Callable[..., Any]) -> Signature:
         any(p.kind is p.VAR_KEYWORD for p in params),
         sig,
     )
+
+
+def check_items(items: object) -> None:
+    """Refuse a text as the items of a batch: iterating it would make one call per character.
+
+    Raises:
+        TypeError: ``items`` is a ``str``, ``bytes``, ``bytearray`` or ``memoryview``.
+    """
+    if isinstance(items, str | bytes | bytearray | memoryview):
+        raise TypeError(
+            f"batch items must be an iterable of items, not a {type(items).__name__} "
+            f"(which would make one call per character): pass [{type(items).__name__}] "
+            "for a single item"
+        )
 
 
 def to_call(item: Any, sig: Signature) -> tuple[tuple[Any, ...], dict[str, Any]]:

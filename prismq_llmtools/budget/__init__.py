@@ -18,7 +18,6 @@ from prismq_llmtools.budget.aspect import BudgetAspect
 from prismq_llmtools.budget.policy import PromptPolicy, TokenBudget
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError
-from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.site.handle import LLMFunction
@@ -30,8 +29,6 @@ __all__ = ["TokenBudget", "budget_status", "token_budgeted"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-register_keys("token_budgeted", frozenset(TokenBudget.__dataclass_fields__))
 
 
 def token_budgeted(
@@ -75,27 +72,30 @@ def token_budgeted(
         clock: the clock calendar periods and windows are read on (tests: ``FakeClock``).
         name, model, request: the site's name, default model and request extractor.
     """
-    budget = TokenBudget(
-        max_prompt_tokens=max_prompt_tokens,
-        prompt_policy=prompt_policy,
-        completion_cap=completion_cap,
-        hourly_tokens=hourly_tokens,
-        daily_tokens=daily_tokens,
-        monthly_tokens=monthly_tokens,
-        hourly_usd=hourly_usd,  # type: ignore[arg-type]  # normalised to Decimal
-        daily_usd=daily_usd,  # type: ignore[arg-type]
-        monthly_usd=monthly_usd,  # type: ignore[arg-type]
-        window_s=window_s,
-        window_tokens=window_tokens,
-        window_usd=window_usd,  # type: ignore[arg-type]
-        scope=scope,
-        thresholds=tuple(thresholds),
-        store=store,
-        on_store_error=on_store_error,
-        reservation_ttl_s=reservation_ttl_s,
-    )
-    aspect = BudgetAspect(budget, registry=registry or default_registry, clock=clock)
-    return attach(aspect, name=name, model=model, request=request)
+
+    def make() -> BudgetAspect:
+        budget = TokenBudget(
+            max_prompt_tokens=max_prompt_tokens,
+            prompt_policy=prompt_policy,
+            completion_cap=completion_cap,
+            hourly_tokens=hourly_tokens,
+            daily_tokens=daily_tokens,
+            monthly_tokens=monthly_tokens,
+            hourly_usd=hourly_usd,  # type: ignore[arg-type]  # normalised to Decimal
+            daily_usd=daily_usd,  # type: ignore[arg-type]
+            monthly_usd=monthly_usd,  # type: ignore[arg-type]
+            window_s=window_s,
+            window_tokens=window_tokens,
+            window_usd=window_usd,  # type: ignore[arg-type]
+            scope=scope,
+            thresholds=thresholds,  # type: ignore[arg-type]  # normalised to a sorted tuple
+            store=store,
+            on_store_error=on_store_error,
+            reservation_ttl_s=reservation_ttl_s,
+        )
+        return BudgetAspect(budget, registry=registry or default_registry, clock=clock)
+
+    return attach(make, name=name, model=model, request=request)
 
 
 def budget_status(func: Any) -> dict[str, dict[str, Any]]:

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Literal
 
 from prismq_llmtools.errors import ConfigurationError
-from prismq_llmtools.stores import check_store_url
+from prismq_llmtools.settings.rules import (
+    Choice,
+    Fractions,
+    Integer,
+    Money,
+    Number,
+    Text,
+    check_fields,
+    register_keys,
+)
+from prismq_llmtools.stores import check_store_url, display_url
 from prismq_llmtools.stores.ledger import MICRO_USD, BudgetLine, Period, Unit
 
 __all__ = ["PromptPolicy", "TokenBudget"]
@@ -25,18 +35,6 @@ _PERIODIC: tuple[tuple[str, Unit, Period], ...] = (
     ("monthly_usd", "usd", "month"),
     ("window_usd", "usd", "rolling"),
 )
-
-
-def _usd(name: str, value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        amount = Decimal(str(value)) if not isinstance(value, Decimal) else value
-    except InvalidOperation:
-        raise ConfigurationError(f"{name} must be an amount in USD, got {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise ConfigurationError(f"{name} must be >= 0 USD, got {value!r}")
-    return amount
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,34 +78,10 @@ class TokenBudget:
     reservation_ttl_s: float = 3600.0
 
     def __post_init__(self) -> None:
-        for name in ("max_prompt_tokens", "completion_cap", *_token_fields()):
-            value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 0
-            ):
-                raise ConfigurationError(f"{name} must be an int >= 0, got {value!r}")
-        for name in _usd_fields():
-            object.__setattr__(self, name, _usd(name, getattr(self, name)))
-        if self.prompt_policy not in ("raise", "truncate"):
-            raise ConfigurationError(
-                f"prompt_policy must be 'raise' or 'truncate', got {self.prompt_policy!r}"
-            )
+        check_fields(self, "token_budgeted")
         rolling = self.window_tokens is not None or self.window_usd is not None
         if rolling != (self.window_s is not None):
             raise ConfigurationError("window_s goes with window_tokens and/or window_usd")
-        if self.window_s is not None and not self.window_s > 0:
-            raise ConfigurationError(f"window_s must be > 0, got {self.window_s!r}")
-        thresholds = tuple(float(t) for t in self.thresholds)
-        if any(not 0 < t <= 1 for t in thresholds):
-            raise ConfigurationError(f"thresholds must be fractions in (0, 1], got {thresholds}")
-        object.__setattr__(self, "thresholds", tuple(sorted(set(thresholds))))
-        if self.on_store_error not in ("raise", "allow"):
-            raise ConfigurationError(
-                f"on_store_error must be 'raise' or 'allow', got {self.on_store_error!r}"
-            )
-        if not self.reservation_ttl_s > 0:
-            raise ConfigurationError("reservation_ttl_s must be > 0")
-        check_store_url(self.store)
 
     def lines(self) -> tuple[BudgetLine, ...]:
         """The period budgets, in ledger units (tokens, micro-USD)."""
@@ -136,3 +110,21 @@ def _token_fields() -> Iterable[str]:
 
 def _usd_fields() -> Iterable[str]:
     return (name for name, unit, _ in _PERIODIC if unit == "usd")
+
+
+register_keys(
+    "token_budgeted",
+    {
+        "max_prompt_tokens": Integer(optional=True),
+        "prompt_policy": Choice(values=("raise", "truncate")),
+        "completion_cap": Integer(optional=True),
+        **{name: Integer(optional=True) for name in _token_fields()},
+        **{name: Money(optional=True) for name in _usd_fields()},
+        "window_s": Number(exclusive=True, optional=True),
+        "scope": Text(optional=True),
+        "thresholds": Fractions(),
+        "store": Text(optional=True, validate=check_store_url, display=display_url),
+        "on_store_error": Choice(values=("raise", "allow")),
+        "reservation_ttl_s": Number(exclusive=True),
+    },
+)

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from prismq_llmtools import events
 from prismq_llmtools.aspect import Aspect, CacheHit, InFlight
@@ -266,7 +266,13 @@ class CacheAspect(Aspect[CachePolicy]):
             entry = decode(blob)
         except CorruptEntry as exc:
             self.stats["corrupt"] += 1
-            events.emit(call, CACHE_CORRUPT, level="warning", key=key, error=str(exc)[:300])
+            events.emit(
+                call,
+                CACHE_CORRUPT,
+                level="warning",
+                key=key[:16],
+                error=events.redact(str(exc))[:300],
+            )
             self._forget(disk, key)
             return None
         if self._expired(entry):
@@ -378,7 +384,9 @@ class CacheAspect(Aspect[CachePolicy]):
             return ("ok", entry, None)
         shared = is_immutable(result)
         if _SECRET_BYTES.search(blob):
-            events.emit(call, CACHE_ERROR, level="warning", key=key, error="answer holds a secret")
+            events.emit(
+                call, CACHE_ERROR, level="warning", key=key[:16], error="answer holds a secret"
+            )
             return ("ok", entry, None if shared else blob)
         if len(blob) <= _MEMORY_MAX_BLOB:
             self._memory.put(key, entry, None if shared else blob)
@@ -413,7 +421,13 @@ class CacheAspect(Aspect[CachePolicy]):
         try:
             disk.save(key, blob)
         except Exception as exc:  # a full or read-only disk must not fail the call
-            events.emit(call, CACHE_ERROR, level="warning", key=key, error=str(exc)[:300])
+            events.emit(
+                call,
+                CACHE_ERROR,
+                level="warning",
+                key=key[:16],
+                error=events.redact(str(exc))[:300],
+            )
             return
         self.stats["stores"] += 1
         self._maybe_trim(disk, len(blob))
@@ -528,17 +542,20 @@ def cached(
         clock: the clock whose wall time dates entries (tests pass a FakeClock).
         model: the site's default model; name: the site name.
     """
-    policy = CachePolicy(
-        cache_enabled=enabled,
-        cache_dir=os.fspath(location) if location is not None else None,
-        cache_ttl_s=ttl_s,
-        cache_max_bytes=max_bytes,
-        cache_max_entries=max_entries,
-        cache_namespace=namespace,
-        cache_version=str(version),
-        cache_memory_entries=memory_entries,
-    )
-    aspect = CacheAspect(
-        policy, key=key, when=when, backend=backend, compress=compress, clock=clock
-    )
-    return attach(aspect, name=name, model=model)
+
+    def make() -> CacheAspect:
+        policy = CachePolicy(
+            cache_enabled=enabled,
+            cache_dir=os.fspath(location) if isinstance(location, os.PathLike) else location,
+            cache_ttl_s=ttl_s,
+            cache_max_bytes=max_bytes,
+            cache_max_entries=max_entries,
+            cache_namespace=namespace,
+            cache_version=cast(str, version),  # its rule makes an int a string
+            cache_memory_entries=memory_entries,
+        )
+        return CacheAspect(
+            policy, key=key, when=when, backend=backend, compress=compress, clock=clock
+        )
+
+    return attach(make, name=name, model=model)

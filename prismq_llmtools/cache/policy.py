@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from prismq_llmtools.errors import ConfigurationError
-from prismq_llmtools.settings import register_keys
+from prismq_llmtools.settings.rules import (
+    Flag,
+    Integer,
+    Number,
+    PathText,
+    Text,
+    check_fields,
+    register_keys,
+)
 
 __all__ = ["CachePolicy", "bypass_cache", "current_mode", "deterministic_only", "refresh_cache"]
 
@@ -76,27 +82,29 @@ class CachePolicy:
     cache_memory_entries: int = 1024
 
     def __post_init__(self) -> None:
-        if not isinstance(self.cache_enabled, bool):
-            raise ConfigurationError(f"cache_enabled must be a bool, got {self.cache_enabled!r}")
-        if self.cache_dir is not None and not isinstance(self.cache_dir, str | os.PathLike):
-            raise ConfigurationError(f"cache_dir must be a path, got {self.cache_dir!r}")
-        if self.cache_ttl_s is not None and (
-            not isinstance(self.cache_ttl_s, int | float) or self.cache_ttl_s <= 0
-        ):
-            raise ConfigurationError(f"cache_ttl_s must be > 0, got {self.cache_ttl_s!r}")
-        for name in ("cache_max_bytes", "cache_max_entries"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
-        if not isinstance(self.cache_memory_entries, int) or self.cache_memory_entries < 0:
-            raise ConfigurationError(
-                f"cache_memory_entries must be an int >= 0, got {self.cache_memory_entries!r}"
-            )
-        for name in ("cache_namespace", "cache_version"):
-            value = getattr(self, name)
-            if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
-                raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
-            object.__setattr__(self, name, str(value))
+        check_fields(self, "cached")
 
 
-register_keys("cached", frozenset(CachePolicy.__dataclass_fields__))
+register_keys(
+    "cached",
+    {
+        "cache_enabled": Flag(),
+        "cache_dir": PathText(optional=True),
+        "cache_ttl_s": Number(exclusive=True, optional=True),
+        "cache_max_bytes": Integer(minimum=1, optional=True),
+        "cache_max_entries": Integer(minimum=1, optional=True),
+        "cache_namespace": Text(numbers=True),
+        "cache_version": Text(numbers=True),
+        "cache_memory_entries": Integer(),
+    },
+    arguments={
+        "cache_enabled": "enabled",
+        "cache_dir": "location",
+        "cache_ttl_s": "ttl_s",
+        "cache_max_bytes": "max_bytes",
+        "cache_max_entries": "max_entries",
+        "cache_namespace": "namespace",
+        "cache_version": "version",
+        "cache_memory_entries": "memory_entries",
+    },
+)

@@ -8,6 +8,7 @@ directory. The directory is created on the first store, never before, user-only 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prismq_llmtools.errors import LLMToolsError
+from prismq_llmtools.files import DIR_MODE, FILE_MODE, private_dir
 from prismq_llmtools.usage import Usage
 
 __all__ = [
@@ -181,12 +183,15 @@ class DiskStore:
                 self._memory = Memory(
                     str(self.location), backend=self._backend, compress=self._compress, verbose=0
                 )
+                if create:  # the files joblib writes beside the entries (.gitignore)
+                    for name in os.scandir(self.location):
+                        if name.is_file():
+                            os.chmod(name.path, FILE_MODE)
             return self._memory.store_backend
 
     def _make_root(self) -> None:
-        if not self.root.is_dir():
-            os.makedirs(self.root, mode=0o700, exist_ok=True)
-            os.chmod(self.root, 0o700)  # the mode argument is subject to the umask
+        # the root and this site's directories, where missing; a root that exists is the user's
+        private_dir(self.location / "joblib")
 
     def load(self, key: str) -> bytes | None:
         """The stored bytes of ``key``, ``None`` if absent; :class:`CorruptEntry` if unreadable."""
@@ -208,8 +213,19 @@ class DiskStore:
         return blob
 
     def save(self, key: str, blob: bytes) -> None:
-        """Store ``blob`` under ``key`` (atomically: written aside, then renamed)."""
-        self._store(create=True).dump_item([key], blob, verbose=0)
+        """Store ``blob`` under ``key`` (atomically: written aside, then renamed), user-only
+        (0o600 files in a 0o700 directory) even in a cache directory that existed before."""
+        store = self._store(create=True)
+        store.dump_item([key], blob, verbose=0)
+        entry = os.path.join(store.location, key)
+        try:
+            os.chmod(entry, DIR_MODE)
+            with os.scandir(entry) as names:
+                for name in names:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.chmod(name.path, FILE_MODE)
+        except FileNotFoundError:
+            return  # removed meanwhile by another process (or the size bound)
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""

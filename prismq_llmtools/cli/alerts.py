@@ -77,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
         resolution, lateness = 1.0, 5.0
         for path in args.rules:
             ruleset = load_rules(path)
+            if not ruleset.rules:
+                raise ConfigurationError(
+                    f"{path}: the rule file holds no rules (write [[rule]] tables, or"
+                    " [packs.builtin] for the built-in pack)"
+                )
             rules.extend(ruleset.rules)
             resolution, lateness = ruleset.resolution_s, ruleset.lateness_s
         if args.pack:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -22,9 +21,10 @@ def register(subparsers: Any) -> None:
         "demo",
         help="run the example pipeline against the bundled simulator",
         description=(
-            "Run examples/newsroom.py over a few dozen prompts through the official openai "
-            "client, against the in-process simulator with a fault profile (or the real API "
-            "with --real and OPENAI_API_KEY), and print what was counted, billed and absorbed."
+            "Run the example pipeline (prismq_llmtools/examples/newsroom.py, shipped with the "
+            "package) over a few dozen prompts through the official openai client, against "
+            "the in-process simulator with a fault profile (or the real API with --real and "
+            "OPENAI_API_KEY), and print what was counted, billed and absorbed."
         ),
     )
     parser.add_argument("--articles", type=int, default=24, help="how many articles (default 24)")
@@ -39,16 +39,10 @@ def register(subparsers: Any) -> None:
 
 
 def _load_example() -> ModuleType:
-    path = Path.cwd() / "examples" / "newsroom.py"
-    if not path.is_file():
-        raise SystemExit("demo: run it from the repository root (examples/newsroom.py not found)")
-    spec = importlib.util.spec_from_file_location("newsroom_example", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"demo: cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The example pipeline, shipped inside the package so the demo runs from any directory."""
+    from prismq_llmtools.examples import newsroom
+
+    return newsroom
 
 
 def _simulator(example: ModuleType, seed: int, fault_rate: float) -> Any:

@@ -13,9 +13,8 @@ from typing import Any, ParamSpec, TypeVar
 from prismq_llmtools import _state
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Call
-from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.pricing import UnknownPrice
-from prismq_llmtools.settings import register_keys
+from prismq_llmtools.settings.rules import Choice, check_fields, register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.site.handle import LLMFunction
@@ -41,14 +40,10 @@ class CostPolicy:
     unknown_price: UnknownPrice = "estimate"
 
     def __post_init__(self) -> None:
-        if self.unknown_price not in _UNKNOWN_PRICE:
-            raise ConfigurationError(
-                f"unknown_price must be one of {', '.join(_UNKNOWN_PRICE)}, "
-                f"got {self.unknown_price!r}"
-            )
+        check_fields(self, "cost_tracked")
 
 
-register_keys("cost_tracked", frozenset(CostPolicy.__dataclass_fields__))
+register_keys("cost_tracked", {"unknown_price": Choice(values=_UNKNOWN_PRICE)})
 
 
 @dataclass(slots=True)
@@ -270,5 +265,10 @@ def cost_tracked(
         name: the site name, default ``module.qualname``.
         request: builds the request (a JSON body) from the arguments by name.
     """
-    aspect = CostAspect(CostPolicy(unknown_price=unknown_price), totals)
-    return attach(aspect, name=name, model=model, operation=operation, request=request)
+    return attach(
+        lambda: CostAspect(CostPolicy(unknown_price=unknown_price), totals),
+        name=name,
+        model=model,
+        operation=operation,
+        request=request,
+    )

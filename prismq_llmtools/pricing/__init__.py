@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 from prismq_llmtools import _state, events
 from prismq_llmtools.call import Call
 from prismq_llmtools.pricing.money import cost_of
+from prismq_llmtools.settings import register_section, settings
 
 if TYPE_CHECKING:
     from prismq_llmtools.pricing.money import Price
@@ -16,10 +17,11 @@ __all__ = ["UnknownPrice", "cost_call", "price_table", "set_price_table"]
 
 UnknownPrice = Literal["raise", "zero", "estimate"]
 
+register_section("prices")  # the settings file's [prices."model"] tables
+
 
 def _default_table() -> PriceTable:
     from prismq_llmtools.pricing.snapshot import openai_prices
-    from prismq_llmtools.settings import settings
 
     table = openai_prices()
     overrides = settings().sections.get("prices")

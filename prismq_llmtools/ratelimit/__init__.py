@@ -16,7 +16,6 @@ from prismq_llmtools.clock import Clock
 from prismq_llmtools.openai.headers import RETRY_AFTER_CAP_S
 from prismq_llmtools.ratelimit.aspect import BucketKeyFunction, RateLimitAspect
 from prismq_llmtools.ratelimit.policy import Count, RateLimit, Reconcile, StoreErrorPolicy
-from prismq_llmtools.settings import register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.site.handle import LLMFunction
@@ -26,8 +25,6 @@ __all__ = ["RateLimit", "rate_limited"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-register_keys("rate_limited", frozenset(RateLimit.__dataclass_fields__))
 
 
 def rate_limited(
@@ -68,26 +65,29 @@ def rate_limited(
         clock: the clock waits are slept on (tests pass a ``FakeClock``).
         name, model, request: the site's name, default model and request extractor.
     """
-    limit = RateLimit(
-        rpm=rpm,
-        tpm=tpm,
-        rpd=rpd,
-        tpd=tpd,
-        burst=burst,
-        headroom=headroom,
-        timeout_s=timeout_s,
-        count=count,
-        reconcile=reconcile,
-        follow_headers=follow_headers,
-        retry_after_cap_s=retry_after_cap_s,
-        key=key if isinstance(key, str) else None,
-        store=store,
-        on_store_error=on_store_error,
-    )
-    aspect = RateLimitAspect(
-        limit,
-        key=key if callable(key) else None,
-        registry=registry or default_registry,
-        clock=clock,
-    )
-    return attach(aspect, name=name, model=model, request=request)
+
+    def make() -> RateLimitAspect:
+        limit = RateLimit(
+            rpm=rpm,
+            tpm=tpm,
+            rpd=rpd,
+            tpd=tpd,
+            burst=burst,
+            headroom=headroom,
+            timeout_s=timeout_s,
+            count=count,
+            reconcile=reconcile,
+            follow_headers=follow_headers,
+            retry_after_cap_s=retry_after_cap_s,
+            key=None if callable(key) else key,
+            store=store,
+            on_store_error=on_store_error,
+        )
+        return RateLimitAspect(
+            limit,
+            key=key if callable(key) else None,
+            registry=registry or default_registry,
+            clock=clock,
+        )
+
+    return attach(make, name=name, model=model, request=request)

@@ -7,7 +7,16 @@ from typing import Literal
 
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.headers import RETRY_AFTER_CAP_S
-from prismq_llmtools.stores import check_store_url
+from prismq_llmtools.settings.rules import (
+    Choice,
+    Flag,
+    Integer,
+    Number,
+    Text,
+    check_fields,
+    register_keys,
+)
+from prismq_llmtools.stores import check_store_url, display_url
 from prismq_llmtools.stores.bucket import BucketSpec
 
 __all__ = ["Count", "RateLimit", "Reconcile", "StoreErrorPolicy"]
@@ -65,40 +74,10 @@ class RateLimit:
     on_store_error: StoreErrorPolicy = "raise"
 
     def __post_init__(self) -> None:
+        check_fields(self, "rate_limited")
         limits = [getattr(self, name) for name, _, _ in (*_PERIODS, *_DAILY)]
         if all(value is None for value in limits):
             raise ConfigurationError("@rate_limited needs at least one of rpm, tpm, rpd, tpd")
-        for name, _, _ in (*_PERIODS, *_DAILY):
-            value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value <= 0
-            ):
-                raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
-        for name in ("burst", "headroom"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0 < value <= 1:
-                raise ConfigurationError(f"{name} must be in (0, 1], got {value!r}")
-        if self.timeout_s is not None and (
-            not isinstance(self.timeout_s, int | float) or self.timeout_s < 0
-        ):
-            raise ConfigurationError(f"timeout_s must be >= 0 or None, got {self.timeout_s!r}")
-        if not isinstance(self.retry_after_cap_s, int | float) or not self.retry_after_cap_s >= 0:
-            raise ConfigurationError(
-                f"retry_after_cap_s must be a number >= 0, got {self.retry_after_cap_s!r}"
-            )
-        if self.count not in ("max", "tokens", "chars"):
-            raise ConfigurationError(
-                f"count must be 'max', 'tokens' or 'chars', got {self.count!r}"
-            )
-        if self.reconcile not in ("server", "refund"):
-            raise ConfigurationError(
-                f"reconcile must be 'server' or 'refund', got {self.reconcile!r}"
-            )
-        if self.on_store_error not in ("raise", "allow"):
-            raise ConfigurationError(
-                f"on_store_error must be 'raise' or 'allow', got {self.on_store_error!r}"
-            )
-        check_store_url(self.store)
 
     def specs(self) -> tuple[BucketSpec, ...]:
         """The buckets these limits describe, headroom and burst applied."""
@@ -116,3 +95,21 @@ class RateLimit:
                     )
                 )
         return tuple(specs)
+
+
+register_keys(
+    "rate_limited",
+    {
+        **{name: Integer(minimum=1, optional=True) for name, _, _ in (*_PERIODS, *_DAILY)},
+        "burst": Number(exclusive=True, maximum=1.0),
+        "headroom": Number(exclusive=True, maximum=1.0),
+        "timeout_s": Number(optional=True),
+        "count": Choice(values=("max", "tokens", "chars")),
+        "reconcile": Choice(values=("server", "refund")),
+        "follow_headers": Flag(),
+        "retry_after_cap_s": Number(),
+        "key": Text(optional=True),
+        "store": Text(optional=True, validate=check_store_url, display=display_url),
+        "on_store_error": Choice(values=("raise", "allow")),
+    },
+)

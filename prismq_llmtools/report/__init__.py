@@ -75,8 +75,8 @@ class UsageRow:
         self.durations.extend(other.durations)
 
     def as_dict(self) -> dict[str, Any]:
-        """The row as plain data (for JSON and CSV)."""
-        return {
+        """The row as plain data (for JSON and CSV); a sum too large for a float is ``None``."""
+        row = {
             "group": self.group,
             "calls": self.calls,
             "errors": self.errors,
@@ -91,6 +91,9 @@ class UsageRow:
             "rate_limited": self.rate_limited,
             "p50_latency_s": self.latency(0.50),
             "p95_latency_s": self.latency(0.95),
+        }
+        return {
+            k: None if v.__class__ is float and not math.isfinite(v) else v for k, v in row.items()
         }
 
 
@@ -190,8 +193,16 @@ def _number(value: Any) -> float:
 
 
 def read_events(paths: Sequence[str | Path], stats: SourceStats | None = None) -> Iterator[Any]:
-    """Yield the JSON objects of JSON-lines logs; lines and malformed lines go to ``stats``."""
+    """Yield the JSON objects of JSON-lines logs; lines and malformed lines go to ``stats``.
+
+    A line is malformed when it is not a JSON object, or when an event the report reads holds
+    a non-finite number or a negative cost or token count; it is skipped.
+    """
     from prismq_llmtools.alerts.sources import open_log
+    from prismq_llmtools.alerts.values import bad_value, checked_fields
+
+    summed = ("retries", "rate_limited", "duration_s")
+    checks = {name: checked_fields(name, summed) for name in ("llm.call", "llm.cache.hit")}
 
     for path in paths:
         with open_log(path) as handle:
@@ -206,7 +217,14 @@ def read_events(paths: Sequence[str | Path], stats: SourceStats | None = None) -
                     if stats is not None:
                         stats.note(str(path), number, line, f"not JSON: {exc}")
                     continue
-                if isinstance(event, dict):
+                if not isinstance(event, dict):
+                    if stats is not None:
+                        stats.note(str(path), number, line, "not a JSON object")
+                    continue
+                name = event.get("event")
+                check = checks.get(name) if isinstance(name, str) else None
+                bad = None if check is None else bad_value(event, check)
+                if bad is None:
                     yield event
                 elif stats is not None:
-                    stats.note(str(path), number, line, "not a JSON object")
+                    stats.note(str(path), number, line, bad)

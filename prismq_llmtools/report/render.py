@@ -109,7 +109,7 @@ def render_json(report: Report) -> str:
         "events": report.events,
         "skipped": report.skipped,
     }
-    return json.dumps(document, indent=2) + "\n"
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
 
 
 _MAX_OPERATIONS = 8  # more operations than colours a reader tells apart: the rest merged

@@ -12,6 +12,7 @@ algorithm of :mod:`prismq_llmtools.site.flow` through a driver of
 from __future__ import annotations
 
 import inspect
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +23,15 @@ from prismq_llmtools.call import Call, Request, StateKey, current_call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.request import API_PARAMETERS, request_from_arguments, request_from_body
+from prismq_llmtools.settings import (
+    SITE,
+    check_site,
+    forget_site,
+    note_site,
+    report_unmatched,
+    settings,
+)
+from prismq_llmtools.settings.rules import check_value, owners_of, unknown_key
 from prismq_llmtools.site.binding import Binder
 from prismq_llmtools.site.hooks import Hooks
 
@@ -34,6 +44,17 @@ BOUND_ARGUMENTS: StateKey[dict[str, Any]] = StateKey("site.bound_arguments")
 """An invocation's arguments by parameter name, bound once."""
 
 
+def _module_name(module: str) -> str:
+    """The module's importable name: a module run with ``python -m pkg.mod`` is ``__main__``
+    in ``sys.modules``, and ``pkg.mod`` by its spec. A script run directly stays ``__main__``."""
+    if module == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        name = getattr(spec, "name", None)
+        if isinstance(name, str) and name:
+            return name
+    return module
+
+
 class SiteCore:
     """Everything a call site knows: its name, its aspects, its defaults and its statistics.
 
@@ -44,7 +65,9 @@ class SiteCore:
     def __init__(self, func: Any, *, name: str | None = None) -> None:
         raw = func.__func__ if isinstance(func, classmethod | staticmethod) else func
         self.func = raw
-        self.name: str = name or f"{raw.__module__}.{raw.__qualname__}"
+        self.name: str = name or f"{_module_name(raw.__module__)}.{raw.__qualname__}"
+        note_site(self.name)
+        self._first_call_checked = False
         self.operation: str = self.name
         self.is_async = inspect.iscoroutinefunction(raw)
         self._is_static = isinstance(func, staticmethod)
@@ -57,7 +80,6 @@ class SiteCore:
         self._base_model: str | None = None
         self._base_operation: str | None = None
         self._runtime: list[dict[str, Any]] = []
-        self._keys_checked = False
         self.request_extractor: RequestExtractor | None = None
         self.log_content = False
         self.clock: Clock = system_clock
@@ -85,6 +107,8 @@ class SiteCore:
             raise ConfigurationError(f"site {self.name!r} cannot be renamed after use")
         if self.operation == self.name:
             self.operation = name
+        forget_site(self.name)
+        note_site(name)
         self.name = name
         self._apply_settings()
 
@@ -105,41 +129,32 @@ class SiteCore:
         self._apply_settings()
 
     def _apply_settings(self) -> None:
-        from prismq_llmtools.settings import settings
-
-        loaded = settings()
-        if not self._keys_checked:
-            loaded.check_keys()
-            self._keys_checked = True
-        overrides = loaded.for_site(self.name)
+        overrides = settings().for_site(self.name)
         for layer in self._runtime:
             overrides.update(layer)
         self.default_model = overrides.get("model", self._base_model)
-        log_content = overrides.get("log_content", False)
-        if not isinstance(log_content, bool):
-            raise ConfigurationError(f"site {self.name!r}: log_content must be true or false")
-        self.log_content = log_content
-        self.operation = overrides.get("operation", self._base_operation or self.name)
+        self.log_content = overrides.get("log_content", False)
+        self.operation = overrides.get("operation") or self._base_operation or self.name
         for aspect in self.aspects:
             aspect.apply(overrides, self.name)
         self._rebuild()  # settings decide which hooks are active
 
     def configure(self, **changes: Any) -> None:
         """Change settings of this site at run time, until the process ends."""
-        self._check_runtime_keys(changes)
-        self._runtime.append(changes)
+        layer = self._checked_layer(changes, "f.llm.configure()")
+        self._runtime.append(layer)
         self._apply_settings()
 
     @contextmanager
     def override(self, **changes: Any) -> Iterator[SiteCore]:
         """Change settings of this site inside a ``with`` block (tests, operations)."""
-        self._check_runtime_keys(changes)
-        self._runtime.append(changes)
+        layer = self._checked_layer(changes, "f.llm.override()")
+        self._runtime.append(layer)
         try:
             self._apply_settings()
             yield self
         finally:
-            self._runtime.remove(changes)
+            self._runtime.remove(layer)
             self._apply_settings()
 
     def runtime_settings(self) -> dict[str, Any]:
@@ -154,23 +169,34 @@ class SiteCore:
         place of this process's own."""
         if runtime == self.runtime_settings():
             return
-        self._check_runtime_keys(runtime)
-        self._runtime = [runtime] if runtime else []
+        layer = self._checked_layer(runtime, "the batch driver's runtime settings")
+        self._runtime = [layer] if layer else []
         self._apply_settings()
 
-    def _check_runtime_keys(self, changes: dict[str, Any]) -> None:
-        from dataclasses import fields
+    def _checked_layer(self, changes: dict[str, Any], source: str) -> dict[str, Any]:
+        """``changes`` checked by their keys' rules, for the decorators this site has."""
+        kinds = {SITE, *(a.kind for a in self.aspects)}
+        layer: dict[str, Any] = {}
+        for key, value in changes.items():
+            owners = owners_of(key)
+            if not owners:
+                raise ConfigurationError(f"site {self.name!r}: {unknown_key(key)} ({source})")
+            if not owners & kinds:
+                needed = " or ".join(f"@{o}" for o in sorted(owners))
+                raise ConfigurationError(
+                    f"site {self.name!r}: {key} ({source}) is a setting of {needed}, "
+                    "which this site does not have"
+                )
+            layer[key] = check_value(key, value, source=source, site=self.name)
+        return layer
 
-        known = {"model", "operation", "log_content"}
-        for aspect in self.aspects:
-            if aspect.base is not None:
-                known.update(f.name for f in fields(aspect.base))
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ConfigurationError(
-                f"site {self.name!r}: unknown setting(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
+    def check_settings(self) -> None:
+        """At the site's first call, when every decorator has joined it: refuse a key
+        written for this site that none of its decorators understands, and report (once
+        for all sites) settings naming no decorated site."""
+        check_site(self.name, {a.kind for a in self.aspects})
+        report_unmatched()
+        self._first_call_checked = True
 
     def refresh_hooks(self) -> None:
         """Ask the aspects again which hooks are active (one changed its mind)."""
@@ -243,6 +269,8 @@ class SiteCore:
     def new_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """A Call for an invocation of this site, nested under the current one (its operation
         path extends the parent's)."""
+        if not self._first_call_checked:
+            self.check_settings()
         parent = current_call.get()
         operation = self.operation if parent is None else f"{parent.operation}/{self.operation}"
         return Call(self.name, operation, args, kwargs, parent, self.owns_retries)

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from prismq_llmtools.aspect import Aspect
+from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.settings.rules import DECORATOR_ARGUMENT, SettingError, check_value
 from prismq_llmtools.site import export
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.handle import LLMFunction
@@ -16,7 +18,7 @@ R = TypeVar("R")
 
 
 def attach(
-    aspect: Aspect[Any],
+    aspect: Aspect[Any] | Callable[[], Aspect[Any]],
     *,
     name: str | None = None,
     model: str | None = None,
@@ -25,6 +27,8 @@ def attach(
 ) -> Callable[[Callable[P, R]], LLMFunction[P, R]]:
     """A decorator adding ``aspect`` to the decorated function's (possibly new) site.
 
+    ``aspect`` may be a function making it: the decorator's arguments are then checked when
+    the decorator meets its function, so that a bad one is an error naming the site.
     ``name``, ``model`` and ``request`` are site-level: the site's name, its default model,
     and a function building the request from the bound arguments.
     """
@@ -32,8 +36,19 @@ def attach(
     def decorator(func: Callable[P, R]) -> LLMFunction[P, R]:
         site = site_for(func, name=name)
         core = core_of(site)
+        try:
+            for key, value in (("model", model), ("operation", operation)):
+                check_value(key, value, source=DECORATOR_ARGUMENT, owner="site")
+            made = aspect if isinstance(aspect, Aspect) else aspect()
+        except SettingError as exc:
+            raise exc.for_site(core.name) from None
+        except ConfigurationError as exc:
+            if type(exc) is not ConfigurationError:
+                raise
+            # arguments that do not go together (window_s without window_tokens)
+            raise ConfigurationError(f"site {core.name!r}: {exc} ({DECORATOR_ARGUMENT}s)") from None
         core.set_defaults(model=model, operation=operation, request=request)
-        core.add(aspect)
+        core.add(made)
         export.register(core)
         return cast(LLMFunction[P, R], site)
 

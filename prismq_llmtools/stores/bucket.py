@@ -410,15 +410,7 @@ class KeyState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], buckets: int) -> KeyState:
-        """The inverse of :meth:`to_dict`; a state of another shape, or one that cannot be
-        read, starts afresh."""
-        try:
-            return cls._from_dict(data, buckets)
-        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
-            return cls(buckets)
-
-    @classmethod
-    def _from_dict(cls, data: dict[str, Any], buckets: int) -> KeyState:
+        """The inverse of :meth:`to_dict`; a state of another shape starts afresh."""
         state = cls(buckets)
         if len(data.get("tats", ())) != buckets:
             return state

@@ -56,10 +56,28 @@ local function period_of(line, ts)
   return math.floor(ts / (line.window / 60))
 end
 
+-- State that cannot be read is an error, never an empty state (which would reset the
+-- budget). Everything is read and checked before the first write.
+local function corrupt(key, field, value)
+  return redis.error_reply('corrupt budget state: ' .. key .. ' field ' .. field .. ' = '
+    .. string.sub(tostring(value), 1, 60))
+end
+
 local raw = redis.call('HGETALL', KEYS[1])
 local h = {}
 for i = 1, #raw, 2 do
-  h[raw[i]] = tonumber(raw[i + 1])
+  local value = tonumber(raw[i + 1])
+  if value == nil or value ~= value or value == math.huge or value == -math.huge then
+    return corrupt(KEYS[1], raw[i], raw[i + 1])
+  end
+  h[raw[i]] = value
+end
+for i = 1, n do -- a calendar line's spending without its period is not a state either
+  local name = lines[i].name
+  if lines[i].period ~= 'rolling' and (h[name .. ':s'] ~= nil or h[name .. ':m'] ~= nil)
+      and h[name .. ':p'] == nil then
+    return corrupt(KEYS[1], name .. ':p', 'missing')
+  end
 end
 local reservations = {}
 local raw_r = redis.call('HGETALL', KEYS[2])
@@ -71,7 +89,13 @@ for i = 1, #raw_r, 2 do
   local held = {}
   for j = 2, #parts do
     local name, amount, period = string.match(parts[j], '^([^,]+),([^,]+),([^,]+)$')
+    if name == nil or tonumber(amount) == nil or tonumber(period) == nil then
+      return corrupt(KEYS[2], raw_r[i], raw_r[i + 1])
+    end
     held[name] = { tonumber(amount), tonumber(period) }
+  end
+  if tonumber(parts[1]) == nil then
+    return corrupt(KEYS[2], raw_r[i], raw_r[i + 1])
   end
   reservations[raw_r[i]] = { e = tonumber(parts[1]), a = held }
 end

@@ -15,7 +15,7 @@ less than the truth). Reservations left unsettled (a process died) expire after 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -214,12 +214,69 @@ class LedgerState:
         return {"lines": self.lines, "reservations": self.reservations}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LedgerState:
-        """The inverse of :meth:`to_dict`."""
+    def from_dict(cls, data: Any) -> LedgerState:
+        """The inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: ``data`` is not a ledger's state (never read as an empty one, which
+                would reset the budget).
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a ledger is a JSON object, not {type(data).__name__}")
         state = cls()
-        state.lines = dict(data.get("lines") or {})
-        state.reservations = dict(data.get("reservations") or {})
+        state.lines = _checked(data.get("lines", {}), "lines", _check_line)
+        state.reservations = _checked(data.get("reservations", {}), "reservations", _check_held)
         return state
+
+
+def _checked(table: Any, what: str, check: Callable[[Any], bool]) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    for name, value in table.items():
+        if not check(value):
+            raise ValueError(f"{what}[{name!r}] is not valid: {value!r}"[:300])
+    return dict(table)
+
+
+def _is_amount(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_line(state: Any) -> bool:
+    if not isinstance(state, dict) or not _is_count(state.get("m")):
+        return False
+    if "slots" in state:
+        slots = state["slots"]
+        return isinstance(slots, dict) and all(
+            _int_or_none(k) is not None and _is_amount(v) for k, v in slots.items()
+        )
+    return isinstance(state.get("p"), int) and _is_amount(state.get("s"))
+
+
+def _check_held(reservation: Any) -> bool:
+    if not isinstance(reservation, dict) or not _is_amount(reservation.get("e")):
+        return False
+    held = reservation.get("a")
+    return isinstance(held, dict) and all(
+        isinstance(h, list) and len(h) == 2 and _is_amount(h[0]) and isinstance(h[1], int)
+        for h in held.values()
+    )
+
+
+def _int_or_none(text: Any) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def _spent(line: BudgetLine, state: dict[str, Any]) -> int:

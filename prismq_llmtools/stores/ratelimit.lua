@@ -50,32 +50,51 @@ local function forget() -- start afresh, as a new key
     redis.call('DEL', KEYS[3])
   end
 end
-
 if h['n'] ~= signature then -- a new key, or one declared with other buckets: start afresh
   forget()
+end
+-- A field that is not a number is an error, never a fresh bucket (that would reset the
+-- limit). Nothing has been written yet when this is checked.
+local bad
+local function number(field, default)
+  local text = h[field]
+  if text == nil then
+    return default
+  end
+  local value = tonumber(text)
+  if value == nil then
+    bad = bad or field .. ' = ' .. string.sub(text, 1, 60)
+    return default
+  end
+  return value
 end
 local tats, charged, last_start, pause_until, shift, seq
 local function load()
   tats, charged = {}, {}
   for i = 1, n do
-    tats[i] = tonumber(h['t' .. i] or '-1e300')
-    charged[i] = tonumber(h['c' .. i] or '0')
+    tats[i] = number('t' .. i, -1e300)
+    charged[i] = number('c' .. i, 0)
   end
-  last_start = tonumber(h['ls'] or '-1e300')
-  pause_until = tonumber(h['pu'] or '-1e300')
-  shift = tonumber(h['sh'] or '0')
-  seq = tonumber(h['sq'] or '0')
+  last_start = number('ls', -1e300)
+  pause_until = number('pu', -1e300)
+  shift = number('sh', 0)
+  seq = number('sq', 0)
+end
+load()
+if bad then
+  return redis.error_reply('corrupt rate-limit state: ' .. KEYS[1] .. ' field ' .. bad)
 end
 
 -- KeyState.is_sound: every time within reach of now (HORIZON_S and 2 x MAX_PAUSE_S of
--- bucket.py), every number finite. A state that is not (an older version stored an unbounded
--- Retry-After; or text that is no number) starts afresh: kept, it would stall the key for good.
+-- bucket.py), every number finite. Numbers that are not (infinite, NaN, absurdly far ahead:
+-- an older version stored an unbounded Retry-After) make the key start afresh: kept, they
+-- would stall it for good.
 local HORIZON_S, PAUSE_HORIZON_S = 31622400, 172800
 local function within(x, ahead)
-  return x ~= nil and x >= -1e300 and x <= now + ahead -- false for NaN
+  return x >= -1e300 and x <= now + ahead -- false for NaN
 end
 local function finite(x)
-  return x ~= nil and x == x and x > -math.huge and x < math.huge
+  return x == x and x > -math.huge and x < math.huge
 end
 local function sound()
   if not (within(pause_until, PAUSE_HORIZON_S) and within(last_start, HORIZON_S)) then
@@ -91,8 +110,6 @@ local function sound()
   end
   return true
 end
-
-load()
 if not sound() then
   forget()
   load()

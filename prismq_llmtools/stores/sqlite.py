@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError, StateStoreError
+from prismq_llmtools.files import private_file
 from prismq_llmtools.stores.bucket import (
     REORDER_WINDOW_S,
     BucketSpec,
@@ -34,6 +35,12 @@ from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, De
 __all__ = ["SQLiteStore", "sqlite_path"]
 
 T = TypeVar("T")
+S = TypeVar("S")
+
+
+class _Corrupt(ValueError):
+    """A stored state that cannot be read (the ``error`` of a :class:`StateStoreError`)."""
+
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS rate_limits (key TEXT PRIMARY KEY, state TEXT NOT NULL)",
@@ -69,7 +76,8 @@ class SQLiteStore:
             self._pid = os.getpid()
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # user-only; SQLite gives the -wal and -shm files the database file's mode
+            private_file(self.path)
             connection = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
@@ -84,11 +92,21 @@ class SQLiteStore:
         return connection
 
     def _update(
-        self, table: str, key: str, change: Callable[[Any], tuple[Any, T]], *, write: bool = True
+        self,
+        table: str,
+        key: str,
+        read: Callable[[Any], S],
+        change: Callable[[S], tuple[Any, T]],
+        *,
+        write: bool = True,
     ) -> T:
-        """Read ``key``'s JSON, apply ``change`` (-> new JSON or None, result), write back.
+        """Read ``key``'s JSON into a state with ``read``, apply ``change`` (-> new JSON or
+        None, result), write back.
 
         A read-only change runs without the write lock (WAL readers never wait for writers).
+        A row that is not valid JSON, or not a state ``read`` accepts, is a
+        :class:`StateStoreError` and is left as it is: never read as an empty state, which
+        would reset a budget or a rate limit.
         """
         try:
             connection = self._connection()
@@ -98,7 +116,12 @@ class SQLiteStore:
                     f"SELECT state FROM {table} WHERE key = ?",  # noqa: S608 - fixed table names
                     (key,),
                 ).fetchone()
-                new, result = change(json.loads(row[0]) if row else None)
+                try:
+                    state = read(json.loads(row[0]) if row else None)
+                except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+                    problem = f"{type(exc).__name__}: {exc}"[:300]
+                    raise _Corrupt(f"the {table} row {key!r} cannot be read ({problem})") from exc
+                new, result = change(state)
                 if new is not None:
                     connection.execute(
                         f"INSERT INTO {table} (key, state) VALUES (?, ?) "  # noqa: S608
@@ -110,7 +133,7 @@ class SQLiteStore:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, _Corrupt) as exc:
             raise StateStoreError(self.url, exc) from exc
         return result
 
@@ -125,22 +148,34 @@ class SQLiteStore:
     ) -> T:
         names = signature(specs)
 
-        def change(data: Any) -> tuple[Any, T]:
-            same = isinstance(data, dict) and data.get("names") == names
-            state = KeyState.from_dict(data, len(specs)) if same else KeyState(len(specs))
-            state.recover(now)  # a state damaged by an older version starts afresh
+        def read(data: Any) -> KeyState:
+            if data is not None and not isinstance(data, dict):
+                raise ValueError(f"a key's state is a JSON object, not {type(data).__name__}")
+            if data is None or data.get("names") != names:  # new, or other buckets: afresh
+                return KeyState(len(specs))
+            if len(data["tats"]) != len(specs):
+                raise ValueError(f"{len(data['tats'])} buckets where {len(specs)} are declared")
+            state = KeyState.from_dict(data, len(specs))
+            # Numbers, but infinite, NaN or absurdly far ahead: what an older version stored
+            # from an unbounded Retry-After. Kept, they would stall the key for good.
+            state.recover(now)
+            return state
+
+        def change(state: KeyState) -> tuple[Any, T]:
             result = action(state)
             return ({"names": names, **state.to_dict()} if write else None), result
 
-        return self._update("rate_limits", key, change, write=write)
+        return self._update("rate_limits", key, read, change, write=write)
 
     def _on_scope(self, scope: str, action: Callable[[LedgerState], T]) -> T:
-        def change(data: Any) -> tuple[Any, T]:
-            ledger = LedgerState.from_dict(data or {})
+        def read(data: Any) -> LedgerState:
+            return LedgerState() if data is None else LedgerState.from_dict(data)
+
+        def change(ledger: LedgerState) -> tuple[Any, T]:
             result = action(ledger)
             return ledger.to_dict(), result
 
-        return self._update("budgets", scope, change)
+        return self._update("budgets", scope, read, change)
 
     # -- rate limits -----------------------------------------------------------------
 

@@ -97,6 +97,13 @@ def test_bad_rules_and_missing_logs_exit_2(tmp_path: Path, rules: Path, capsys: 
     assert "cannot read" in capsys.readouterr().err
     assert main(["alerts", "check", str(tmp_path / "a.log")]) == 2
     assert "no rules" in capsys.readouterr().err
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing yet\n")
+    assert main(["alerts", "check", "--rules", str(empty), str(tmp_path / "a.log")]) == 2
+    err = capsys.readouterr().err
+    assert "the rule file holds no rules" in err
+    assert str(empty) in err
+    assert "give --rules" not in err
     assert main(["alerts", "check", "--pack", "builtin", "--pack-param", "nope=1", "x.log"]) == 2
 
 
@@ -146,3 +153,50 @@ def test_watch_follows_until_interrupted(
     out, err = capsys.readouterr()
     assert "FIRED [critical] errors" in out
     assert "1 fired" in err
+
+
+SPEND = """
+[settings]
+lateness = "0s"
+
+[[rule]]
+name = "spend"
+event = "llm.call"
+aggregate = "sum"
+field = "cost_usd"
+window = "1m"
+condition = "> 0.4"
+"""
+
+
+@pytest.mark.parametrize("files", [1, 2])
+def test_non_finite_and_negative_costs_are_malformed_lines(
+    tmp_path: Path, capsys: Any, files: int
+) -> None:
+    """A cost of 1e400, Infinity or -49.99 is a malformed line (counted, with file:line),
+    never summed; the --json alerts are valid JSON, with or without merging several files."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(SPEND)
+
+    def line(i: int, cost: str) -> str:
+        stamp = format_event_time(T0 + i)
+        return f'{{"event": "llm.call", "timestamp": "{stamp}", "cost_usd": {cost}}}\n'
+
+    log = tmp_path / "a.log"
+    log.write_text(line(0, "1e400") + line(1, "-49.99") + line(2, "0.5") + line(3, "Infinity"))
+    logs = [str(log)]
+    if files == 2:
+        other = tmp_path / "b.log"
+        other.write_text(line(4, "-1"))
+        logs.append(str(other))
+    assert main(["alerts", "check", "--rules", str(rules), "--json", *logs]) == 0
+    captured = capsys.readouterr()
+
+    def reject(constant: str) -> Any:
+        raise ValueError(constant)
+
+    fired = [json.loads(x, parse_constant=reject) for x in captured.out.splitlines()]
+    assert [a["value"] for a in fired if a["event"] == "alert.fired"] == [0.5]
+    assert f"{2 + files} malformed" in captured.err
+    assert f"{log}:1: " in captured.err  # not finite, or not JSON to orjson (the [fast] extra)
+    assert f"{log}:2: cost_usd is negative (-49.99)" in captured.err

@@ -43,11 +43,11 @@ def test_sum_over_a_sliding_window() -> None:
 )
 def test_each_aggregate_tick_by_tick(aggregate: str, values: list[float]) -> None:
     """Values 2, 8, 5 at t=1, 2, 3 in a 2 s window, read every tick through a 1 s repeat."""
-    field = "" if aggregate in ("count", "rate") else 'field = "x"\n'
+    field = "" if aggregate in ("count", "rate") else 'field = "cost_usd"\n'
     text = (
         RULE + f'aggregate = "{aggregate}"\n{field}window = "2s"\ncondition = "> 0"\nrepeat = "1s"'
     )
-    events = [(1, {"x": 2}), (2, {"x": 8}), (3, {"x": 5})]
+    events = [(1, {"cost_usd": 2}), (2, {"cost_usd": 8}), (3, {"cost_usd": 5})]
     alerts = run_rules(text, events, end=10)
     assert [a.value for a in alerts[:-1]] == values
     assert [a.at for a in alerts] == [1, 2, 3, 4, 5]
@@ -57,8 +57,8 @@ def test_each_aggregate_tick_by_tick(aggregate: str, values: list[float]) -> Non
 
 def test_rate_of_a_field_is_its_sum_per_second() -> None:
     """``rate`` with a field divides the field's sum by the window length."""
-    text = RULE + 'aggregate = "rate"\nfield = "x"\nwindow = "4s"\ncondition = "> 1"'
-    assert brief(run_rules(text, [(1, {"x": 3}), (2, {"x": 3})], end=10)) == [
+    text = RULE + 'aggregate = "rate"\nfield = "cost_usd"\nwindow = "4s"\ncondition = "> 1"'
+    assert brief(run_rules(text, [(1, {"cost_usd": 3}), (2, {"cost_usd": 3})], end=10)) == [
         ("fired", 2.0, 1.5),
         ("resolved", 5.0, 0.75),
     ]
@@ -90,10 +90,12 @@ def test_ratio_of_sums() -> None:
 @pytest.mark.parametrize(("aggregate", "expected"), [("p50", 50), ("p95", 95), ("p99", 99)])
 def test_percentiles_within_one_percent(aggregate: str, expected: float) -> None:
     """Percentiles of 1..100 are the nearest-rank values within the sketch's 1% accuracy."""
-    text = RULE + f'aggregate = "{aggregate}"\nfield = "d"\nwindow = "10s"\ncondition = "> 0"'
+    text = (
+        RULE + f'aggregate = "{aggregate}"\nfield = "duration_s"\nwindow = "10s"\ncondition = "> 0"'
+    )
     values = list(range(1, 101))
     random.Random(4).shuffle(values)
-    alerts = run_rules(text, [(1, {"d": v}) for v in values])
+    alerts = run_rules(text, [(1, {"duration_s": v}) for v in values])
     assert alerts[0].value == pytest.approx(expected, rel=0.01)
 
 
@@ -242,13 +244,15 @@ def test_robust_to_odd_events() -> None:
     """Missing timestamps are counted; text values, lists and booleans never crash."""
     alerts: list[Alert] = []
     text = (
-        RULE + 'aggregate = "sum"\nfield = "x"\ngroup_by = "site"\nwindow = "5s"\ncondition = "> 1"'
+        RULE
+        + 'aggregate = "sum"\nfield = "cost_usd"\ngroup_by = "site"\nwindow = "5s"\n'
+        + 'condition = "> 1"'
     )
     engine = AlertEngine(parse_rules(text), actions=[alerts.append])
-    engine.process({"event": "llm.call", "x": 5})
-    engine.process({"event": "llm.call", "timestamp": "never", "x": 5})
+    engine.process({"event": "llm.call", "cost_usd": 5})
+    engine.process({"event": "llm.call", "timestamp": "never", "cost_usd": 5})
     for value in ("5", True, None, [1], 2):
-        engine.process({"event": "llm.call", "timestamp": 1.0, "x": value, "site": ["odd"]})
+        engine.process({"event": "llm.call", "timestamp": 1.0, "cost_usd": value, "site": ["odd"]})
     engine.process({"event": "alert.fired", "timestamp": 500.0})  # own output is not input
     engine.flush()
     assert engine.stats.no_timestamp == 2
@@ -267,13 +271,13 @@ def test_memory_follows_live_groups() -> None:
 
 
 def test_message_template_and_labels() -> None:
-    """Messages fill rule, value, group, labels; unknown names stay as written."""
+    """Messages fill rule, value, group, labels."""
     text = RULE + (
         'window = "5s"\ncondition = ">= 1"\ngroup_by = "site"\nlabels = { team = "ml" }\n'
-        'severity = "critical"\nmessage = "{rule}/{team}: {value:.1f} on {group} {nope}"'
+        'severity = "critical"\nmessage = "{rule}/{team}: {value:.1f} on {group}"'
     )
     alert = run_rules(text, [(1, {"site": "s"})])[0]
-    assert alert.message == "r/ml: 1.0 on site=s {nope}"
+    assert alert.message == "r/ml: 1.0 on site=s"
     event = alert.to_event()
     assert event["event"] == "alert.fired"
     assert event["labels"] == {"team": "ml"}
@@ -340,11 +344,15 @@ def test_line_and_event_paths_read_the_same_times() -> None:
 
 def test_windows_longer_than_an_hour_move_in_blocks() -> None:
     """A 2 h window (7200 ticks > 3600) keeps 2-tick blocks: an event at t=1 leaves at 7202."""
-    text = RULE + 'aggregate = "sum"\nfield = "x"\nwindow = "2h"\ncondition = "> 0"'
-    assert brief(run_rules(text, [(1, {"x": 1.0})], end=8000)) == [
+    text = RULE + 'aggregate = "sum"\nfield = "cost_usd"\nwindow = "2h"\ncondition = "> 0"'
+    assert brief(run_rules(text, [(1, {"cost_usd": 1.0})], end=8000)) == [
         ("fired", 1.0, 1.0),
         ("resolved", 7202.0, None),
     ]
     # an hour is exact: it leaves at 1 + 3600
     text = text.replace('"2h"', '"1h"')
-    assert brief(run_rules(text, [(1, {"x": 1.0})], end=8000))[-1] == ("resolved", 3601.0, None)
+    assert brief(run_rules(text, [(1, {"cost_usd": 1.0})], end=8000))[-1] == (
+        "resolved",
+        3601.0,
+        None,
+    )

@@ -154,3 +154,47 @@ def test_percentile_aggregates() -> None:
     """``pNN`` aggregates name their quantile; other names have none."""
     text = AX + 'aggregate = "p99.9"\nfield = "d"\n' + W + C
     assert parse_rules(text).rules[0].quantile == pytest.approx(0.999)
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "suggestion"),
+    [
+        ('event = "llm.calls"\ncondition = "> 1"', "event", "'llm.call'"),
+        ('event = "llm.call"\naggregate = "sum"\nfield = "cost"\ncondition = "> 1"', "field",
+         "'cost_usd'"),
+        ('event = "llm.call"\nwhere = { operaton = "x" }\ncondition = "> 1"', "where",
+         "'operation'"),
+        ('event = "llm.call"\ngroup_by = "modle"\ncondition = "> 1"', "group_by", "'model'"),
+        ('event = "llm.call"\ncondition = "> 1"\nmessage = "{rule}: {vaule}"', "message",
+         "'value'"),
+        ('aggregate = "ratio"\nnumerator = { event = "llm.call", where = { outcom = "error" } }'
+         '\ndenominator = { event = "llm.call" }\ncondition = "> 1"', "numerator.where",
+         "'outcome'"),
+    ],
+)  # fmt: skip
+def test_rules_are_checked_against_the_event_schema(table: str, key: str, suggestion: str) -> None:
+    """A rule naming an unknown event, field, filter key, group field or template name is an
+    AlertRuleError naming the key and the closest valid names."""
+    with pytest.raises(AlertRuleError) as info:
+        parse_rules(f'[[rule]]\nname = "r"\nwindow = "1m"\n{table}\n')
+    assert info.value.key == key
+    assert suggestion in str(info.value)
+
+
+def test_an_applications_own_events_are_not_checked() -> None:
+    """Events outside the library's namespaces (llm.*, alert.*) may carry any field."""
+    rules = parse_rules(
+        '[[rule]]\nname = "r"\nevent = "app.job"\naggregate = "sum"\nfield = "rows"\n'
+        'window = "1m"\ncondition = "> 1"\nmessage = "{rule} {value}"\n'
+    )
+    assert rules.rules[0].match is not None
+    assert rules.rules[0].match.field == "rows"
+
+
+def test_short_field_names_still_resolve() -> None:
+    """The short aliases (model, input_tokens) name schema fields."""
+    rules = parse_rules(
+        '[[rule]]\nname = "r"\nevent = "llm.call"\naggregate = "sum"\nfield = "input_tokens"\n'
+        'where = { model = "gpt-4o" }\ngroup_by = "model"\nwindow = "1m"\ncondition = "> 1"\n'
+    )
+    assert rules.rules[0].group_by == ("gen_ai.request.model",)

@@ -137,3 +137,45 @@ def test_cli_plot_without_matplotlib(tmp_path: Path, capsys: Any, monkeypatch: A
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["report", str(write(tmp_path / "events.log")), "--plot", "x.png"]) == 2
     assert "pip install 'prismq_llmtools[plot]'" in capsys.readouterr().err
+
+
+def _strict_json(text: str) -> Any:
+    """Parse ``text`` as standard JSON: ``Infinity`` and ``NaN`` are errors."""
+
+    def reject(constant: str) -> Any:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+_HEAD = '{"event": "llm.call", "timestamp": "' + DAY1 + '", "operation": "a", '
+HOSTILE = [
+    _HEAD + '"cost_usd": 1e400}',
+    _HEAD + '"cost_usd": -49.99}',
+    _HEAD + '"gen_ai.usage.input_tokens": -5}',
+    _HEAD + '"duration_s": NaN}',
+    _HEAD.replace("llm.call", "llm.cache.hit") + '"saved_cost_usd": Infinity}',
+    _HEAD + '"cost_usd": 0.25}',
+]
+
+
+def test_non_finite_and_negative_amounts_are_malformed_lines(tmp_path: Path, capsys: Any) -> None:
+    """Lines with an infinite, NaN or negative cost or token count are counted as malformed
+    with their file and line, left out of the totals, and --json stays valid JSON."""
+    log = tmp_path / "hostile.log"
+    log.write_text("\n".join(HOSTILE) + "\n")
+    assert main(["report", str(log), "--json"]) == 0
+    captured = capsys.readouterr()
+    document = _strict_json(captured.out)
+    assert document["total"]["calls"] == 1
+    assert document["total"]["cost_usd"] == 0.25
+    assert document["total"]["input_tokens"] == 0
+    assert "5 malformed" in captured.err
+    assert f"{log}:1: cost_usd is not a finite number" in captured.err
+
+
+def test_json_report_of_sums_beyond_a_float_is_valid_json() -> None:
+    """Two finite costs whose sum overflows are written as null, never as Infinity."""
+    events = [call(DAY1, "a", "m", cost_usd=1.5e308), call(DAY1, "a", "m", cost_usd=1.5e308)]
+    document = _strict_json(render_json(build_report(events)))
+    assert document["total"]["cost_usd"] is None

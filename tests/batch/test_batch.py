@@ -394,3 +394,22 @@ def test_calls_are_attributed_to_items_only_while_items_run(
     assert len(item_costs) == 6
     assert summary["cost_usd"] == pytest.approx(sum(item_costs))
     assert summary["cost_usd"] > 0
+
+
+@pytest.mark.parametrize("text", ["hello", b"hello", bytearray(b"hello")])
+def test_a_text_is_not_a_batch_of_characters(mode: Mode, text: str | bytes) -> None:
+    """``f.batch("hello")`` is a TypeError, never five calls of one character each."""
+    calls: list[object] = []
+
+    @batched()
+    @mode.make
+    def shout(text: object) -> object:
+        calls.append(text)
+        return text
+
+    with pytest.raises(TypeError, match="one call per character"):
+        mode.batch(shout, text)
+    with pytest.raises(TypeError, match="one call per character"):
+        mode.batch(shout, text, mode="batch_api")
+    assert calls == []
+    assert mode.batch(shout, [text]) == [text]

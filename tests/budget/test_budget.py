@@ -445,13 +445,13 @@ async def test_concurrent_tasks_never_overspend_a_hard_budget(registry: StateReg
 
 
 def test_settings_are_validated_and_overridable(mode: Mode, registry: StateRegistry) -> None:
-    """Bad budgets fail at decoration; runtime overrides apply."""
+    """Bad budgets fail at decoration, naming the site; runtime overrides apply."""
     with pytest.raises(ConfigurationError, match="window_s"):
-        token_budgeted(window_tokens=5)
-    with pytest.raises(ConfigurationError, match="daily_usd"):
-        token_budgeted(daily_usd="lots")
-    with pytest.raises(ConfigurationError, match="prompt_policy"):
-        token_budgeted(prompt_policy="shorten")  # type: ignore[arg-type]
+        token_budgeted(window_tokens=5, name="b")(answer)
+    with pytest.raises(ConfigurationError, match="site 'b': daily_usd"):
+        token_budgeted(daily_usd="lots", name="b")(answer)
+    with pytest.raises(ConfigurationError, match="site 'b': prompt_policy"):
+        token_budgeted(prompt_policy="shorten", name="b")(answer)  # type: ignore[arg-type]
 
     @token_budgeted(daily_tokens=10, registry=registry, model=MODEL)
     @mode.make

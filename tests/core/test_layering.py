@@ -50,6 +50,7 @@ def test_storage_sits_below_the_features() -> None:
         "prismq_llmtools.clock",
         "prismq_llmtools.errors",
         "prismq_llmtools._state",
+        "prismq_llmtools.files",  # a leaf: the user-only modes of state files
     )
     for path in sorted((PACKAGE / "stores").glob("*.py")):
         for module in _imported_modules(path):

@@ -64,6 +64,7 @@ def test_all_is_exactly_the_documented_surface() -> None:
         "Request",
         "RequestFormatError",
         "RequestTooLarge",
+        "SettingsWarning",
         "StateStoreError",
         "UnknownModelError",
         "UnknownPriceError",

@@ -370,6 +370,6 @@ def test_timeout_is_recorded_as_possibly_billed(mode: Mode, events: list[dict[st
     [{"attempts": 0}, {"max_wait_s": -1}, {"deadline_s": 0}, {"retry_after_cap_s": math.nan}],
 )
 def test_bad_settings_fail_at_decoration(bad: dict[str, Any]) -> None:
-    """Invalid policy values are a ConfigurationError before any call."""
-    with pytest.raises(ConfigurationError):
-        retried(**bad)
+    """Invalid policy values are a ConfigurationError at decoration, naming the site."""
+    with pytest.raises(ConfigurationError, match=r"site 'r': .* \(decorator argument\)"):
+        retried(**bad, name="r")(lambda: None)

@@ -275,6 +275,7 @@ def test_every_process_global_is_held_by_the_state_module() -> None:
         "known prices",
         "price table",
         "settings",
+        "site names",
         "state registry",
         "token counter",
         "usage totals",

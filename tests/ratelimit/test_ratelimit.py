@@ -421,9 +421,9 @@ def test_settings_override_the_decorator_arguments(
     with pytest.raises(ConfigurationError, match="burst"):
         ask.llm.configure(burst=2)
     with pytest.raises(ConfigurationError, match="needs at least one"):
-        rate_limited()
+        rate_limited()(ask)
     with pytest.raises(ConfigurationError, match="unknown state store"):
-        rate_limited(rpm=1, store="mongodb://x")
+        rate_limited(rpm=1, store="mongodb://x")(ask)
 
 
 class BrokenStore(MemoryStore):
