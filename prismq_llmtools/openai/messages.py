@@ -2,14 +2,16 @@
 
 Published rules (cookbook "How to count tokens with tiktoken"): every message costs
 ``per_message`` tokens plus the tokens of each of its string fields (role, content, name),
-a name adds ``per_name``, and the reply is primed with ``reply_priming`` tokens. The rules
-for fields the cookbook does not cover (content parts, tool calls, Responses items) are our
-own and are listed in ``docs/counting.md``.
+a name adds ``per_name``, and the reply is primed with ``reply_priming`` tokens. Function
+definitions, function and tool results, and assistant calls follow the rendering counted in
+:mod:`~prismq_llmtools.openai.tools_format`; every rule, its source and its confidence is
+listed in ``docs/counting.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from prismq_llmtools.errors import RequestFormatError
@@ -19,10 +21,30 @@ from prismq_llmtools.openai.textcount import TextCount
 
 __all__ = ["count_chat", "count_content", "count_responses"]
 
-# Per tool call in assistant history: framing around the name and the arguments (estimate).
-TOOL_CALL_OVERHEAD = 3
+# Roles that carry the instructions the function definitions are merged into.
+_SYSTEM_ROLES = frozenset({"system", "developer"})
+_RESULT_ROLES = frozenset({"function", "tool"})
 # Message keys that are routing data, not text the model reads.
 _UNCOUNTED_KEYS = frozenset({"tool_call_id", "id", "type", "status", "audio", "annotations"})
+
+
+class _Conversation:
+    """What counting one message needs to know about the request and the messages before it.
+
+    ``has_definitions``: the request has function definitions, which join the first system
+    (or developer) message and give it a trailing newline; ``saw_system``: that message has
+    been seen. ``call_names``: the function name of each tool call id seen so far, which
+    names the tool result answering it. ``parallel_ids``: the ids of calls made several in
+    one message, whose results reach the model JSON-escaped.
+    """
+
+    __slots__ = ("call_names", "has_definitions", "parallel_ids", "saw_system")
+
+    def __init__(self, *, has_definitions: bool) -> None:
+        self.has_definitions = has_definitions
+        self.saw_system = False
+        self.call_names: MutableMapping[str, str] = {}
+        self.parallel_ids: set[str] = set()
 
 
 def count_chat(body: Mapping[str, Any], fmt: ChatFormat, count: TextCount) -> int:
@@ -32,31 +54,122 @@ def count_chat(body: Mapping[str, Any], fmt: ChatFormat, count: TextCount) -> in
         not isinstance(messages, Sequence) or isinstance(messages, str)
     ):
         raise RequestFormatError("messages must be a list of message objects")
+    definitions = tools_format.function_definitions(body)
+    state = _Conversation(has_definitions=bool(definitions))
     total = fmt.reply_priming
     for message in messages:
-        total += count_message(message, fmt, count)
-    return total + tools_format.count_tool_fields(body, fmt, count)
+        total += count_message(message, fmt, count, state)
+    return total + _tool_fields(body, definitions, state, count)
 
 
-def count_message(message: object, fmt: ChatFormat, count: TextCount) -> int:
-    """One chat message: framing, string fields, content parts, names and tool calls."""
+def _tool_fields(
+    body: Mapping[str, Any],
+    definitions: Sequence[Mapping[str, Any]],
+    state: _Conversation,
+    count: TextCount,
+) -> int:
+    """Definitions (merged into a system message when there is one) and the choice fields."""
+    total = tools_format.count_choice(body.get("tool_choice"), count)
+    total += tools_format.count_choice(body.get("function_call"), count)
+    if definitions:
+        total += tools_format.count_definitions(definitions, count)
+        if state.saw_system:
+            total += tools_format.SYSTEM_WITH_DEFINITIONS
+    return total
+
+
+def count_message(message: object, fmt: ChatFormat, count: TextCount, state: _Conversation) -> int:
+    """One chat message: framing, string fields, content parts, names and calls."""
     if type(message) is not dict and not isinstance(message, Mapping):
         raise RequestFormatError("each message must be an object")
+    role = message.get("role")
+    if not isinstance(role, str):
+        role = None  # a malformed role counts nothing, like any non-text field
     total = fmt.per_message
+    escape = False
+    if role in _RESULT_ROLES:
+        # Written as a message from the function (named), not from a role: framed by
+        # ``result_framing`` (cl100k: 2 fewer than other messages; o200k: 1 more).
+        total = fmt.result_framing
+        if role == "tool":
+            call_id = str(message.get("tool_call_id"))
+            escape = call_id in state.parallel_ids
+            if message.get("name") is None:
+                name = state.call_names.get(call_id)
+                if name is not None:
+                    total += count(name) + fmt.per_name
+    pad = False
+    if role in _SYSTEM_ROLES and not state.saw_system:
+        state.saw_system = True
+        pad = state.has_definitions
     for key, value in message.items():
         if value is None or key in _UNCOUNTED_KEYS:
             continue
         if key == "content":
+            if pad:
+                value = _padded(value)
+            elif escape:
+                value = _escaped(value)
             total += count_content(value, fmt, count)
         elif key == "name":
             total += count(_text(value, key)) + fmt.per_name
         elif key == "tool_calls":
-            total += _count_tool_calls(value, count)
+            _remember_calls(value, state)
+            total += tools_format.count_tool_calls(value, count)
         elif key == "function_call":
-            total += _count_call(value, count)
+            total += tools_format.count_call(value, count)
         elif isinstance(value, str):
             total += count(value)
+    if pad and message.get("content") is None:
+        total += count("\n")
     return total
+
+
+def _padded(content: object) -> object:
+    """Content with the trailing newline the first system message gets beside definitions."""
+    if isinstance(content, str):
+        return content + "\n"
+    if isinstance(content, Sequence):
+        parts = list(content)
+        for index in range(len(parts) - 1, -1, -1):
+            part = parts[index]
+            if isinstance(part, str):
+                parts[index] = part + "\n"
+                return parts
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                parts[index] = {**part, "text": part["text"] + "\n"}
+                return parts
+        return [*parts, "\n"]
+    return content
+
+
+def _escaped(content: object) -> object:
+    """A parallel call's result as the model reads it: JSON-escaped, non-ASCII as ``\\uXXXX``."""
+    if isinstance(content, str):
+        return json.dumps(content)[1:-1]
+    if isinstance(content, Sequence):
+        return [
+            {**part, "text": json.dumps(part["text"])[1:-1]}
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+            else part
+            for part in content
+        ]
+    return content
+
+
+def _remember_calls(calls: object, state: _Conversation) -> None:
+    if not isinstance(calls, Sequence):
+        return
+    parallel = len(calls) > 1
+    for call in calls:
+        if isinstance(call, Mapping) and call.get("id") is not None:
+            call_id = str(call["id"])
+            if parallel:
+                state.parallel_ids.add(call_id)
+            function = call.get("function") or call.get("custom")
+            name = function.get("name") if isinstance(function, Mapping) else None
+            if isinstance(name, str):
+                state.call_names[call_id] = name
 
 
 def count_content(content: object, fmt: ChatFormat, count: TextCount) -> int:
@@ -87,38 +200,50 @@ def count_content(content: object, fmt: ChatFormat, count: TextCount) -> int:
 def count_responses(body: Mapping[str, Any], fmt: ChatFormat, count: TextCount) -> int:
     """Prompt tokens of a Responses body: ``instructions`` and ``input`` items, and tools.
 
-    ``instructions`` counts as a leading developer message and a string ``input`` as one
-    user message, framed like chat messages.
+    Each part counts as its chat equivalent: ``instructions`` as a leading developer
+    message, a string ``input`` as one user message, ``function_call`` items as assistant
+    function calls and ``function_call_output`` items as tool results.
     """
+    definitions = tools_format.function_definitions(body)
+    state = _Conversation(has_definitions=bool(definitions))
     total = fmt.reply_priming
     instructions = body.get("instructions")
     if instructions is not None:
-        total += fmt.per_message + count("developer") + count(_text(instructions, "instructions"))
+        message = {"role": "developer", "content": _text(instructions, "instructions")}
+        total += count_message(message, fmt, count, state)
     items = body.get("input")
     if isinstance(items, str):
-        total += fmt.per_message + count("user") + count(items)
+        total += count_message({"role": "user", "content": items}, fmt, count, state)
     elif isinstance(items, Sequence):
         for item in items:
-            total += _count_response_item(item, fmt, count)
+            total += _count_response_item(item, fmt, count, state)
     elif items is not None:
         raise RequestFormatError("input must be a string or a list of items")
-    return total + tools_format.count_tool_fields(body, fmt, count)
+    return total + _tool_fields(body, definitions, state, count)
 
 
-def _count_response_item(item: object, fmt: ChatFormat, count: TextCount) -> int:
+def _count_response_item(
+    item: object, fmt: ChatFormat, count: TextCount, state: _Conversation
+) -> int:
     if not isinstance(item, Mapping):
         raise RequestFormatError("each input item must be an object")
     kind = item.get("type", "message")
     if kind == "message" or (kind is None and "role" in item):
-        return (
-            fmt.per_message
-            + count(_text(item.get("role", "user"), "role"))
-            + (count_content(item.get("content") or "", fmt, count))
-        )
+        role = _text(item.get("role", "user"), "role")
+        message = {"role": role, "content": item.get("content") or ""}
+        return count_message(message, fmt, count, state)
     if kind in ("function_call", "custom_tool_call"):
-        return fmt.per_message + _count_call(item, count)
+        name = item.get("name")
+        if isinstance(name, str) and item.get("call_id") is not None:
+            state.call_names[str(item["call_id"])] = name
+        return fmt.per_message + count("assistant") + tools_format.count_call(item, count)
     if kind in ("function_call_output", "custom_tool_call_output"):
-        return fmt.per_message + count_content(item.get("output") or "", fmt, count)
+        message = {
+            "role": "tool",
+            "tool_call_id": item.get("call_id"),
+            "content": item.get("output") or "",
+        }
+        return count_message(message, fmt, count, state)
     if kind == "reasoning":
         # Earlier reasoning passed back is not billed as input text beyond its summary.
         summary = item.get("summary") or ()
@@ -127,27 +252,6 @@ def _count_response_item(item: object, fmt: ChatFormat, count: TextCount) -> int
         return sum(count(_text(part.get("text"), "text")) for part in summary)
     # item_reference and other server-side items carry no text we can see.
     return 0
-
-
-def _count_tool_calls(calls: object, count: TextCount) -> int:
-    if not isinstance(calls, Sequence):
-        raise RequestFormatError("tool_calls must be a list")
-    total = 0
-    for call in calls:
-        if not isinstance(call, Mapping):
-            raise RequestFormatError("each tool call must be an object")
-        function = call.get("function") or call.get("custom") or {}
-        total += _count_call(function, count)
-    return total
-
-
-def _count_call(call: object, count: TextCount) -> int:
-    """A function call the assistant made: its name and its arguments, plus framing."""
-    if not isinstance(call, Mapping):
-        raise RequestFormatError("a function call must be an object")
-    name = call.get("name") or ""
-    arguments = call.get("arguments", call.get("input")) or ""
-    return TOOL_CALL_OVERHEAD + count(_text(name, "name")) + count(_text(arguments, "arguments"))
 
 
 def _text(value: object, field: str) -> str:

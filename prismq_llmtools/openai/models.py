@@ -50,18 +50,15 @@ class ImageRule:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatFormat:
-    """Tokens the chat format adds around content, per the cookbook's published constants."""
+    """Tokens the chat format adds around content (sources in docs/counting.md).
+
+    ``result_framing`` frames a function or tool result in place of ``per_message``.
+    """
 
     per_message: int = 3
     per_name: int = 1
     reply_priming: int = 3
-    # Tool definitions (cookbook ``num_tokens_for_tools``).
-    function_start: int = 7
-    properties_start: int = 3
-    per_property: int = 3
-    enum_start: int = -3
-    per_enum_item: int = 3
-    functions_end: int = 12
+    result_framing: int = 1
     image: ImageRule = ImageRule(base_tokens=85, tile_tokens=170)
 
 
@@ -76,8 +73,10 @@ class ModelInfo:
     is_embedding: bool = False
 
 
-_O200K = ChatFormat()
-_CL100K = ChatFormat(function_start=10)
+_O200K = ChatFormat(result_framing=4)
+# Reasoning models (o-series, gpt-5) prime the reply with one token fewer (docs/counting.md).
+_REASONING = replace(_O200K, reply_priming=2)
+_CL100K = ChatFormat()
 _TILES_4O = ImageRule(base_tokens=85, tile_tokens=170)
 _TILES_GPT5 = ImageRule(base_tokens=70, tile_tokens=140)
 _TILES_O_SERIES = ImageRule(base_tokens=75, tile_tokens=150)
@@ -102,13 +101,13 @@ _FAMILIES: Mapping[str, tuple[str, ChatFormat]] = {
     "gpt-4.1-mini": ("o200k_base", replace(_O200K, image=_patches(1.62))),
     "gpt-4.1-nano": ("o200k_base", replace(_O200K, image=_patches(2.46))),
     "gpt-4.5": ("o200k_base", _O200K),
-    "gpt-5": ("o200k_base", replace(_O200K, image=_TILES_GPT5)),
-    "gpt-5-mini": ("o200k_base", replace(_O200K, image=_patches(1.62))),
-    "gpt-5-nano": ("o200k_base", replace(_O200K, image=_patches(2.46))),
-    "o1": ("o200k_base", replace(_O200K, image=_TILES_O_SERIES)),
-    "o3": ("o200k_base", replace(_O200K, image=_TILES_O_SERIES)),
-    "o4-mini": ("o200k_base", replace(_O200K, image=_patches(1.72))),
-    "codex-mini": ("o200k_base", replace(_O200K, image=_patches(1.72))),
+    "gpt-5": ("o200k_base", replace(_REASONING, image=_TILES_GPT5)),
+    "gpt-5-mini": ("o200k_base", replace(_REASONING, image=_patches(1.62))),
+    "gpt-5-nano": ("o200k_base", replace(_REASONING, image=_patches(2.46))),
+    "o1": ("o200k_base", replace(_REASONING, image=_TILES_O_SERIES)),
+    "o3": ("o200k_base", replace(_REASONING, image=_TILES_O_SERIES)),
+    "o4-mini": ("o200k_base", replace(_REASONING, image=_patches(1.72))),
+    "codex-mini": ("o200k_base", replace(_REASONING, image=_patches(1.72))),
     "computer-use-preview": (
         "o200k_base",
         replace(_O200K, image=ImageRule(base_tokens=65, tile_tokens=129)),

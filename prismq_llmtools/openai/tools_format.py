@@ -1,39 +1,63 @@
-"""Prompt tokens of ``tools`` / ``functions`` definitions and of ``tool_choice``.
+"""Prompt tokens of ``tools`` / ``functions`` definitions, ``tool_choice`` and tool calls.
 
-OpenAI renders function definitions into the prompt in a format it does not publish; the
-cookbook "How to count tokens with tiktoken" gives a counting rule that matches the API's
-reported usage: per function ``function_start`` plus the tokens of ``"name:description"``
-(one trailing period dropped), ``properties_start`` when it has properties, then per property
-``per_property`` plus the tokens of ``"key:type:description"``, and for an enum
-``enum_start`` plus ``per_enum_item`` and the tokens of each item; ``functions_end`` once.
-Nested object properties are counted by the same rule (our extension, see docs/counting.md).
+OpenAI does not put the JSON schemas of function definitions into the prompt: it rewrites
+them as a TypeScript-like namespace, which is what the model reads and what is billed::
+
+    namespace functions {
+
+    // Get the current weather in a given location
+    type get_current_weather = (_: {
+    // The city and state, e.g. San Francisco, CA
+    location: string,
+    unit?: "celsius" | "fahrenheit",
+    }) => any;
+
+    } // namespace functions
+
+:func:`render_namespace` writes that text; the definitions cost its tokens plus
+:data:`DEFINITIONS_OVERHEAD`. The rules, their public sources and their confidence are
+listed in ``docs/counting.md``: they reproduce the API-reported counts published for
+gpt-3.5-turbo, gpt-4, gpt-4o, gpt-4o-mini and gpt-4.1-mini, exactly or (one documented
+case on o200k models) 1 token above.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from prismq_llmtools.errors import RequestFormatError
-from prismq_llmtools.openai.models import ChatFormat
 from prismq_llmtools.openai.textcount import TextCount
 
-__all__ = ["count_definitions", "count_tool_fields", "function_definitions"]
+__all__ = [
+    "CALL_OVERHEAD",
+    "DEFINITIONS_OVERHEAD",
+    "FORCED_CHOICE_OVERHEAD",
+    "MODE_CHOICE_OVERHEAD",
+    "SYSTEM_WITH_DEFINITIONS",
+    "count_call",
+    "count_choice",
+    "count_definitions",
+    "count_tool_calls",
+    "function_definitions",
+    "render_namespace",
+]
 
-# A forced choice ({"type": "function", "function": {"name": ...}}) names the function in
-# the prompt; framing tokens around it (estimate, unpublished).
-FORCED_CHOICE_OVERHEAD = 3
+# The namespace's framing around its text (a message of its own, merged into the system
+# message when there is one): 9 tokens, of which 4 are saved when a system message exists.
+DEFINITIONS_OVERHEAD = 9
+SYSTEM_WITH_DEFINITIONS = -4
+# ``function_call``/``tool_choice``: "none" adds 1, "auto" and "required" nothing; a forced
+# function adds 4 plus its name.
+MODE_CHOICE_OVERHEAD = 1
+FORCED_CHOICE_OVERHEAD = 4
+# An assistant's function call in history: 3 plus its name and its arguments text.
+CALL_OVERHEAD = 3
+# Several tool calls in one assistant message are one call of this wrapper.
+PARALLEL_RECIPIENT = "multi_tool_use.parallel"
 
-
-def count_tool_fields(body: Mapping[str, Any], fmt: ChatFormat, count: TextCount) -> int:
-    """Tokens for the definitions and the choice fields of a chat or Responses body."""
-    definitions = function_definitions(body)
-    total = count_definitions(definitions, fmt, count) if definitions else 0
-    return (
-        total
-        + _count_choice(body.get("tool_choice"), count)
-        + (_count_choice(body.get("function_call"), count))
-    )
+_INDENT = "  "
 
 
 def function_definitions(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -61,71 +85,178 @@ def function_definitions(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return found
 
 
-def count_definitions(
-    definitions: Sequence[Mapping[str, Any]], fmt: ChatFormat, count: TextCount
-) -> int:
-    """Tokens for a list of function definitions, by the cookbook's rule."""
-    texts: list[str] = []
-    fixed = fmt.functions_end
+def count_definitions(definitions: Sequence[Mapping[str, Any]], count: TextCount) -> int:
+    """Tokens of the rendered namespace plus its framing (no system-message adjustment)."""
+    return count(render_namespace(definitions)) + DEFINITIONS_OVERHEAD
+
+
+def render_namespace(definitions: Sequence[Mapping[str, Any]]) -> str:
+    """The TypeScript-like text OpenAI writes into the prompt for these definitions."""
+    lines = ["namespace functions {", ""]
     for function in definitions:
         name = function.get("name")
         if not isinstance(name, str):
             raise RequestFormatError("every function definition needs a string name")
-        description = _strip_period(function.get("description"))
-        fixed += fmt.function_start
-        texts.append(f"{name}:{description}")
+        description = function.get("description")
+        if isinstance(description, str) and description.strip():
+            lines.append(f"// {description.strip()}")
         parameters = function.get("parameters")
-        if isinstance(parameters, Mapping):
-            fixed += _collect_properties(parameters, fmt, texts)
-    return fixed + count.sum_of(texts)
+        properties = parameters.get("properties") if isinstance(parameters, Mapping) else None
+        if isinstance(properties, Mapping) and properties:
+            assert isinstance(parameters, Mapping)  # for mypy: properties came from it
+            lines.append(f"type {name} = (_: {{")
+            _render_properties(parameters, 0, lines)
+            lines.append("}) => any;")
+        else:
+            lines.append(f"type {name} = () => any;")
+        lines.append("")
+    lines.append("} // namespace functions")
+    return "\n".join(lines)
 
 
-def _collect_properties(schema: Mapping[str, Any], fmt: ChatFormat, texts: list[str]) -> int:
-    """Append the texts of a schema's properties to ``texts``; return their fixed tokens."""
+def _render_properties(schema: Mapping[str, Any], depth: int, lines: list[str]) -> None:
+    """Append one line per property (more for nested objects) at ``depth`` levels of indent.
+
+    Descriptions are written only for the top-level parameters: the API-reported counts of
+    nested descriptions match only when they are left out.
+    """
     properties = schema.get("properties")
-    if not isinstance(properties, Mapping) or not properties:
-        return 0
-    fixed = fmt.properties_start
+    if not _is_mapping(properties):
+        return
+    required = schema.get("required")
+    if not _is_list(required):
+        required = ()
+    indent = _INDENT * depth
     for key, prop in properties.items():
-        fixed += fmt.per_property
-        if not isinstance(prop, Mapping):
-            texts.append(f"{key}::")
-            continue
-        enum = prop.get("enum")
-        if isinstance(enum, Sequence) and not isinstance(enum, str):
-            fixed += fmt.enum_start + fmt.per_enum_item * len(enum)
-            texts.extend(str(item) for item in enum)
-        texts.append(
-            f"{key}:{_type_name(prop.get('type'))}:{_strip_period(prop.get('description'))}"
-        )
-        fixed += _collect_properties(prop, fmt, texts)
-        items = prop.get("items")
-        if isinstance(items, Mapping):
-            fixed += _collect_properties(items, fmt, texts)
-    return fixed
+        spec: Mapping[str, Any] = prop if _is_mapping(prop) else {}
+        if depth == 0:
+            description = spec.get("description")
+            if isinstance(description, str) and description.strip():
+                lines.append(f"// {description.strip()}")
+        marker = "" if key in required else "?"
+        lines.append(f"{indent}{key}{marker}: {_render_type(spec, depth)},")
 
 
-def _type_name(value: object) -> str:
+_SCALARS = {
+    "string": "string",
+    "number": "number",
+    "integer": "number",
+    "boolean": "boolean",
+    "null": "null",
+}
+
+
+def _render_type(spec: Mapping[str, Any], depth: int) -> str:
+    """A schema as a TypeScript type; ``depth`` is the indent of the line it starts on."""
+    if "anyOf" in spec or "oneOf" in spec:
+        variants = spec.get("anyOf") or spec.get("oneOf")
+        if _is_list(variants) and variants:
+            return " | ".join(_render_type(v if _is_mapping(v) else {}, depth) for v in variants)
+    enum = spec.get("enum")
+    if enum and _is_list(enum):
+        return " | ".join(_literal(value) for value in enum)
+    kind = spec.get("type")
+    if type(kind) is str:
+        scalar = _SCALARS.get(kind)
+        if scalar is not None:
+            return scalar
+    elif kind and _is_list(kind):
+        return " | ".join(_render_type({**spec, "type": k}, depth) for k in kind)
+    if kind == "object":
+        if not _is_mapping(spec.get("properties")):
+            return "object"
+        inner: list[str] = ["{"]
+        _render_properties(spec, depth + 1, inner)
+        inner.append(_INDENT * depth + "}")
+        return "\n".join(inner)
+    if kind == "array":
+        items = spec.get("items")
+        if _is_mapping(items):
+            return f"{_render_type(items, depth)}[]"
+        return "any[]"
+    return "any"
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _is_list(value: object) -> TypeGuard[Sequence[Any]]:
+    return type(value) is list or (isinstance(value, Sequence) and not isinstance(value, str))
+
+
+def _literal(value: object) -> str:
     if isinstance(value, str):
-        return value
-    if isinstance(value, Sequence):
-        return "|".join(str(item) for item in value)
-    return ""
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)
 
 
-def _strip_period(value: object) -> str:
-    text = value if isinstance(value, str) else ""
-    return text.removesuffix(".")
-
-
-def _count_choice(choice: object, count: TextCount) -> int:
-    """``"auto"``, ``"none"`` and ``"required"`` add nothing; a forced function its name."""
+def count_choice(choice: object, count: TextCount) -> int:
+    """``tool_choice`` / ``function_call``: ``"none"`` adds 1, ``"auto"`` and ``"required"``
+    nothing, a forced function 4 plus its name."""
     if choice is None or isinstance(choice, str):
-        return 0
+        return MODE_CHOICE_OVERHEAD if choice == "none" else 0
     if not isinstance(choice, Mapping):
         raise RequestFormatError("tool_choice / function_call must be a string or an object")
     function = choice.get("function")
     name = function.get("name") if isinstance(function, Mapping) else choice.get("name")
     if not isinstance(name, str):
-        return 0
+        return 0  # allowed_tools and built-in tool choices: unpublished, see docs
     return FORCED_CHOICE_OVERHEAD + count(name)
+
+
+def count_call(call: object, count: TextCount) -> int:
+    """One function call the assistant made: 3, its name and its arguments text."""
+    if not isinstance(call, Mapping):
+        raise RequestFormatError("a function call must be an object")
+    name = call.get("name") or ""
+    arguments = call.get("arguments", call.get("input")) or ""
+    return CALL_OVERHEAD + count(_text(name, "name")) + count(_text(arguments, "arguments"))
+
+
+def count_tool_calls(calls: object, count: TextCount) -> int:
+    """An assistant's ``tool_calls``: one call as a legacy function call; several as one
+    call of the parallel wrapper whose arguments list every call (an estimate)."""
+    if not isinstance(calls, Sequence) or isinstance(calls, str):
+        raise RequestFormatError("tool_calls must be a list")
+    functions: list[Mapping[str, Any]] = []
+    for call in calls:
+        if not isinstance(call, Mapping):
+            raise RequestFormatError("each tool call must be an object")
+        function = call.get("function") or call.get("custom") or {}
+        if not isinstance(function, Mapping):
+            raise RequestFormatError("a tool call's function must be an object")
+        functions.append(function)
+    if len(functions) == 1:
+        return count_call(functions[0], count)
+    if not functions:
+        return 0
+    uses = [
+        {
+            "recipient_name": f"functions.{_text(f.get('name') or '', 'name')}",
+            "parameters": _arguments_value(f.get("arguments", f.get("input"))),
+        }
+        for f in functions
+    ]
+    wrapped = json.dumps({"tool_uses": uses}, ensure_ascii=False)
+    return CALL_OVERHEAD + count(PARALLEL_RECIPIENT) + count(wrapped)
+
+
+def _arguments_value(arguments: object) -> object:
+    """A call's arguments as JSON data when they parse, else their text."""
+    text = _text(arguments or "", "arguments")
+    try:
+        value: object = json.loads(text)
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
+        return text
+    return value
+
+
+def _text(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise RequestFormatError(f"{field} must be a string, got {type(value).__name__}")
+    return value

@@ -16,7 +16,6 @@ from prismq_llmtools.errors import (
     RequestFormatError,
     UnknownModelError,
 )
-from prismq_llmtools.openai import messages as chat_rules
 from prismq_llmtools.openai import tools_format
 from prismq_llmtools.openai.models import FALLBACK_ENCODING_ENV, encoding_for, model_info
 from prismq_llmtools.openai.tokens import TokenEstimate, count_request, count_text
@@ -50,7 +49,9 @@ def test_special_token_text_is_counted_as_text() -> None:
 
 
 def test_assistant_tool_calls_and_tool_results() -> None:
-    """Tool calls cost name + arguments + 3 each; tool results their content, not their ids."""
+    """A tool call costs 3 + name + arguments; its result is framed like a function result
+    (4 on o200k models), named after the function called (the rules and their sources are in
+    tests/tokens/test_tokens_tools.py)."""
     call = {
         "id": "call_abc123",
         "type": "function",
@@ -60,9 +61,9 @@ def test_assistant_tool_calls_and_tool_results() -> None:
         {"role": "assistant", "content": None, "tool_calls": [call]},
         {"role": "tool", "tool_call_id": "call_abc123", "content": "18 C, sunny"},
     ]
-    overhead = chat_rules.TOOL_CALL_OVERHEAD
+    overhead = tools_format.CALL_OVERHEAD
     expected = 3 + o200k("assistant") + overhead + o200k("get_weather") + o200k('{"city": "Paris"}')
-    expected += 3 + o200k("tool") + o200k("18 C, sunny")
+    expected += 4 + o200k("tool") + o200k("get_weather") + 1 + o200k("18 C, sunny")
     assert chat(history) == expected + 3
 
 
@@ -72,18 +73,19 @@ def test_legacy_function_call_history_and_function_role() -> None:
         {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}},
         {"role": "function", "name": "f", "content": "42"},
     ]
-    expected = 3 + o200k("assistant") + chat_rules.TOOL_CALL_OVERHEAD + o200k("f") + o200k("{}")
-    expected += 3 + o200k("function") + o200k("f") + 1 + o200k("42")
+    expected = 3 + o200k("assistant") + tools_format.CALL_OVERHEAD + o200k("f") + o200k("{}")
+    expected += 4 + o200k("function") + o200k("f") + 1 + o200k("42")
     assert chat(history) == expected + 3
 
 
-def test_tool_choice_forced_function_adds_its_name() -> None:
-    """tool_choice auto/none/required add nothing; a forced function adds its name + 3."""
+def test_tool_choice_modes_and_forced_function() -> None:
+    """tool_choice auto and required add nothing, none 1; a forced function its name + 4."""
     messages = [{"role": "user", "content": "hi"}]
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
     base = chat(messages, tools=tools)
-    for choice in ("auto", "none", "required"):
+    for choice in ("auto", "required"):
         assert chat(messages, tools=tools, tool_choice=choice) == base
+    assert chat(messages, tools=tools, tool_choice="none") == base + 1
     forced = {"type": "function", "function": {"name": "lookup"}}
     extra = tools_format.FORCED_CHOICE_OVERHEAD + o200k("lookup")
     assert chat(messages, tools=tools, tool_choice=forced) == base + extra
@@ -137,14 +139,20 @@ def test_responses_items_match_chat_equivalents() -> None:
 
 
 def test_responses_function_call_items() -> None:
-    """function_call and function_call_output items are framed like messages."""
+    """function_call and function_call_output items count as their chat equivalents."""
     items = [
         {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "c1", "output": "42"},
     ]
     estimate = count_request({"model": "gpt-4o", "input": items})
-    call = 3 + chat_rules.TOOL_CALL_OVERHEAD + o200k("f") + o200k("{}")
-    assert estimate.prompt_tokens == 3 + call + 3 + o200k("42")
+    history: list[dict[str, Any]] = [
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "42"},
+    ]
+    assert estimate.prompt_tokens == chat(history)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from prismq_llmtools.errors import RequestFormatError
 from prismq_llmtools.openai.images import header_size, image_size, image_tokens
-from prismq_llmtools.openai.models import ImageRule
+from prismq_llmtools.openai.models import ImageRule, model_info
 from prismq_llmtools.openai.tokens import count_request, count_text
 
 TILES_4O = ImageRule(base_tokens=85, tile_tokens=170)
@@ -105,9 +105,9 @@ def user_with(part: dict[str, Any], model: str = "gpt-4o") -> int:
     return count_request(body).prompt_tokens
 
 
-def base() -> int:
+def base(model: str = "gpt-4o") -> int:
     """Tokens of the single user message around the image: framing, role, reply priming."""
-    return 3 + count_text("user", encoding="o200k_base") + 3
+    return 3 + count_text("user", encoding="o200k_base") + model_info(model).chat.reply_priming
 
 
 @pytest.mark.parametrize(
@@ -131,7 +131,7 @@ def test_image_parts_in_chat_use_the_model_family_rule(
 ) -> None:
     """A 1024x1024 PNG data URL costs each family's published image tokens."""
     part = {"type": "image_url", "image_url": {"url": data_url(png(1024, 1024)), "detail": detail}}
-    assert user_with(part, model) == base() + tokens
+    assert user_with(part, model) == base(model) + tokens
 
 
 def test_size_hints_and_unknown_size_estimate() -> None:

@@ -118,3 +118,32 @@ def test_legacy_functions_count_like_tools() -> None:
     functions = [tool["function"] for tool in WEATHER_TOOLS]
     body = {"model": "gpt-4o", "messages": WEATHER_MESSAGES, "functions": functions}
     assert count_request(body).prompt_tokens == 101
+
+
+@pytest.mark.parametrize(
+    ("model", "messages", "api_prompt_tokens"),
+    [
+        # pydantic/pydantic-ai, tests/models/cassettes/test_openai/
+        # test_max_completion_tokens[o3-mini].yaml
+        ("o3-mini", [{"role": "user", "content": "hello"}], 7),
+        # ... test_system_prompt_role_o4_mini.yaml (o4-mini-2025-04-16)
+        (
+            "o4-mini-2025-04-16",
+            [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What's the capital of France?"},
+            ],
+            22,
+        ),
+        # ... test_openai_model_settings_temperature_ignored_on_gpt_5.yaml (gpt-5-2025-08-07)
+        ("gpt-5", [{"role": "user", "content": "What is the capital of France?"}], 13),
+        # ... test_max_completion_tokens[gpt-4.5-preview].yaml: not a reasoning model, 3 as usual
+        ("gpt-4.5-preview", [{"role": "user", "content": "hello"}], 8),
+    ],
+)
+def test_reasoning_models_prime_the_reply_with_one_token_fewer(
+    model: str, messages: list[dict[str, str]], api_prompt_tokens: int
+) -> None:
+    """o-series and gpt-5 requests cost 1 token less than the cookbook's framing gives: the
+    API-reported prompt_tokens recorded in pydantic-ai's test cassettes (paths above)."""
+    assert count_request({"model": model, "messages": messages}).prompt_tokens == api_prompt_tokens
