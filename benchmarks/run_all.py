@@ -19,6 +19,7 @@ RUNS: list[tuple[str, list[str], bool]] = [
     ("bench_cache.py", [], True),
     ("bench_simulator.py", ["--clients", "2"], False),
     ("bench_ratelimit.py", [], True),
+    ("bench_budget.py", [], True),
     ("bench_batch.py", [], True),
     ("bench_alerts.py", [], False),
 ]

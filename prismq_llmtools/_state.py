@@ -16,8 +16,10 @@ and registered here, so that one function can put them all back
 - "vocabulary loader" (``openai.vocab``): kept while the environment configures it alike,
   since vocabularies are verified, immutable data that take a fraction of a second to load;
 - "token counter" (``openai.tokens``): forgotten, and its memo with it;
-- the memos "known prices" (``pricing``), "volatile types" (``cache.key``) and
-  "event seconds" (``alerts.eventtime``): cleared;
+- "tokenizers" (``openai.tokenizer``): the ``server:`` and ``hf:`` tokenizers sites named,
+  forgotten with their memos and connections;
+- the memos "known prices" and "unknown prices warned" (``pricing``), "volatile types"
+  (``cache.key``) and "event seconds" (``alerts.eventtime``): cleared;
 - :data:`log` (``events.configure_logging``): undone, structlog's defaults, its file closed;
 - :data:`boundary` (``openai.boundary``): removed; the next site call installs it again;
 - call ids (:func:`new_call_id`): a new random prefix, counting from 1 again;

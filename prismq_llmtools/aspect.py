@@ -97,6 +97,11 @@ class SiteView(Protocol):
         """The model of calls whose arguments name none."""
         ...
 
+    @property
+    def tokenizer(self) -> str | None:
+        """The site's ``tokenizer`` setting (None: the model's tiktoken encoding)."""
+        ...
+
     clock: Clock
     """The clock the site's waits are measured and slept on (an aspect may set it)."""
 

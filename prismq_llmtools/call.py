@@ -114,6 +114,9 @@ class Call:
     duration_s: float = 0.0
 
     request: Request | None = None
+    tokenizer: str | None = None
+    """The site's ``tokenizer`` setting: what the prompt is counted with (None: the model's
+    tiktoken encoding)."""
     estimate: TokenEstimate | None = None
     completion_cap: int | None = None
     """A completion cap the client boundary adds to requests the function builds itself
@@ -137,6 +140,8 @@ class Call:
     """The ``service_tier`` the latest answer reported (its prices apply where they exist)."""
     cost_usd: Decimal | None = None
     price_known: bool = True
+    price_stand_in: str | None = None
+    """What an unknown model was priced as (``gpt-4o``, ``zero``, ``estimate``)."""
     rollup_usage: Usage | None = None
     rollup_cost_usd: Decimal = Decimal(0)
     recorded: bool = False
@@ -160,6 +165,12 @@ class Call:
     response_id: str | None = None
     rate_headers: RateHeaders | None = None
     possibly_billed: bool = False
+    """A request may have been served and billed although its usage could not be read."""
+    unread_usage: Usage | None = None
+    """The worst case (prompt + completion cap) of every request the server may have billed
+    without its usage being read: an unreadable 200, a cut stream, a timeout after sending."""
+    unread_requests: int = 0
+    """How many requests ``unread_usage`` covers."""
 
     owns_retries: bool = False
     _call_id: str | None = None
@@ -221,6 +232,12 @@ class Call:
         """Record the usage of one real request made during this invocation."""
         self.observed_requests += 1
         self.observed_usage = usage if self.observed_usage is None else self.observed_usage + usage
+
+    def add_unread(self, worst: Usage) -> None:
+        """Charge one request that may have been billed, unread, at its worst case."""
+        self.possibly_billed = True
+        self.unread_requests += 1
+        self.unread_usage = worst if self.unread_usage is None else self.unread_usage + worst
 
     def total_usage(self) -> Usage | None:
         """This invocation's usage plus every nested invocation's."""

@@ -9,6 +9,7 @@ The tree::
     ├── RequestFormatError (also ValueError)    a request body that cannot be counted
     ├── UnknownPriceError (also KeyError)       no price is known for a model (policy "raise")
     ├── VocabularyError (also RuntimeError)     a tokenizer vocabulary is missing or corrupt
+    ├── TokenizerError (also RuntimeError)      a site's tokenizer (server:, hf:) cannot count
     ├── IncompleteStreamError                   a stream ended without saying how (retryable)
     ├── RateLimitTimeout (also TimeoutError)    the rate limiter could not admit a call in time
     ├── RequestTooLarge (also ValueError)       a request the rate limit's buckets can never hold
@@ -42,6 +43,7 @@ __all__ = [
     "RequestFormatError",
     "RequestTooLarge",
     "StateStoreError",
+    "TokenizerError",
     "UnknownModelError",
     "UnknownPriceError",
     "VocabularyError",
@@ -96,6 +98,11 @@ class UnknownPriceError(LLMToolsError, KeyError):
 
 class VocabularyError(LLMToolsError, RuntimeError):
     """A tokenizer vocabulary file could not be found or failed its checksum."""
+
+
+class TokenizerError(LLMToolsError, RuntimeError):
+    """A site's ``server:`` or ``hf:`` tokenizer cannot count: the server is unreachable or
+    offers no tokenization endpoint, or the ``tokenizer.json`` cannot be read."""
 
 
 class IncompleteStreamError(LLMToolsError):

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTEMPT",
+    "ATTEMPT_SENT",
     "CALL",
     "RETRY",
     "Capture",
@@ -50,6 +51,7 @@ __all__ = [
 
 CALL = "llm.call"
 ATTEMPT = "llm.attempt"
+ATTEMPT_SENT = "llm.attempt.sent"
 RETRY = "llm.retry"
 PRICE_UNKNOWN = "llm.price.unknown"
 
@@ -181,6 +183,9 @@ def emit_call(call: Call, **extra: Any) -> None:
         fields["error_message"] = redact(str(call.error))[:500]
     if call.possibly_billed:
         fields["possibly_billed"] = True
+    if not call.price_known:
+        fields["price_known"] = False
+        fields["price_stand_in"] = call.price_stand_in
     fields.update(extra)
     emit(call, CALL, level="info" if call.outcome == "ok" else "warning", **fields)
 

@@ -112,7 +112,20 @@ _EVENTS = (
             _f(
                 "possibly_billed",
                 "bool",
-                "a request timed out on the client and may have been served and billed",
+                "a request may have been billed unread (an unreadable 200, a cut stream, a"
+                " timeout after sending): counted at its worst case",
+            ),
+            _f(
+                "recovered",
+                "bool",
+                "written by `recover_in_flight` for a call a killed process left in flight"
+                " (`error_type` `InFlightAtExit`, usage at its worst case)",
+            ),
+            _f("price_known", "bool", "`false` when the model has no known price"),
+            _f(
+                "price_stand_in",
+                "string",
+                "what priced a model with no known price: `gpt-4o`, `zero` or `estimate`",
             ),
             _f(
                 "gen_ai.prompt",
@@ -122,6 +135,19 @@ _EVENTS = (
             _f(
                 "gen_ai.completion", "string", "the answer's text (sites with `log_content = true`)"
             ),
+        ),
+    ),
+    EventSpec(
+        "llm.attempt.sent",
+        "info",
+        "an attempt about to be sent, with the most it can be billed (the write-ahead record"
+        " that lets a crash be recovered; see docs/budget.md)",
+        (
+            _f("attempt", "int", "the attempt's number, from 1"),
+            _MODEL,
+            _f("worst_input_tokens", "int", "the prompt tokens counted before the call"),
+            _f("worst_output_tokens", "int", "the completion cap (0 without one)"),
+            _f("worst_cost_usd", "float", "what those cost at the model's price"),
         ),
     ),
     EventSpec(
@@ -277,8 +303,13 @@ _EVENTS = (
     EventSpec(
         "llm.price.unknown",
         "warning",
-        "a model has no known price",
-        (_MODEL, _f("policy", "string", "`estimate` or `zero`")),
+        "a model has no known price (once per model per process)",
+        (
+            _MODEL,
+            _f("policy", "string", "`estimate` or `zero`"),
+            _f("price_stand_in", "string", "what prices it instead: `gpt-4o`, `zero`, `estimate`"),
+            _f("fix", "string", "the settings-file table that gives it a price"),
+        ),
     ),
     EventSpec(
         "llm.batch",
@@ -290,7 +321,12 @@ _EVENTS = (
             _f("failed", "int", "items that failed"),
             _f("not_run", "int", "items never started"),
             _f("resumed", "int", "items taken from a checkpoint"),
-            _f("requests", "int", "work units planned (merged requests count once)"),
+            _f("requests", "int", "calls sent (not answered by the cache)"),
+            _f(
+                "merged_requests",
+                "int",
+                "of those, the ones carrying several merged items (`merge=` sites only)",
+            ),
             _f("cost_usd", "float", "cost of the batch's calls"),
             _f("saved_cost_usd", "float", "cost saved by cache hits"),
             _f("cache_hits", "int", "items answered from the cache"),

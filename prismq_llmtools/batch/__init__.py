@@ -19,6 +19,7 @@ from prismq_llmtools.batch.estimate import BatchEstimate, estimate_batch
 from prismq_llmtools.batch.items import Args, check_items
 from prismq_llmtools.batch.plan import BATCH, BatchPlan, Collector, func_ref, plan_batch
 from prismq_llmtools.batch.runner import StopFlag, UnitRunner, run_async, run_sync
+from prismq_llmtools.call import Endpoint
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.site.handle import LLMFunction
@@ -67,6 +68,8 @@ def batched(
     count_tokens: Callable[[Any, str | None], int] | None = None,
     model: str | None = None,
     name: str | None = None,
+    tokenizer: str | None = None,
+    endpoint: Endpoint | None = None,
 ) -> Callable[[Callable[P, R]], BatchedFunction[P, R]]:
     """Give the decorated function ``f.batch(items)`` and ``await f.abatch(items)``.
 
@@ -80,6 +83,10 @@ def batched(
             ordered by ``index``, or the answer itself when it is a sequence).
         count_tokens: ``(input, model) -> tokens`` for the merge limit (default: tiktoken).
         model: the site's default model; name: the site name.
+        tokenizer: what the site's prompts are counted with: a tiktoken encoding
+            (``"o200k_base"``), ``"server:URL"`` or ``"hf:PATH"`` (``docs/counting.md``).
+        endpoint: the API the function calls (``"chat"``, ``"responses"``, ``"embeddings"``,
+            ``"completions"``) when its arguments do not say (an ``input`` parameter).
     """
 
     def make() -> BatchAspect:
@@ -92,7 +99,7 @@ def batched(
         )
         return BatchAspect(policy, split=split, count_tokens=count_tokens)
 
-    return attach(make, name=name, model=model)  # type: ignore[return-value]
+    return attach(make, name=name, model=model, tokenizer=tokenizer, endpoint=endpoint)  # type: ignore[return-value]
 
 
 def run_batch(

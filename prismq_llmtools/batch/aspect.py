@@ -122,4 +122,5 @@ class BatchAspect(Aspect[BatchPolicy]):
             max_tokens=policy.batch_max_tokens,
             count_tokens=self.count_tokens,
             split=self.split,
+            tokenizer=self._site.tokenizer if self._site is not None else None,
         )

@@ -9,6 +9,7 @@ and splits each answer back into one piece per item, in order.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,15 +19,21 @@ from prismq_llmtools.cache.key import UnkeyableArgument, digest, normalise
 from prismq_llmtools.errors import ConfigurationError
 
 __all__ = [
+    "PIECE",
     "Args",
     "MergeSpec",
     "Unit",
     "build_units",
     "check_items",
+    "piece_arguments",
     "signature_of",
     "split_answer",
     "to_call",
 ]
+
+PIECE = "__merged_input__"
+"""Marks the cache arguments of one input of a merged request (see :func:`piece_arguments`),
+so that its entry never answers a call of the function itself."""
 
 
 class Args:
@@ -129,6 +136,8 @@ class MergeSpec:
     max_tokens: int | None = 300_000
     count_tokens: Callable[[Any, str | None], int] | None = None
     split: Callable[[Any, int], Sequence[Any]] | None = field(default=None)
+    tokenizer: str | None = None
+    """The site's ``tokenizer`` setting, for the default count."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_inputs, int) or self.max_inputs < 1:
@@ -137,10 +146,14 @@ class MergeSpec:
             raise ConfigurationError(f"max_tokens must be >= 1, got {self.max_tokens!r}")
 
 
-def _default_tokens(value: Any, model: str | None) -> int:
-    from prismq_llmtools.openai.tokens import count_text
-
+def _default_tokens(value: Any, model: str | None, tokenizer: str | None = None) -> int:
     if isinstance(value, str):
+        if tokenizer is not None:
+            from prismq_llmtools.openai.tokenizer import count_text_with
+
+            return count_text_with(value, tokenizer=tokenizer)
+        from prismq_llmtools.openai.tokens import count_text
+
         return count_text(value, model=model or "text-embedding-3-small")
     if isinstance(value, list):  # already tokens
         return len(value)
@@ -172,7 +185,7 @@ def _merged(
     spec: MergeSpec,
     default_model: str | None,
 ) -> list[Unit]:
-    count = spec.count_tokens or _default_tokens
+    count = spec.count_tokens or functools.partial(_default_tokens, tokenizer=spec.tokenizer)
     groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     units: list[Unit] = []
     for index, args, kwargs in calls:
@@ -207,6 +220,26 @@ def _merged(
         units.append(Unit(tuple(chunk), (), {**rest, spec.param: inputs}, merged=True))
     units.sort(key=lambda unit: unit.indices[0])
     return units
+
+
+def piece_arguments(
+    args: tuple[Any, ...], kwargs: dict[str, Any], sig: Signature, spec: MergeSpec
+) -> dict[str, Any] | None:
+    """The arguments one mergeable item is cached under, on its own: the function's other
+    arguments (defaults applied), its single input, and the :data:`PIECE` mark; ``None``
+    when the item cannot be merged."""
+    if sig.signature is None:
+        return None
+    try:
+        bound = sig.signature.bind(*args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    named = dict(bound.arguments)
+    value = named.get(spec.param)
+    if spec.param not in named or isinstance(value, list | tuple):
+        return None
+    return {**named, PIECE: spec.param}
 
 
 def split_answer(answer: Any, n: int, spec: MergeSpec) -> list[Any]:

@@ -16,12 +16,14 @@ from prismq_llmtools.batch.items import (
     MergeSpec,
     Unit,
     build_units,
+    piece_arguments,
     signature_of,
     split_answer,
     to_call,
 )
 from prismq_llmtools.batch.progress import Progress
 from prismq_llmtools.batch.runner import (
+    ItemBox,
     StopFlag,
     UnitResult,
 )
@@ -29,6 +31,7 @@ from prismq_llmtools.call import current_call
 from prismq_llmtools.errors import BatchError, ConfigurationError, ItemNotRun
 
 if TYPE_CHECKING:
+    from prismq_llmtools.cache import CacheAspect
     from prismq_llmtools.site.core import SiteCore
 
 __all__ = ["BATCH", "BatchPlan", "Collector", "aspect_of", "func_ref", "plan_batch"]
@@ -65,6 +68,11 @@ class BatchPlan:
     checkpoint: Checkpoint | None
     keys: list[str]
     resumed: dict[int, Any]
+    pieces: dict[int, dict[str, Any]]
+    """Merged sites with a cache: each mergeable item's own cache arguments."""
+    from_cache: dict[int, Any]
+    """Items whose answer the cache held on their own: no request carries them."""
+    saved_usd: Decimal
 
 
 def plan_batch(
@@ -89,6 +97,21 @@ def plan_batch(
         keys = [item_key(core.name, args, kwargs, i) for i, args, kwargs in calls]
         resumed = {i: store.done[keys[i]] for i, _, _ in calls if keys[i] in store.done}
         calls = [c for c in calls if c[0] not in resumed]
+    pieces: dict[int, dict[str, Any]] = {}
+    from_cache: dict[int, Any] = {}
+    saved = Decimal(0)
+    cache = _cache(core) if merge is not None else None
+    if cache is not None and merge is not None:  # each input is cached on its own
+        for index, args, kwargs in calls:
+            bound = piece_arguments(args, kwargs, sig, merge)
+            if bound is None:
+                continue
+            pieces[index] = bound
+            entry = cache.piece(bound)
+            if entry is not None:
+                from_cache[index] = entry.value
+                saved += entry.cost_usd or 0
+        calls = [c for c in calls if c[0] not in from_cache]
     units = build_units(calls, sig, merge=merge, default_model=core.default_model)
     concurrency = max_concurrency or policy.batch_max_concurrency
     if concurrency < 1:
@@ -96,7 +119,15 @@ def plan_batch(
     enabled = progress if progress is not None else policy.batch_progress
     bar = Progress(n, enabled=enabled, label=core.name.rsplit(".", 1)[-1], clock=core.clock.now)
     concurrency = min(concurrency, max(len(units), 1))
-    return BatchPlan(core, n, units, merge, concurrency, bar, store, keys, resumed)
+    return BatchPlan(
+        core, n, units, merge, concurrency, bar, store, keys, resumed, pieces, from_cache, saved
+    )
+
+
+def _cache(core: SiteCore) -> CacheAspect | None:
+    from prismq_llmtools.cache import CacheAspect
+
+    return next((a for a in core.aspects if isinstance(a, CacheAspect)), None)
 
 
 class Collector:
@@ -107,15 +138,18 @@ class Collector:
         self.core = plan.core
         self.progress = plan.progress
         self.results: list[Any] = [None] * plan.n
-        for index, value in plan.resumed.items():
+        for index, value in (*plan.resumed.items(), *plan.from_cache.items()):
             self.results[index] = value
         self.failures: dict[int, BaseException] = {}
         self.not_run: list[int] = []
-        self.done = len(plan.resumed)
+        self.done = len(plan.resumed) + len(plan.from_cache)
         self.cost_usd = Decimal(0)
-        self.saved_cost_usd = Decimal(0)
-        self.cache_hits = 0
+        self.saved_cost_usd = plan.saved_usd
+        self.cache_hits = len(plan.from_cache)  # items answered by the cache
+        self.requests = 0  # calls that were not answered by the cache
+        self.merged_requests = 0  # of those, the ones carrying several items
         self.rate_limited = 0
+        self._cache = _cache(plan.core) if plan.pieces else None
         self.started = self.core.clock.now()
 
     def __call__(self, outcome: UnitResult) -> None:
@@ -124,8 +158,11 @@ class Collector:
         if box is not None:
             self.cost_usd += box.cost_usd
             self.saved_cost_usd += box.saved_cost_usd
-            self.cache_hits += box.cache_hits
+            self.cache_hits += box.cache_hits * len(unit.indices)
             self.rate_limited += box.rate_limited
+            sent = max(box.calls - box.cache_hits, 0)
+            self.requests += sent
+            self.merged_requests += sent if unit.merged else 0
         values: list[Any] = []
         status = outcome.status
         if status == "ok" and unit.merged:
@@ -133,6 +170,8 @@ class Collector:
                 values = split_answer(outcome.value, len(unit.indices), self.plan.merge)  # type: ignore[arg-type]
             except ValueError as exc:
                 status, outcome.value = "error", exc
+        if values and self._cache is not None:
+            self._keep_pieces(unit, values, box)
         checkpoint = self.plan.checkpoint
         for position, index in enumerate(unit.indices):
             if status == "ok":
@@ -146,6 +185,15 @@ class Collector:
                 self.not_run.append(index)
             self.done += 1
         self.progress.update(done=self.done, failed=len(self.failures), cost_usd=self.cost_usd)
+
+    def _keep_pieces(self, unit: Unit, values: list[Any], box: ItemBox | None) -> None:
+        """Cache each input of a merged answer on its own, with its share of the cost."""
+        assert self._cache is not None
+        share = box.cost_usd / len(values) if box is not None and box.cost_usd else None
+        for index, value in zip(unit.indices, values, strict=True):
+            bound = self.plan.pieces.get(index)
+            if bound is not None:
+                self._cache.store_piece(bound, value, cost_usd=share, model=self.core.default_model)
 
     def finish(
         self,
@@ -169,7 +217,8 @@ class Collector:
             "failed": len(self.failures),
             "not_run": len(self.not_run) + (n - self.done),
             "resumed": len(self.plan.resumed) or None,
-            "requests": len(self.plan.units),
+            "requests": self.requests,
+            "merged_requests": self.merged_requests if self.plan.merge is not None else None,
             "cost_usd": self.cost_usd,
             "saved_cost_usd": self.saved_cost_usd,
             "cache_hits": self.cache_hits,

@@ -16,6 +16,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 from prismq_llmtools.budget.aspect import BudgetAspect
 from prismq_llmtools.budget.policy import PromptPolicy, TokenBudget
+from prismq_llmtools.call import Endpoint
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.site.core import RequestExtractor
@@ -55,6 +56,8 @@ def token_budgeted(
     name: str | None = None,
     model: str | None = None,
     request: RequestExtractor | None = None,
+    tokenizer: str | None = None,
+    endpoint: Endpoint | None = None,
 ) -> Callable[[Callable[P, R]], LLMFunction[P, R]]:
     """Cap each call's prompt and hold calls to token and USD budgets per period.
 
@@ -71,6 +74,10 @@ def token_budgeted(
         registry: where budgets live (default: the process's :data:`default_registry`).
         clock: the clock calendar periods and windows are read on (tests: ``FakeClock``).
         name, model, request: the site's name, default model and request extractor.
+        tokenizer: what the site's prompts are counted with: a tiktoken encoding
+            (``"o200k_base"``), ``"server:URL"`` or ``"hf:PATH"`` (``docs/counting.md``).
+        endpoint: the API the function calls (``"chat"``, ``"responses"``, ``"embeddings"``,
+            ``"completions"``) when its arguments do not say (an ``input`` parameter).
     """
 
     def make() -> BudgetAspect:
@@ -95,7 +102,9 @@ def token_budgeted(
         )
         return BudgetAspect(budget, registry=registry or default_registry, clock=clock)
 
-    return attach(make, name=name, model=model, request=request)
+    return attach(
+        make, name=name, model=model, request=request, tokenizer=tokenizer, endpoint=endpoint
+    )
 
 
 def budget_status(func: Any) -> dict[str, dict[str, Any]]:

@@ -15,7 +15,7 @@ from prismq_llmtools.budget.truncate import parameter_names, replace_argument, t
 from prismq_llmtools.call import Call, Request, StateKey
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import BudgetExceeded, StateStoreError
-from prismq_llmtools.site.estimate import ensure_estimate
+from prismq_llmtools.site.estimate import count_for_site, ensure_estimate, worst_case_of
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.ledger import MICRO_USD, BudgetStatus, Denial
 from prismq_llmtools.usage import TokenEstimate
@@ -32,6 +32,9 @@ STORE_ERROR = "llm.store.error"
 
 RESERVED: StateKey[bool] = StateKey("budget.reserved")
 """Set when a Call's worst case is reserved in the store: settle replaces it by the actual."""
+
+HELD: StateKey[tuple[int, dict[str, int]]] = StateKey("budget.held")
+"""How many worst cases a Call holds in the store, and one worst case's amounts by unit."""
 
 _CAP_PARAMETERS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
@@ -82,7 +85,8 @@ class BudgetAspect(Aspect[TokenBudget]):
             return
         amounts = {"tokens": estimate.total_estimate}
         if self._prices:
-            amounts["usd"] = _micro(self._worst_cost(call, estimate))
+            worst = worst_case_of(call)
+            amounts["usd"] = _micro(worst[1]) if worst is not None else 0
         denial = self._guarded(
             call,
             lambda store: store.reserve(
@@ -98,6 +102,24 @@ class BudgetAspect(Aspect[TokenBudget]):
             self._refuse(call, denial)
         if denial is None and self._store is not None:
             call.put(RESERVED, True)
+            call.put(HELD, (1, amounts))
+
+    def before_attempt(self, call: Call) -> float:
+        """Before a retry, hold one more worst case for every attempt that may have been
+        billed unread: each is charged its worst case, and the next attempt needs its own."""
+        held = call.get(HELD)
+        if held is None:
+            return 0.0
+        count, amounts = held
+        while count < 1 + call.unread_requests:
+            denial = self._guarded(
+                call, self._reserve_extra(call, f"{call.call_id}+{count}", amounts)
+            )
+            if isinstance(denial, Denial):
+                self._refuse(call, denial)
+            count += 1
+            call.put(HELD, (count, amounts))
+        return 0.0
 
     def settle(self, call: Call) -> None:
         if not call.get(RESERVED):
@@ -112,6 +134,10 @@ class BudgetAspect(Aspect[TokenBudget]):
                 self._scope(call), self._lines, call.call_id, actual, clock=self.current_clock()
             ),
         )
+        # Then free the extra worst cases: released after the actual is recorded, never before.
+        held = call.get(HELD)
+        for n in range(1, held[0] if held is not None else 1):
+            self._guarded(call, self._release_extra(call, f"{call.call_id}+{n}"))
         for crossing in crossings or ():
             events.emit(
                 call,
@@ -124,6 +150,31 @@ class BudgetAspect(Aspect[TokenBudget]):
                 limit=_plain(crossing.limit, crossing.unit),
                 fraction=crossing.threshold,
             )
+
+    def _reserve_extra(
+        self, call: Call, reservation_id: str, amounts: dict[str, int]
+    ) -> Callable[[StateStore], Denial | None]:
+        budget: TokenBudget = self.settings
+
+        def action(store: StateStore) -> Denial | None:
+            return store.reserve(
+                self._scope(call),
+                self._lines,
+                amounts,
+                clock=self.current_clock(),
+                reservation_id=reservation_id,
+                ttl_s=budget.reservation_ttl_s,
+            )
+
+        return action
+
+    def _release_extra(self, call: Call, reservation_id: str) -> Callable[[StateStore], object]:
+        def action(store: StateStore) -> object:
+            return store.settle(
+                self._scope(call), self._lines, reservation_id, {}, clock=self.current_clock()
+            )
+
+        return action
 
     def status(self) -> list[BudgetStatus]:
         """Every budget line of this site's scope, now."""
@@ -164,10 +215,8 @@ class BudgetAspect(Aspect[TokenBudget]):
             )
 
         def count(candidate: list[Any]) -> int:
-            from prismq_llmtools.openai.tokens import count_request
-
             body = {**request.body, "messages": candidate}
-            return count_request(body, endpoint=request.endpoint).prompt_tokens
+            return count_for_site(call, body, request.endpoint or "chat").prompt_tokens
 
         fitted = truncate_messages(messages, limit, count)
         if fitted is None or not replace_argument(
@@ -226,18 +275,6 @@ class BudgetAspect(Aspect[TokenBudget]):
         )
 
     # -- prices ----------------------------------------------------------------------
-
-    def _worst_cost(self, call: Call, estimate: TokenEstimate) -> Decimal:
-        from prismq_llmtools.pricing import price_table
-        from prismq_llmtools.pricing.money import cost_of
-        from prismq_llmtools.usage import Usage
-
-        price = price_table().price_for(estimate.model, unknown="estimate")
-        tier = call.request.body.get("service_tier") if call.request is not None else None
-        worst = Usage(
-            input_tokens=estimate.prompt_tokens, output_tokens=estimate.completion_cap or 0
-        )
-        return cost_of(worst, price, service_tier=tier if isinstance(tier, str) else None).total_usd
 
     def _actual_cost(self, call: Call) -> Decimal:
         if call.cost_usd is not None:

@@ -410,13 +410,67 @@ class CacheAspect(Aspect[CachePolicy]):
         hit = self._lookup(call, key)
         return (True, hit.value) if hit is not None else (False, None)
 
+    # -- one input of a merged request (f.batch with merge=) -----------------------------
+
+    def piece(self, bound: Mapping[str, Any]) -> Entry | None:
+        """The entry kept for one input of a merged request, if any and fresh (no events).
+
+        ``bound`` names the input's own arguments (:func:`prismq_llmtools.batch.items.
+        piece_arguments`): each input of a merged request is cached on its own, so a rerun
+        with one new input sends that input alone.
+        """
+        if not self._usable(bound, reading=True):
+            return None
+        try:
+            key = self.key_of(bound)
+        except UnkeyableArgument:
+            return None
+        found = self._memory.get(key)
+        if found is not None and not self._expired(found[0]):
+            return found[0]
+        _, disk = self._ready()
+        try:
+            blob = disk.load(key)
+            entry = decode(blob) if blob is not None else None
+        except CorruptEntry:
+            self.stats["corrupt"] += 1
+            self._forget(disk, key)
+            return None
+        if entry is None or self._expired(entry):
+            return None
+        self.stats["hits"] += 1
+        return entry
+
+    def store_piece(
+        self, bound: Mapping[str, Any], value: Any, *, cost_usd: Decimal | None, model: str | None
+    ) -> None:
+        """Keep the answer to one input of a merged request (see :meth:`piece`)."""
+        if not self._usable(bound, reading=False):
+            return
+        try:
+            key = self.key_of(bound)
+            blob = encode(Entry(value=value, created=self._now(), cost_usd=cost_usd, model=model))
+        except Exception:  # an unkeyable argument or an unpicklable answer: not cached
+            return
+        if _SECRET_BYTES.search(blob):
+            return
+        self._save(None, key, blob)
+
+    def _usable(self, bound: Mapping[str, Any], *, reading: bool) -> bool:
+        if not self.settings.cache_enabled:
+            return False
+        mode = current_mode()
+        if mode == "bypass" or (reading and mode == "refresh"):
+            return False
+        return self._when is None or bool(self._when(bound))
+
     def store(self, call: Call, result: Any) -> None:
         """Store the answer of a call answered outside the site (a Batch API result)."""
         key = call.get(ENTRY_KEY)
         if key is not None and self.settings.cache_enabled:
             self._store(call, key, result)
 
-    def _save(self, call: Call, key: str, blob: bytes) -> None:
+    def _save(self, call: Call | None, key: str, blob: bytes) -> None:
         _, disk = self._ready()
         try:
             disk.save(key, blob)

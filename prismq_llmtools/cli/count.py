@@ -37,6 +37,12 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="encoding for unknown models, e.g. o200k_base (default: error)",
     )
+    parser.add_argument(
+        "--tokenizer",
+        metavar="SPEC",
+        help="count with this tokenizer for any model: a tiktoken encoding, server:URL "
+        "(asks that server) or hf:PATH (a tokenizer.json)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -50,6 +56,7 @@ def _read_body(source: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Count the request named by ``args`` and print the result; return the exit status."""
     from prismq_llmtools.errors import LLMToolsError, UnknownModelError
+    from prismq_llmtools.openai.tokenizer import check_tokenizer, count_request_with
     from prismq_llmtools.openai.tokens import count_request
 
     try:
@@ -58,11 +65,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"prismq-llmtools count: cannot read {args.request}: {exc}", file=sys.stderr)
         return 2
     try:
-        estimate = count_request(
-            body, endpoint=args.endpoint, fallback_encoding=args.fallback_encoding
-        )
+        if args.tokenizer is not None:
+            estimate = count_request_with(
+                body, endpoint=args.endpoint, tokenizer=check_tokenizer(args.tokenizer)
+            )
+        else:
+            estimate = count_request(
+                body, endpoint=args.endpoint, fallback_encoding=args.fallback_encoding
+            )
     except LLMToolsError as exc:
-        hint = " (or use --fallback-encoding NAME)" if isinstance(exc, UnknownModelError) else ""
+        hint = (
+            " (on the command line: --tokenizer SPEC or --fallback-encoding NAME)"
+            if isinstance(exc, UnknownModelError)
+            else ""
+        )
         print(f"prismq-llmtools count: {exc}{hint}", file=sys.stderr)
         return 1
     if args.as_json:

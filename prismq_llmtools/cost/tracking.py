@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from prismq_llmtools import _state
 from prismq_llmtools.aspect import Aspect
-from prismq_llmtools.call import Call
+from prismq_llmtools.call import Call, Endpoint
 from prismq_llmtools.pricing import UnknownPrice
 from prismq_llmtools.settings.rules import Choice, check_fields, register_keys
 from prismq_llmtools.site.core import RequestExtractor
@@ -61,6 +61,8 @@ class Totals:
     saved_cost_usd: Decimal = field(default_factory=Decimal)
     retries: int = 0
     rate_limited: int = 0
+    possibly_billed: int = 0
+    """Requests the server may have billed unread, counted in the usage at their worst case."""
 
     @property
     def usage(self) -> Usage:
@@ -146,8 +148,31 @@ class UsageTotals:
                 totals.retries += call.retries
             if call.rate_limited:
                 totals.rate_limited += call.rate_limited
+            if call.unread_requests:
+                totals.possibly_billed += call.unread_requests
         finally:
             lock.release()
+
+    def record_recovered(
+        self,
+        *,
+        operation: str,
+        model: str | None,
+        usage: Usage,
+        cost_usd: Decimal,
+        requests: int,
+        when: float | None = None,
+    ) -> None:
+        """Add a call a dead process left in flight: failed, possibly billed, at its worst
+        case (see :func:`prismq_llmtools.cost.recovery.recover_in_flight`)."""
+        with self._lock:
+            totals = self._group(operation, model, time.time() if when is None else when)
+            totals.calls += 1
+            totals.errors += 1
+            totals.input_tokens += usage.input_tokens
+            totals.output_tokens += usage.output_tokens
+            totals.cost_usd += cost_usd
+            totals.possibly_billed += requests
 
     def _group(self, operation: str, model: str | None, when: float) -> Totals:
         day = int(when // 86_400)
@@ -253,6 +278,8 @@ def cost_tracked(
     model: str | None = None,
     name: str | None = None,
     request: RequestExtractor | None = None,
+    tokenizer: str | None = None,
+    endpoint: Endpoint | None = None,
 ) -> Callable[[Callable[P, R]], LLMFunction[P, R]]:
     """Cost every call from the usage it really billed, and add it to the usage totals.
 
@@ -264,6 +291,10 @@ def cost_tracked(
         model: the site's default model, when the arguments do not name one.
         name: the site name, default ``module.qualname``.
         request: builds the request (a JSON body) from the arguments by name.
+        tokenizer: what the site's prompts are counted with: a tiktoken encoding
+            (``"o200k_base"``), ``"server:URL"`` or ``"hf:PATH"`` (``docs/counting.md``).
+        endpoint: the API the function calls (``"chat"``, ``"responses"``, ``"embeddings"``,
+            ``"completions"``) when its arguments do not say (an ``input`` parameter).
     """
     return attach(
         lambda: CostAspect(CostPolicy(unknown_price=unknown_price), totals),
@@ -271,4 +302,6 @@ def cost_tracked(
         model=model,
         operation=operation,
         request=request,
+        tokenizer=tokenizer,
+        endpoint=endpoint,
     )

@@ -8,11 +8,18 @@ replaced methods) lives in :mod:`prismq_llmtools._state`, whose reset removes it
 
 One retry owner: inside a site with ``@retried``, the client's own retries are switched off
 for the requests that site makes (``max_retries=0``), so every attempt is ours and logged.
+
+Billed means counted: a request the server may have served and billed without our reading its
+usage (a 200 whose body cannot be parsed, a timeout or a broken connection after the request
+was sent) is charged to its Call at its worst case (prompt + completion cap,
+:meth:`Call.add_unread`). Only failures before the request left (no connection, a write that
+failed) are known to cost nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from prismq_llmtools import _state
@@ -20,6 +27,7 @@ from prismq_llmtools.call import Call, Endpoint, current_call
 from prismq_llmtools.openai.headers import parse_rate_headers
 from prismq_llmtools.openai.request import request_from_body
 from prismq_llmtools.openai.streams import ObservedAsyncStream, ObservedStream, StreamState
+from prismq_llmtools.openai.tokens import worst_case
 from prismq_llmtools.openai.usage import facts_from_response
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -44,12 +52,32 @@ def _endpoint(url: str) -> Endpoint | None:
 
 
 class _Plan:
-    __slots__ = ("body", "endpoint", "hide_usage_chunk")
+    __slots__ = ("body", "endpoint", "hide_usage_chunk", "served")
 
     def __init__(self, body: Mapping[str, Any], endpoint: Endpoint | None, hide: bool) -> None:
         self.body = body
         self.endpoint = endpoint
         self.hide_usage_chunk = hide
+        self.served = False
+        """The latest HTTP attempt of this request was answered 2xx: the server billed it."""
+
+
+_current_plan: ContextVar[_Plan | None] = ContextVar("prismq_llmtools_plan", default=None)
+"""The logical request being sent in this thread or task (``request`` -> ``_send_request``)."""
+
+# Failures before the request reached the server: nothing can have been billed.
+_NOT_SENT = frozenset(
+    {"ConnectError", "ConnectTimeout", "PoolTimeout", "WriteError", "WriteTimeout"}
+)
+
+
+def _charge_unread(call: Call, plan: _Plan | None) -> None:
+    """Charge an inference request the server may have billed, unread, at its worst case
+    (files and batches requests bill no tokens)."""
+    if plan is None or plan.endpoint is None:
+        return
+    worst = worst_case(plan.body, plan.endpoint, cap=call.completion_cap, fallback=call.estimate)
+    call.add_unread(worst)
 
 
 _Args = tuple[tuple[Any, ...], dict[str, Any]]
@@ -118,16 +146,21 @@ def _record_http(call: Call, response: Any) -> None:
         call.rate_limited += 1
 
 
-def _is_timeout(exc: BaseException) -> bool:
-    return "Timeout" in type(exc).__name__
-
-
 def _sync_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     call = current_call.get()
     if call is None:
         return wrapped(*args, **kwargs)
     plan, (args, kwargs) = _prepare(call, args, kwargs)
-    return _observe(call, plan, wrapped(*args, **kwargs), is_async=False)
+    token = _current_plan.set(plan)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException:
+        if plan.served:  # answered 2xx, then unreadable: billed, usage unknown
+            _charge_unread(call, plan)
+        raise
+    finally:
+        _current_plan.reset(token)
+    return _observe(call, plan, result, is_async=False)
 
 
 async def _async_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -135,7 +168,32 @@ async def _async_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) ->
     if call is None:
         return await wrapped(*args, **kwargs)
     plan, (args, kwargs) = _prepare(call, args, kwargs)
-    return _observe(call, plan, await wrapped(*args, **kwargs), is_async=True)
+    token = _current_plan.set(plan)
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException:
+        if plan.served:
+            _charge_unread(call, plan)
+        raise
+    finally:
+        _current_plan.reset(token)
+    return _observe(call, plan, result, is_async=True)
+
+
+def _sent_and_lost(call: Call, exc: BaseException) -> None:
+    """An HTTP attempt failed without an answer: charge it unless it never left."""
+    plan = _current_plan.get()
+    if plan is not None:
+        plan.served = False
+    if type(exc).__name__ not in _NOT_SENT:
+        _charge_unread(call, plan)
+
+
+def _answered(call: Call, response: Any) -> None:
+    plan = _current_plan.get()
+    if plan is not None:
+        plan.served = 200 <= response.status_code < 300
+    _record_http(call, response)
 
 
 def _sync_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -145,10 +203,9 @@ def _sync_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     try:
         response = wrapped(*args, **kwargs)
     except BaseException as exc:
-        if _is_timeout(exc):
-            call.possibly_billed = True
+        _sent_and_lost(call, exc)
         raise
-    _record_http(call, response)
+    _answered(call, response)
     return response
 
 
@@ -159,10 +216,9 @@ async def _async_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> An
     try:
         response = await wrapped(*args, **kwargs)
     except BaseException as exc:
-        if _is_timeout(exc):
-            call.possibly_billed = True
+        _sent_and_lost(call, exc)
         raise
-    _record_http(call, response)
+    _answered(call, response)
     return response
 
 

@@ -10,7 +10,6 @@ family's constants are used, as ``docs/counting.md`` lists.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -18,7 +17,7 @@ from functools import lru_cache
 from prismq_llmtools.errors import ConfigurationError, UnknownModelError
 
 __all__ = [
-    "FALLBACK_ENCODING_ENV",
+    "KNOWN_ENCODINGS",
     "ChatFormat",
     "ImageRule",
     "ModelInfo",
@@ -26,8 +25,7 @@ __all__ = [
     "model_info",
 ]
 
-FALLBACK_ENCODING_ENV = "PRISMQ_LLMTOOLS_FALLBACK_ENCODING"
-_KNOWN_ENCODINGS = frozenset({"o200k_base", "cl100k_base", "p50k_base", "r50k_base"})
+KNOWN_ENCODINGS = frozenset({"o200k_base", "cl100k_base", "p50k_base", "r50k_base"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,13 +140,20 @@ def _family_of(name: str) -> str | None:
     return None
 
 
-def _fallback_from(fallback: str | None) -> str | None:
-    chosen = fallback if fallback is not None else os.environ.get(FALLBACK_ENCODING_ENV) or None
-    if chosen is not None and chosen not in _KNOWN_ENCODINGS:
+def _check_encoding(encoding: str | None) -> str | None:
+    if encoding is not None and encoding not in KNOWN_ENCODINGS:
         raise ConfigurationError(
-            f"fallback encoding {chosen!r} is not one of {', '.join(sorted(_KNOWN_ENCODINGS))}"
+            f"encoding {encoding!r} is not one of {', '.join(sorted(KNOWN_ENCODINGS))}"
         )
-    return chosen
+    return encoding
+
+
+UNKNOWN_MODEL_HINT = (
+    'choose the site\'s tokenizer: tokenizer= on the decorator, `tokenizer = "..."` in the '
+    'settings file\'s [defaults] or [sites."<site>"] table, or the environment variable '
+    "PRISMQ_LLMTOOLS__<SITE>__TOKENIZER (ALL for every site); the value is a tiktoken "
+    f"encoding ({', '.join(sorted(KNOWN_ENCODINGS))}), server:URL or hf:PATH"
+)
 
 
 @lru_cache(maxsize=1024)
@@ -166,27 +171,28 @@ def _resolve(model: str) -> ModelInfo | None:
     )
 
 
-def model_info(model: str, *, fallback: str | None = None) -> ModelInfo:
+def model_info(
+    model: str, *, fallback: str | None = None, encoding: str | None = None
+) -> ModelInfo:
     """Resolve ``model`` to its family, encoding and format constants.
 
     Args:
         model: A model name as sent to the API.
-        fallback: Encoding for unknown models; defaults to ``$PRISMQ_LLMTOOLS_FALLBACK_ENCODING``.
+        fallback: Encoding for unknown models.
+        encoding: Encoding for every model (a site's ``tokenizer`` setting): a known model
+            keeps its family's format constants, with this encoding.
 
     Raises:
-        UnknownModelError: The model is unknown and no fallback is configured.
-        ConfigurationError: The fallback names no known encoding.
+        UnknownModelError: The model is unknown and no encoding is given.
+        ConfigurationError: ``fallback`` or ``encoding`` names no known encoding.
     """
     info = _resolve(model)
+    forced = _check_encoding(encoding)
     if info is not None:
-        return info
-    encoding = _fallback_from(fallback)
+        return info if forced is None or forced == info.encoding else replace(info, encoding=forced)
+    encoding = forced or _check_encoding(fallback)
     if encoding is None:
-        raise UnknownModelError(
-            model,
-            f"pass fallback_encoding= or set {FALLBACK_ENCODING_ENV} "
-            f"(one of {', '.join(sorted(_KNOWN_ENCODINGS))})",
-        )
+        raise UnknownModelError(model, UNKNOWN_MODEL_HINT)
     chat = _O200K if encoding == "o200k_base" else _CL100K
     return ModelInfo(
         model=model,

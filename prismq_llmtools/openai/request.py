@@ -60,6 +60,9 @@ API_PARAMETERS = frozenset(
 )
 
 
+_PROMPT_FIELDS = frozenset({"messages", "input", "prompt"})
+
+
 def endpoint_of(body: Mapping[str, Any]) -> Endpoint | None:
     """The endpoint a request body is meant for, inferred from its fields."""
     if "messages" in body:
@@ -83,10 +86,15 @@ def request_from_body(body: Mapping[str, Any], endpoint: Endpoint | None = None)
 
 
 def request_from_arguments(
-    bound: Mapping[str, Any], *, default_model: str | None = None
+    bound: Mapping[str, Any],
+    *,
+    default_model: str | None = None,
+    endpoint: Endpoint | None = None,
 ) -> Request | None:
     """The request the bound arguments describe, or one carrying only the default model.
 
+    ``endpoint`` is the site's ``endpoint`` setting: the API the function calls, which the
+    arguments alone may not tell (an ``input`` is embeddings or Responses input).
     Returns ``None`` when neither the arguments nor the site name a model.
     """
     body = {k: v for k, v in bound.items() if k in API_PARAMETERS and v is not None}
@@ -95,4 +103,5 @@ def request_from_arguments(
             return None
         if default_model is not None:
             body["model"] = default_model
-    return request_from_body(body)
+    described = endpoint if _PROMPT_FIELDS & body.keys() else None  # else: plain-text args
+    return request_from_body(body, described)

@@ -89,7 +89,8 @@ class StreamState:
         return True
 
     def finalize(self, *, complete: bool) -> None:
-        """Attribute the stream's usage to its Call: exact if seen, else estimated."""
+        """Attribute the stream's usage to its Call: exact if seen; else, for a stream that
+        ended whole, estimated from its text, and for one cut short, its worst case."""
         if self.done:
             return
         self.done = True
@@ -97,6 +98,16 @@ class StreamState:
         call.service_tier = self.service_tier or call.service_tier
         if self.usage is not None:
             call.add_observed(self.usage)
+        elif not complete:  # cut or abandoned: the server may have generated up to the cap
+            from prismq_llmtools.openai.tokens import worst_case
+
+            worst = worst_case(
+                self.body, self.endpoint, cap=call.completion_cap, fallback=call.estimate
+            )
+            seen = self._estimate()  # without a cap, at least what was received
+            if seen is not None and seen.output_tokens > worst.output_tokens:
+                worst = Usage(input_tokens=worst.input_tokens, output_tokens=seen.output_tokens)
+            call.add_unread(worst)
         else:
             estimated = self._estimate()
             if estimated is not None:

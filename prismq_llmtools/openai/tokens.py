@@ -21,7 +21,7 @@ from prismq_llmtools.errors import ConfigurationError, RequestFormatError
 from prismq_llmtools.openai import messages
 from prismq_llmtools.openai.models import ModelInfo, encoding_for, model_info
 from prismq_llmtools.openai.textcount import MemoStats, TextCount, TokenMemo
-from prismq_llmtools.usage import TokenEstimate
+from prismq_llmtools.usage import TokenEstimate, Usage
 
 if TYPE_CHECKING:
     import tiktoken
@@ -38,6 +38,7 @@ __all__ = [
     "default_counter",
     "encoding_for",
     "infer_endpoint",
+    "worst_case",
 ]
 
 Endpoint = Literal["chat", "responses", "embeddings", "completions"]
@@ -116,6 +117,7 @@ class TokenCounter:
         *,
         endpoint: Endpoint | None = None,
         fallback_encoding: str | None = None,
+        encoding: str | None = None,
     ) -> TokenEstimate:
         """Count a request body as sent to the API.
 
@@ -123,6 +125,7 @@ class TokenCounter:
             body: The JSON body (``model`` plus ``messages``, ``input`` or ``prompt`` ...).
             endpoint: Which API it is for; inferred from the body when None.
             fallback_encoding: Encoding for unknown models, overriding the counter's.
+            encoding: Encoding for any model (a site's ``tokenizer`` setting).
 
         Raises:
             UnknownModelError: Unknown model and no fallback encoding configured.
@@ -134,7 +137,9 @@ class TokenCounter:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise RequestFormatError("the request body has no model")
-        info = model_info(model, fallback=fallback_encoding or self._fallback_encoding)
+        info = model_info(
+            model, fallback=fallback_encoding or self._fallback_encoding, encoding=encoding
+        )
         if endpoint is None:
             endpoint = infer_endpoint(body, info)
         elif endpoint not in _ENDPOINTS:
@@ -264,13 +269,37 @@ def count_request(
     *,
     endpoint: Endpoint | None = None,
     fallback_encoding: str | None = None,
+    encoding: str | None = None,
 ) -> TokenEstimate:
     """Count a request body with the default counter (see :meth:`TokenCounter.count_request`)."""
     return default_counter().count_request(
-        body, endpoint=endpoint, fallback_encoding=fallback_encoding
+        body, endpoint=endpoint, fallback_encoding=fallback_encoding, encoding=encoding
     )
 
 
 def count_text(text: str, *, model: str | None = None, encoding: str | None = None) -> int:
     """Tokens of a plain text, by ``model`` or ``encoding`` (exactly one), memoised."""
     return default_counter().count_text(text, model=model, encoding=encoding)
+
+
+def worst_case(
+    body: Mapping[str, Any],
+    endpoint: Endpoint | None,
+    *,
+    cap: int | None,
+    fallback: TokenEstimate | None,
+) -> Usage:
+    """The most a request can be billed: its prompt plus its completion cap.
+
+    ``cap`` is the cap added to requests that set none; ``fallback`` (the Call's estimate)
+    answers when the body cannot be counted (no model, an unknown model). A request without
+    any cap is charged its prompt only, as a budget reserves it.
+    """
+    try:
+        estimate = count_request(body, endpoint=endpoint, fallback_encoding="o200k_base")
+    except Exception:  # an unreadable body: the estimate made before the call, if any
+        if fallback is None:
+            return Usage()
+        estimate = fallback
+    output = estimate.completion_cap if estimate.completion_cap is not None else cap
+    return Usage(input_tokens=estimate.prompt_tokens, output_tokens=output or 0)

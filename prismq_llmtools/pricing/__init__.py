@@ -19,6 +19,9 @@ UnknownPrice = Literal["raise", "zero", "estimate"]
 
 register_section("prices")  # the settings file's [prices."model"] tables
 
+ESTIMATE_MODEL = "gpt-4o"
+"""The model whose standard rates price an unknown model under the ``estimate`` policy."""
+
 
 def _default_table() -> PriceTable:
     from prismq_llmtools.pricing.snapshot import openai_prices
@@ -76,9 +79,36 @@ def cost_call(call: Call, *, unknown: UnknownPrice = "estimate") -> None:
     call.cost_usd = cost.total_usd
     call.price_known = cost.price_known
     if not cost.price_known:
-        events.emit(
-            call,
-            events.PRICE_UNKNOWN,
-            level="warning",
-            **{"gen_ai.request.model": model, "policy": unknown},
-        )
+        call.price_stand_in = _stand_in(table, price)
+        if _first_warning(model or ""):
+            events.emit(
+                call,
+                events.PRICE_UNKNOWN,
+                level="warning",
+                **{
+                    "gen_ai.request.model": model,
+                    "policy": unknown,
+                    "price_stand_in": call.price_stand_in,
+                    "fix": f'[prices."{model}"] input = ..., output = ... (USD per 1M tokens)'
+                    " in the settings file",
+                },
+            )
+
+
+def _stand_in(table: PriceTable, price: Price) -> str:
+    """What an unknown model was priced as: ``gpt-4o`` (the default estimate), ``zero``, or
+    ``estimate`` (a table's own stand-in)."""
+    from prismq_llmtools.pricing.money import ESTIMATE_PRICE
+
+    if price is table.estimate:
+        return ESTIMATE_MODEL if price == ESTIMATE_PRICE else "estimate"
+    return "zero"
+
+
+_warned: _state.Memo[str, object] = _state.Memo("unknown prices warned")
+"""The models already warned about in this process: one warning per model."""
+
+
+def _first_warning(model: str) -> bool:
+    token = object()
+    return _warned.setdefault(model, token) is token  # atomic: one thread wins

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+from prismq_llmtools.call import Endpoint
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.openai.headers import RETRY_AFTER_CAP_S
 from prismq_llmtools.ratelimit.aspect import BucketKeyFunction, RateLimitAspect
@@ -48,6 +49,8 @@ def rate_limited(
     name: str | None = None,
     model: str | None = None,
     request: RequestExtractor | None = None,
+    tokenizer: str | None = None,
+    endpoint: Endpoint | None = None,
 ) -> Callable[[Callable[P, R]], LLMFunction[P, R]]:
     """Hold the decorated function to requests/tokens per minute (and per day).
 
@@ -64,6 +67,10 @@ def rate_limited(
         registry: where buckets live (default: the process's :data:`default_registry`).
         clock: the clock waits are slept on (tests pass a ``FakeClock``).
         name, model, request: the site's name, default model and request extractor.
+        tokenizer: what the site's prompts are counted with: a tiktoken encoding
+            (``"o200k_base"``), ``"server:URL"`` or ``"hf:PATH"`` (``docs/counting.md``).
+        endpoint: the API the function calls (``"chat"``, ``"responses"``, ``"embeddings"``,
+            ``"completions"``) when its arguments do not say (an ``input`` parameter).
     """
 
     def make() -> RateLimitAspect:
@@ -90,4 +97,6 @@ def rate_limited(
             clock=clock,
         )
 
-    return attach(make, name=name, model=model, request=request)
+    return attach(
+        make, name=name, model=model, request=request, tokenizer=tokenizer, endpoint=endpoint
+    )

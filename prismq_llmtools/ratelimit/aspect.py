@@ -160,6 +160,7 @@ class RateLimitAspect(Aspect[RateLimit]):
             attempt=call.attempts,
             deadline=deadline,
             headers=call.rate_headers,
+            unread=call.unread_requests,
         )
         call.put(ADMISSION, admission)
         return self._waiting(call, admission) if result.wait_s > 0 else 0.0

@@ -36,7 +36,8 @@ class Admission:
 
     ``headers`` is ``call.rate_headers`` before the attempt ran (new headers are a new
     response); ``deadline`` is when waiting for it must end (``timeout_s``), if ever;
-    ``done`` says the store has heard how the attempt ended.
+    ``done`` says the store has heard how the attempt ended; ``unread`` is
+    ``call.unread_requests`` before the attempt ran (more after it: it may have been billed).
     """
 
     ticket: Ticket
@@ -44,6 +45,7 @@ class Admission:
     attempt: int
     deadline: float | None
     headers: RateHeaders | None
+    unread: int = 0
     done: bool = False
 
 
@@ -74,7 +76,7 @@ def feedback_for(
     status = getattr(error, "status_code", None) if error is not None else None
     costs = admission.ticket.costs
     if error is not None and headers is None and not isinstance(status, int):
-        if call.possibly_billed:
+        if call.unread_requests > admission.unread:  # this attempt may have been served
             return Plan()
         return Plan(refund=costs)  # never reached the server
     refused = status == 429

@@ -2,8 +2,10 @@
 
 Reads ``llm.call`` summary lines (and ``llm.cache.hit`` lines for the dollars a cache hit
 saved) and aggregates them per operation, model, site or UTC day, with cost, calls and
-tokens over time per operation (:mod:`prismq_llmtools.report.series`). Rendering (table,
-CSV, JSON, chart, HTML page) lives in :mod:`prismq_llmtools.report.render`.
+tokens over time per operation (:mod:`prismq_llmtools.report.series`). Attempts that a dead
+process left in flight (an ``llm.attempt.sent`` line whose call never finished) count at their
+worst case, as possibly billed. Rendering (table, CSV, JSON, chart, HTML page) lives in
+:mod:`prismq_llmtools.report.render`.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ class UsageRow:
     saved_usd: float = 0.0
     retries: int = 0
     rate_limited: int = 0
+    possibly_billed: int = 0
+    """Calls the server may have billed unread (counted at their worst case), and attempts
+    left in flight by a process that died."""
+    estimated_price: int = 0
+    """Calls of a model with no known price, costed at a stand-in price."""
     durations: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -69,7 +76,7 @@ class UsageRow:
         for name in (
             "calls", "errors", "input_tokens", "cached_input_tokens", "output_tokens",
             "reasoning_tokens", "cost_usd", "cache_hits", "cache_lookups", "saved_usd",
-            "retries", "rate_limited",
+            "retries", "rate_limited", "possibly_billed", "estimated_price",
         ):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.durations.extend(other.durations)
@@ -89,6 +96,8 @@ class UsageRow:
             "saved_usd": round(self.saved_usd, 12),
             "retries": self.retries,
             "rate_limited": self.rate_limited,
+            "possibly_billed": self.possibly_billed,
+            "price_estimated": self.estimated_price > 0,
             "p50_latency_s": self.latency(0.50),
             "p95_latency_s": self.latency(0.95),
         }
@@ -105,6 +114,8 @@ class Report:
     rows: list[UsageRow]
     total: UsageRow
     series: TimeSeries = field(default_factory=TimeSeries)
+    estimated: set[str] = field(default_factory=set)
+    """Operations with a call costed at a stand-in price (marked in the chart)."""
     events: int = 0
     skipped: int = 0  # malformed lines or events without a usable timestamp
 
@@ -126,14 +137,21 @@ def build_report(
 
     if by not in GROUPINGS:
         raise ValueError(f"cannot group by {by!r}: choose one of {', '.join(GROUPINGS)}")
+    from prismq_llmtools.cost.recovery import InFlightTracker
+
     key_field = GROUPINGS[by]
     rows: dict[str, UsageRow] = {}
     series = TimeSeries()
     seen = skipped = 0
+    in_flight = InFlightTracker()
+    estimated: set[str] = set()
     for event in events:
         name = event.get("event")
         if name != "llm.call" and name != "llm.cache.hit":
+            if name == "llm.attempt.sent" or name == "llm.attempt":
+                in_flight.see(event)
             continue
+        in_flight.see(event)
         moment = parse_event_time(event.get("timestamp"))
         if moment is None:
             skipped += 1
@@ -156,14 +174,48 @@ def build_report(
             event.get("gen_ai.usage.output_tokens")
         )
         operation = str(event.get("operation") or _NONE)
+        if event.get("price_known") is False:
+            estimated.add(operation)
         series.add(operation, moment, _number(event.get("cost_usd")), int(tokens))
+    for attempt in in_flight.found():  # sent by a process that died before the answer
+        moment = parse_event_time(attempt.timestamp)
+        if moment is None or (since is not None and moment < since):
+            continue
+        if until is not None and moment >= until:
+            continue
+        fields = {"operation": attempt.operation, "site": attempt.site,
+                  "gen_ai.request.model": attempt.model}  # fmt: skip
+        group = (
+            format_event_time(moment)[:10] if by == "day" else str(fields.get(key_field) or _NONE)
+        )
+        row = rows.get(group)
+        if row is None:
+            row = rows[group] = UsageRow(group)
+        row.possibly_billed += 1
+        row.input_tokens += attempt.usage.input_tokens
+        row.output_tokens += attempt.usage.output_tokens
+        row.cost_usd += float(attempt.cost_usd)
+        series.add(
+            attempt.operation or _NONE,
+            moment,
+            float(attempt.cost_usd),
+            attempt.usage.input_tokens + attempt.usage.output_tokens,
+        )
     ordered = sorted(rows.values(), key=lambda row: (-row.cost_usd, row.group))
     if by == "day":
         ordered.sort(key=lambda row: row.group)
     total = UsageRow("TOTAL")
     for row in ordered:
         total.add(row)
-    return Report(by=by, rows=ordered, total=total, series=series, events=seen, skipped=skipped)
+    return Report(
+        by=by,
+        rows=ordered,
+        total=total,
+        series=series,
+        estimated=estimated,
+        events=seen,
+        skipped=skipped,
+    )
 
 
 def _add_call(row: UsageRow, event: Mapping[str, Any]) -> None:
@@ -179,6 +231,10 @@ def _add_call(row: UsageRow, event: Mapping[str, Any]) -> None:
     if cache == "hit" or cache == "miss":
         row.cache_lookups += 1
         row.cache_hits += cache == "hit"
+    if event.get("possibly_billed") is True:
+        row.possibly_billed += 1
+    if event.get("price_known") is False:
+        row.estimated_price += 1
     row.retries += int(_number(event.get("retries")))
     row.rate_limited += int(_number(event.get("rate_limited")))
     duration = event.get("duration_s")

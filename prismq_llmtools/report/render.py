@@ -25,6 +25,7 @@ __all__ = [
     "render_html",
     "render_json",
     "render_table",
+    "series_label",
 ]
 
 
@@ -68,6 +69,8 @@ _COLUMNS: list[tuple[str, Callable[[UsageRow], str]]] = [
     ("429s", lambda r: _int(r.rate_limited)),
     ("p50 s", lambda r: _seconds(r.latency(0.50))),
     ("p95 s", lambda r: _seconds(r.latency(0.95))),
+    ("unread", lambda r: _int(r.possibly_billed)),
+    ("price", lambda r: "estimated" if r.estimated_price else "-"),
 ]
 
 
@@ -113,6 +116,11 @@ def render_json(report: Report) -> str:
 
 
 _MAX_OPERATIONS = 8  # more operations than colours a reader tells apart: the rest merged
+
+
+def series_label(report: Report, operation: str) -> str:
+    """The chart's label of an operation: marked when part of its cost is estimated."""
+    return f"{operation} (estimated)" if operation in report.estimated else operation
 
 
 def _pyplot() -> Any:
@@ -170,7 +178,8 @@ def cost_figure(report: Report) -> Any:
         when = [datetime.fromtimestamp(x, UTC) for x in xs]
         costs = [points[x].cost_usd for x in xs]
         tokens = [points[x].tokens for x in xs]
-        bar = cost_axes.bar(when, costs, width=width, align="edge", label=operation,
+        label = series_label(report, operation)
+        bar = cost_axes.bar(when, costs, width=width, align="edge", label=label,
                             bottom=[cost_base[x] for x in xs])  # fmt: skip
         colour = bar.patches[0].get_facecolor() if bar.patches else None
         token_axes.bar(when, tokens, width=width, align="edge", color=colour,

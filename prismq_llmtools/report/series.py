@@ -52,7 +52,7 @@ class TimeSeries:
         point.cost_usd += cost_usd
         point.calls += 1
         point.tokens += tokens
-        if self._bins > MAX_BINS and self.step_s < STEPS_S[-1]:
+        while self._bins > MAX_BINS and self.step_s < STEPS_S[-1]:  # one step may not do
             coarser = STEPS_S[STEPS_S.index(self.step_s) + 1]
             self.operations = self.rebinned(coarser)
             self.step_s = coarser

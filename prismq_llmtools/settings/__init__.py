@@ -37,6 +37,7 @@ from prismq_llmtools.settings.environment import (
 )
 from prismq_llmtools.settings.files import key_lines
 from prismq_llmtools.settings.rules import (
+    Choice,
     Flag,
     SettingError,
     Text,
@@ -49,11 +50,13 @@ from prismq_llmtools.settings.sites import forget_site, known_sites, note_site
 
 __all__ = [
     "ENV_PREFIX",
+    "TIKTOKEN_ENCODINGS",
     "Entry",
     "SettingError",
     "Settings",
     "SettingsWarning",
     "check_site",
+    "check_tokenizer_form",
     "env_key",
     "forget_site",
     "load_settings",
@@ -70,12 +73,39 @@ CONFIG_ENV = "PRISMQ_LLMTOOLS_CONFIG"
 SITE = "site"
 """The owner of the keys every site understands, whatever its decorators."""
 
+TIKTOKEN_ENCODINGS = ("cl100k_base", "o200k_base", "p50k_base", "r50k_base")
+"""The tiktoken encodings a ``tokenizer`` setting may name (as ``openai.models`` knows them)."""
+
+
+def check_tokenizer_form(value: str) -> None:
+    """A ``tokenizer`` setting's form: a tiktoken encoding, ``server:http(s)://...`` or
+    ``hf:PATH`` (no file is read and no server asked here). Raises ``ValueError``."""
+    if value in TIKTOKEN_ENCODINGS:
+        return
+    if value.startswith("server:"):
+        url = value[len("server:") :]
+        if not url.startswith(("http://", "https://")) or not url.split("://", 1)[1]:
+            raise ValueError("expected server:http://HOST:PORT (the server's base URL)")
+        return
+    if value.startswith("hf:"):
+        if not value[len("hf:") :]:
+            raise ValueError("expected hf:PATH to a tokenizer.json or a model directory")
+        return
+    raise ValueError(
+        f"must be a tiktoken encoding ({', '.join(TIKTOKEN_ENCODINGS)}), server:URL or hf:PATH"
+    )
+
+
 register_keys(
     SITE,
     {
         "model": Text(optional=True),
         "operation": Text(optional=True),
         "log_content": Flag(),
+        "tokenizer": Text(optional=True, validate=check_tokenizer_form),
+        "endpoint": Choice(
+            values=("chat", "responses", "embeddings", "completions"), optional=True
+        ),
     },
 )
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from prismq_llmtools.aspect import Aspect, UnknownPrice
-from prismq_llmtools.call import Call, Request, StateKey, current_call
+from prismq_llmtools.call import Call, Endpoint, Request, StateKey, current_call
 from prismq_llmtools.clock import Clock, system_clock
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.request import API_PARAMETERS, request_from_arguments, request_from_body
@@ -78,6 +78,10 @@ class SiteCore:
         self.aspects: list[Aspect[Any]] = []
         self.default_model: str | None = None
         self._base_model: str | None = None
+        self.tokenizer: str | None = None
+        self._base_tokenizer: str | None = None
+        self.endpoint: Endpoint | None = None
+        self._base_endpoint: Endpoint | None = None
         self._base_operation: str | None = None
         self._runtime: list[dict[str, Any]] = []
         self.request_extractor: RequestExtractor | None = None
@@ -118,12 +122,18 @@ class SiteCore:
         model: str | None = None,
         operation: str | None = None,
         request: RequestExtractor | None = None,
+        tokenizer: str | None = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
-        """Site-level defaults given by a decorator's arguments."""
+        """Site-level defaults given by a decorator's arguments (checked by the decorator)."""
         if request is not None:
             self.request_extractor = request
         if model is not None:
             self._base_model = self.default_model = model
+        if tokenizer is not None:
+            self._base_tokenizer = tokenizer
+        if endpoint is not None:
+            self._base_endpoint = endpoint
         if operation is not None:
             self._base_operation = self.operation = operation
         self._apply_settings()
@@ -133,6 +143,8 @@ class SiteCore:
         for layer in self._runtime:
             overrides.update(layer)
         self.default_model = overrides.get("model", self._base_model)
+        self.tokenizer = overrides.get("tokenizer", self._base_tokenizer)
+        self.endpoint = overrides.get("endpoint", self._base_endpoint)
         self.log_content = overrides.get("log_content", False)
         self.operation = overrides.get("operation") or self._base_operation or self.name
         for aspect in self.aspects:
@@ -243,9 +255,13 @@ class SiteCore:
         request = None
         if self.request_extractor is not None:
             found = self.request_extractor(bound)
-            request = request_from_body(found) if isinstance(found, Mapping) else found
+            request = (
+                request_from_body(found, self.endpoint) if isinstance(found, Mapping) else found
+            )
         if request is None:
-            request = request_from_arguments(bound, default_model=self.default_model)
+            request = request_from_arguments(
+                bound, default_model=self.default_model, endpoint=self.endpoint
+            )
         return request
 
     @property
@@ -273,7 +289,10 @@ class SiteCore:
             self.check_settings()
         parent = current_call.get()
         operation = self.operation if parent is None else f"{parent.operation}/{self.operation}"
-        return Call(self.name, operation, args, kwargs, parent, self.owns_retries)
+        call = Call(self.name, operation, args, kwargs, parent, self.owns_retries)
+        if self.tokenizer is not None:
+            call.tokenizer = self.tokenizer
+        return call
 
     # -- introspection -------------------------------------------------------------
 
@@ -283,6 +302,8 @@ class SiteCore:
             "name": self.name,
             "operation": self.operation,
             "model": self.default_model,
+            "tokenizer": self.tokenizer,
+            "endpoint": self.endpoint,
         }
         for aspect in self.aspects:
             view[aspect.kind] = aspect.settings_view()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
-from prismq_llmtools.call import Call
+from prismq_llmtools.call import Call, Endpoint
+from prismq_llmtools.errors import UnknownModelError
+from prismq_llmtools.openai.models import KNOWN_ENCODINGS
 from prismq_llmtools.openai.request import API_PARAMETERS
-from prismq_llmtools.usage import TokenEstimate
+from prismq_llmtools.settings import ENV_PREFIX, env_key
+from prismq_llmtools.usage import TokenEstimate, Usage
 
-__all__ = ["count_output_text", "ensure_estimate"]
+__all__ = ["count_for_site", "count_output_text", "ensure_estimate", "worst_case_of"]
 
 
 def ensure_estimate(call: Call) -> TokenEstimate | None:
@@ -23,13 +28,12 @@ def ensure_estimate(call: Call) -> TokenEstimate | None:
     request = call.request
     if request is None or request.model is None:
         return None
-    from prismq_llmtools.openai.tokens import count_request
-
     if request.endpoint is not None:
-        call.estimate = count_request(request.body, endpoint=request.endpoint)
+        call.estimate = count_for_site(call, request.body, request.endpoint)
         return call.estimate
     text = "\n".join(_strings(call.args, call.kwargs))
-    base = count_request({"model": request.model, "messages": [{"role": "user", "content": text}]})
+    chat = {"model": request.model, "messages": [{"role": "user", "content": text}]}
+    base = count_for_site(call, chat, "chat")
     cap = _cap(request.body)
     call.estimate = TokenEstimate(
         model=base.model,
@@ -38,6 +42,48 @@ def ensure_estimate(call: Call) -> TokenEstimate | None:
         completion_cap=cap,
     )
     return call.estimate
+
+
+def worst_case_of(call: Call) -> tuple[Usage, Decimal] | None:
+    """The most one attempt of ``call`` can be billed (prompt + cap) and its price in USD,
+    as a budget reserves it; ``None`` when the request cannot be counted."""
+    try:
+        estimate = ensure_estimate(call)
+    except Exception:  # an unknown model or an unreadable request: nothing to count
+        return None
+    if estimate is None:
+        return None
+    from prismq_llmtools.pricing import price_table
+    from prismq_llmtools.pricing.money import cost_of
+
+    usage = Usage(input_tokens=estimate.prompt_tokens, output_tokens=estimate.completion_cap or 0)
+    price = price_table().price_for(estimate.model, unknown="estimate")
+    tier = call.request.body.get("service_tier") if call.request is not None else None
+    cost = cost_of(usage, price, service_tier=tier if isinstance(tier, str) else None)
+    return usage, cost.total_usd
+
+
+def count_for_site(call: Call, body: Mapping[str, Any], endpoint: Endpoint) -> TokenEstimate:
+    """Count ``body`` with the tokenizer of ``call``'s site.
+
+    Raises:
+        UnknownModelError: The site sets no tokenizer and the model is unknown; the message
+            names this site's settings that choose one.
+    """
+    from prismq_llmtools.openai.tokenizer import count_request_with
+
+    try:
+        return count_request_with(body, endpoint=endpoint, tokenizer=call.tokenizer)
+    except UnknownModelError as exc:
+        variable = f"{ENV_PREFIX}{env_key(call.site)}__TOKENIZER"
+        raise UnknownModelError(
+            exc.model,
+            f"set site {call.site!r}'s tokenizer: tokenizer= on its decorator, "
+            f'`tokenizer = "..."` in [sites."{call.site}"] of the settings file, or the '
+            f"environment variable {variable}; a tiktoken encoding "
+            f"({', '.join(sorted(KNOWN_ENCODINGS))}), server:URL (the server counts) or "
+            f"hf:PATH (a tokenizer.json)",
+        ) from None
 
 
 def _cap(body: Any) -> int | None:
@@ -55,9 +101,11 @@ def _strings(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
 
 
 def count_output_text(call: Call, result: Any) -> int:
-    """Tokens of a text result, in the request model's encoding; 0 for anything else."""
+    """Tokens of a text result, by the site's tokenizer or the request model's encoding; 0 for
+    anything else."""
     if not isinstance(result, str) or call.estimate is None:
         return 0
-    from prismq_llmtools.openai.tokens import count_text
+    from prismq_llmtools.openai.tokenizer import count_text_with
 
-    return count_text(result, encoding=call.estimate.encoding)
+    # The site's setting itself, not the estimate's name of it (which hides credentials).
+    return count_text_with(result, tokenizer=call.tokenizer or call.estimate.encoding)

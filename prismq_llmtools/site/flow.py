@@ -33,6 +33,7 @@ from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.pricing import cost_call
 from prismq_llmtools.site import export
+from prismq_llmtools.site.estimate import worst_case_of
 from prismq_llmtools.site.hooks import Hooks
 from prismq_llmtools.site.observe import resolve_usage
 
@@ -144,18 +145,20 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
             _attempt_ended(call, hooks, exc)
             raise
         started = clock.now()
+        unread_before = call.unread_requests
+        _emit_sent(call)
         outcome = yield RUN
         if not isinstance(outcome, Failed):
             _attempt_ended(call, hooks, None)
             if hooks.retry is not None:
-                _emit_attempt(call, clock, started, None)
+                _emit_attempt(call, clock, started, None, call.unread_requests > unread_before)
             return Returned(outcome)
         error = outcome.error
         _attempt_ended(call, hooks, error)
         if not isinstance(error, Exception) or hooks.retry is None:
             return Raised(error)  # cancelled or interrupted: never retried
         delay = hooks.retry.retry_delay(call, error)
-        _emit_attempt(call, clock, started, error)
+        _emit_attempt(call, clock, started, error, call.unread_requests > unread_before)
         if delay is None:
             return Raised(error)
         call.retries += 1
@@ -219,7 +222,27 @@ def _content_fields(call: Call, result: Any) -> dict[str, Any]:
     return fields
 
 
-def _emit_attempt(call: Call, clock: Clock, started: float, error: BaseException | None) -> None:
+def _emit_sent(call: Call) -> None:
+    """Write ahead: the attempt about to be sent, with the most it can be billed.
+
+    If the process dies before the attempt ends, this line is what tells the report (and
+    :func:`prismq_llmtools.cost.recovery.recover_in_flight`) that it may have been billed.
+    """
+    if not events.enabled():
+        return
+    fields: dict[str, Any] = {"attempt": call.attempts, "gen_ai.request.model": call.model}
+    worst = worst_case_of(call)
+    if worst is not None:
+        usage, cost = worst
+        fields["worst_input_tokens"] = usage.input_tokens
+        fields["worst_output_tokens"] = usage.output_tokens
+        fields["worst_cost_usd"] = cost
+    events.emit(call, events.ATTEMPT_SENT, **fields)
+
+
+def _emit_attempt(
+    call: Call, clock: Clock, started: float, error: BaseException | None, billed: bool
+) -> None:
     if not events.enabled():
         return
     duration_s = clock.now() - started
@@ -232,5 +255,5 @@ def _emit_attempt(call: Call, clock: Clock, started: float, error: BaseException
         error_type=type(error).__name__ if error is not None else None,
         status_code=getattr(error, "status_code", None),
         duration_s=round(duration_s, 6),
-        possibly_billed=call.possibly_billed or None,
+        possibly_billed=billed or None,
     )

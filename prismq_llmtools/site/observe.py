@@ -16,11 +16,24 @@ def _looks_like_openai(result: Any) -> bool:
 
 
 def resolve_usage(call: Call, result: Any) -> None:
-    """Fill ``call.usage`` and ``call.usage_source`` from what really happened."""
+    """Fill ``call.usage`` and ``call.usage_source`` from what really happened.
+
+    Requests the server may have billed unread (:attr:`Call.unread_usage`, at their worst
+    case) are added to whatever else was used, and make the usage an estimate.
+    """
     if call.usage_source is not None:  # already decided (a cache hit)
         return
     for stream in call.streams:
         stream.finalize(complete=False)  # opened inside the call and abandoned unfinished
+    _resolve_read(call, result)
+    unread = call.unread_usage
+    if unread is not None:
+        call.usage = unread if call.usage is None else call.usage + unread
+        call.usage_source = "estimated"
+
+
+def _resolve_read(call: Call, result: Any) -> None:
+    """The usage read from answers: observed requests, the returned response, or an estimate."""
     if call.observed_usage is not None:
         call.usage = call.observed_usage
         call.usage_source = "estimated" if call.usage_estimated else "observed"
@@ -38,10 +51,12 @@ def resolve_usage(call: Call, result: Any) -> None:
                 call.usage = facts.usage
                 call.usage_source = "response"
                 return
-    if call.observed_requests or call.request is None or call.request.model is None:
+    if call.observed_requests or call.unread_requests:
         return
-    if call.outcome != "ok" and not call.possibly_billed:
-        return  # failed requests are not billed, unless a timeout may have been served
+    if call.request is None or call.request.model is None:
+        return
+    if call.outcome != "ok":
+        return  # a failed request is not billed (one that may have been is charged unread)
     estimate = _estimate(call, result)
     if estimate is not None:
         call.usage = estimate

@@ -100,15 +100,6 @@ for i = 1, #raw_r, 2 do
   reservations[raw_r[i]] = { e = tonumber(parts[1]), a = held }
 end
 
-local function expire()
-  for id, r in pairs(reservations) do
-    if r.e < now then
-      reservations[id] = nil
-      redis.call('HDEL', KEYS[2], id)
-    end
-  end
-end
-
 local function state(line) -- reset a finished calendar period, forget slots out of the window
   if line.period == 'rolling' then
     h[line.name .. ':m'] = h[line.name .. ':m'] or 0
@@ -128,6 +119,28 @@ local function state(line) -- reset a finished calendar period, forget slots out
     h[line.name .. ':p'] = period
     h[line.name .. ':s'] = 0
     h[line.name .. ':m'] = 0
+  end
+end
+
+local function expire() -- a reservation past its TTL is charged in full (its call may be billed)
+  for id, r in pairs(reservations) do
+    if r.e < now then
+      reservations[id] = nil
+      redis.call('HDEL', KEYS[2], id)
+      for i = 1, n do
+        local line = lines[i]
+        local held = r.a[line.name]
+        if held ~= nil then
+          state(line)
+          if line.period == 'rolling' then
+            local field = line.name .. '@' .. fmt(held[2])
+            h[field] = (h[field] or 0) + held[1]
+          elseif held[2] == h[line.name .. ':p'] then
+            h[line.name .. ':s'] = h[line.name .. ':s'] + held[1]
+          end
+        end
+      end
+    end
   end
 end
 

@@ -9,7 +9,9 @@ more, is why concurrent callers can never overspend a hard budget.
 
 A reservation belongs to the period it was made in and settles there. Rolling windows keep
 60 slots per window and count a slot as long as any part of it is inside the window (never
-less than the truth). Reservations left unsettled (a process died) expire after a TTL.
+less than the truth). A reservation left unsettled (its process died mid-call) expires after
+a TTL and is then charged in full: its call may have been sent and billed, and the worst case
+reserved for it is the most it can have cost.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ class LedgerState:
         ttl_s: float,
     ) -> Denial | None:
         """Reserve ``amounts`` (by unit) on every line, or nothing and say which refused."""
-        self._expire(now)
+        self._expire(lines, now)
         held: dict[str, list[int]] = {}
         for line in lines:
             amount = amounts.get(line.unit, 0)
@@ -168,7 +170,7 @@ class LedgerState:
 
     def status(self, lines: Sequence[BudgetLine], now: float) -> list[BudgetStatus]:
         """Each line as it stands at ``now``."""
-        self._expire(now)
+        self._expire(lines, now)
         found = []
         for line in lines:
             period = line.period_of(now)
@@ -203,9 +205,20 @@ class LedgerState:
                 total += held[0]
         return total
 
-    def _expire(self, now: float) -> None:
+    def _expire(self, lines: Sequence[BudgetLine], now: float) -> None:
+        """Charge every reservation past its TTL in full, in the period it was made in."""
         for key in [k for k, r in self.reservations.items() if r["e"] < now]:
-            del self.reservations[key]
+            held = self.reservations.pop(key)["a"]
+            for line in lines:
+                if line.name not in held:
+                    continue
+                amount, period = held[line.name]
+                state = self._state(line, now, line.period_of(now))
+                if line.period == "rolling":
+                    slots = state["slots"]
+                    slots[str(period)] = slots.get(str(period), 0) + amount
+                elif period == state["p"]:
+                    state["s"] += amount
 
     # -- persistence -----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import pytest
 
 from prismq_llmtools.cli import main
 from prismq_llmtools.report import build_report
-from prismq_llmtools.report.render import render_csv, render_json, render_table
+from prismq_llmtools.report.render import render_csv, render_json, render_table, series_label
 
 DAY1, DAY2 = "2026-11-24T10:00:00.000000Z", "2026-11-25T09:30:00.000000Z"
 
@@ -50,7 +50,8 @@ def test_totals_per_operation() -> None:
         "group": "titles", "calls": 3, "errors": 0, "input_tokens": 1100,
         "cached_input_tokens": 50, "output_tokens": 320, "reasoning_tokens": 5,
         "cost_usd": 0.51, "cache_hit_rate": 0.5, "saved_usd": 0.01, "retries": 1,
-        "rate_limited": 1, "p50_latency_s": 1.0, "p95_latency_s": 2.0,
+        "rate_limited": 1, "possibly_billed": 0, "price_estimated": False,
+        "p50_latency_s": 1.0, "p95_latency_s": 2.0,
     }  # fmt: skip
     summaries = report.rows[1]
     assert (summaries.calls, summaries.errors, summaries.cache_hit_rate) == (1, 1, None)
@@ -137,6 +138,42 @@ def test_cli_plot_without_matplotlib(tmp_path: Path, capsys: Any, monkeypatch: A
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["report", str(write(tmp_path / "events.log")), "--plot", "x.png"]) == 2
     assert "pip install 'prismq_llmtools[plot]'" in capsys.readouterr().err
+
+
+def test_a_stand_in_price_marks_its_row_estimated() -> None:
+    """A call costed at a stand-in price makes its row say so, in every rendering."""
+    events = [
+        *EVENTS,
+        call(DAY1, "local", "my-local-model", cost_usd=0.03, outcome="ok", price_known=False,
+             price_stand_in="gpt-4o"),
+    ]  # fmt: skip
+    report = build_report(events)
+    rows = {row.group: row.as_dict() for row in report.rows}
+    assert rows["local"]["price_estimated"] is True
+    assert rows["titles"]["price_estimated"] is False
+    table = render_table(report).splitlines()
+    assert next(line for line in table if line.startswith("local")).endswith("estimated")
+    assert not next(line for line in table if line.startswith("titles")).endswith("estimated")
+    assert json.loads(render_json(report))["total"]["price_estimated"] is True
+    assert series_label(report, "local") == "local (estimated)"
+    assert series_label(report, "titles") == "titles"
+
+
+def test_attempts_left_in_flight_count_at_their_worst_case() -> None:
+    """A sent attempt whose call never finished (its process died) counts as possibly billed
+    at the worst case its sent line gives; a finished call's sent lines add nothing."""
+    sent = {"event": "llm.attempt.sent", "timestamp": DAY1, "operation": "titles",
+            "site": "app.titles", "gen_ai.request.model": "gpt-4o", "attempt": 1,
+            "worst_input_tokens": 40, "worst_output_tokens": 10,
+            "worst_cost_usd": 0.25}  # fmt: skip
+    finished = {**sent, "call_id": "a1"}
+    dead = {**sent, "call_id": "b2"}
+    events = [finished, dead, {**call(DAY1, "titles", "gpt-4o", cost_usd=0.1), "call_id": "a1"}]
+    report = build_report(events)
+    (row,) = report.rows
+    assert (row.calls, row.possibly_billed) == (1, 1)
+    assert (row.input_tokens, row.output_tokens) == (40, 10)
+    assert row.cost_usd == pytest.approx(0.35)
 
 
 def _strict_json(text: str) -> Any:

@@ -146,3 +146,78 @@ def test_custom_split() -> None:
         return "|".join(t.upper() for t in text)
 
     assert upper.batch(["a", "b", "c"]) == ["A", "B", "C"]
+
+
+def cached_embed_site(sim: Simulator, where: Path) -> Any:
+    client = sim.client()
+    sent: list[list[str]] = []
+
+    @batched(merge="input", max_inputs_per_request=4)
+    @cached(where)
+    def embed(input: str | list[str], model: str = "text-embedding-3-small") -> Any:
+        sent.append(list(input))
+        return client.embeddings.create(model=model, input=input)
+
+    embed.sent = sent  # type: ignore[attr-defined]
+    return embed
+
+
+def test_merged_inputs_are_cached_one_by_one(
+    sim: Simulator, tmp_path: Path, events: list[dict[str, Any]]
+) -> None:
+    """With merge= and @cached, each input is cached on its own: a rerun with one new text
+    sends that text alone, and a subset of texts already embedded is answered by the cache
+    without a request. llm.batch counts items, requests sent, merged requests and cache
+    hits apart."""
+    embed = cached_embed_site(sim, tmp_path / "cache")
+    first = embed.batch(TEXTS)
+    assert sim.stats().received == 3
+    summary = [e for e in events if e["event"] == "llm.batch"][-1]
+    assert (summary["items"], summary["requests"], summary["merged_requests"]) == (10, 3, 3)
+    assert summary["cache_hits"] == 0
+
+    again = embed.batch([*TEXTS, "a brand new text"])
+    assert embed.sent[-1] == ["a brand new text"]
+    assert sim.stats().received == 4
+    assert [v.embedding for v in again[:10]] == [v.embedding for v in first]
+    summary = [e for e in events if e["event"] == "llm.batch"][-1]
+    assert (summary["items"], summary["requests"], summary["cache_hits"]) == (11, 1, 10)
+    assert summary["saved_cost_usd"] > 0
+
+    subset = embed.batch(TEXTS[2:5])
+    assert sim.stats().received == 4
+    assert [v.embedding for v in subset] == [v.embedding for v in first[2:5]]
+    summary = [e for e in events if e["event"] == "llm.batch"][-1]
+    assert (summary["items"], summary["requests"], summary["cache_hits"]) == (3, 0, 3)
+    assert summary["merged_requests"] == 0
+
+
+def test_a_piece_never_answers_a_direct_call(sim: Simulator, tmp_path: Path) -> None:
+    """The cache entry of one input of a merged request is not the answer to calling the
+    function with that input: a direct call gets (and caches) the whole response."""
+    embed = cached_embed_site(sim, tmp_path / "cache")
+    embed.batch(["alpha", "beta"])
+    direct = embed("alpha")
+    assert direct.data[0].embedding == embed.batch(["alpha"])[0].embedding
+    assert sim.stats().received == 2
+
+
+def test_requests_count_calls_sent_not_items(
+    sim: Simulator, tmp_path: Path, events: list[dict[str, Any]]
+) -> None:
+    """A pass answered entirely from the cache sent no request, whatever its item count."""
+    client = sim.client()
+
+    @batched()
+    @cached(tmp_path / "cache")
+    def title(messages: list[dict[str, str]], model: str = "gpt-4o-mini") -> str:
+        resp = client.chat.completions.create(model=model, messages=messages, max_tokens=5)
+        return resp.choices[0].message.content or ""
+
+    items = [{"messages": _messages(t)} for t in "abcd"]
+    title.batch(items)
+    title.batch(items)
+    first, second = [e for e in events if e["event"] == "llm.batch"]
+    assert (first["requests"], first["cache_hits"]) == (4, 0)
+    assert (second["items"], second["requests"], second["cache_hits"]) == (4, 0, 4)
+    assert "merged_requests" not in second

@@ -66,6 +66,7 @@ def test_all_is_exactly_the_documented_surface() -> None:
         "RequestTooLarge",
         "SettingsWarning",
         "StateStoreError",
+        "TokenizerError",
         "UnknownModelError",
         "UnknownPriceError",
         "Usage",

@@ -184,8 +184,15 @@ def test_retry_after_is_honoured_on_the_fake_clock(
     mode.invoke(ask)
     assert clock.sleeps == [3.0]
     kinds = [e["event"] for e in events]
-    assert kinds == ["llm.attempt", "llm.retry", "llm.attempt", "llm.call"]
-    retry = events[1]
+    assert kinds == [
+        "llm.attempt.sent",
+        "llm.attempt",
+        "llm.retry",
+        "llm.attempt.sent",
+        "llm.attempt",
+        "llm.call",
+    ]
+    retry = events[2]
     assert retry["wait_s"] == 3.0
     assert retry["status_code"] == 429
     assert retry["error_type"] == "RateLimitError"

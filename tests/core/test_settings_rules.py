@@ -302,14 +302,23 @@ def _conforms(value: object, hint: object) -> bool:
 def _effective(site: Any, key: Key) -> object:
     if key.owner == "site":
         core = core_of(site)
-        return {"model": core.default_model, "operation": core.operation}.get(
-            key.name, core.log_content
-        )
+        return {
+            "model": core.default_model,
+            "operation": core.operation,
+            "tokenizer": core.tokenizer,
+            "endpoint": core.endpoint,
+        }.get(key.name, core.log_content)
     return site.llm.settings()[key.owner][key.name]
 
 
 _HINTS = {owner: typing.get_type_hints(policy) for owner, policy in POLICIES.items()}
-_SITE_HINTS: dict[str, object] = {"model": str | None, "operation": str, "log_content": bool}
+_SITE_HINTS: dict[str, object] = {
+    "model": str | None,
+    "operation": str,
+    "log_content": bool,
+    "tokenizer": str | None,
+    "endpoint": str | None,
+}
 
 
 def _take(key: Key, value: object, source: str) -> object:

@@ -278,6 +278,8 @@ def test_every_process_global_is_held_by_the_state_module() -> None:
         "site names",
         "state registry",
         "token counter",
+        "tokenizers",
+        "unknown prices warned",
         "usage totals",
         "vocabulary loader",
         "volatile types",

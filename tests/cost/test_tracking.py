@@ -143,6 +143,30 @@ def test_unknown_model_warns_and_estimates(mode: Mode, events: list[dict[str, An
     assert totals.cost_usd > 0
 
 
+def test_unknown_price_is_marked_on_every_line_and_warned_once_per_model(
+    mode: Mode, events: list[dict[str, Any]]
+) -> None:
+    """Every llm.call of an unknown model says price_known: false and what stood in for it;
+    the warning comes once per model per process and names the setting that fixes it."""
+    api = client(Script(*(ok(chat_body(model=m)) for m in ("local-a", "local-a", "local-b"))), mode)
+
+    @cost_tracked(operation="op")
+    @mode.make
+    def ask(model: str) -> Steps[str]:
+        r = yield api.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "x"}]
+        )
+        return r.choices[0].message.content or ""
+
+    for model in ("local-a", "local-a", "local-b"):
+        mode.invoke(ask, model)
+    calls = [e for e in events if e["event"] == "llm.call"]
+    assert [(c["price_known"], c["price_stand_in"]) for c in calls] == [(False, "gpt-4o")] * 3
+    warnings = [e for e in events if e["event"] == "llm.price.unknown"]
+    assert [w["gen_ai.request.model"] for w in warnings] == ["local-a", "local-b"]
+    assert '[prices."local-a"]' in warnings[0]["fix"]
+
+
 def test_nested_operations_roll_up(mode: Mode) -> None:
     """report includes report/summarize in the rolled-up view, each call counted once."""
     answers = (ok(chat_body(prompt_tokens=10, completion_tokens=1)) for _ in range(3))

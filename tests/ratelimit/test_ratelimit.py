@@ -221,6 +221,24 @@ def test_a_timed_out_request_stays_charged(
     assert levels(registry, MODEL, ask) == [9]
 
 
+def test_only_the_attempt_that_may_have_been_billed_stays_charged(
+    mode: Mode, clock: FakeClock, registry: StateRegistry
+) -> None:
+    """A timed-out attempt keeps its charge; the retry that could not connect is refunded,
+    although the call as a whole is possibly billed."""
+    api = client(Script(httpx2.ReadTimeout("slow"), httpx2.ConnectError("refused")), mode)
+
+    @retried(attempts=2, initial_wait_s=0, clock=clock)
+    @rate_limited(rpm=10, registry=registry, clock=clock)
+    @mode.make
+    def ask(messages: list[dict[str, str]], *, model: str = MODEL) -> Any:
+        return api.chat.completions.create(model=model, messages=messages)
+
+    with pytest.raises(openai.APIConnectionError):
+        mode.invoke(ask, MESSAGES)
+    assert levels(registry, MODEL, ask) == [9]
+
+
 def test_a_function_failing_before_any_request_is_refunded(
     mode: Mode, clock: FakeClock, registry: StateRegistry
 ) -> None:

@@ -194,6 +194,18 @@ def test_settling_a_reservation_again_releases_nothing_more(store: StateStore) -
     assert again.remaining <= first.remaining
 
 
+def test_a_reservation_never_settled_is_charged_in_full_when_it_expires(
+    store: StateStore,
+) -> None:
+    """A reservation whose process died mid-call may have been billed: past its TTL it is
+    spent at the worst case it held, never forgotten, in every store."""
+    clock = FakeClock()
+    store.reserve("s", LINES, {"tokens": 600}, clock=clock, reservation_id="dead", ttl_s=60)
+    clock.advance(61)
+    (status, *_) = store.budget_status("s", LINES, clock=clock)
+    assert (status.spent, status.reserved) == (600, 0)
+
+
 def test_shared_stores_survive_a_restart(url: str) -> None:
     """Budgets and buckets in SQLite or Redis outlive the process's store object."""
     clock = FakeClock()

@@ -83,15 +83,31 @@ def test_endpoint_and_fallback_encoding(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_unknown_model_fails_with_the_fix(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An unknown model exits 1 and says how to configure a fallback."""
-    monkeypatch.delenv("PRISMQ_LLMTOOLS_FALLBACK_ENCODING", raising=False)
+    """An unknown model exits 1 and names the options and settings that choose a tokenizer."""
     path = write(tmp_path, {"model": "acme-1", "messages": []})
     assert cli.main(["count", path]) == 1
     err = capsys.readouterr().err
+    assert "--tokenizer SPEC" in err
     assert "--fallback-encoding" in err
-    assert "PRISMQ_LLMTOOLS_FALLBACK_ENCODING" in err
+    assert "PRISMQ_LLMTOOLS__<SITE>__TOKENIZER" in err
+
+
+def test_tokenizer_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--tokenizer counts any model with that encoding, and a malformed one exits 1."""
+    path = write(tmp_path, {"model": "acme-1", "messages": [{"role": "user", "content": "hi"}]})
+    assert cli.main(["count", "--json", "--tokenizer", "cl100k_base", path]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["encoding"] == "cl100k_base"
+    assert (
+        report["prompt_tokens"]
+        == count_request(
+            {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}
+        ).prompt_tokens
+    )
+    assert cli.main(["count", "--tokenizer", "gpt2", path]) == 1
+    assert "must be a tiktoken encoding" in capsys.readouterr().err
 
 
 def test_unreadable_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

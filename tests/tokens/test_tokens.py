@@ -17,7 +17,7 @@ from prismq_llmtools.errors import (
     UnknownModelError,
 )
 from prismq_llmtools.openai import tools_format
-from prismq_llmtools.openai.models import FALLBACK_ENCODING_ENV, encoding_for, model_info
+from prismq_llmtools.openai.models import encoding_for, model_info
 from prismq_llmtools.openai.tokens import TokenEstimate, count_request, count_text
 
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -245,18 +245,26 @@ def test_malformed_bodies_are_request_format_errors(body: dict[str, Any]) -> Non
         count_request(body)
 
 
-def test_unknown_model_needs_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An unknown model is an error naming the fix, unless an argument or env sets a fallback."""
-    monkeypatch.delenv(FALLBACK_ENCODING_ENV, raising=False)
+def test_unknown_model_needs_a_fallback() -> None:
+    """An unknown model is an error naming the tokenizer settings, unless an encoding is given."""
     body = {"model": "acme-llm-1", "messages": [{"role": "user", "content": "hi"}]}
-    with pytest.raises(UnknownModelError, match=FALLBACK_ENCODING_ENV) as caught:
+    with pytest.raises(UnknownModelError, match="PRISMQ_LLMTOOLS__<SITE>__TOKENIZER") as caught:
         count_request(body)
     assert isinstance(caught.value, KeyError)
+    assert "tokenizer=" in str(caught.value)
     assert count_request(body, fallback_encoding="o200k_base").encoding == "o200k_base"
-    monkeypatch.setenv(FALLBACK_ENCODING_ENV, "cl100k_base")
-    assert count_request(body).encoding == "cl100k_base"
+    assert count_request(body, encoding="cl100k_base").encoding == "cl100k_base"
     with pytest.raises(ConfigurationError, match="not one of"):
         count_request(body, fallback_encoding="bogus_base")
+
+
+def test_encoding_overrides_a_known_models() -> None:
+    """encoding= counts a known model with that encoding and the model's own format rules."""
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "héllo wörld ✓"}]}
+    forced = count_request(body, encoding="cl100k_base")
+    as_gpt4 = count_request({**body, "model": "gpt-4"})
+    assert (forced.encoding, forced.prompt_tokens) == ("cl100k_base", as_gpt4.prompt_tokens)
+    assert count_request(body, encoding="o200k_base") == count_request(body)
 
 
 @pytest.mark.parametrize(
