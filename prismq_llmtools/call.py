@@ -34,12 +34,15 @@ T = TypeVar("T")
 Endpoint = Literal["chat", "responses", "embeddings", "completions"]
 Outcome = Literal["ok", "error"]
 
+# The pinned OpenTelemetry GenAI conventions (docs/events.md): the Responses API is a `chat`
+# operation, told apart from Chat Completions by `openai.api.type`.
 _GEN_AI_OPERATION: dict[str, str] = {
     "chat": "chat",
-    "responses": "responses",
+    "responses": "chat",
     "embeddings": "embeddings",
     "completions": "text_completion",
 }
+_OPENAI_API_TYPE: dict[str, str] = {"chat": "chat_completions", "responses": "responses"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +57,11 @@ class Request:
     def operation_name(self) -> str | None:
         """The OpenTelemetry ``gen_ai.operation.name`` of this request."""
         return _GEN_AI_OPERATION.get(self.endpoint) if self.endpoint else None
+
+    @property
+    def api_type(self) -> str | None:
+        """The OpenTelemetry ``openai.api.type`` (``chat_completions`` or ``responses``)."""
+        return _OPENAI_API_TYPE.get(self.endpoint) if self.endpoint else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,7 +171,12 @@ class Call:
     request_id: str | None = None
     response_model: str | None = None
     response_id: str | None = None
+    finish_reason: str | None = None
+    """Why the latest answer's first choice ended (``stop``, ``length``...), when known."""
     rate_headers: RateHeaders | None = None
+    server_address: str | None = None
+    """The host the openai client sent its latest request to."""
+    server_port: int | None = None
     possibly_billed: bool = False
     """A request may have been served and billed although its usage could not be read."""
     unread_usage: Usage | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextvars
 import json
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -40,14 +40,29 @@ __all__ = [
     "capturing",
     "close_log_file",
     "configure_logging",
+    "current_names",
     "emit",
     "emit_call",
     "enabled",
+    "has_old_names",
     "redact",
     "redact_processor",
     "replay",
 ]
 
+
+SEMCONV = "open-telemetry/semantic-conventions-genai@024a4f9"
+"""The OpenTelemetry GenAI semantic conventions whose names the events use (docs/events.md)."""
+
+PROVIDER = "openai"
+"""The ``gen_ai.provider.name`` of every request the toolkit describes."""
+
+RENAMED: dict[str, str] = {
+    "error_type": "error.type",
+    "gen_ai.prompt": "gen_ai.input.messages",
+    "gen_ai.completion": "gen_ai.output.messages",
+}
+"""Fields that older logs carry under another name: old name -> current name."""
 
 CALL = "llm.call"
 ATTEMPT = "llm.attempt"
@@ -152,8 +167,13 @@ def emit_call(call: Call, **extra: Any) -> None:
     if not enabled():
         return
     usage = call.usage
+    request = call.request
     fields: dict[str, Any] = {
-        "gen_ai.operation.name": call.request.operation_name if call.request else None,
+        "gen_ai.operation.name": request.operation_name if request else None,
+        "gen_ai.provider.name": PROVIDER if request is not None else None,
+        "openai.api.type": request.api_type if request else None,
+        "server.address": call.server_address,
+        "server.port": call.server_port,
         "gen_ai.request.model": call.model,
         "gen_ai.response.model": call.response_model,
         "gen_ai.response.id": call.response_id,
@@ -169,6 +189,7 @@ def emit_call(call: Call, **extra: Any) -> None:
         "outcome": call.outcome,
         "status_code": call.status_code if call.outcome == "error" else None,
         "request_id": call.request_id,
+        "openai.response.service_tier": call.service_tier,
     }
     if usage is not None:
         fields["gen_ai.usage.input_tokens"] = usage.input_tokens
@@ -178,7 +199,7 @@ def emit_call(call: Call, **extra: Any) -> None:
     if call.rollup_usage is not None or call.rollup_cost_usd:
         fields["rollup_cost_usd"] = call.total_cost_usd()
     if call.error is not None:
-        fields["error_type"] = type(call.error).__name__
+        fields["error.type"] = type(call.error).__name__
         # redacted before it is cut: a cut could leave a key's head too short to recognise
         fields["error_message"] = redact(str(call.error))[:500]
     if call.possibly_billed:
@@ -188,6 +209,23 @@ def emit_call(call: Call, **extra: Any) -> None:
         fields["price_stand_in"] = call.price_stand_in
     fields.update(extra)
     emit(call, CALL, level="info" if call.outcome == "ok" else "warning", **fields)
+
+
+def has_old_names(event: Mapping[str, Any]) -> bool:
+    """Whether ``event`` carries a field under a name of :data:`RENAMED`."""
+    return "error_type" in event or "gen_ai.prompt" in event or "gen_ai.completion" in event
+
+
+def current_names(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` with every field of :data:`RENAMED` under its current name (in place).
+
+    The report and the alert engine read logs written before and after a rename alike.
+    """
+    for old, new in RENAMED.items():
+        if old in event:
+            value = event.pop(old)
+            event.setdefault(new, value)
+    return event
 
 
 def _plain(value: Any) -> Any:

@@ -53,6 +53,12 @@ COMMON_FIELDS: tuple[FieldSpec, ...] = (
 """Fields every event may carry (``site`` to ``parent_id`` when it belongs to a call)."""
 
 _MODEL = _f("gen_ai.request.model", "string", "model asked for")
+_PROVIDER = _f("gen_ai.provider.name", "string", "`openai`")
+_SERVER = (
+    _f("server.address", "string", "host the openai client sent the latest request to"),
+    _f("server.port", "int", "its port (the scheme's when the URL names none)"),
+)
+_ERROR_TYPE = _f("error.type", "string", "exception class name, on error")
 _STORE_ERROR = (
     _f("store", "string", "the store's URL (no password)"),
     _f("error", "string", "what failed, secrets redacted"),
@@ -73,8 +79,11 @@ _EVENTS = (
             _f(
                 "gen_ai.operation.name",
                 "string",
-                "`chat`, `embeddings`, `text_completion`, `responses`",
+                "`chat` (Chat Completions and the Responses API), `embeddings`, `text_completion`",
             ),
+            _PROVIDER,
+            _f("openai.api.type", "string", "`chat_completions` or `responses`"),
+            *_SERVER,
             _MODEL,
             _f("gen_ai.response.model", "string", "model that answered"),
             _f("gen_ai.response.id", "string", "response id"),
@@ -96,7 +105,7 @@ _EVENTS = (
             _f("duration_s", "float", "wall time of the whole invocation"),
             _f("cache", "string", "`hit`, `miss`, `bypass` (absent when the site is not cached)"),
             _f("outcome", "string", "`ok` or `error`"),
-            _f("error_type", "string", "exception class name, on error"),
+            _ERROR_TYPE,
             _f("status_code", "int", "HTTP status of the final failure (on error)"),
             _f(
                 "error_message",
@@ -104,6 +113,11 @@ _EVENTS = (
                 "the error's message, secrets redacted, at most 500 characters (on error)",
             ),
             _f("request_id", "string", "`x-request-id` of the last response"),
+            _f(
+                "openai.response.service_tier",
+                "string",
+                "the service tier the answer reports (`default`, `flex`, `priority`, ...)",
+            ),
             _f(
                 "rollup_cost_usd",
                 "float",
@@ -119,7 +133,7 @@ _EVENTS = (
                 "recovered",
                 "bool",
                 "written by `recover_in_flight` for a call a killed process left in flight"
-                " (`error_type` `InFlightAtExit`, usage at its worst case)",
+                " (`error.type` `InFlightAtExit`, usage at its worst case)",
             ),
             _f("price_known", "bool", "`false` when the model has no known price"),
             _f(
@@ -128,12 +142,22 @@ _EVENTS = (
                 "what priced a model with no known price: `gpt-4o`, `zero` or `estimate`",
             ),
             _f(
-                "gen_ai.prompt",
-                "string",
-                "the request's messages or input, as JSON (sites with `log_content = true`)",
+                "gen_ai.system_instructions",
+                "list",
+                "a Responses API request's `instructions`, as message parts "
+                "(sites with `log_content = true`)",
             ),
             _f(
-                "gen_ai.completion", "string", "the answer's text (sites with `log_content = true`)"
+                "gen_ai.input.messages",
+                "list",
+                "the request's messages or input, in the conventions' message shape "
+                "(sites with `log_content = true`)",
+            ),
+            _f(
+                "gen_ai.output.messages",
+                "list",
+                "the answer, one assistant message with its `finish_reason` when known "
+                "(sites with `log_content = true`)",
             ),
         ),
     ),
@@ -157,10 +181,12 @@ _EVENTS = (
         (
             _f("attempt", "int", "the attempt's number, from 1"),
             _f("outcome", "string", "`ok` or `error`"),
-            _f("error_type", "string", "exception class name, on error"),
+            _ERROR_TYPE,
             _f("status_code", "int", "HTTP status, on an HTTP error"),
             _f("duration_s", "float", "wall time of the attempt"),
             _f("possibly_billed", "bool", "the attempt may have been billed without an answer"),
+            _PROVIDER,
+            *_SERVER,
         ),
     ),
     EventSpec(
@@ -170,7 +196,7 @@ _EVENTS = (
         (
             _f("attempt", "int", "the attempt that failed"),
             _f("wait_s", "float", "the wait before the next attempt"),
-            _f("error_type", "string", "exception class name"),
+            _f("error.type", "string", "exception class name"),
             _f("status_code", "int", "HTTP status, on an HTTP error"),
         ),
     ),

@@ -64,6 +64,10 @@ class Mode:
         self.is_async = name == "async"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: list[Any] = []  # async openai clients, closed on the test's loop
+        # Sync clients, closed at the end of the test: left to the garbage collector, one
+        # caught in a reference cycle (a logged traceback) may lose its socket first, which
+        # Python reports as an unclosed socket in whichever test is running then.
+        self._sync_clients: list[Any] = []
 
     def __repr__(self) -> str:
         return f"Mode({self.name!r})"
@@ -124,7 +128,9 @@ class Mode:
     def client_for(self, simulator: Any, **kwargs: Any) -> Any:
         """The simulator's client of this mode (``max_retries=0`` unless given)."""
         if not self.is_async:
-            return simulator.client(**kwargs)
+            client = simulator.client(**kwargs)
+            self._sync_clients.append(client)
+            return client
         client = simulator.async_client(**kwargs)
         self._clients.append(client)
         return client
@@ -149,7 +155,10 @@ class Mode:
     # -- clean-up ------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the async clients and the event loop the test used."""
+        """Close the clients and the event loop the test used."""
+        for sync_client in self._sync_clients:
+            sync_client.close()
+        self._sync_clients.clear()
         if not self._clients and self._loop is None:
             return
         loop = self._loop or asyncio.new_event_loop()

@@ -46,7 +46,7 @@ def test_demo_counts_exactly_and_absorbs_faults(tmp_path: Path) -> None:
     titles = [c for c in calls if c["operation"] == "titles"]
     assert len(titles) == 2 * 16  # a first pass, then a second one from the cache
     assert sum(c["cache"] == "hit" for c in titles) == 16
-    assert all(c["outcome"] == "ok" for c in calls if c.get("error_type") != "BudgetExceeded")
+    assert all(c["outcome"] == "ok" for c in calls if c.get("error.type") != "BudgetExceeded")
     assert all(
         c["prompt_tokens_estimate"] == c["gen_ai.usage.input_tokens"]
         for c in titles

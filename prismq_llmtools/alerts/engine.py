@@ -37,6 +37,7 @@ from prismq_llmtools.alerts.streams import (
     bundles_factory,
 )
 from prismq_llmtools.alerts.values import bad_value, read_fields
+from prismq_llmtools.events import current_names, has_old_names
 
 __all__ = ["AlertAction", "AlertEngine", "EngineStats"]
 
@@ -170,6 +171,8 @@ class AlertEngine:
         name: Any = event.get("event")
         if name in _IGNORED:
             return
+        if has_old_names(event):  # a log written before a rename
+            event = current_names(dict(event))
         check = self._checks.get(name) if isinstance(name, str) else None
         if check is not None and bad_value(event, check) is not None:
             self.stats.bad_values += 1  # the sources count it as malformed, with file:line
@@ -244,6 +247,8 @@ class AlertEngine:
                     if on_malformed is not None:
                         on_malformed(index, line, "not a JSON object")
                     continue
+                if has_old_names(event):
+                    current_names(event)
                 stamp: Any = event.get("timestamp")
                 try:  # the schema's form, computed exactly as parse_event_time does
                     if stamp[-1] != "Z":

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from prismq_llmtools.alerts.match import Filter
 from prismq_llmtools.errors import AlertRuleError
+from prismq_llmtools.events import RENAMED
 from prismq_llmtools.schema import EVENTS, fields_of
 
 __all__ = [
@@ -32,6 +33,7 @@ FIELD_ALIASES: Mapping[str, str] = {
     "output_tokens": "gen_ai.usage.output_tokens",
     "cached_input_tokens": "gen_ai.usage.cache_read.input_tokens",
     "reasoning_tokens": "gen_ai.usage.reasoning.output_tokens",
+    **RENAMED,  # older logs' names: their events are read under the current ones
 }
 """Short names accepted in rules for the OpenTelemetry-style field names of the schema."""
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from prismq_llmtools import events
+from prismq_llmtools import events, observers
 from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.budget.policy import TokenBudget
 from prismq_llmtools.budget.truncate import parameter_names, replace_argument, truncate_messages
@@ -138,6 +138,8 @@ class BudgetAspect(Aspect[TokenBudget]):
         held = call.get(HELD)
         for n in range(1, held[0] if held is not None else 1):
             self._guarded(call, self._release_extra(call, f"{call.call_id}+{n}"))
+        if observers.registry.all:
+            self._tell_remaining(call)
         for crossing in crossings or ():
             events.emit(
                 call,
@@ -183,6 +185,13 @@ class BudgetAspect(Aspect[TokenBudget]):
             None, lambda store: store.budget_status(scope, self._lines, clock=self.current_clock())
         )
         return list(found or ())
+
+    def _tell_remaining(self, call: Call) -> None:
+        """Tell the observers what each budget line has left after ``call`` settled."""
+        scope = self._scope(call)
+        for status in self.status():
+            remaining = _plain(status.remaining, status.unit)
+            observers.budget_remaining(call, scope, status.line, status.unit, float(remaining))
 
     # -- before the call -------------------------------------------------------------
 
@@ -255,6 +264,8 @@ class BudgetAspect(Aspect[TokenBudget]):
         scope = self._scope(call)
         requested = _plain(denial.requested, denial.unit)
         remaining = _plain(denial.remaining, denial.unit)
+        if observers.registry.all:
+            observers.budget_remaining(call, scope, denial.line, denial.unit, float(remaining))
         events.emit(
             call,
             EXCEEDED,

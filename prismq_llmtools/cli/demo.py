@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _budget_stops(calls: list[dict[str, Any]]) -> int:
-    return sum(1 for c in calls if c.get("error_type") == "BudgetExceeded")
+    return sum(1 for c in calls if c.get("error.type") == "BudgetExceeded")
 
 
 def _print_report(log: Path) -> None:

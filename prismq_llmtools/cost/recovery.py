@@ -100,7 +100,7 @@ def recover_in_flight(
     Each is added to ``totals`` (a :class:`~prismq_llmtools.cost.tracking.UsageTotals`,
     default the process's) as a possibly billed failed call at its worst case, and its call
     is closed in the log by an ``llm.call`` line with ``outcome: "error"``,
-    ``error_type: "InFlightAtExit"``, ``possibly_billed`` and ``recovered``, so a later
+    ``error.type: "InFlightAtExit"``, ``possibly_billed`` and ``recovered``, so a later
     recovery or ``prismq-llmtools report`` does not count it again.
 
     Args:
@@ -133,13 +133,13 @@ def recover_in_flight(
             operation=first.operation,
             call_id=call_id,
             outcome="error",
-            error_type="InFlightAtExit",
             attempts=max(a.attempt for a in attempts),
             usage_source="estimated",
             possibly_billed=True,
             recovered=True,
             cost_usd=cost,
             **{
+                "error.type": "InFlightAtExit",
                 "gen_ai.request.model": first.model,
                 "gen_ai.usage.input_tokens": usage.input_tokens,
                 "gen_ai.usage.output_tokens": usage.output_tokens,

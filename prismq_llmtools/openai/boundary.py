@@ -22,13 +22,13 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from prismq_llmtools import _state
+from prismq_llmtools import _state, observers
 from prismq_llmtools.call import Call, Endpoint, current_call
 from prismq_llmtools.openai.headers import parse_rate_headers
 from prismq_llmtools.openai.request import request_from_body
 from prismq_llmtools.openai.streams import ObservedAsyncStream, ObservedStream, StreamState
 from prismq_llmtools.openai.tokens import worst_case
-from prismq_llmtools.openai.usage import facts_from_response
+from prismq_llmtools.openai.usage import facts_from_response, finish_reasons
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -52,12 +52,13 @@ def _endpoint(url: str) -> Endpoint | None:
 
 
 class _Plan:
-    __slots__ = ("body", "endpoint", "hide_usage_chunk", "served")
+    __slots__ = ("body", "endpoint", "exchange", "hide_usage_chunk", "served")
 
     def __init__(self, body: Mapping[str, Any], endpoint: Endpoint | None, hide: bool) -> None:
         self.body = body
         self.endpoint = endpoint
         self.hide_usage_chunk = hide
+        self.exchange: observers.Exchange | None = None
         self.served = False
         """The latest HTTP attempt of this request was answered 2xx: the server billed it."""
 
@@ -83,7 +84,21 @@ def _charge_unread(call: Call, plan: _Plan | None) -> None:
 _Args = tuple[tuple[Any, ...], dict[str, Any]]
 
 
-def _prepare(call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[_Plan, _Args]:
+def _server(client: Any) -> tuple[str | None, int | None]:
+    """The host and port the client sends to (the port its URL's scheme implies if none)."""
+    url = getattr(client, "base_url", None)
+    host = getattr(url, "host", None)
+    if not isinstance(host, str) or not host:
+        return None, None
+    port = getattr(url, "port", None)
+    if not isinstance(port, int):
+        port = {"https": 443, "http": 80}.get(str(getattr(url, "scheme", "")))
+    return host, port
+
+
+def _prepare(
+    call: Call, client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[_Plan, _Args]:
     """Return what to observe, and the arguments with adjusted copies of the options."""
     positional = len(args) > 1
     options = args[1] if positional else kwargs["options"]
@@ -109,12 +124,34 @@ def _prepare(call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple
         kwargs = {**kwargs, "options": options}
     if endpoint is not None and (call.request is None or call.request.endpoint is None):
         call.request = request_from_body(body, endpoint)
-    return _Plan(body, endpoint, hide), (args, kwargs)
+    call.server_address, call.server_port = _server(client)
+    plan = _Plan(body, endpoint, hide)
+    if observers.registry.all:
+        plan.exchange = observers.Exchange(
+            call,
+            endpoint,
+            body,
+            server_address=call.server_address,
+            server_port=call.server_port,
+        )
+        observers.request_started(plan.exchange)
+    return plan, (args, kwargs)
+
+
+def _failed(plan: _Plan, error: BaseException) -> None:
+    """Tell the observers that the request of ``plan`` failed."""
+    exchange = plan.exchange
+    if exchange is not None:
+        exchange.error = error
+        exchange.status_code = getattr(error, "status_code", None)
+        observers.request_finished(exchange)
 
 
 def _observe(call: Call, plan: _Plan, result: Any, *, is_async: bool) -> Any:
+    exchange = plan.exchange
     if _is_stream(result):
         state = StreamState(call, plan.body, plan.endpoint, hide_usage_chunk=plan.hide_usage_chunk)
+        state.exchange = exchange
         call.streams.append(state)
         return ObservedAsyncStream(result, state) if is_async else ObservedStream(result, state)
     facts = facts_from_response(result)
@@ -125,6 +162,17 @@ def _observe(call: Call, plan: _Plan, result: Any, *, is_async: bool) -> Any:
         call.response_id = facts.response_id or call.response_id
         call.request_id = facts.request_id or call.request_id
         call.service_tier = facts.service_tier or call.service_tier
+    if exchange is not None:
+        if facts is not None:
+            exchange.usage = facts.usage
+            exchange.response_model = facts.model
+            exchange.response_id = facts.response_id
+            exchange.service_tier = facts.service_tier
+            exchange.finish_reasons = finish_reasons(result)
+        observers.request_finished(exchange)
+    if facts is not None:
+        reasons = exchange.finish_reasons if exchange is not None else finish_reasons(result)
+        call.finish_reason = reasons[0] if reasons else call.finish_reason
     return result
 
 
@@ -150,13 +198,14 @@ def _sync_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     call = current_call.get()
     if call is None:
         return wrapped(*args, **kwargs)
-    plan, (args, kwargs) = _prepare(call, args, kwargs)
+    plan, (args, kwargs) = _prepare(call, instance, args, kwargs)
     token = _current_plan.set(plan)
     try:
         result = wrapped(*args, **kwargs)
-    except BaseException:
+    except BaseException as exc:
         if plan.served:  # answered 2xx, then unreadable: billed, usage unknown
             _charge_unread(call, plan)
+        _failed(plan, exc)
         raise
     finally:
         _current_plan.reset(token)
@@ -167,13 +216,14 @@ async def _async_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) ->
     call = current_call.get()
     if call is None:
         return await wrapped(*args, **kwargs)
-    plan, (args, kwargs) = _prepare(call, args, kwargs)
+    plan, (args, kwargs) = _prepare(call, instance, args, kwargs)
     token = _current_plan.set(plan)
     try:
         result = await wrapped(*args, **kwargs)
-    except BaseException:
+    except BaseException as exc:
         if plan.served:
             _charge_unread(call, plan)
+        _failed(plan, exc)
         raise
     finally:
         _current_plan.reset(token)

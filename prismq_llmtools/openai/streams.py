@@ -8,6 +8,7 @@ from typing import Any
 
 import wrapt
 
+from prismq_llmtools import observers
 from prismq_llmtools.call import Call, Endpoint
 from prismq_llmtools.errors import IncompleteStreamError
 from prismq_llmtools.openai.usage import parse_usage, service_tier
@@ -28,8 +29,11 @@ class StreamState:
         "call",
         "done",
         "endpoint",
+        "exchange",
         "finish_reason",
         "hide_usage_chunk",
+        "response_id",
+        "response_model",
         "service_tier",
         "texts",
         "usage",
@@ -51,7 +55,11 @@ class StreamState:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.service_tier: str | None = None
+        self.response_model: str | None = None
+        self.response_id: str | None = None
         self.done = False
+        self.exchange: observers.Exchange | None = None
+        """What the observers hear of this stream's request, if any listen."""
         self._callbacks: list[Callable[[], None]] = []
 
     def observe(self, chunk: Any) -> bool:
@@ -60,12 +68,15 @@ class StreamState:
         if isinstance(kind, str):  # Responses API events
             if kind in _FINAL_EVENTS:
                 response = getattr(chunk, "response", None)
+                self._identify(response)
                 self.usage = parse_usage(getattr(response, "usage", None))
                 self.service_tier = service_tier(response) or self.service_tier
                 self.finish_reason = kind
             elif kind == "response.output_text.delta":
                 self.texts.append(getattr(chunk, "delta", "") or "")
             return False
+        if self.response_id is None:
+            self._identify(chunk)
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             self.usage = parse_usage(usage)
@@ -80,6 +91,13 @@ class StreamState:
             if reason:
                 self.finish_reason = reason
         return self.hide_usage_chunk and not choices and usage is not None
+
+    def _identify(self, obj: Any) -> None:
+        model, response_id = getattr(obj, "model", None), getattr(obj, "id", None)
+        if isinstance(model, str):
+            self.response_model = model
+        if isinstance(response_id, str):
+            self.response_id = response_id
 
     def on_done(self, callback: Callable[[], None]) -> bool:
         """Run ``callback`` when the stream is finalised; False if it already is."""
@@ -96,25 +114,38 @@ class StreamState:
         self.done = True
         call = self.call
         call.service_tier = self.service_tier or call.service_tier
-        if self.usage is not None:
-            call.add_observed(self.usage)
+        call.finish_reason = self.finish_reason or call.finish_reason
+        call.response_model = self.response_model or call.response_model
+        call.response_id = self.response_id or call.response_id
+        usage = self.usage
+        if usage is not None:
+            call.add_observed(usage)
         elif not complete:  # cut or abandoned: the server may have generated up to the cap
             from prismq_llmtools.openai.tokens import worst_case
 
-            worst = worst_case(
+            usage = worst_case(
                 self.body, self.endpoint, cap=call.completion_cap, fallback=call.estimate
             )
             seen = self._estimate()  # without a cap, at least what was received
-            if seen is not None and seen.output_tokens > worst.output_tokens:
-                worst = Usage(input_tokens=worst.input_tokens, output_tokens=seen.output_tokens)
-            call.add_unread(worst)
+            if seen is not None and seen.output_tokens > usage.output_tokens:
+                usage = Usage(input_tokens=usage.input_tokens, output_tokens=seen.output_tokens)
+            call.add_unread(usage)
         else:
-            estimated = self._estimate()
-            if estimated is not None:
-                call.add_observed(estimated)
+            usage = self._estimate()
+            if usage is not None:
+                call.add_observed(usage)
                 call.usage_estimated = True
         if not complete:
             call.stream_interrupted = True
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.usage = usage
+            exchange.usage_estimated = self.usage is None and usage is not None
+            exchange.service_tier = self.service_tier
+            exchange.response_model = self.response_model
+            exchange.response_id = self.response_id
+            exchange.finish_reasons = (self.finish_reason,) if self.finish_reason else ()
+            observers.request_finished(exchange)
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback()

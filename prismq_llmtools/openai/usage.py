@@ -18,7 +18,13 @@ from typing import Any
 
 from prismq_llmtools.usage import Usage
 
-__all__ = ["ResponseFacts", "facts_from_response", "parse_usage", "service_tier"]
+__all__ = [
+    "ResponseFacts",
+    "facts_from_response",
+    "finish_reasons",
+    "parse_usage",
+    "service_tier",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,3 +165,18 @@ def facts_from_response(obj: Any) -> ResponseFacts | None:
         service_tier=service_tier(obj),
         headers=headers,
     )
+
+
+def finish_reasons(obj: Any) -> tuple[str, ...]:
+    """Why each choice of a response ended (``stop``, ``length``...), or the final status
+    of a Responses API answer; empty when the object says nothing."""
+    if _is_raw_response(obj):
+        if getattr(obj, "_is_sse_stream", False) or getattr(obj, "_stream", False):
+            return ()
+        obj = obj.parse()
+    choices = _get(obj, "choices")
+    if isinstance(choices, list):
+        found = (_get(choice, "finish_reason") for choice in choices)
+        return tuple(reason for reason in found if isinstance(reason, str))
+    status = _get(obj, "status")
+    return (status,) if isinstance(status, str) else ()

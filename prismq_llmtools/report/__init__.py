@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prismq_llmtools.events import current_names, has_old_names
 from prismq_llmtools.report.series import TimeSeries
 
 if TYPE_CHECKING:
@@ -151,6 +152,8 @@ def build_report(
             if name == "llm.attempt.sent" or name == "llm.attempt":
                 in_flight.see(event)
             continue
+        if has_old_names(event):  # a log written before a rename
+            event = current_names(dict(event))
         in_flight.see(event)
         moment = parse_event_time(event.get("timestamp"))
         if moment is None:

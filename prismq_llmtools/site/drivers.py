@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import wait as wait_for_futures
 from typing import TYPE_CHECKING, Any
 
-from prismq_llmtools import _state
+from prismq_llmtools import _state, observers
 from prismq_llmtools.call import Call, current_call
 from prismq_llmtools.site.flow import (
     Failed,
@@ -71,6 +71,7 @@ def run_sync(
         raise
     finally:
         current_call.reset(token)
+        observers.call_left(call)
         _end(site, call, hooks, result)
 
 
@@ -116,6 +117,7 @@ async def run_async(
         raise
     finally:
         current_call.reset(token)
+        observers.call_left(call)
         _end(site, call, hooks, result)
 
 
@@ -128,6 +130,8 @@ def _begin(site: SiteCore, instance: Any, args: Any, kwargs: Any) -> tuple[Call,
     call = site.new_call(args, kwargs)
     call.started = site.clock.now()
     call.instance = instance
+    if observers.registry.all:
+        observers.call_started(call)
     # Kept for the whole invocation, whatever settings change meanwhile.
     return call, site.hooks
 

@@ -21,13 +21,12 @@ are present to decide usage or cost: those come from what happened, alone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Generator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from prismq_llmtools import events
+from prismq_llmtools import events, observers
 from prismq_llmtools.aspect import CacheHit, InFlight
 from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock
@@ -137,6 +136,8 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
                 wait = before(call)
                 while wait > 0:
                     call.wait_s += wait
+                    if observers.registry.all:
+                        observers.rate_limit_wait(call, wait)
                     answer = yield Sleep(wait)
                     if isinstance(answer, Failed):  # interrupted while waiting
                         raise answer.error
@@ -163,13 +164,15 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
             return Raised(error)
         call.retries += 1
         call.wait_s += delay
+        if observers.registry.all:
+            observers.retry(call, delay, error)
         events.emit(
             call,
             events.RETRY,
             level="warning",
             attempt=call.attempts,
             wait_s=round(delay, 6),
-            error_type=type(error).__name__,
+            **{"error.type": type(error).__name__},
             status_code=getattr(error, "status_code", None),
         )
         if delay > 0:
@@ -207,18 +210,20 @@ def finish(site: SiteCore, call: Call, hooks: Hooks, result: Any) -> None:
         events.emit_call(call, **_content_fields(call, result))
     else:
         events.emit_call(call)
+    if observers.registry.all:
+        observers.call_finished(call)
 
 
 def _content_fields(call: Call, result: Any) -> dict[str, Any]:
-    """Prompt and completion text, for sites that opted in with ``log_content``."""
+    """Prompt and answer, in the conventions' message shape, for sites with ``log_content``."""
+    from prismq_llmtools.openai import content
+
     fields: dict[str, Any] = {}
     body = call.request.body if call.request is not None else {}
-    for key in ("messages", "input", "prompt", "instructions"):
-        if key in body:
-            fields["gen_ai.prompt"] = json.dumps(body[key], default=str, ensure_ascii=False)
-            break
+    fields["gen_ai.system_instructions"] = content.system_instructions(body)
+    fields["gen_ai.input.messages"] = content.input_messages(body)
     if isinstance(result, str):
-        fields["gen_ai.completion"] = result
+        fields["gen_ai.output.messages"] = content.output_messages(result, call.finish_reason)
     return fields
 
 
@@ -252,8 +257,13 @@ def _emit_attempt(
         level="info" if error is None else "warning",
         attempt=call.attempts,
         outcome="ok" if error is None else "error",
-        error_type=type(error).__name__ if error is not None else None,
         status_code=getattr(error, "status_code", None),
         duration_s=round(duration_s, 6),
         possibly_billed=billed or None,
+        **{
+            "error.type": type(error).__name__ if error is not None else None,
+            "gen_ai.provider.name": events.PROVIDER if call.request is not None else None,
+            "server.address": call.server_address,
+            "server.port": call.server_port,
+        },
     )

@@ -138,7 +138,8 @@ def test_import_loads_neither_openai_nor_tiktoken() -> None:
 def test_prompt_and_completion_are_logged_only_when_the_site_opts_in(
     mode: Mode, events: list[dict[str, Any]]
 ) -> None:
-    """log_content adds gen_ai.prompt and gen_ai.completion; without it no text is logged."""
+    """log_content adds gen_ai.input.messages and gen_ai.output.messages, in the conventions'
+    message shape; without it no text is logged."""
     api = client(Script(ok(), ok()), mode)
 
     @cost_tracked()
@@ -153,5 +154,15 @@ def test_prompt_and_completion_are_logged_only_when_the_site_opts_in(
     ask.llm.configure(log_content=True)
     mode.invoke(ask, secret_prompt)
     line = [e for e in events if e["event"] == "llm.call"][-1]
-    assert "private words" in line["gen_ai.prompt"]
-    assert line["gen_ai.completion"] == "Hello there"
+    assert line["gen_ai.input.messages"] == [
+        {"role": "user", "parts": [{"type": "text", "content": "private words"}]}
+    ]
+    assert line["gen_ai.output.messages"] == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "Hello there"}],
+            "finish_reason": "stop",
+        }
+    ]
+    assert "gen_ai.prompt" not in line
+    assert "gen_ai.completion" not in line

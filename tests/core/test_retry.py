@@ -195,7 +195,7 @@ def test_retry_after_is_honoured_on_the_fake_clock(
     retry = events[2]
     assert retry["wait_s"] == 3.0
     assert retry["status_code"] == 429
-    assert retry["error_type"] == "RateLimitError"
+    assert retry["error.type"] == "RateLimitError"
     assert events[-1]["retries"] == 1
     assert events[-1]["rate_limited"] == 1
 
@@ -369,7 +369,7 @@ def test_timeout_is_recorded_as_possibly_billed(mode: Mode, events: list[dict[st
     mode.invoke(ask)
     first = next(e for e in events if e["event"] == "llm.attempt")
     assert first["possibly_billed"] is True
-    assert first["error_type"] == "APITimeoutError"
+    assert first["error.type"] == "APITimeoutError"
 
 
 @pytest.mark.parametrize(

@@ -273,7 +273,10 @@ def test_every_process_global_is_held_by_the_state_module() -> None:
     assert sorted(_state.registered()) == [
         "event seconds",
         "known prices",
+        "observers",
+        "otel instrumentation",
         "price table",
+        "prometheus exporters",
         "settings",
         "site names",
         "state registry",
