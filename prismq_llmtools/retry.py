@@ -12,6 +12,7 @@ from prismq_llmtools.aspect import Aspect
 from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.openai.errors import RetryAdvice, classify_openai_error
+from prismq_llmtools.openai.headers import RETRY_AFTER_CAP_S
 from prismq_llmtools.settings.rules import Integer, Number, check_fields, register_keys
 from prismq_llmtools.site.core import RequestExtractor
 from prismq_llmtools.site.decorate import attach
@@ -41,7 +42,7 @@ class RetryPolicy:
     attempts: int = 6
     initial_wait_s: float = 0.5
     max_wait_s: float = 30.0
-    retry_after_cap_s: float = 60.0
+    retry_after_cap_s: float = RETRY_AFTER_CAP_S
     deadline_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -134,7 +135,7 @@ def retried(
     *,
     initial_wait_s: float = 0.5,
     max_wait_s: float = 30.0,
-    retry_after_cap_s: float = 60.0,
+    retry_after_cap_s: float = RETRY_AFTER_CAP_S,
     deadline_s: float | None = None,
     classify: Classifier = classify_openai_error,
     wait: tenacity.wait.wait_base | None = None,

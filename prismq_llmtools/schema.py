@@ -258,6 +258,24 @@ _EVENTS = (
         (_f("key", "string", "the limit's key"), _f("wait_s", "float", "the pause")),
     ),
     EventSpec(
+        "llm.ratelimit.retry_after_ignored",
+        "warning",
+        "a 429's Retry-After did not pause the key (see docs/ratelimit.md, Retry-After, bounded)",
+        (
+            _f("key", "string", "the limit's key"),
+            _f("retry_after", "string", "the header as sent, with its name, cut at 40 characters"),
+            _f(
+                "reason",
+                "string",
+                "`above_cap` (longer than `retry_after_cap_s`: no pause, and `@retried` gives"
+                " up at once), `not_finite` (`inf`, `nan`), `negative`, `absurd` (more than a"
+                " day), `not_a_number` (an HTTP date, text); for the last four the key pauses"
+                " as for a 429 without one (1 s)",
+            ),
+            _f("cap_s", "float", "the site's `retry_after_cap_s`"),
+        ),
+    ),
+    EventSpec(
         "llm.ratelimit.correction",
         "info",
         "the server's headers moved a bucket by at least 1% of its size",

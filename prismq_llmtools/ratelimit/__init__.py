@@ -14,6 +14,7 @@ from typing import ParamSpec, TypeVar
 
 from prismq_llmtools.call import Endpoint
 from prismq_llmtools.clock import Clock
+from prismq_llmtools.openai.headers import RETRY_AFTER_CAP_S
 from prismq_llmtools.ratelimit.aspect import BucketKeyFunction, RateLimitAspect
 from prismq_llmtools.ratelimit.policy import Count, RateLimit, Reconcile, StoreErrorPolicy
 from prismq_llmtools.site.core import RequestExtractor
@@ -39,6 +40,7 @@ def rate_limited(
     count: Count = "max",
     reconcile: Reconcile = "server",
     follow_headers: bool = True,
+    retry_after_cap_s: float = RETRY_AFTER_CAP_S,
     key: str | BucketKeyFunction | None = None,
     store: str | None = None,
     on_store_error: StoreErrorPolicy = "raise",
@@ -54,13 +56,13 @@ def rate_limited(
 
     Every attempt is charged one request and its prompt tokens plus completion cap before
     it runs; sync callers block and async callers await until every bucket of the key
-    allows it, first come first served. A 429 pauses the key for its Retry-After, and the
-    server's ``x-ratelimit-*`` headers correct the buckets. A cache hit is never charged;
-    a request that never reached the server is refunded.
+    allows it, first come first served. A 429 pauses the key for its Retry-After (at most
+    ``retry_after_cap_s``), and the server's ``x-ratelimit-*`` headers correct the buckets.
+    A cache hit is never charged; a request that never reached the server is refunded.
 
     Args:
         rpm, tpm, rpd, tpd, burst, headroom, timeout_s, count, reconcile,
-            follow_headers, store, on_store_error: see :class:`RateLimit`.
+            follow_headers, retry_after_cap_s, store, on_store_error: see :class:`RateLimit`.
         key: the bucket key: a string, or ``Call -> str``; default the request's model.
         registry: where buckets live (default: the process's :data:`default_registry`).
         clock: the clock waits are slept on (tests pass a ``FakeClock``).
@@ -83,6 +85,7 @@ def rate_limited(
             count=count,
             reconcile=reconcile,
             follow_headers=follow_headers,
+            retry_after_cap_s=retry_after_cap_s,
             key=None if callable(key) else key,
             store=store,
             on_store_error=on_store_error,

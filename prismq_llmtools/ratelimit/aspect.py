@@ -12,19 +12,29 @@ from prismq_llmtools.call import Call, StateKey
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import RateLimitTimeout, RequestTooLarge, StateStoreError
 from prismq_llmtools.openai.admission import character_estimate
+from prismq_llmtools.openai.headers import RetryAfter
 from prismq_llmtools.ratelimit.feedback import Admission, feedback_for
 from prismq_llmtools.ratelimit.policy import RateLimit
 from prismq_llmtools.site.estimate import ensure_estimate
 from prismq_llmtools.stores import StateRegistry, StateStore
 from prismq_llmtools.stores.bucket import Refusal
 
-__all__ = ["CORRECTION", "PAUSE", "STORE_ERROR", "WAIT", "BucketKeyFunction", "RateLimitAspect"]
+__all__ = [
+    "CORRECTION",
+    "PAUSE",
+    "RETRY_AFTER_IGNORED",
+    "STORE_ERROR",
+    "WAIT",
+    "BucketKeyFunction",
+    "RateLimitAspect",
+]
 
 BucketKeyFunction = Callable[[Call], str]
 
 WAIT = "llm.ratelimit.wait"
 PAUSE = "llm.ratelimit.pause"
 CORRECTION = "llm.ratelimit.correction"
+RETRY_AFTER_IGNORED = "llm.ratelimit.retry_after_ignored"
 STORE_ERROR = "llm.store.error"
 
 ADMISSION: StateKey[Admission] = StateKey("ratelimit.admission")
@@ -215,6 +225,8 @@ class RateLimitAspect(Aspect[RateLimit]):
             events.emit(
                 call, PAUSE, level="warning", key=admission.key, wait_s=round(plan.pause_s, 6)
             )
+        if plan.unheeded is not None:
+            self._unheeded(call, admission, plan.unheeded)
         for spec, delta, remaining in zip(self._specs, deltas or (), plan.remaining, strict=False):
             if remaining is not None and abs(delta) >= max(1.0, 0.01 * spec.capacity):
                 events.emit(
@@ -225,6 +237,20 @@ class RateLimitAspect(Aspect[RateLimit]):
                     delta=round(delta, 3),
                     server_remaining=remaining,
                 )
+
+    def _unheeded(self, call: Call, admission: Admission, asked: RetryAfter) -> None:
+        """Say that a 429's Retry-After did not pause the key, and why."""
+        limit: RateLimit = self.settings
+        cap = float(limit.retry_after_cap_s)
+        events.emit(
+            call,
+            RETRY_AFTER_IGNORED,
+            level="warning",
+            key=admission.key,
+            retry_after=asked.text,
+            reason=asked.problem,
+            cap_s=cap if math.isfinite(cap) else None,
+        )
 
     def _refund_unused(self, call: Call, admission: Admission, used: int) -> None:
         refund = [

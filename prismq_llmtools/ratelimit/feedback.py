@@ -5,7 +5,10 @@
   from them how the server's charge relates to our count (``server_limits``, see
   :mod:`prismq_llmtools.stores.accounting`), also from a 429's headers.
 - A 429 ``rate_limit_exceeded``: the key pauses for Retry-After (every caller, at once), and
-  the request, which the server refused, is not charged.
+  the request, which the server refused, is not charged. The pause is bounded: a Retry-After
+  above ``retry_after_cap_s`` pauses nothing (the call fails, as ``@retried`` gives up on
+  it), one that is not a usable number is ignored, and a 429 whose headers show room for the
+  request (a transient refusal, not the limit) pauses only its own caller.
 - No answer at all (a connection error, or the function failed before any request): the
   request is refunded. A timeout may have been served, so it stays charged.
 """
@@ -14,13 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from prismq_llmtools.call import Call, RateHeaders
 from prismq_llmtools.stores.bucket import BucketSpec, Ticket
 
 if TYPE_CHECKING:
+    from prismq_llmtools.openai.headers import RetryAfter
     from prismq_llmtools.ratelimit.policy import RateLimit
 
 __all__ = ["Admission", "Plan", "feedback_for"]
@@ -61,6 +65,8 @@ class Plan:
     """Per bucket, the server's limit, where its answer teaches how it charges."""
     refused: bool = False
     """The server refused the request (429): it charged nothing for it."""
+    unheeded: RetryAfter | None = None
+    """A Retry-After that paused nothing: unusable, or above the cap (its ``problem``)."""
 
 
 def feedback_for(
@@ -82,9 +88,11 @@ def feedback_for(
         return Plan(refund=costs)  # never reached the server
     refused = status == 429
     quota = refused and getattr(error, "code", None) == "insufficient_quota"
-    pause_s = _retry_after(error) if refused and not quota and follow else 0.0
+    pause_s, unheeded = 0.0, None
+    if refused and not quota and follow:
+        pause_s, unheeded = _pause(error, headers, admission.ticket, specs, limit)
     if headers is None or not follow:
-        return Plan(refund=costs if refused else (), pause_s=pause_s)
+        return Plan(refund=costs if refused else (), pause_s=pause_s, unheeded=unheeded)
     remaining = tuple(_remaining(spec, headers, limit) for spec in specs)
     deficits = tuple(
         None if left is None else spec.capacity - left
@@ -98,6 +106,7 @@ def feedback_for(
         remaining=tuple(None if left is None else int(left) for left in remaining),
         server_limits=_server_limits(specs, headers, limit, remaining),
         refused=refused,
+        unheeded=unheeded,
     )
 
 
@@ -158,10 +167,54 @@ def _may_lower(specs: Sequence[BucketSpec], headers: RateHeaders, limit: RateLim
     return True
 
 
-def _retry_after(error: BaseException | None) -> float:
-    from prismq_llmtools.openai.headers import retry_after_s
+def _pause(
+    error: BaseException | None,
+    headers: RateHeaders | None,
+    ticket: Ticket,
+    specs: Sequence[BucketSpec],
+    limit: RateLimit,
+) -> tuple[float, RetryAfter | None]:
+    """How long a 429 pauses the key, and the Retry-After it did not follow, if any.
+
+    Never longer than ``retry_after_cap_s``: a longer Retry-After pauses nothing (the call
+    fails with the server's error, and ``@retried``, with the same cap, gives up at once).
+    An unusable one (not a number, infinite, negative, beyond a day) is ignored: the pause
+    is the one of a 429 without Retry-After.
+    """
+    asked = _retry_after(error)
+    if asked is not None and asked.seconds is not None and asked.seconds > limit.retry_after_cap_s:
+        return 0.0, replace(asked, problem="above_cap")
+    unusable = asked if asked is not None and asked.seconds is None else None
+    if headers is not None and _room_left(headers, ticket, specs):
+        return 0.0, unusable  # transient: only this caller waits (its own retry)
+    if asked is None or asked.seconds is None:
+        return min(_DEFAULT_PAUSE_S, limit.retry_after_cap_s), unusable
+    return asked.seconds, None
+
+
+def _room_left(headers: RateHeaders, ticket: Ticket, specs: Sequence[BucketSpec]) -> bool:
+    """Whether the server's headers on its 429 prove room for this very request: then the
+    refusal was not the limit (a transient one), and the key has no reason to pause.
+
+    Every server bucket the key limits must be reported with room for the request's charge
+    there, and every one reported must have it (a token count is unknown unless the key
+    counts tokens: no proof).
+    """
+    charges = {spec.name: cost for spec, cost in zip(specs, ticket.costs, strict=True)}
+    reported = {"requests": headers.remaining_requests, "tokens": headers.remaining_tokens}
+    for bucket, remaining in reported.items():
+        charge = charges.get(bucket, 1.0 if bucket == "requests" else None)
+        if remaining is None:
+            if bucket in charges:
+                return False
+        elif charge is None or remaining < max(charge, 1.0):
+            return False
+    return any(remaining is not None for remaining in reported.values())
+
+
+def _retry_after(error: BaseException | None) -> RetryAfter | None:
+    from prismq_llmtools.openai.headers import read_retry_after
 
     response = getattr(error, "response", None)
     headers = getattr(response, "headers", None)
-    wait = retry_after_s(headers) if headers is not None else None
-    return _DEFAULT_PAUSE_S if wait is None else wait
+    return read_retry_after(headers) if headers is not None else None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.openai.headers import RETRY_AFTER_CAP_S
 from prismq_llmtools.settings.rules import (
     Choice,
     Flag,
@@ -51,6 +52,9 @@ class RateLimit:
             unused part of the completion cap (for servers that count actual usage).
         follow_headers: correct the buckets from the server's headers, learn from them how
             the server charges (docs/ratelimit.md), and pause on 429.
+        retry_after_cap_s: the longest pause a 429's Retry-After may put on the key (the
+            same setting, and default, as ``@retried``'s); a 429 asking for longer pauses
+            nothing, and ``@retried`` gives up on it at once.
         key: the bucket key (default: the request's model); sites sharing it share buckets.
         store: ``memory`` (default), ``sqlite:///path`` or ``redis://host:port/db``.
         on_store_error: ``raise`` (fail closed, :class:`StateStoreError`) or ``allow``
@@ -67,6 +71,7 @@ class RateLimit:
     count: Count = "max"
     reconcile: Reconcile = "server"
     follow_headers: bool = True
+    retry_after_cap_s: float = RETRY_AFTER_CAP_S
     key: str | None = None
     store: str | None = None
     on_store_error: StoreErrorPolicy = "raise"
@@ -105,6 +110,7 @@ register_keys(
         "count": Choice(values=("max", "tokens", "chars")),
         "reconcile": Choice(values=("server", "refund")),
         "follow_headers": Flag(),
+        "retry_after_cap_s": Number(),
         "key": Text(optional=True),
         "store": Text(optional=True, validate=check_store_url, display=display_url),
         "on_store_error": Choice(values=("raise", "allow")),

@@ -15,6 +15,11 @@ rate-limit headers (:mod:`prismq_llmtools.stores.accounting`): admission then re
 the server will charge, and the margin below the burst narrows once that is known. Tickets
 carry costs as reserved (the server's units); ``counted`` keeps our own count.
 
+Nothing unbounded is ever stored: the stores refuse costs, refunds, corrections and pauses
+that are not finite (a pause is at most :data:`MAX_PAUSE_S`; see :func:`check_admission`,
+:func:`check_feedback`), and a state holding a time no sound state can hold (written by an
+older version from an unbounded Retry-After) starts afresh (:meth:`KeyState.recover`).
+
 Times are seconds on whatever clock the state store uses; only differences matter.
 """
 
@@ -28,6 +33,8 @@ from typing import Any
 from prismq_llmtools.stores import accounting
 
 __all__ = [
+    "HORIZON_S",
+    "MAX_PAUSE_S",
     "NEVER",
     "REORDER_WINDOW_S",
     "SEND_WINDOW_S",
@@ -35,6 +42,8 @@ __all__ = [
     "KeyState",
     "Refusal",
     "Ticket",
+    "check_admission",
+    "check_feedback",
 ]
 
 REORDER_WINDOW_S = 0.5
@@ -45,6 +54,48 @@ SEND_WINDOW_S = 1.0
 
 NEVER = -1e300
 """A time before any clock's: a bucket full since then is full now, on any clock."""
+
+MAX_PAUSE_S = 86_400.0
+"""The longest pause a key takes: a day, the longest Retry-After that can be meant (the
+limiter ignores longer ones: ``RETRY_AFTER_MAX_S``, which a test keeps equal)."""
+
+HORIZON_S = 366 * 86_400.0
+"""How far ahead of now a key's times may lie: a bucket refills within a day, so only a
+queue of hundreds of day-sized requests could reach further. A time beyond it (or a pause
+ending more than ``2 * MAX_PAUSE_S`` ahead: one day, and one for other processes' clocks)
+is damage, and the key starts afresh."""
+
+
+def check_admission(key: str, costs: Sequence[float], ttl_s: float) -> None:
+    """Refuse (``ValueError``) an admission no key may store: a cost that is not a finite
+    number >= 0, or a ticket lifetime that is not a finite number > 0."""
+    for cost in costs:
+        if not 0 <= cost < math.inf:
+            raise ValueError(
+                f"rate-limit key {key!r}: a cost must be a finite number >= 0, got {cost!r}"
+            )
+    if not 0 < ttl_s < math.inf:
+        raise ValueError(f"rate-limit key {key!r}: ttl_s must be finite and > 0, got {ttl_s!r}")
+
+
+def check_feedback(
+    key: str, deficits: Sequence[float | None], refund: Sequence[float], pause_s: float
+) -> None:
+    """Refuse (``ValueError``) feedback no key may store: a deficit that is not finite, a
+    refund that is not a finite number >= 0, or a pause outside ``[0, MAX_PAUSE_S]``."""
+    for deficit in deficits:
+        if deficit is not None and not math.isfinite(deficit):
+            raise ValueError(f"rate-limit key {key!r}: a deficit must be finite, got {deficit!r}")
+    for amount in refund:
+        if not 0 <= amount < math.inf:
+            raise ValueError(
+                f"rate-limit key {key!r}: a refund must be a finite number >= 0, got {amount!r}"
+            )
+    if not 0 <= pause_s <= MAX_PAUSE_S:
+        raise ValueError(
+            f"rate-limit key {key!r}: a pause must be within [0, {MAX_PAUSE_S:g}] s,"
+            f" got {pause_s!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +206,34 @@ class KeyState:
         start = ticket.start + (self.shift_s - ticket.shift_s)
         return max(0.0, start - now, self.pause_until - now if start > now else 0.0)
 
+    def is_sound(self, now: float) -> bool:
+        """Whether every time lies within reach of ``now`` (see :data:`HORIZON_S`) and every
+        number is finite, as every operation leaves them."""
+        ahead = now + HORIZON_S
+        tats = self.tats
+        return (
+            NEVER <= self.pause_until <= now + 2 * MAX_PAUSE_S
+            and NEVER <= self.last_start <= ahead
+            and NEVER <= min(tats) <= max(tats) <= ahead
+            # (a sum is NaN or infinite when any term is; min and max may miss a NaN)
+            and math.isfinite(sum(tats) + sum(self.charged) + sum(self.counted) + self.shift_s)
+        )
+
     # -- operations ------------------------------------------------------------------
+
+    def recover(self, now: float) -> bool:
+        """Start afresh, as a new key, if the state is not sound (an older version stored an
+        unbounded Retry-After: kept, it would stall or break the key for good).
+
+        Returns:
+            Whether it started afresh.
+        """
+        if self.is_sound(now):
+            return False
+        fresh = KeyState(len(self.tats))
+        for name in KeyState.__slots__:
+            setattr(self, name, getattr(fresh, name))
+        return True
 
     def admit(
         self,

@@ -12,7 +12,15 @@ import weakref
 from collections.abc import Sequence
 
 from prismq_llmtools.clock import Clock
-from prismq_llmtools.stores.bucket import REORDER_WINDOW_S, BucketSpec, KeyState, Refusal, Ticket
+from prismq_llmtools.stores.bucket import (
+    REORDER_WINDOW_S,
+    BucketSpec,
+    KeyState,
+    Refusal,
+    Ticket,
+    check_admission,
+    check_feedback,
+)
 from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
 
 __all__ = ["MemoryStore"]
@@ -44,10 +52,11 @@ class MemoryStore:
                 part.anchor = clock
         return part
 
-    def _key(self, key: str, specs: Sequence[BucketSpec], clock: Clock) -> KeyState:
+    def _key(self, key: str, specs: Sequence[BucketSpec], clock: Clock, now: float) -> KeyState:
         keys = self._partition(clock).keys
         entry = keys.get(key)
         if entry is not None and (entry[0] is specs or entry[0] == tuple(specs)):
+            entry[1].recover(now)
             return entry[1]
         state = KeyState(len(specs))  # new, or declared anew (other limits): afresh
         keys[key] = (tuple(specs), state)
@@ -71,11 +80,13 @@ class MemoryStore:
         ttl_s: float,
         max_wait_s: float,
     ) -> Ticket | Refusal:
+        check_admission(key, costs, ttl_s)
         with self._lock:
-            return self._key(key, specs, clock).admit(
+            now = clock.now()
+            return self._key(key, specs, clock, now).admit(
                 specs,
                 costs,
-                clock.now(),
+                now,
                 ticket_id=ticket_id,
                 ttl_s=ttl_s,
                 max_wait_s=max_wait_s,
@@ -85,7 +96,8 @@ class MemoryStore:
         self, key: str, specs: Sequence[BucketSpec], ticket: Ticket, *, clock: Clock
     ) -> float:
         with self._lock:
-            return self._key(key, specs, clock).wait_s(ticket, clock.now())
+            now = clock.now()
+            return self._key(key, specs, clock, now).wait_s(ticket, now)
 
     def feedback(
         self,
@@ -102,11 +114,13 @@ class MemoryStore:
         server_limits: Sequence[float | None] = (),
         refused: bool = False,
     ) -> list[float]:
+        check_feedback(key, deficits, refund, pause_s)
         with self._lock:
-            return self._key(key, specs, clock).feedback(
+            now = clock.now()
+            return self._key(key, specs, clock, now).feedback(
                 specs,
                 ticket,
-                clock.now(),
+                now,
                 deficits=deficits,
                 refund=refund,
                 pause_s=pause_s,
@@ -118,8 +132,8 @@ class MemoryStore:
 
     def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:
         with self._lock:
-            state = self._key(key, specs, clock)
             now = clock.now()
+            state = self._key(key, specs, clock, now)
             return [state.level(specs, i, now) for i in range(len(specs))]
 
     def reserve(

@@ -43,12 +43,16 @@ local h = {}
 for i = 1, #raw, 2 do
   h[raw[i]] = raw[i + 1]
 end
-if h['n'] ~= signature then -- a new key, or one declared with other buckets: start afresh
+
+local function forget() -- start afresh, as a new key
   h = {}
   redis.call('DEL', KEYS[1], KEYS[2])
   if KEYS[3] then
     redis.call('DEL', KEYS[3])
   end
+end
+if h['n'] ~= signature then -- a new key, or one declared with other buckets: start afresh
+  forget()
 end
 -- A field that is not a number is an error, never a fresh bucket (that would reset the
 -- limit). Nothing has been written yet when this is checked.
@@ -59,24 +63,58 @@ local function number(field, default)
     return default
   end
   local value = tonumber(text)
-  if value == nil or value ~= value then
+  if value == nil then
     bad = bad or field .. ' = ' .. string.sub(text, 1, 60)
     return default
   end
   return value
 end
-local tats, charged, counted = {}, {}, {}
-for i = 1, n do
-  tats[i] = number('t' .. i, -1e300)
-  charged[i] = number('c' .. i, 0)
-  counted[i] = number('o' .. i, 0)
+local tats, charged, counted, last_start, pause_until, shift, seq
+local function load()
+  tats, charged, counted = {}, {}, {}
+  for i = 1, n do
+    tats[i] = number('t' .. i, -1e300)
+    charged[i] = number('c' .. i, 0)
+    counted[i] = number('o' .. i, 0)
+  end
+  last_start = number('ls', -1e300)
+  pause_until = number('pu', -1e300)
+  shift = number('sh', 0)
+  seq = number('sq', 0)
 end
-local last_start = number('ls', -1e300)
-local pause_until = number('pu', -1e300)
-local shift = number('sh', 0)
-local seq = number('sq', 0)
+load()
 if bad then
   return redis.error_reply('corrupt rate-limit state: ' .. KEYS[1] .. ' field ' .. bad)
+end
+
+-- KeyState.is_sound: every time within reach of now (HORIZON_S and 2 x MAX_PAUSE_S of
+-- bucket.py), every number finite. Numbers that are not (infinite, NaN, absurdly far ahead:
+-- an older version stored an unbounded Retry-After) make the key start afresh: kept, they
+-- would stall it for good.
+local HORIZON_S, PAUSE_HORIZON_S = 31622400, 172800
+local function within(x, ahead)
+  return x >= -1e300 and x <= now + ahead -- false for NaN
+end
+local function finite(x)
+  return x == x and x > -math.huge and x < math.huge
+end
+local function sound()
+  if not (within(pause_until, PAUSE_HORIZON_S) and within(last_start, HORIZON_S)) then
+    return false
+  end
+  if not (finite(shift) and finite(seq)) then
+    return false
+  end
+  for i = 1, n do
+    if not (within(tats[i], HORIZON_S) and finite(charged[i]) and finite(counted[i])) then
+      return false
+    end
+  end
+  return true
+end
+if not sound() then
+  forget()
+  load()
 end
 
 local function level(i)
@@ -341,6 +379,9 @@ if op == 'feedback' then
   for i = 1, n do refunds[i] = tonumber(ARGV[a + i - 1]) end
   a = a + n
   local pause_s, down = tonumber(ARGV[a]), ARGV[a + 1] == '1'
+  if not (pause_s and pause_s >= 0 and pause_s <= PAUSE_HORIZON_S / 2) then -- MAX_PAUSE_S
+    return redis.error_reply('a pause must be within [0, 86400] s, got ' .. tostring(ARGV[a]))
+  end
   local refused = ARGV[a + 2] == '1'
   a = a + 3
   local limits, ticket_counted = {}, {}

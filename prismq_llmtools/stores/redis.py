@@ -23,6 +23,8 @@ from prismq_llmtools.stores.bucket import (
     BucketSpec,
     Refusal,
     Ticket,
+    check_admission,
+    check_feedback,
 )
 from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, Denial, Unit
 from prismq_llmtools.stores.urls import display_url
@@ -114,6 +116,7 @@ class RedisStore:
         ttl_s: float,
         max_wait_s: float,
     ) -> Ticket | Refusal:
+        check_admission(key, costs, ttl_s)
         extra = [*map(_num, costs), ticket_id, _num(ttl_s), _num(max_wait_s)]
         out = [_text(x) for x in self._limit("admit", key, specs, clock, extra)]
         if out[0] == "0":
@@ -153,6 +156,7 @@ class RedisStore:
         server_limits: Sequence[float | None] = (),
         refused: bool = False,
     ) -> list[float]:
+        check_feedback(key, deficits, refund, pause_s)
         n = len(specs)
         padded_deficits = [*deficits, *([None] * (n - len(deficits)))]
         padded_refund = [*refund, *([0.0] * (n - len(refund)))]

@@ -10,7 +10,6 @@ caller's wall clock (``clock.wall()``), which every process of the machine share
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -27,6 +26,8 @@ from prismq_llmtools.stores.bucket import (
     KeyState,
     Refusal,
     Ticket,
+    check_admission,
+    check_feedback,
     signature,
 )
 from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
@@ -140,6 +141,7 @@ class SQLiteStore:
         self,
         key: str,
         specs: Sequence[BucketSpec],
+        now: float,
         action: Callable[[KeyState], T],
         *,
         write: bool = True,
@@ -154,9 +156,9 @@ class SQLiteStore:
             if len(data["tats"]) != len(specs):
                 raise ValueError(f"{len(data['tats'])} buckets where {len(specs)} are declared")
             state = KeyState.from_dict(data, len(specs))
-            times = (state.last_start, state.pause_until, state.shift_s)
-            if not all(math.isfinite(x) for x in (*state.tats, *state.charged, *times)):
-                raise ValueError("a bucket's time or charge is not a finite number")
+            # Numbers, but infinite, NaN or absurdly far ahead: what an older version stored
+            # from an unbounded Retry-After. Kept, they would stall the key for good.
+            state.recover(now)
             return state
 
         def change(state: KeyState) -> tuple[Any, T]:
@@ -188,10 +190,12 @@ class SQLiteStore:
         ttl_s: float,
         max_wait_s: float,
     ) -> Ticket | Refusal:
+        check_admission(key, costs, ttl_s)
         now = _wall(clock)
         return self._on_key(
             key,
             specs,
+            now,
             lambda s: s.admit(
                 specs, costs, now, ticket_id=ticket_id, ttl_s=ttl_s, max_wait_s=max_wait_s
             ),
@@ -201,7 +205,7 @@ class SQLiteStore:
         self, key: str, specs: Sequence[BucketSpec], ticket: Ticket, *, clock: Clock
     ) -> float:
         now = _wall(clock)
-        return self._on_key(key, specs, lambda s: s.wait_s(ticket, now), write=False)
+        return self._on_key(key, specs, now, lambda s: s.wait_s(ticket, now), write=False)
 
     def feedback(
         self,
@@ -218,10 +222,12 @@ class SQLiteStore:
         server_limits: Sequence[float | None] = (),
         refused: bool = False,
     ) -> list[float]:
+        check_feedback(key, deficits, refund, pause_s)
         now = _wall(clock)
         return self._on_key(
             key,
             specs,
+            now,
             lambda s: s.feedback(
                 specs,
                 ticket,
@@ -239,7 +245,11 @@ class SQLiteStore:
     def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:
         now = _wall(clock)
         return self._on_key(
-            key, specs, lambda s: [s.level(specs, i, now) for i in range(len(specs))], write=False
+            key,
+            specs,
+            now,
+            lambda s: [s.level(specs, i, now) for i in range(len(specs))],
+            write=False,
         )
 
     # -- budgets ---------------------------------------------------------------------

@@ -7,17 +7,22 @@ two drivers; see tests/drivers.py).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+import math
 from typing import Any
 
 import httpx2
 import openai
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from prismq_llmtools import ConfigurationError, IncompleteStreamError, retried, token_budgeted
 from prismq_llmtools.budget import budget_status
 from prismq_llmtools.call import current_call
 from prismq_llmtools.openai.errors import RetryAdvice, classify_openai_error
+from prismq_llmtools.openai.headers import RETRY_AFTER_CAP_S, RETRY_AFTER_MAX_S, read_retry_after
 from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.testing.clock import FakeClock
 from tests.drivers import Mode
@@ -75,6 +80,90 @@ def test_retry_after_headers_are_read() -> None:
     assert classify_openai_error(exc).after_s == pytest.approx(0.25)
     exc = _status_error(503, None, {"retry-after": "2"})
     assert classify_openai_error(exc).after_s == 2
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds", "problem"),
+    [
+        ({"retry-after": "7"}, 7.0, None),
+        ({"retry-after": "0"}, 0.0, None),
+        ({"retry-after-ms": "1500"}, 1.5, None),
+        ({"retry-after": "86400"}, 86_400.0, None),
+        ({"retry-after": "inf"}, None, "not_finite"),
+        ({"retry-after": "Infinity"}, None, "not_finite"),
+        ({"retry-after": "nan"}, None, "not_finite"),
+        ({"retry-after": "-5"}, None, "negative"),
+        ({"retry-after": "1e300"}, None, "absurd"),
+        ({"retry-after": "86401"}, None, "absurd"),
+        ({"retry-after": "soon"}, None, "not_a_number"),
+        ({"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}, None, "not_a_number"),
+        ({"retry-after-ms": "nan", "retry-after": "3"}, 3.0, None),
+        ({"retry-after-ms": "-1", "retry-after": "x"}, None, "negative"),
+    ],
+)
+def test_a_retry_after_is_used_only_when_it_is_a_bounded_number(
+    headers: dict[str, str], seconds: float | None, problem: str | None
+) -> None:
+    """A requested wait is a finite number of seconds from 0 to a day; anything else is
+    unusable, and says why (the first usable of retry-after-ms and Retry-After wins)."""
+    read = read_retry_after(headers)
+    assert read is not None
+    assert (read.seconds, read.problem) == (seconds, problem)
+    assert read_retry_after({}) is None
+    assert RETRY_AFTER_MAX_S == 86_400.0
+
+
+@given(
+    st.one_of(
+        st.text(max_size=30),
+        st.floats().map(repr),
+        st.floats().map(str),
+        st.integers().map(str),
+    ),
+    st.sampled_from(["retry-after", "retry-after-ms"]),
+)
+def test_any_retry_after_is_a_bounded_wait_or_none(value: str, name: str) -> None:
+    """Whatever the server sends, the wait read from it is a finite number of seconds from 0
+    to a day, or there is none and the reason is given."""
+    read = read_retry_after({name: value})
+    assert read is not None
+    if read.seconds is None:
+        assert read.problem in ("not_a_number", "not_finite", "negative", "absurd")
+    else:
+        assert read.problem is None
+        assert 0.0 <= read.seconds <= RETRY_AFTER_MAX_S
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-5", "1e300", "soon"])
+def test_an_unusable_retry_after_falls_back_to_the_backoff(mode: Mode, value: str) -> None:
+    """@retried ignores a Retry-After that is no bounded number: it backs off as if none was
+    sent (full jitter, at most max_wait_s), instead of failing or waiting forever."""
+    clock = FakeClock()
+    script = Script(error(429, "rate_limit_exceeded", {"retry-after": value}), ok(chat_body()))
+    api = client(script, mode)
+
+    @retried(attempts=3, max_wait_s=2.0, clock=clock)
+    @mode.make
+    def ask() -> Any:
+        return api.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
+
+    mode.invoke(ask)
+    assert len(clock.sleeps) == 1
+    assert 0.0 <= clock.sleeps[0] <= 2.0
+
+
+def test_the_cap_is_one_setting_of_retried_and_rate_limited() -> None:
+    """@retried and @rate_limited share retry_after_cap_s: one default, one settings key."""
+    from prismq_llmtools import rate_limited
+    from prismq_llmtools.ratelimit.policy import RateLimit
+    from prismq_llmtools.retry import RetryPolicy
+
+    assert RetryPolicy().retry_after_cap_s == RateLimit(rpm=1).retry_after_cap_s == 60.0
+    for decorator in (retried, rate_limited):
+        default = inspect.signature(decorator).parameters["retry_after_cap_s"].default
+        assert default is RETRY_AFTER_CAP_S
 
 
 def test_retry_after_is_honoured_on_the_fake_clock(
@@ -283,7 +372,10 @@ def test_timeout_is_recorded_as_possibly_billed(mode: Mode, events: list[dict[st
     assert first["error.type"] == "APITimeoutError"
 
 
-@pytest.mark.parametrize("bad", [{"attempts": 0}, {"max_wait_s": -1}, {"deadline_s": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"attempts": 0}, {"max_wait_s": -1}, {"deadline_s": 0}, {"retry_after_cap_s": math.nan}],
+)
 def test_bad_settings_fail_at_decoration(bad: dict[str, Any]) -> None:
     """Invalid policy values are a ConfigurationError at decoration, naming the site."""
     with pytest.raises(ConfigurationError, match=r"site 'r': .* \(decorator argument\)"):

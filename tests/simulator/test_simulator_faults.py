@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
+import urllib.error
 from collections.abc import Callable, Iterator
 
 import openai
@@ -21,6 +23,7 @@ from prismq_llmtools.testing import (
     SimulatorConfig,
 )
 from prismq_llmtools.testing.pytest_plugin import SimulatorFactory
+from prismq_llmtools.testing.simulator.client import _call
 
 MESSAGES = [{"role": "user", "content": "Say something."}]
 
@@ -250,6 +253,37 @@ def test_fault_profile_validation() -> None:
         SimulatorConfig(model_faults={"no-such-model": FaultProfile()})
     spread = FaultProfile.uniform(0.4)
     assert spread.rate_limit == spread.server_error == spread.service_unavailable == 0.1
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda v: Fault(kind=FaultKind.RATE_LIMIT, retry_after_s=v), "retry_after_s"),
+        (lambda v: Fault(kind=FaultKind.SLOW, delay_s=v), "delay_s"),
+        (lambda v: FaultProfile(rate_limit=0.1, retry_after_s=v), "retry_after_s"),
+        (lambda v: FaultProfile(slow=0.1, slow_s=v), "slow_s"),
+    ],
+)
+@pytest.mark.parametrize("value", [math.inf, math.nan, -5.0, "5"])
+def test_fault_durations_must_be_finite_seconds(
+    make: Callable[[object], object], name: str, value: object
+) -> None:
+    """A fault's Retry-After or delay that is infinite, NaN, negative or not a number is
+    refused when the fault is made, naming the field, not when a request meets it."""
+    with pytest.raises(ConfigurationError, match=f"{name} must be a finite number of seconds"):
+        make(value)
+
+
+def test_the_control_endpoint_refuses_an_infinite_retry_after(simulator: Simulator) -> None:
+    """A fault pushed over HTTP with Retry-After Infinity is a 400 naming the field, and
+    the simulator keeps serving."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _call(
+            simulator.url, "faults", {"script": [{"kind": "rate_limit", "retry_after_s": math.inf}]}
+        )
+    assert refused.value.code == 400
+    assert "retry_after_s" in refused.value.read().decode()
+    assert simulator.pending_faults() == ()
 
 
 def test_latency_model_delays_answers(simulator_factory: SimulatorFactory) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from collections import deque
@@ -71,6 +72,20 @@ PRE_ADMISSION = frozenset(
 STREAM_ONLY = frozenset({FaultKind.STREAM_CUT, FaultKind.STREAM_NO_FINISH})
 
 
+def _check_seconds(owner: str, **durations: float) -> None:
+    """Refuse, at configuration, a duration the server could not send or wait: one that is
+    not a finite number of seconds >= 0 (``inf``, ``nan``, ``-5``)."""
+    for name, value in durations.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 <= value < math.inf
+        ):
+            raise ConfigurationError(
+                f"{owner}: {name} must be a finite number of seconds >= 0, got {value!r}"
+            )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Fault:
     """One scripted fault, consumed by the next matching request.
@@ -93,8 +108,7 @@ class Fault:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", FaultKind(self.kind))
-        if self.retry_after_s < 0 or self.delay_s < 0:
-            raise ConfigurationError("retry_after_s and delay_s must not be negative")
+        _check_seconds("Fault", retry_after_s=self.retry_after_s, delay_s=self.delay_s)
         if self.path is not None and not self.path.startswith("/"):
             raise ConfigurationError(f"a fault path must start with '/', got {self.path!r}")
 
@@ -142,8 +156,7 @@ class FaultProfile:
             total += probability
         if total > 1.0 + 1e-9:
             raise ConfigurationError(f"fault probabilities sum to {total:.3f} > 1")
-        if self.slow_s < 0 or self.retry_after_s < 0:
-            raise ConfigurationError("slow_s and retry_after_s must not be negative")
+        _check_seconds("FaultProfile", slow_s=self.slow_s, retry_after_s=self.retry_after_s)
 
     @classmethod
     def uniform(cls, rate: float, kinds: Iterable[FaultKind] | None = None) -> FaultProfile:
