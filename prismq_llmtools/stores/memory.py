@@ -56,7 +56,8 @@ class MemoryStore:
         keys = self._partition(clock).keys
         entry = keys.get(key)
         if entry is not None and (entry[0] is specs or entry[0] == tuple(specs)):
-            entry[1].recover(now)
+            # No recovery check (KeyState.recover): this state lives and dies with the
+            # process, and this version never writes an unsound value.
             return entry[1]
         state = KeyState(len(specs))  # new, or declared anew (other limits): afresh
         keys[key] = (tuple(specs), state)

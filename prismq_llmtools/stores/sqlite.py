@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,20 +77,40 @@ class SQLiteStore:
             self._pid = os.getpid()
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            # user-only; SQLite gives the -wal and -shm files the database file's mode
-            private_file(self.path)
-            connection = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-            connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            for statement in _SCHEMA:
-                connection.execute(statement)
+            connection = self._open()
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
         return connection
+
+    def _open(self) -> sqlite3.Connection:
+        """A new connection to the file, in WAL mode, with the schema.
+
+        Processes opening a new file at the same moment race to set it up: switching the
+        journal mode can fail at once with "database is locked" (or an I/O error), without
+        waiting on the busy timeout. The set-up is retried for as long as that timeout.
+        """
+        private_file(self.path)  # user-only; SQLite gives -wal and -shm the file's mode
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        pause = 0.01
+        while True:
+            connection = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            try:
+                connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA synchronous = NORMAL")
+                for statement in _SCHEMA:
+                    connection.execute(statement)
+            except sqlite3.OperationalError:
+                connection.close()
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
+            else:
+                return connection
 
     def _update(
         self,

@@ -26,6 +26,7 @@ from prismq_llmtools.stores import StateRegistry, StateStore, accounting
 from prismq_llmtools.stores.bucket import BucketSpec, KeyState, Refusal, Ticket
 from prismq_llmtools.stores.ledger import BudgetLine, LedgerState
 from prismq_llmtools.stores.memory import MemoryStore
+from prismq_llmtools.stores.sqlite import SQLiteStore
 from prismq_llmtools.testing.clock import FakeClock
 from tests.stores.store_servers import STORES, store_url
 
@@ -578,3 +579,28 @@ def test_the_in_process_store_finds_each_clock_and_scope_its_own_ledger(ops: lis
         assert store.budget_status(scope, LINES, clock=clock) == reference.status(
             LINES, wall(clock)
         )
+
+
+def _open_new_file(url: str, results: Any) -> None:
+    try:
+        SQLiteStore(url)._connection()
+        results.put(None)
+    except Exception as exc:  # reported to the test
+        results.put(repr(exc))
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Several processes setting up the same new file race to switch it to WAL; none fails
+    ("database is locked" came at once, without waiting on the busy timeout)."""
+    context = multiprocessing.get_context("fork")
+    failures = []
+    for attempt in range(15):
+        url = f"sqlite://{tmp_path / f'new-{attempt}.db'}"
+        results = context.Queue()
+        workers = [context.Process(target=_open_new_file, args=(url, results)) for _ in range(6)]
+        for worker in workers:
+            worker.start()
+        failures += [r for r in (results.get(timeout=60) for _ in workers) if r is not None]
+        for worker in workers:
+            worker.join(timeout=30)
+    assert failures == []
