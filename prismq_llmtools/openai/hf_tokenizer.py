@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from prismq_llmtools.errors import RequestFormatError, TokenizerError
 from prismq_llmtools.openai.chat_template import ChatTemplate
-from prismq_llmtools.openai.request import endpoint_of
+from prismq_llmtools.openai.request import counted_endpoint
 from prismq_llmtools.openai.template_input import plain_texts, responses_as_messages
 from prismq_llmtools.openai.textcount import TokenMemo
 from prismq_llmtools.usage import TokenEstimate
@@ -92,12 +92,8 @@ class HFTokenizer:
         """Prompt tokens of ``body`` (chat framing estimated as ChatML) and its completion cap."""
         from prismq_llmtools.openai.tokens import completion_cap
 
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise RequestFormatError("the request body has no model")
-        chosen = endpoint or endpoint_of(body)
-        if chosen is None:
-            raise RequestFormatError("the request body has none of messages, input or prompt")
+        chosen = counted_endpoint(body, endpoint)
+        model: str = body["model"]  # counted_endpoint checked it
         if chosen in ("chat", "responses"):
             chat = responses_as_messages(body) if chosen == "responses" else body.get("messages")
             if not isinstance(chat, list):

@@ -6,8 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from prismq_llmtools.call import Endpoint, Request
+from prismq_llmtools.errors import RequestFormatError
 
-__all__ = ["API_PARAMETERS", "endpoint_of", "request_from_arguments", "request_from_body"]
+__all__ = [
+    "API_PARAMETERS",
+    "counted_endpoint",
+    "endpoint_of",
+    "request_from_arguments",
+    "request_from_body",
+]
 
 # Parameters of OpenAI's chat, responses, embeddings and completions endpoints that shape the
 # answer. Transport settings (api_key, timeout, extra_headers, ...) are deliberately absent.
@@ -73,6 +80,21 @@ def endpoint_of(body: Mapping[str, Any]) -> Endpoint | None:
         model = str(body.get("model") or "")
         return "embeddings" if "embedding" in model else "responses"
     return None
+
+
+def counted_endpoint(body: Mapping[str, Any], endpoint: Endpoint | None) -> Endpoint:
+    """The endpoint a tokenizer counts ``body`` for: ``endpoint``, else inferred from it.
+
+    Raises:
+        RequestFormatError: The body names no model, or none of messages, input or prompt.
+    """
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestFormatError("the request body has no model")
+    chosen = endpoint or endpoint_of(body)
+    if chosen is None:
+        raise RequestFormatError("the request body has none of messages, input or prompt")
+    return chosen
 
 
 def request_from_body(body: Mapping[str, Any], endpoint: Endpoint | None = None) -> Request:

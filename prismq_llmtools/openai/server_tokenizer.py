@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from prismq_llmtools.call import current_call
 from prismq_llmtools.errors import RequestFormatError, TokenizerError
-from prismq_llmtools.openai.request import endpoint_of
+from prismq_llmtools.openai.request import counted_endpoint
 from prismq_llmtools.openai.template_input import plain_texts, responses_as_messages
 from prismq_llmtools.openai.textcount import TokenMemo
 from prismq_llmtools.usage import TokenEstimate
@@ -100,12 +100,8 @@ class ServerTokenizer:
         """The prompt tokens the server will bill for ``body``, and its completion cap."""
         from prismq_llmtools.openai.tokens import completion_cap
 
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise RequestFormatError("the request body has no model")
-        chosen = endpoint or endpoint_of(body)
-        if chosen is None:
-            raise RequestFormatError("the request body has none of messages, input or prompt")
+        chosen = counted_endpoint(body, endpoint)
+        model: str = body["model"]  # counted_endpoint checked it
         if chosen in ("chat", "responses"):
             prompt = self._count_chat(body, chosen)
         else:
