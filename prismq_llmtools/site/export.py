@@ -57,6 +57,8 @@ class FinishedCall:
     saved_cost_usd: Decimal | None
     retries: int
     rate_limited: int
+    unread_requests: int
+    """Requests the server may have billed unread (counted at their worst case)."""
     recorded: bool
 
     @classmethod
@@ -76,6 +78,7 @@ class FinishedCall:
             saved_cost_usd=call.saved_cost_usd,
             retries=call.retries,
             rate_limited=call.rate_limited,
+            unread_requests=call.unread_requests,
             recorded=call.recorded,
         )
 
@@ -94,6 +97,7 @@ class FinishedCall:
         call.saved_cost_usd = self.saved_cost_usd
         call.retries = self.retries
         call.rate_limited = self.rate_limited
+        call.unread_requests = self.unread_requests
         return call
 
 

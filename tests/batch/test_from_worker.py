@@ -120,3 +120,31 @@ def test_a_worker_call_whose_site_is_not_imported_at_the_driver_still_counts() -
 
 def _fields(finished: export.FinishedCall) -> dict[str, object]:
     return {name: getattr(finished, name) for name in finished.__dataclass_fields__}
+
+
+def test_a_call_carried_home_records_the_same_totals_as_the_call_itself() -> None:
+    """Whatever the usage totals read of a Call survives the trip as a FinishedCall."""
+    from decimal import Decimal
+
+    from prismq_llmtools.call import Call, Request
+    from prismq_llmtools.cost.tracking import UsageTotals
+    from prismq_llmtools.usage import Usage
+
+    for cache in ("miss", "hit", None):
+        call = Call("app.site", "outer/inner")
+        call.request = Request(model="gpt-4o-mini")
+        call.response_model = "gpt-4o-mini-2024-07-18"
+        call.outcome = "error"
+        call.usage = Usage(input_tokens=30, output_tokens=7, cached_input_tokens=10)
+        call.cost_usd = Decimal("0.0012")
+        call.unrecorded_usage = Usage(input_tokens=5, output_tokens=1)
+        call.unrecorded_cost_usd = Decimal("0.0001")
+        call.cache = cache
+        call.saved_cost_usd = Decimal("0.004")
+        call.retries, call.rate_limited, call.unread_requests = 2, 1, 1
+        here, carried = UsageTotals(), UsageTotals()
+        here.record(call, when=1_764_892_800)
+        finished = export.FinishedCall.of(call)
+        carried.record(finished.as_call(), when=1_764_892_800)
+        assert carried.by_operation() == here.by_operation()
+        assert carried.by_model() == here.by_model()
