@@ -209,7 +209,7 @@ def finish(site: SiteCore, call: Call, hooks: Hooks, result: Any) -> None:
     call.duration_s = site.clock.now() - call.started
     call.roll_up_into_parent()
     export.note(call)  # in a batch worker's process: the call travels home with the item
-    if site.log_content:
+    if site.log_content and events.enabled():  # the content is read only to be written
         events.emit_call(call, **_content_fields(call, result))
     else:
         events.emit_call(call)
