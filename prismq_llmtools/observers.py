@@ -177,9 +177,6 @@ class Observers:
             self.all = ()
 
 
-_WATCHING: StateKey[tuple[Observer, ...]] = StateKey("observers.watching")
-"""The observers that heard a Call start."""
-
 registry: Observers = _state.Shared("observers", Observers).get()
 """The process's observers; the core reads ``registry.all`` at each point."""
 
@@ -202,19 +199,17 @@ def _each(action: Callable[[Observer], None], to: tuple[Observer, ...] | None = 
             _log.exception("prismq_llmtools observer %r failed", observer)
 
 
-def call_started(call: Call) -> None:
-    """Tell every observer that ``call`` started."""
+def call_started(call: Call) -> tuple[Observer, ...]:
+    """Tell every observer that ``call`` started; returns them, for :func:`call_left`."""
     watching = registry.all
-    call.put(_WATCHING, watching)
     _each(lambda o: o.call_started(call), watching)
+    return watching
 
 
-def call_left(call: Call) -> None:
-    """Tell the observers that heard ``call`` start (even one removed since: it may have
-    state to undo, such as a context it made current) that control left it."""
-    watching = call.pop(_WATCHING)
-    if watching:
-        _each(lambda o: o.call_left(call), watching)
+def call_left(call: Call, watching: tuple[Observer, ...]) -> None:
+    """Tell the observers that heard ``call`` start (``watching``: even one removed since
+    may have state to undo, such as a context it made current) that control left it."""
+    _each(lambda o: o.call_left(call), watching)
 
 
 def call_finished(call: Call) -> None:

@@ -177,7 +177,8 @@ _EVENTS = (
     EventSpec(
         "llm.attempt",
         "info, warning on error",
-        "one attempt of a site with `@retried`",
+        "one attempt of a site with `@retried` (written when its `llm.attempt.sent` line was:"
+        " whether events are wanted is asked once per attempt, before it is sent)",
         (
             _f("attempt", "int", "the attempt's number, from 1"),
             _f("outcome", "string", "`ok` or `error`"),

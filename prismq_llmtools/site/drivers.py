@@ -37,7 +37,7 @@ def run_sync(
     site: SiteCore, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
 ) -> Any:
     """One invocation of a sync function through every aspect."""
-    call, hooks = _begin(site, instance, args, kwargs)
+    call, hooks, watching = _begin(site, instance, args, kwargs)
     token = current_call.set(call)
     result: Any = None
     try:
@@ -71,7 +71,8 @@ def run_sync(
         raise
     finally:
         current_call.reset(token)
-        observers.call_left(call)
+        if watching:
+            observers.call_left(call, watching)
         _end(site, call, hooks, result)
 
 
@@ -83,7 +84,7 @@ async def run_async(
     kwargs: Any,
 ) -> Any:
     """One invocation of an async function through every aspect (see :func:`run_sync`)."""
-    call, hooks = _begin(site, instance, args, kwargs)
+    call, hooks, watching = _begin(site, instance, args, kwargs)
     token = current_call.set(call)
     result: Any = None
     try:
@@ -117,12 +118,16 @@ async def run_async(
         raise
     finally:
         current_call.reset(token)
-        observers.call_left(call)
+        if watching:
+            observers.call_left(call, watching)
         _end(site, call, hooks, result)
 
 
-def _begin(site: SiteCore, instance: Any, args: Any, kwargs: Any) -> tuple[Call, Hooks]:
-    """A new Call for this invocation, nested under the current one, and the site's hooks."""
+def _begin(
+    site: SiteCore, instance: Any, args: Any, kwargs: Any
+) -> tuple[Call, Hooks, tuple[observers.Observer, ...]]:
+    """A new Call for this invocation, nested under the current one, the site's hooks, and
+    the observers told that it started (they are told when control leaves it)."""
     if not _state.boundary.ready and "openai._base_client" in sys.modules:
         from prismq_llmtools.openai import boundary  # openai is in use: observe its requests
 
@@ -130,10 +135,9 @@ def _begin(site: SiteCore, instance: Any, args: Any, kwargs: Any) -> tuple[Call,
     call = site.new_call(args, kwargs)
     call.started = site.clock.now()
     call.instance = instance
-    if observers.registry.all:
-        observers.call_started(call)
+    watching = observers.call_started(call) if observers.registry.all else ()
     # Kept for the whole invocation, whatever settings change meanwhile.
-    return call, site.hooks
+    return call, site.hooks, watching
 
 
 def _end(site: SiteCore, call: Call, hooks: Hooks, result: Any) -> None:

@@ -147,11 +147,13 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
             raise
         started = clock.now()
         unread_before = call.unread_requests
-        _emit_sent(call)
+        logged = events.enabled()  # the attempt's lines are written both, or neither
+        if logged:
+            _emit_sent(call)
         outcome = yield RUN
         if not isinstance(outcome, Failed):
             _attempt_ended(call, hooks, None)
-            if hooks.retry is not None:
+            if logged and hooks.retry is not None:
                 _emit_attempt(call, clock, started, None, call.unread_requests > unread_before)
             return Returned(outcome)
         error = outcome.error
@@ -159,7 +161,8 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
         if not isinstance(error, Exception) or hooks.retry is None:
             return Raised(error)  # cancelled or interrupted: never retried
         delay = hooks.retry.retry_delay(call, error)
-        _emit_attempt(call, clock, started, error, call.unread_requests > unread_before)
+        if logged:
+            _emit_attempt(call, clock, started, error, call.unread_requests > unread_before)
         if delay is None:
             return Raised(error)
         call.retries += 1
@@ -206,7 +209,7 @@ def finish(site: SiteCore, call: Call, hooks: Hooks, result: Any) -> None:
     call.duration_s = site.clock.now() - call.started
     call.roll_up_into_parent()
     export.note(call)  # in a batch worker's process: the call travels home with the item
-    if site.log_content:
+    if site.log_content and events.enabled():  # the content is read only to be written
         events.emit_call(call, **_content_fields(call, result))
     else:
         events.emit_call(call)
@@ -232,9 +235,8 @@ def _emit_sent(call: Call) -> None:
 
     If the process dies before the attempt ends, this line is what tells the report (and
     :func:`prismq_llmtools.cost.recovery.recover_in_flight`) that it may have been billed.
+    Written when events are wanted (the algorithm asks once per attempt).
     """
-    if not events.enabled():
-        return
     fields: dict[str, Any] = {"attempt": call.attempts, "gen_ai.request.model": call.model}
     worst = worst_case_of(call)
     if worst is not None:
@@ -248,8 +250,8 @@ def _emit_sent(call: Call) -> None:
 def _emit_attempt(
     call: Call, clock: Clock, started: float, error: BaseException | None, billed: bool
 ) -> None:
-    if not events.enabled():
-        return
+    """The line of an attempt that ended, for a retried site (events are wanted: the
+    algorithm asked once for both of an attempt's lines)."""
     duration_s = clock.now() - started
     events.emit(
         call,
