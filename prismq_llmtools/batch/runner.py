@@ -260,23 +260,31 @@ def run_sync(
     if joblib_backend_configured():
         _run_joblib(runner, units, max_concurrency=max_concurrency, on_outcome=on_outcome)
         return
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+    import queue
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     pending = iter(units)
     pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="prismq-batch")
-    running: set[Future[UnitResult]] = set()
+    # Each finished future is put on a queue the driver takes from. Not
+    # concurrent.futures.wait: it takes every future's lock in turn, and a Ctrl-C landing
+    # between two of those acquisitions leaves a lock held for good, so the worker running
+    # that future blocks forever in set_result and the process never exits.
+    finished: queue.SimpleQueue[Future[UnitResult]] = queue.SimpleQueue()
+    running = 0
     try:
         for unit in pending:  # fill the pool, then refill one per completion: no polling
-            running.add(pool.submit(runner, unit))
-            if len(running) >= max_concurrency:
+            pool.submit(runner, unit).add_done_callback(finished.put)
+            running += 1
+            if running >= max_concurrency:
                 break
         while running:
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                on_outcome(future.result())
-                following = next(pending, None)
-                if following is not None:
-                    running.add(pool.submit(runner, following))
+            future = finished.get()
+            running -= 1
+            on_outcome(future.result())
+            following = next(pending, None)
+            if following is not None:
+                pool.submit(runner, following).add_done_callback(finished.put)
+                running += 1
     except BaseException as exc:  # Ctrl-C: no new unit starts; running ones finish
         runner.stop.set(exc)
         raise

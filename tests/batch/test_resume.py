@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from subprocess import PIPE
 from typing import Any
@@ -167,3 +168,68 @@ def test_interrupted_batch_resumes_without_repeating(
     assert len(answers) == len(TOPICS)
     assert all(answers)
     assert sim.stats().received == len(TOPICS) - 6
+
+
+def test_ctrl_c_while_the_driver_holds_an_items_lock_strands_no_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C can land anywhere in the thread running the batch, also while it holds the lock
+    of an item in flight (a future's condition). The item must still be able to finish and
+    its worker thread end: a lock left held blocks the worker in set_result forever, and the
+    process, which joins its workers at exit, never ends.
+
+    Deterministic: a trace function raises KeyboardInterrupt at the first line the driving
+    thread runs while it owns the lock of an unfinished item; the items wait for the test.
+    """
+    import concurrent.futures
+
+    release = threading.Event()
+
+    @batched(max_concurrency=2, name="resume.held")
+    def held(x: int) -> int:
+        release.wait()
+        return x
+
+    futures: list[concurrent.futures.Future[Any]] = []
+    submit = concurrent.futures.ThreadPoolExecutor.submit
+
+    def recording_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        future = submit(self, fn, *args, **kwargs)
+        futures.append(future)
+        return future
+
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", recording_submit)
+    interrupted_in: list[str] = []
+
+    def owns_an_unfinished_items_lock() -> bool:
+        return any(
+            f._condition._is_owned() and not f.done()  # type: ignore[attr-defined]
+            for f in futures
+        )
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if interrupted_in:
+            return None
+        if event == "line" and owns_an_unfinished_items_lock():
+            interrupted_in.append(frame.f_code.co_name)
+            raise KeyboardInterrupt
+        return trace
+
+    before = set(threading.enumerate())
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            held.batch(range(6))
+    finally:
+        sys.settrace(previous)
+        release.set()
+    assert interrupted_in  # the interrupt landed while an item's lock was held
+    workers = [t for t in set(threading.enumerate()) - before if t.name.startswith("prismq-batch")]
+    for worker in workers:
+        worker.join(timeout=10)
+    stuck = [worker.name for worker in workers if worker.is_alive()]
+    for future in futures:  # let a stuck worker go, so the test process can still exit
+        while future._condition._is_owned():  # type: ignore[attr-defined]
+            future._condition.release()
+    assert not stuck, f"workers stuck on a lock left held in {interrupted_in}: {stuck}"
