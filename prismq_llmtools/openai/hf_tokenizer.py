@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from prismq_llmtools.errors import RequestFormatError, TokenizerError
 from prismq_llmtools.openai.chat_template import ChatTemplate
 from prismq_llmtools.openai.request import counted_endpoint
-from prismq_llmtools.openai.template_input import plain_texts, responses_as_messages
+from prismq_llmtools.openai.template_input import count_plain_input, responses_as_messages
 from prismq_llmtools.openai.textcount import TokenMemo
 from prismq_llmtools.usage import TokenEstimate
 
@@ -105,11 +105,7 @@ class HFTokenizer:
                 text = render_chatml(chat, body.get("tools"))
             prompt = self._count(text, special=False)
         else:
-            field = "prompt" if chosen == "completions" else "input"
-            if body.get(field) is None:
-                raise RequestFormatError(f"the request body has no {field}")
-            texts, given = plain_texts(body[field], field=field)
-            prompt = given + sum(self._count(text, special=True) for text in texts)
+            prompt = count_plain_input(body, chosen, lambda text: self._count(text, special=True))
         return TokenEstimate(
             model=model,
             encoding=self.name,

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 from prismq_llmtools.call import current_call
 from prismq_llmtools.errors import RequestFormatError, TokenizerError
 from prismq_llmtools.openai.request import counted_endpoint
-from prismq_llmtools.openai.template_input import plain_texts, responses_as_messages
+from prismq_llmtools.openai.template_input import count_plain_input, responses_as_messages
 from prismq_llmtools.openai.textcount import TokenMemo
 from prismq_llmtools.usage import TokenEstimate
 
@@ -105,11 +105,9 @@ class ServerTokenizer:
         if chosen in ("chat", "responses"):
             prompt = self._count_chat(body, chosen)
         else:
-            field = "prompt" if chosen == "completions" else "input"
-            if body.get(field) is None:
-                raise RequestFormatError(f"the request body has no {field}")
-            texts, given = plain_texts(body[field], field=field)
-            prompt = given + sum(self._count_plain(text, special=True) for text in texts)
+            prompt = count_plain_input(
+                body, chosen, lambda text: self._count_plain(text, special=True)
+            )
         return TokenEstimate(
             model=model,
             encoding=self.name,

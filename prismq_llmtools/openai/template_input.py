@@ -3,12 +3,13 @@ Responses body, and the texts of an embeddings ``input`` or a completions ``prom
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from prismq_llmtools.call import Endpoint
 from prismq_llmtools.errors import RequestFormatError
 
-__all__ = ["plain_texts", "responses_as_messages"]
+__all__ = ["count_plain_input", "plain_texts", "responses_as_messages"]
 
 
 def responses_as_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -59,6 +60,18 @@ def plain_texts(value: object, *, field: str) -> tuple[list[str], int]:
         else:
             raise RequestFormatError(f"{field} items must be strings or token arrays")
     return texts, tokens
+
+
+def count_plain_input(
+    body: Mapping[str, Any], endpoint: Endpoint, count: Callable[[str], int]
+) -> int:
+    """Prompt tokens of a completions ``prompt`` or an embeddings ``input``: each text by
+    ``count``, plus the tokens given as ids."""
+    field = "prompt" if endpoint == "completions" else "input"
+    if body.get(field) is None:
+        raise RequestFormatError(f"the request body has no {field}")
+    texts, given = plain_texts(body[field], field=field)
+    return given + sum(count(text) for text in texts)
 
 
 def _is_token(item: object) -> bool:
