@@ -14,14 +14,8 @@ requests need no wait and ``paced = N - burst * RPM``. The target is a wall time
 from __future__ import annotations
 
 import argparse
-import json
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import openai  # noqa: E402
+from _servers import simulator_process, stats  # noqa: E402
 
 from prismq_llmtools import batched, rate_limited  # noqa: E402
 
@@ -37,46 +32,11 @@ BURST = 0.9  # @rate_limited's default
 LATENCY_S = 0.2
 
 
-@contextmanager
-def simulator(rpm: int | None) -> Iterator[str]:
-    """``prismq-llmtools simulate`` in a subprocess; yields its base URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [
-        sys.executable, "-c", "from prismq_llmtools.cli import main; main()",
-        "simulate", "--port", str(port), "--latency", str(LATENCY_S), "--seed", "1",
-    ]  # fmt: skip
-    if rpm is not None:
-        command += ["--rpm", str(rpm)]
-    proc = subprocess.Popen(  # noqa: S603 - our own CLI, by our own interpreter
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                stats(base)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def stats(base: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{base}/_simulator/stats", timeout=5) as reply:  # noqa: S310
-        data: dict[str, Any] = json.load(reply)
-    return data
-
-
 def scenario(n: int, concurrency: int, rpm: int | None) -> dict[str, Any]:
-    with simulator(rpm) as base:
+    options = ["--latency", str(LATENCY_S), "--seed", "1"]
+    if rpm is not None:
+        options += ["--rpm", str(rpm)]
+    with simulator_process(*options) as base:
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="sk-bench", max_retries=0)
 
         def title(topic: str) -> str:

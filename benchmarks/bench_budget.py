@@ -15,18 +15,18 @@ server-billed figure stays at or under the budget.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from _servers import redis_server
 
 from prismq_llmtools import BudgetExceeded, retried, token_budgeted
 from prismq_llmtools.budget import budget_status
@@ -111,31 +111,19 @@ def run(sim: Simulator, store: str, scope: str, processes: int) -> tuple[Decimal
     return server, spent, stats.served
 
 
-def _redis() -> tuple[str | None, subprocess.Popen[bytes] | None]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        print("redis-server not installed: Redis rows skipped")
-        return None, None
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(  # noqa: S603 - the redis-server found on PATH, fixed arguments
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    time.sleep(0.3)
-    return f"redis://127.0.0.1:{port}/0", process
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="in-process and SQLite threads")
     args = parser.parse_args()
+    with contextlib.nullcontext() if args.quick else redis_server() as redis_url:
+        _run(args.quick, redis_url)
+
+
+def _run(quick: bool, redis_url: str | None) -> None:
     directory = Path(tempfile.mkdtemp(prefix="bench-budget-"))
-    redis_url, redis_process = (None, None) if args.quick else _redis()
     rows: list[tuple[str, str, int]] = [("memory", "memory", 1)]
     rows.append(("sqlite", f"sqlite:///{directory / 'threads.db'}", 1))
-    if not args.quick:
+    if not quick:
         rows.append(("sqlite", f"sqlite:///{directory / 'processes.db'}", PROCESSES))
         if redis_url:
             rows += [("redis", redis_url, 1), ("redis", redis_url, PROCESSES)]
@@ -159,9 +147,6 @@ def main() -> None:
                 print(f"{name:<8} {callers:<16} {served:>6} {f'${server:.6f}':>14}"
                       f" {f'${spent:.6f}':>10} {f'${over:.6f}':>12}", flush=True)  # fmt: skip
     finally:
-        if redis_process is not None:
-            redis_process.terminate()
-            redis_process.wait()
         shutil.rmtree(directory, ignore_errors=True)
 
 

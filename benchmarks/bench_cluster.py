@@ -18,25 +18,18 @@ the server billed.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import joblib  # noqa: E402
+from _servers import redis_server, simulator_process, stats  # noqa: E402
 
 import prismq_llmtools as llm  # noqa: E402
 
@@ -68,75 +61,27 @@ def title(topic: str, url: str) -> str:
 """
 
 
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def process(command: list[str], ready: Any) -> Iterator[None]:
-    proc = subprocess.Popen(  # noqa: S603 - our CLI or redis-server, fixed arguments
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not ready():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{command[0]} did not start")
-            time.sleep(0.05)
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def stats(base: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{base}/_simulator/stats", timeout=5) as reply:  # noqa: S310
-        data: dict[str, Any] = json.load(reply)
-    return data
-
-
-def _answers(check: Any) -> bool:
-    try:
-        check()
-    except OSError:
-        return False
-    return True
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="400 items instead of 800")
     n = 400 if parser.parse_args().quick else 800
-    redis_server = shutil.which("redis-server")
-    if redis_server is None:
-        print("redis-server is not installed (Debian: apt-get install redis-server)")
-        return 1
     from distributed import Client, LocalCluster
 
-    sim_port, free_port, redis_port = _port(), _port(), _port()
-    base, free = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{free_port}"
-    simulate = [
-        sys.executable, "-m", "prismq_llmtools.testing.simulator", "--port", str(sim_port),
-        "--latency", str(LATENCY_S), "--rpm", str(RPM), "--tpm", str(TPM), "--seed", "1",
-    ]  # fmt: skip
-    unlimited = [*simulate[:3], "--port", str(free_port), "--latency", str(LATENCY_S)]
-    redis = [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
+    latency = ["--latency", str(LATENCY_S)]
+    limits = ["--rpm", str(RPM), "--tpm", str(TPM), "--seed", "1"]
     with (
         tempfile.TemporaryDirectory() as tmp,
-        process(simulate, lambda: _answers(lambda: stats(base))),
-        process(unlimited, lambda: _answers(lambda: stats(free))),
-        process(
-            redis,
-            lambda: _answers(lambda: socket.create_connection(("127.0.0.1", redis_port)).close()),
-        ),
+        simulator_process(*latency, *limits) as base,
+        simulator_process(*latency) as free,
+        redis_server() as redis_url,
     ):
+        if redis_url is None:
+            return 1
         Path(tmp, "bench_cluster_site.py").write_text(
             textwrap.dedent(SITE.format(rpm=RPM, tpm=TPM, concurrency=WORKERS * THREADS))
         )
         env = {
-            "BENCH_STORE": f"redis://127.0.0.1:{redis_port}/0",
+            "BENCH_STORE": redis_url,
             "PYTHONPATH": tmp,
         }
         import os

@@ -34,8 +34,6 @@ import multiprocessing
 import os
 import random
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+from _servers import redis_server
 
 from prismq_llmtools import BudgetExceeded, rate_limited, token_budgeted
 from prismq_llmtools.aspect import Aspect, NoSettings
@@ -428,22 +427,6 @@ def budgets(stores: dict[str, str]) -> None:
 # -- main ------------------------------------------------------------------------------------
 
 
-def _redis() -> tuple[str | None, subprocess.Popen[bytes] | None]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        print("redis-server not installed: Redis rows skipped")
-        return None, None
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(  # noqa: S603 - the redis-server found on PATH, fixed arguments
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    time.sleep(0.3)
-    return f"redis://127.0.0.1:{port}/0", process
-
-
 def main() -> None:
     global SCALE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -456,8 +439,12 @@ def main() -> None:
     args = parser.parse_args()
     SCALE = args.scale
     minutes = 2.0 if args.quick else args.minutes
+    with redis_server() as redis_url:
+        _run(args, minutes, redis_url)
+
+
+def _run(args: argparse.Namespace, minutes: float, redis_url: str | None) -> None:
     directory = Path(tempfile.mkdtemp(prefix="bench-ratelimit-"))
-    redis_url, redis_process = _redis()
     stores = {"memory": "memory", "sqlite": f"sqlite://{directory / 'state.db'}"}
     if redis_url:
         stores["redis"] = redis_url
@@ -473,9 +460,6 @@ def main() -> None:
         if args.only != "limits":
             accounting(stores, directory, minutes)
     finally:
-        if redis_process is not None:
-            redis_process.terminate()
-            redis_process.wait()
         shutil.rmtree(directory, ignore_errors=True)
 
 

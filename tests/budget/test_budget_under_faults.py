@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import threading
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import openai
-import pytest
 
 from prismq_llmtools import BudgetExceeded, retried, token_budgeted
 from prismq_llmtools.budget import budget_status
@@ -19,15 +17,9 @@ from prismq_llmtools.stores import StateRegistry
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import FaultProfile
 from prismq_llmtools.usage import Usage
-from tests.stores.store_servers import STORES, store_url
 
 LIMIT_USD = Decimal("0.02")
 THREADS = 16
-
-
-@pytest.fixture(params=STORES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return store_url(request, tmp_path)
 
 
 def test_unreadable_answers_never_make_the_server_bill_more_than_a_hard_budget(

@@ -1,10 +1,14 @@
-"""Which stores the parametrised suite runs on, and their URLs for a test."""
+"""Which stores the parametrised suites run on, their URLs for a test, and the fixtures that
+give a test each of them in turn (``url``, and ``store``: the store at that URL, emptied)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from prismq_llmtools.stores import StateRegistry, StateStore
 
 STORES = ["memory", "sqlite", "redis"]
 
@@ -19,3 +23,19 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if kind == "redis":  # times from the test's clock, so fake clocks drive it too
         return f"{request.getfixturevalue('redis_server')}?clock=caller"
     raise AssertionError(kind)
+
+
+@pytest.fixture(params=STORES)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Runs the test once per store: its URL."""
+    return store_url(request, tmp_path)
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[StateStore]:
+    """The store at ``url``, empty, from a registry of the test's own."""
+    registry = StateRegistry()
+    store = registry.store(url)
+    store.clear()
+    yield store
+    registry.reset()

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,27 +24,12 @@ from prismq_llmtools.stores.bucket import (
 )
 from prismq_llmtools.testing.clock import FakeClock
 from tests.stores.poison import poison
-from tests.stores.store_servers import STORES, store_url
 
 SPECS = (
     BucketSpec("requests", capacity=10, burst=9, rate_per_s=10 / 60),
     BucketSpec("tokens", capacity=1_000, burst=900, rate_per_s=1_000 / 60),
 )
 UNBOUNDED = [math.inf, -math.inf, math.nan, -5.0, 1e300, MAX_PAUSE_S + 1]
-
-
-@pytest.fixture(params=STORES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return store_url(request, tmp_path)
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[StateStore]:
-    registry = StateRegistry()
-    store = registry.store(url)
-    store.clear()
-    yield store
-    registry.reset()
 
 
 def admit(store: StateStore, clock: FakeClock, ticket_id: str, costs: Any = (1, 100)) -> Ticket:

@@ -12,7 +12,6 @@ import itertools
 import multiprocessing
 import random
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from prismq_llmtools.stores.ledger import BudgetLine, LedgerState
 from prismq_llmtools.stores.memory import MemoryStore
 from prismq_llmtools.stores.sqlite import SQLiteStore
 from prismq_llmtools.testing.clock import FakeClock
-from tests.stores.store_servers import STORES, store_url
 
 SPECS = (
     BucketSpec("requests", capacity=10, burst=9, rate_per_s=10 / 60),
@@ -39,20 +37,6 @@ LINES = (
     BudgetLine(name="window_usd", unit="usd", period="rolling", limit=2_000_000, window_s=600),
 )
 _ids = itertools.count()
-
-
-@pytest.fixture(params=STORES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return store_url(request, tmp_path)
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[StateStore]:
-    registry = StateRegistry()
-    store = registry.store(url)
-    store.clear()
-    yield store
-    registry.reset()
 
 
 def wall(clock: FakeClock) -> float:
