@@ -73,7 +73,9 @@ def main(mode: str, url: str, where: str, hold: str) -> None:
         release.set()
 
     threading.Thread(target=released, daemon=True).start()
-    client = openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0)
+    # (a connect timeout longer than openai's 5 s, which can fire on a busy machine)
+    timeout = openai.Timeout(600.0, connect=60.0)
+    client = openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0, timeout=timeout)
     held = {f"topic {i}" for i in hold.split(",") if i}
     site = title_site(mode, client, Path(where), held=held, on_hold=on_hold)
     try:

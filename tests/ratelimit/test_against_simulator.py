@@ -26,6 +26,9 @@ from prismq_llmtools.testing import Accounting, Simulator, SimulatorConfig
 from .virtual_time import TaskClock, VirtualClock
 
 MODEL = "gpt-4o-mini"
+# openai's defaults but for the connect timeout: its 5 s can fire on a busy machine, and a
+# loopback connection with nothing listening is refused at once anyway.
+TIMEOUT = openai.Timeout(600.0, connect=60.0)
 WORDS = [
     "administration",
     "development",
@@ -94,7 +97,7 @@ def _work(
         rng = random.Random(seed)
         with (
             clock.participant(),
-            openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0) as api,
+            openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0, timeout=TIMEOUT) as api,
         ):
             while clock.now() < end:
                 try:

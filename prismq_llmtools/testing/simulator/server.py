@@ -29,6 +29,12 @@ __all__ = ["HOST", "Simulator"]
 HOST = "127.0.0.1"
 """The only address the simulator binds: it is never reachable from another machine."""
 _MAX_BODY_BYTES = 256 * 1024 * 1024
+# The connect timeout of the simulator's clients. openai's default (5 s) can fire on a busy
+# machine: an asyncio client resolves the address in a thread of the loop's executor before
+# it connects, and under heavy load that alone can take seconds, so a test's first attempt
+# failed with APITimeoutError and a retry counted it. A loopback connection with nothing
+# listening is refused at once, so a long timeout costs nothing when the simulator is down.
+_CONNECT_TIMEOUT_S = 60.0
 
 
 class Simulator:
@@ -116,20 +122,18 @@ class Simulator:
         return self._faults.pending()
 
     def client(self, **kwargs: Any) -> openai.OpenAI:
-        """An ``openai.OpenAI`` for this simulator (``max_retries=0`` unless given)."""
+        """An ``openai.OpenAI`` for this simulator (``max_retries=0`` and a connect timeout of
+        a minute unless given)."""
         import openai
 
-        kwargs.setdefault("api_key", "sk-simulator")
-        kwargs.setdefault("max_retries", 0)
-        return openai.OpenAI(base_url=self.url, **kwargs)
+        return openai.OpenAI(base_url=self.url, **_client_options(kwargs))
 
     def async_client(self, **kwargs: Any) -> openai.AsyncOpenAI:
-        """An ``openai.AsyncOpenAI`` for this simulator (``max_retries=0`` unless given)."""
+        """An ``openai.AsyncOpenAI`` for this simulator (``max_retries=0`` and a connect
+        timeout of a minute unless given)."""
         import openai
 
-        kwargs.setdefault("api_key", "sk-simulator")
-        kwargs.setdefault("max_retries", 0)
-        return openai.AsyncOpenAI(base_url=self.url, **kwargs)
+        return openai.AsyncOpenAI(base_url=self.url, **_client_options(kwargs))
 
     # -- running in a background thread ------------------------------------------------
 
@@ -231,3 +235,11 @@ class Simulator:
             return
         finally:
             self._connections.discard(task)
+
+
+def _client_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    import openai
+
+    options = {"api_key": "sk-simulator", "max_retries": 0, **kwargs}
+    options.setdefault("timeout", openai.Timeout(600.0, connect=_CONNECT_TIMEOUT_S))
+    return options
