@@ -30,10 +30,9 @@ HOST = "127.0.0.1"
 """The only address the simulator binds: it is never reachable from another machine."""
 _MAX_BODY_BYTES = 256 * 1024 * 1024
 # The connect timeout of the simulator's clients. openai's default (5 s) can fire on a busy
-# machine: an asyncio client resolves the address in a thread of the loop's executor before
-# it connects, and under heavy load that alone can take seconds, so a test's first attempt
-# failed with APITimeoutError and a retry counted it. A loopback connection with nothing
-# listening is refused at once, so a long timeout costs nothing when the simulator is down.
+# machine (an asyncio client first resolves the address in a thread of the loop's executor),
+# and a test's call then fails, or retries, for no fault of the simulator's. A loopback
+# connection with nothing listening is refused at once: a long timeout costs nothing.
 _CONNECT_TIMEOUT_S = 60.0
 
 
