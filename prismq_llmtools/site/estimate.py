@@ -54,13 +54,12 @@ def worst_case_of(call: Call) -> tuple[Usage, Decimal] | None:
     if estimate is None:
         return None
     from prismq_llmtools.pricing import price_table
-    from prismq_llmtools.pricing.money import cost_of
+    from prismq_llmtools.pricing.money import total_usd_of
 
     usage = Usage(input_tokens=estimate.prompt_tokens, output_tokens=estimate.completion_cap or 0)
     price = price_table().price_for(estimate.model, unknown="estimate")
     tier = call.request.body.get("service_tier") if call.request is not None else None
-    cost = cost_of(usage, price, service_tier=tier if isinstance(tier, str) else None)
-    return usage, cost.total_usd
+    return usage, total_usd_of(usage, price, service_tier=tier if isinstance(tier, str) else None)
 
 
 def count_for_site(call: Call, body: Mapping[str, Any], endpoint: Endpoint) -> TokenEstimate:
