@@ -45,10 +45,14 @@ lookup is pydantic ``BaseModel``'s, unchanged; ``None`` for any other class."""
 
 
 def _pydantic_class_names(cls: type) -> frozenset[str] | None:
-    try:
-        return _CLASS_NAMES[cls]
-    except KeyError:
-        pass
+    names = _CLASS_NAMES.get(cls, _UNSEEN)
+    return _learn_class(cls) if names is _UNSEEN else names
+
+
+_UNSEEN = frozenset({"<not yet seen>"})
+
+
+def _learn_class(cls: type) -> frozenset[str] | None:
     base: Any = getattr(sys.modules.get("pydantic"), "BaseModel", None)  # the model's
     names = None
     if (
@@ -72,14 +76,17 @@ def _attr(obj: Any, name: str) -> Any:
     Anything unusual (a private attribute with a descriptor default, a model not fully
     initialised, any other class) goes through ``getattr`` itself, so the answer is the same.
     """
-    class_names = _pydantic_class_names(type(obj))
+    cls = type(obj)
+    class_names = _CLASS_NAMES.get(cls, _UNSEEN)  # _pydantic_class_names, on every read
+    if class_names is _UNSEEN:
+        class_names = _learn_class(cls)
     if class_names is None or name in class_names:
         return getattr(obj, name, None)
     try:
         fields = obj.__dict__
         if name in fields:
             return fields[name]
-        private = type(obj).__private_attributes__
+        private = cls.__private_attributes__
         if name in private:
             if hasattr(private[name], "__get__"):
                 return getattr(obj, name, None)
