@@ -59,20 +59,23 @@ def count_chat(body: Mapping[str, Any], fmt: ChatFormat, count: TextCount) -> in
     total = fmt.reply_priming
     for message in messages:
         total += count_message(message, fmt, count, state)
-    return total + _tool_fields(body, definitions, state, count)
+    return total + _tool_fields(body, definitions, state, fmt, count)
 
 
 def _tool_fields(
     body: Mapping[str, Any],
     definitions: Sequence[Mapping[str, Any]],
     state: _Conversation,
+    fmt: ChatFormat,
     count: TextCount,
 ) -> int:
     """Definitions (merged into a system message when there is one) and the choice fields."""
     total = tools_format.count_choice(body.get("tool_choice"), count)
     total += tools_format.count_choice(body.get("function_call"), count)
     if definitions:
-        total += tools_format.count_definitions(definitions, count)
+        total += tools_format.count_definitions(
+            definitions, count, bare_block_saving=fmt.bare_block_saving
+        )
         if state.saw_system:
             total += tools_format.SYSTEM_WITH_DEFINITIONS
     return total
@@ -219,7 +222,7 @@ def count_responses(body: Mapping[str, Any], fmt: ChatFormat, count: TextCount) 
             total += _count_response_item(item, fmt, count, state)
     elif items is not None:
         raise RequestFormatError("input must be a string or a list of items")
-    return total + _tool_fields(body, definitions, state, count)
+    return total + _tool_fields(body, definitions, state, fmt, count)
 
 
 def _count_response_item(

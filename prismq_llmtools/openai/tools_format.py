@@ -15,10 +15,10 @@ them as a TypeScript-like namespace, which is what the model reads and what is b
     } // namespace functions
 
 :func:`render_namespace` writes that text; the definitions cost its tokens plus
-:data:`DEFINITIONS_OVERHEAD`. The rules, their public sources and their confidence are
-listed in ``docs/counting.md``: they reproduce the API-reported counts published for
-gpt-3.5-turbo, gpt-4, gpt-4o, gpt-4o-mini and gpt-4.1-mini, exactly or (one documented
-case on o200k models) 1 token above.
+:data:`DEFINITIONS_OVERHEAD`, less one token per parameter block that opens with a
+parameter rather than a comment on o200k models. The rules, their public sources and their
+confidence are listed in ``docs/counting.md``: they reproduce the API-reported counts
+published for gpt-3.5-turbo, gpt-4, gpt-4o, gpt-4o-mini and gpt-4.1-mini.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "FORCED_CHOICE_OVERHEAD",
     "MODE_CHOICE_OVERHEAD",
     "SYSTEM_WITH_DEFINITIONS",
+    "bare_blocks",
     "count_call",
     "count_choice",
     "count_definitions",
@@ -85,14 +86,33 @@ def function_definitions(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return found
 
 
-def count_definitions(definitions: Sequence[Mapping[str, Any]], count: TextCount) -> int:
-    """Tokens of the rendered namespace plus its framing (no system-message adjustment)."""
-    return count(render_namespace(definitions)) + DEFINITIONS_OVERHEAD
+def count_definitions(
+    definitions: Sequence[Mapping[str, Any]], count: TextCount, *, bare_block_saving: int = 0
+) -> int:
+    """Tokens of the rendered namespace plus its framing (no system-message adjustment).
+
+    ``bare_block_saving`` (the model family's, see ``ChatFormat``) is taken off once per
+    parameter block whose first line is a parameter, not a comment.
+    """
+    text, bare = _render(definitions)
+    return count(text) + DEFINITIONS_OVERHEAD - bare_block_saving * bare
+
+
+def bare_blocks(definitions: Sequence[Mapping[str, Any]]) -> int:
+    """How many definitions have a parameter block whose first line is a parameter: their
+    first parameter has neither a description nor a title, so no comment line precedes it."""
+    return _render(definitions)[1]
 
 
 def render_namespace(definitions: Sequence[Mapping[str, Any]]) -> str:
     """The TypeScript-like text OpenAI writes into the prompt for these definitions."""
+    return _render(definitions)[0]
+
+
+def _render(definitions: Sequence[Mapping[str, Any]]) -> tuple[str, int]:
+    """The namespace text, and how many of its parameter blocks open with a parameter."""
     lines = ["namespace functions {", ""]
+    bare = 0
     for function in definitions:
         name = function.get("name")
         if not isinstance(name, str):
@@ -105,20 +125,23 @@ def render_namespace(definitions: Sequence[Mapping[str, Any]]) -> str:
         if isinstance(properties, Mapping) and properties:
             assert isinstance(parameters, Mapping)  # for mypy: properties came from it
             lines.append(f"type {name} = (_: {{")
+            opening = len(lines)
             _render_properties(parameters, 0, lines)
+            if not lines[opening].startswith("//"):
+                bare += 1
             lines.append("}) => any;")
         else:
             lines.append(f"type {name} = () => any;")
         lines.append("")
     lines.append("} // namespace functions")
-    return "\n".join(lines)
+    return "\n".join(lines), bare
 
 
 def _render_properties(schema: Mapping[str, Any], depth: int, lines: list[str]) -> None:
     """Append one line per property (more for nested objects) at ``depth`` levels of indent.
 
-    Descriptions are written only for the top-level parameters: the API-reported counts of
-    nested descriptions match only when they are left out.
+    Comments (title, description) are written only for the top-level parameters: the
+    API-reported counts of nested descriptions match only when they are left out.
     """
     properties = schema.get("properties")
     if not _is_mapping(properties):
@@ -130,11 +153,28 @@ def _render_properties(schema: Mapping[str, Any], depth: int, lines: list[str]) 
     for key, prop in properties.items():
         spec: Mapping[str, Any] = prop if _is_mapping(prop) else {}
         if depth == 0:
-            description = spec.get("description")
-            if isinstance(description, str) and description.strip():
-                lines.append(f"// {description.strip()}")
+            lines.extend(_comment_lines(spec))
         marker = "" if key in required else "?"
         lines.append(f"{indent}{key}{marker}: {_render_type(spec, depth)},")
+
+
+def _comment_lines(spec: Mapping[str, Any]) -> list[str]:
+    """The comment lines above a top-level parameter: ``// TITLE`` and ``//`` for its title,
+    then ``// DESCRIPTION``, each stripped; none for an empty or missing one."""
+    lines: list[str] = []
+    title = _text_of(spec, "title")
+    if title:
+        lines += [f"// {title}", "//"]
+    description = _text_of(spec, "description")
+    if description:
+        lines.append(f"// {description}")
+    return lines
+
+
+def _text_of(spec: Mapping[str, Any], key: str) -> str:
+    """``spec[key]`` stripped when it is a string, else the empty string."""
+    value = spec.get(key)
+    return value.strip() if isinstance(value, str) else ""
 
 
 _SCALARS = {

@@ -14,8 +14,13 @@ names its public source. Sources:
   ``validateWithChatGPT`` (gpt-3.5-turbo and gpt-4).
 - [agent_kit] github.com/CtwoC/agent_kit, ``client/output_style/openai_output.py`` (the
   requests) and ``client/output_style/openai_output.md`` (the responses, gpt-4o-2024-08-06).
-- [pydantic-ai] github.com/pydantic/pydantic-ai, ``tests/models/cassettes/test_openai/``:
-  recorded request bodies and the API's responses, usage included (file names below).
+- [pydantic-ai] github.com/pydantic/pydantic-ai, ``tests/models/cassettes/test_openai/``,
+  ``tests/cassettes/test_dbos/`` and ``tests/cassettes/test_temporal/``: recorded request
+  bodies and the API's responses, usage included (file names below).
+- [crewai] github.com/crewAIInc/crewAI, ``lib/crewai/tests/cassettes/agents/``: recorded
+  request bodies and the API's responses, usage included (file names below).
+- [harmony] github.com/openai/harmony, ``src/encoding.rs``: OpenAI's published renderer of
+  tool definitions for its open-weight models (no counts; the title comment form).
 - [openai-java#5] github.com/forestwanglin/openai-java/issues/5: a gpt-4 request with a
   tool call and its result, "OpenAI Count: 35".
 - [forum-538914] community.openai.com/t/strange-token-cost-calculation-for-tool-calls/538914:
@@ -728,15 +733,22 @@ def test_nested_objects_and_arrays_render_as_typescript() -> None:
     assert "t?: string | null," in rendered
 
 
-def test_definitions_cost_their_rendering_plus_framing() -> None:
-    """Without a system message, definitions add their rendered text's tokens and 9."""
+@pytest.mark.parametrize(
+    ("model", "encoding", "saving"), [("gpt-4", "cl100k_base", 0), ("gpt-4o", "o200k_base", 1)]
+)
+def test_definitions_cost_their_rendering_plus_framing(
+    model: str, encoding: str, saving: int
+) -> None:
+    """Without a system message, definitions add their rendered text's tokens and 9; on
+    o200k, less 1 per parameter block whose first line is a parameter (RECIPE's is)."""
     functions = [RECIPE]
+    assert tools_format.bare_blocks(functions) == 1
     with_functions = count_request(
-        {"model": "gpt-4o", "messages": HELLO, "functions": functions}
+        {"model": model, "messages": HELLO, "functions": functions}
     ).prompt_tokens
-    without = count_request({"model": "gpt-4o", "messages": HELLO}).prompt_tokens
-    rendered = count_text(tools_format.render_namespace(functions), encoding="o200k_base")
-    assert with_functions - without == rendered + tools_format.DEFINITIONS_OVERHEAD
+    without = count_request({"model": model, "messages": HELLO}).prompt_tokens
+    rendered = count_text(tools_format.render_namespace(functions), encoding=encoding)
+    assert with_functions - without == rendered + tools_format.DEFINITIONS_OVERHEAD - saving
 
 
 def test_responses_tools_and_instructions_count_like_chat() -> None:
@@ -923,6 +935,26 @@ TEMPERATURE_TOOL: dict[str, Any] = {
 }
 
 
+DELETE_FILE_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "description": "",
+        "name": "delete_file",
+        "parameters": {
+            "additionalProperties": False,
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+            "type": "object",
+        },
+        "strict": True,
+    },
+}
+HITL_TURNS: list[dict[str, Any]] = [
+    {"content": "Just call tools without asking for confirmation.", "role": "system"},
+    {"content": "Delete the file `.env`", "role": "user"},
+]
+
+
 def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     function = {"arguments": arguments, "name": name}
     return {
@@ -1081,15 +1113,40 @@ def test_o200k_tool_results_match_api_reported_counts(
             51,
             id="gpt-4.1-mini-responses",
         ),
+        pytest.param(  # tests/cassettes/test_temporal/test_temporal_agent_with_hitl_tool.yaml
+            {  # gpt-4o-2024-08-06
+                "model": "gpt-4o",
+                "messages": HITL_TURNS,
+                "tool_choice": "auto",
+                "tools": [DELETE_FILE_TOOL],
+            },
+            51,
+            id="gpt-4o-system",
+        ),
+        pytest.param(  # tests/cassettes/test_temporal/test_temporal_agent_with_hitl_tool.yaml
+            {  # gpt-4o-2024-08-06
+                "model": "gpt-4o",
+                "messages": [
+                    *HITL_TURNS,
+                    _call("call_Cph2RPOCb9iTlHFKJpDoGGJ3", "delete_file", '{"path":".env"}'),
+                    _result("call_Cph2RPOCb9iTlHFKJpDoGGJ3", "true"),
+                ],
+                "tool_choice": "auto",
+                "tools": [DELETE_FILE_TOOL],
+            },
+            75,
+            id="gpt-4o-system-one-result",
+        ),
     ],
 )
-def test_first_parameter_without_description_is_overcounted_by_one_on_o200k(
+def test_o200k_block_opening_with_a_parameter_costs_one_token_less(
     body: dict[str, Any], api_prompt_tokens: int
 ) -> None:
-    """A definition whose first parameter has no description counts 1 token above the API's
-    figure on o200k ([pydantic-ai]; with ``tool_choice: "required"`` adding nothing); the
-    cause is not isolated (see docs/counting.md), and the error is an over-count."""
-    assert count_request(body).prompt_tokens == api_prompt_tokens + 1
+    """On o200k a parameter block whose first line is a parameter (its first parameter has
+    no description or title) costs one token less than its text ([pydantic-ai]; with
+    ``tool_choice: "required"`` adding nothing)."""
+    assert tools_format.bare_blocks(tools_format.function_definitions(body)) == 1
+    assert count_request(body).prompt_tokens == api_prompt_tokens
 
 
 def _agent_tool(
@@ -1221,44 +1278,48 @@ def _agent_body(messages: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def test_many_tools_with_docstring_descriptions_match_up_to_the_known_over_count() -> None:
-    """24 tools with multi-line, indented descriptions (counted stripped): the API reported
-    465, and our count is 7 above, one per definition whose first parameter has no
-    description, the documented over-count ([pydantic-ai] test_dbos cassette)."""
-    first_undescribed = sum(
-        1
-        for tool in AGENT_TOOLS
-        if (props := tool["function"]["parameters"]["properties"])
-        and "description" not in next(iter(props.values()))
-    )
-    assert first_undescribed == 7
-    assert count_request(_agent_body([AGENT_QUESTION])).prompt_tokens == 465 + first_undescribed
+def test_many_tools_with_docstring_descriptions_match_api_reported_count() -> None:
+    """24 tools with multi-line, indented descriptions (counted stripped), 7 of them with a
+    parameter block opening with a parameter: the API reported 465 ([pydantic-ai]
+    test_dbos/test_complex_agent_run_in_workflow.yaml; the same request in
+    test_temporal/test_complex_agent_run.yaml reported 465 too)."""
+    definitions = tools_format.function_definitions(_agent_body([AGENT_QUESTION]))
+    assert tools_format.bare_blocks(definitions) == 7
+    assert count_request(_agent_body([AGENT_QUESTION])).prompt_tokens == 465
+
+
+AFTER_WEATHER = [
+    *AFTER_PARALLEL,
+    _call("call_bSctI9YLYVKPBGHPS9uwoamg", "get_weather", '{"city":"Mexico City"}'),
+    _result("call_bSctI9YLYVKPBGHPS9uwoamg", "sunny"),
+]
 
 
 @pytest.mark.parametrize(
-    ("messages", "api_prompt_tokens", "known_error"),
+    ("messages", "api_prompt_tokens"),
     [
-        pytest.param(AFTER_PARALLEL, 524, 16, id="two-parallel-calls"),
+        pytest.param(AFTER_PARALLEL, 524, id="two-parallel-calls"),
+        pytest.param(AFTER_WEATHER, 549, id="then-one-more-call"),
         pytest.param(
             [
-                *AFTER_PARALLEL,
-                _call("call_bSctI9YLYVKPBGHPS9uwoamg", "get_weather", '{"city":"Mexico City"}'),
-                _result("call_bSctI9YLYVKPBGHPS9uwoamg", "sunny"),
+                *AFTER_WEATHER,
+                _call("call_a9M9ddwjl7r2k8MI8M1fwx7T", "get_product_name_link", "{}"),
+                _result("call_a9M9ddwjl7r2k8MI8M1fwx7T", "Pydantic AI\n"),
             ],
             576,
-            -11,
-            id="then-one-more-call",
+            id="then-two-more-calls",
         ),
     ],
 )
-def test_parallel_call_history_errors_are_the_documented_ones(
-    messages: list[dict[str, Any]], api_prompt_tokens: int, known_error: int
+def test_parallel_calls_are_counted_9_above_and_later_calls_exactly(
+    messages: list[dict[str, Any]], api_prompt_tokens: int
 ) -> None:
-    """Parallel tool-call history on o200k is an estimate: the [pydantic-ai] test_dbos counts
-    are 524 (ours 16 above: 7 definitions, 9 the wrapper) and 576 (ours 11 below); the
-    figures are pinned so that a change of rule shows up here and in docs/counting.md."""
+    """[pydantic-ai] test_dbos/test_complex_agent_run_in_workflow.yaml (gpt-4o): two parallel
+    calls and their results cost 59 where the wrapper estimate gives 68; the single calls
+    after them add exactly what the rules give (25 and 27), so the error stays 9. Pinned, so
+    that a change of rule shows up here and in docs/counting.md."""
     estimate = count_request(_agent_body(messages)).prompt_tokens
-    assert estimate - api_prompt_tokens == known_error
+    assert estimate - api_prompt_tokens == 9
 
 
 @pytest.mark.parametrize(
@@ -1331,3 +1392,348 @@ def test_responses_tool_requests_are_within_three_tokens(
     2026) is within 3 tokens of ours (66 for 64, 57 for 59); the Responses framing is an
     estimate (docs/counting.md)."""
     assert abs(count_request(body).prompt_tokens - api_input_tokens) <= 3
+
+
+def test_content_parts_with_a_tool_match_api_reported_count() -> None:
+    """A one-part user message beside a tool on gpt-4o: 46, as recorded ([pydantic-ai]
+    test_openai/test_image_as_binary_content_tool_response.yaml, gpt-4o-2024-08-06)."""
+    body = {
+        "model": "gpt-4o",
+        "messages": [
+            {
+                "content": [
+                    {
+                        "text": "What fruit is in the image you can get from the get_image tool?",
+                        "type": "text",
+                    }
+                ],
+                "role": "user",
+            }
+        ],
+        "tool_choice": "auto",
+        "tools": [_agent_tool("get_image")],
+    }
+    assert count_request(body).prompt_tokens == 46
+
+
+# [crewai] recordings: parameters generated from pydantic models carry a ``title``.
+def _titled_tool(name: str, description: str, key: str, about: str) -> dict[str, Any]:
+    prop = {"description": about, "title": key.capitalize(), "type": "string"}
+    parameters = {"properties": {key: prop}, "required": [key], "type": "object"}
+    return {
+        "type": "function",
+        "function": {"name": name, "description": description, "parameters": parameters},
+    }
+
+
+CALCULATOR_TOOL = _titled_tool(
+    "calculator",
+    "Perform mathematical calculations. Use this for any math operations.",
+    "expression",
+    "Mathematical expression to evaluate",
+)
+COUNTING_TOOL = _titled_tool(
+    "counting_tool", "A tool that counts how many times it's been called", "value", "Value to count"
+)
+SEARCH_TOOLS = [
+    _titled_tool(
+        f"parallel_local_search_{word}",
+        f"Local search tool #{number} for concurrency testing.",
+        "query",
+        "Search query",
+    )
+    for number, word in ((1, "one"), (2, "two"), (3, "three"))
+]
+for _tool in SEARCH_TOOLS:
+    _tool["function"]["strict"] = True
+    _tool["function"]["parameters"]["additionalProperties"] = False
+CREW_TASK = (
+    "\nCurrent Task: {task}\n\nThis is the expected criteria for your final answer: {criteria}"
+    "\nyou MUST return the actual complete content as the final answer, not a summary.\n\nThis"
+    " is VERY important to you, your job depends on it!"
+)
+CALCULATOR_TURNS: list[dict[str, Any]] = [
+    {
+        "role": "system",
+        "content": "You are Calculator. You calculate things.\nYour personal goal is: Perform"
+        " calculations efficiently",
+    },
+    {"role": "user", "content": CREW_TASK.format(task="What is 100 / 4?", criteria="The result")},
+]
+COUNTING_TURNS: list[dict[str, Any]] = [
+    {
+        "role": "system",
+        "content": "You are Counting Agent. You are an agent that counts things.\nYour personal"
+        " goal is: Call the counting tool multiple times",
+    },
+    {
+        "role": "user",
+        "content": CREW_TASK.format(
+            task="Call the counting_tool 3 times with values 'first', 'second', and 'third'",
+            criteria="The results of the counting operations",
+        ),
+    },
+]
+SEARCH_TURNS: list[dict[str, Any]] = [
+    {
+        "role": "system",
+        "content": "You are Parallel Tool Agent. You follow tool instructions precisely.\nYour"
+        " personal goal is: Use both tools exactly as instructed",
+    },
+    {
+        "role": "user",
+        "content": "\nCurrent Task: This is a tool-calling compliance test. In your next"
+        " assistant turn, emit exactly 3 tool calls in the same response (parallel tool calls),"
+        " in this order: 1) parallel_local_search_one(query='latest OpenAI model release"
+        " notes'), 2) parallel_local_search_two(query='latest Anthropic model release notes'),"
+        " 3) parallel_local_search_three(query='latest Gemini model release notes'). Do not"
+        " call any other tools and do not answer before those 3 tool calls are emitted. After"
+        " the tool results return, provide a one paragraph summary.",
+    },
+]
+ANALYZE = {
+    "role": "user",
+    "content": "Analyze the tool result. If requirements are met, provide the Final Answer."
+    " Otherwise, call the next tool. Deliver only the answer without meta-commentary.",
+}
+SEARCHES = [
+    ("call_kz1qLLRsugXwWiQMeH9oFAep", "one", "OpenAI"),
+    ("call_yNouGq1Kv6P5W9fhTng6acZi", "two", "Anthropic"),
+    ("call_O7MqnuniDmyT6a0BS31GTunB", "three", "Gemini"),
+]
+SEARCH_CALLS: dict[str, Any] = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [
+        {
+            "id": call_id,
+            "type": "function",
+            "function": {
+                "name": f"parallel_local_search_{word}",
+                "arguments": f'{{"query": "latest {vendor} model release notes"}}',
+            },
+        }
+        for call_id, word, vendor in SEARCHES
+    ],
+}
+SEARCH_RESULTS = [
+    {
+        "role": "tool",
+        "tool_call_id": call_id,
+        "name": f"parallel_local_search_{word}",
+        "content": f"[{word}] latest {vendor} model release notes",
+    }
+    for call_id, word, vendor in SEARCHES
+]
+
+
+def _counting_round(call_id: str, value: str) -> list[dict[str, Any]]:
+    return [
+        _call(call_id, "counting_tool", f'{{"value": "{value}"}}'),
+        _result(call_id, f"Counted: {value}"),
+        ANALYZE,
+    ]
+
+
+def _crew_body(model: str, messages: list[dict[str, Any]], tools: list[Any]) -> dict[str, Any]:
+    return {"messages": messages, "model": model, "tool_choice": "auto", "tools": tools}
+
+
+def test_parameter_titles_render_as_harmony_writes_them() -> None:
+    """A parameter's ``title`` is written above its description as ``// TITLE`` and ``//``,
+    the form of OpenAI's own renderer ([harmony] ``json_schema_to_typescript``)."""
+    text = tools_format.render_namespace([SEARCH_TOOLS[0]["function"]])
+    assert "(_: {\n// Query\n//\n// Search query\nquery: string,\n})" in text
+    untitled = {"properties": {"q": {"title": " ", "type": "string"}}, "type": "object"}
+    assert "(_: {\nq?: string,\n})" in tools_format.render_namespace(
+        [{"name": "f", "parameters": untitled}]
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "api_prompt_tokens"),
+    [
+        pytest.param(
+            _crew_body("gpt-4o-mini", CALCULATOR_TURNS, [CALCULATOR_TOOL]),
+            127,
+            id="one-titled-parameter",
+        ),
+        pytest.param(
+            _crew_body("gpt-4o-mini", COUNTING_TURNS, [COUNTING_TOOL]),
+            150,
+            id="another-titled-parameter",
+        ),
+        pytest.param(
+            _crew_body("gpt-4o-mini", SEARCH_TURNS, SEARCH_TOOLS),
+            259,
+            id="three-titled-tools",
+        ),
+    ],
+)
+def test_titled_parameters_match_api_reported_counts(
+    body: dict[str, Any], api_prompt_tokens: int
+) -> None:
+    """gpt-4o-mini-2024-07-18 with parameters that have a title: exact with the title lines,
+    3 tokens per title below without them. [crewai] lib/crewai/tests/cassettes/agents/:
+
+    - one-titled-parameter: TestNativeToolCallingTokenUsage.test_openai_native_tool_calling_
+      token_usage.yaml (the file name is one word)
+    - another-titled-parameter: TestMaxUsageCountWithNativeToolCalling.test_max_usage_count_
+      tracked_in_native_tool_calling.yaml
+    - three-titled-tools: TestOpenAINativeToolCalling.test_openai_parallel_native_tool_
+      calling_test_agent_kickoff.yaml
+    """
+    assert count_request(body).prompt_tokens == api_prompt_tokens
+
+
+@pytest.mark.parametrize(
+    ("body", "api_prompt_tokens", "known_error"),
+    [
+        pytest.param(
+            _crew_body(
+                "gpt-4o-mini",
+                [
+                    *CALCULATOR_TURNS,
+                    _call(
+                        "call_rZQU4F2cauxK3VUKfLtXoNVC", "calculator", '{"expression":"100 / 4"}'
+                    ),
+                    _result("call_rZQU4F2cauxK3VUKfLtXoNVC", "The result of 100 / 4 is 25.0"),
+                    ANALYZE,
+                ],
+                [CALCULATOR_TOOL],
+            ),
+            199,
+            -1,
+            id="calculator-round",
+        ),
+        pytest.param(
+            _crew_body(
+                "gpt-4o-mini",
+                [*COUNTING_TURNS, *_counting_round("call_HKZQEOJoVeVipb4ftvCStGtL", "first")],
+                [COUNTING_TOOL],
+            ),
+            213,
+            1,
+            id="counting-round",
+        ),
+        pytest.param(
+            _crew_body(
+                "gpt-4o-mini",
+                [
+                    *COUNTING_TURNS,
+                    *_counting_round("call_HKZQEOJoVeVipb4ftvCStGtL", "first"),
+                    *_counting_round("call_2Ofvfm7nFFPPYIbxA1eosC4h", "second"),
+                ],
+                [COUNTING_TOOL],
+            ),
+            276,
+            2,
+            id="counting-two-rounds",
+        ),
+        pytest.param(
+            _crew_body("gpt-4o-mini", [*SEARCH_TURNS, SEARCH_CALLS, *SEARCH_RESULTS], SEARCH_TOOLS),
+            377,
+            31,
+            id="three-parallel-calls",
+        ),
+    ],
+)
+def test_crewai_call_rounds_errors_are_the_documented_ones(
+    body: dict[str, Any], api_prompt_tokens: int, known_error: int
+) -> None:
+    """gpt-4o-mini-2024-07-18: a call, its result and a user message after it are within 1
+    token per round (-1 for the calculator round, +1 per counting round); three parallel
+    calls and their results cost 118 where the wrapper estimate gives 149. Pinned, as in
+    docs/counting.md. [crewai] lib/crewai/tests/cassettes/agents/, the files of
+    test_titled_parameters_match_api_reported_counts: calculator-round is the second request
+    of the one-titled-parameter file, the counting rounds the second and third of the
+    another-titled-parameter file, three-parallel-calls the second of the three-titled-tools
+    file."""
+    assert count_request(body).prompt_tokens - api_prompt_tokens == known_error
+
+
+MATH_TURNS: list[dict[str, Any]] = [
+    {
+        "role": "system",
+        "content": "You are Math Assistant. You are a helpful math assistant.\nYour personal goal"
+        " is: Help users with mathematical calculations",
+    },
+    {
+        "role": "user",
+        "content": "\nCurrent Task: Calculate what is 15 * 8\n\nThis is the expected criteria for"
+        " your final answer: The result of the calculation\nyou MUST return the actual complete"
+        " content as the final answer, not a summary.",
+    },
+]
+STRICT_CALCULATOR = {
+    "type": "function",
+    "function": {
+        **CALCULATOR_TOOL["function"],
+        "strict": True,
+        "parameters": {**CALCULATOR_TOOL["function"]["parameters"], "additionalProperties": False},
+    },
+}
+CRITERIA = (
+    "\n\nThis is the expected criteria for your final answer: A one sentence summary of both"
+    " tool outputs\nyou MUST return the actual complete content as the final answer, not a"
+    " summary."
+)
+SEARCH_TURNS_WITH_CRITERIA = [
+    SEARCH_TURNS[0],
+    {**SEARCH_TURNS[1], "content": SEARCH_TURNS[1]["content"] + CRITERIA},
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "api_prompt_tokens", "known_error"),
+    [
+        pytest.param(
+            _crew_body("gpt-5-nano", SEARCH_TURNS, SEARCH_TOOLS),
+            343,
+            -85,
+            id="three-tools",
+        ),
+        pytest.param(
+            _crew_body("gpt-5-nano", [*SEARCH_TURNS, SEARCH_CALLS, *SEARCH_RESULTS], SEARCH_TOOLS),
+            467,
+            -60,
+            id="three-tools-after-parallel-calls",
+        ),
+        pytest.param(
+            _crew_body("gpt-5-nano", SEARCH_TURNS_WITH_CRITERIA, SEARCH_TOOLS),
+            378,
+            -85,
+            id="three-tools-longer-task",
+        ),
+        pytest.param(
+            _crew_body(
+                "gpt-5-nano",
+                [*SEARCH_TURNS_WITH_CRITERIA, SEARCH_CALLS, *SEARCH_RESULTS, ANALYZE],
+                SEARCH_TOOLS,
+            ),
+            537,
+            -60,
+            id="three-tools-longer-task-after-parallel-calls",
+        ),
+        pytest.param(
+            _crew_body("gpt-5-nano", MATH_TURNS, [STRICT_CALCULATOR]),
+            208,
+            -85,
+            id="one-tool",
+        ),
+    ],
+)
+def test_gpt5_requests_with_tools_are_under_counted_by_85(
+    body: dict[str, Any], api_prompt_tokens: int, known_error: int
+) -> None:
+    """gpt-5-nano-2025-08-07 with function tools ([crewai] lib/crewai/tests/cassettes/agents/;
+    three-tools and its parallel calls: TestOpenAINativeToolCalling.test_openai_parallel_
+    native_tool_calling_tool_hook_parity_agent_kickoff.yaml, and the same 343 and 467 in
+    TestAzureNativeToolCalling.test_azure_parallel_native_tool_calling_test_agent_kickoff.yaml;
+    three-tools-longer-task and its parallel calls: TestOpenAINativeToolCalling.test_openai_
+    parallel_native_tool_calling_test_crew.yaml; one-tool: TestOpenAINativeToolCalling.test_
+    openai_agent_with_native_tool_calling.yaml; their call ids, not counted, differ from the
+    gpt-4o-mini recording's):
+    85 below the API's figure whatever the number of tools, 60 below after parallel calls
+    (whose wrapper estimate adds 25). Not modelled; pinned, as in docs/counting.md."""
+    assert count_request(body).prompt_tokens - api_prompt_tokens == known_error
