@@ -40,6 +40,7 @@ __all__ = [
     "count_call",
     "count_choice",
     "count_definitions",
+    "count_parallel_results",
     "count_tool_calls",
     "function_definitions",
     "render_namespace",
@@ -249,18 +250,22 @@ def count_choice(choice: object, count: TextCount) -> int:
     return FORCED_CHOICE_OVERHEAD + count(name)
 
 
-def count_call(call: object, count: TextCount) -> int:
-    """One function call the assistant made: 3, its name and its arguments text."""
+def count_call(call: object, count: TextCount, *, compact: bool = False) -> int:
+    """One function call the assistant made: 3, its name and its arguments text (``compact``:
+    as JSON without spaces when the text parses)."""
     if not isinstance(call, Mapping):
         raise RequestFormatError("a function call must be an object")
     name = call.get("name") or ""
-    arguments = call.get("arguments", call.get("input")) or ""
-    return CALL_OVERHEAD + count(_text(name, "name")) + count(_text(arguments, "arguments"))
+    arguments = _text(call.get("arguments", call.get("input")) or "", "arguments")
+    if compact:
+        arguments = _compact(arguments)
+    return CALL_OVERHEAD + count(_text(name, "name")) + count(arguments)
 
 
-def count_tool_calls(calls: object, count: TextCount) -> int:
+def count_tool_calls(calls: object, count: TextCount, *, compact: bool = False) -> int:
     """An assistant's ``tool_calls``: one call as a legacy function call; several as one
-    call of the parallel wrapper whose arguments list every call (an estimate)."""
+    call of the parallel wrapper whose arguments list every call (``compact``: its JSON
+    without spaces, non-ASCII escaped)."""
     if not isinstance(calls, Sequence) or isinstance(calls, str):
         raise RequestFormatError("tool_calls must be a list")
     functions: list[Mapping[str, Any]] = []
@@ -272,7 +277,7 @@ def count_tool_calls(calls: object, count: TextCount) -> int:
             raise RequestFormatError("a tool call's function must be an object")
         functions.append(function)
     if len(functions) == 1:
-        return count_call(functions[0], count)
+        return count_call(functions[0], count, compact=compact)
     if not functions:
         return 0
     uses = [
@@ -282,8 +287,27 @@ def count_tool_calls(calls: object, count: TextCount) -> int:
         }
         for f in functions
     ]
-    wrapped = json.dumps({"tool_uses": uses}, ensure_ascii=False)
+    if compact:
+        wrapped = json.dumps({"tool_uses": uses}, separators=(",", ":"))
+    else:
+        wrapped = json.dumps({"tool_uses": uses}, ensure_ascii=False)
     return CALL_OVERHEAD + count(PARALLEL_RECIPIENT) + count(wrapped)
+
+
+def count_parallel_results(outputs: Sequence[str], count: TextCount, *, framing: int) -> int:
+    """The results of several calls made in one message, as one message from the parallel
+    wrapper listing their outputs as JSON (non-ASCII escaped); ``framing`` is the
+    family's result framing and name overhead."""
+    return framing + count(PARALLEL_RECIPIENT) + count(json.dumps(list(outputs)))
+
+
+def _compact(arguments: str) -> str:
+    """Arguments as JSON without spaces when they parse, else as sent."""
+    try:
+        value = json.loads(arguments)
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
+        return arguments
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _arguments_value(arguments: object) -> object:
