@@ -39,59 +39,63 @@ class ResponseFacts:
     headers: Any = None
 
 
-_PYDANTIC_RULES: dict[type, bool] = {}
-"""Per class: whether its attribute lookup is pydantic ``BaseModel``'s, unchanged."""
+_CLASS_NAMES: dict[type, frozenset[str] | None] = {}
+"""Per class: the names its class attributes answer (along the MRO) when its attribute
+lookup is pydantic ``BaseModel``'s, unchanged; ``None`` for any other class."""
 
 
-def _follows_pydantic(cls: type) -> bool:
-    known = _PYDANTIC_RULES.get(cls)
-    if known is None:
-        base: Any = getattr(sys.modules.get("pydantic"), "BaseModel", None)  # the model's
-        known = (
-            isinstance(base, type)
-            and issubclass(cls, base)
-            and getattr(cls, "__getattr__", None) is getattr(base, "__getattr__", None)
-            and getattr(cls, "__getattribute__", None) is getattr(base, "__getattribute__", None)
-        )
-        if len(_PYDANTIC_RULES) >= 1024:  # classes are few; bound it anyway
-            _PYDANTIC_RULES.clear()
-        _PYDANTIC_RULES[cls] = known
-    return known
+def _pydantic_class_names(cls: type) -> frozenset[str] | None:
+    names = _CLASS_NAMES.get(cls, _UNSEEN)
+    return _learn_class(cls) if names is _UNSEEN else names
 
 
-def _absent(obj: Any, name: str) -> bool:
-    """True only when ``getattr(obj, name)`` would surely fail on a pydantic model.
+_UNSEEN = frozenset({"<not yet seen>"})
 
-    The lookup finds a class attribute (along the MRO) or an instance field (``__dict__``);
-    failing that, pydantic's ``__getattr__`` finds a private attribute or an extra field,
-    else raises. When none of the four holds ``name``, it is absent; when unsure, False.
-    """
-    cls = type(obj)
-    if not _follows_pydantic(cls):
-        return False
-    try:
-        if name in obj.__dict__:
-            return False
-        extra = obj.__pydantic_extra__
-        private = cls.__private_attributes__
-    except AttributeError:  # not fully initialised: let getattr decide
-        return False
-    if name in private or (extra and name in extra):
-        return False
-    # A class attribute, found the way instance lookup finds it: along the MRO (not through
-    # the metaclass, whose own __getattr__ would raise and catch again).
-    for klass in cls.__mro__:  # noqa: SIM110 (a plain loop: read on every response)
-        if name in klass.__dict__:
-            return False
-    return True
+
+def _learn_class(cls: type) -> frozenset[str] | None:
+    base: Any = getattr(sys.modules.get("pydantic"), "BaseModel", None)  # the model's
+    names = None
+    if (
+        isinstance(base, type)
+        and issubclass(cls, base)
+        and getattr(cls, "__getattr__", None) is getattr(base, "__getattr__", None)
+        and getattr(cls, "__getattribute__", None) is getattr(base, "__getattribute__", None)
+    ):
+        names = frozenset(name for klass in cls.__mro__ for name in klass.__dict__)
+    if len(_CLASS_NAMES) >= 1024:  # classes are few; bound it anyway
+        _CLASS_NAMES.clear()
+    _CLASS_NAMES[cls] = names
+    return names
 
 
 def _attr(obj: Any, name: str) -> Any:
-    """``getattr(obj, name, None)``, quick when a pydantic model lacks the attribute."""
-    fields = getattr(obj, "__dict__", None)
-    if fields is not None and name in fields:  # the common case: a field that is there
+    """``getattr(obj, name, None)``, without pydantic's slow way of failing.
+
+    On a pydantic model, a name that is not a class attribute is looked up as pydantic's
+    ``__getattr__`` would: an instance field, then a private attribute, then an extra field.
+    Anything unusual (a private attribute with a descriptor default, a model not fully
+    initialised, any other class) goes through ``getattr`` itself, so the answer is the same.
+    """
+    cls = type(obj)
+    class_names = _CLASS_NAMES.get(cls, _UNSEEN)  # _pydantic_class_names, on every read
+    if class_names is _UNSEEN:
+        class_names = _learn_class(cls)
+    if class_names is None or name in class_names:
         return getattr(obj, name, None)
-    return None if _absent(obj, name) else getattr(obj, name, None)
+    try:
+        fields = obj.__dict__
+        if name in fields:
+            return fields[name]
+        private = cls.__private_attributes__
+        if name in private:
+            if hasattr(private[name], "__get__"):
+                return getattr(obj, name, None)
+            values = obj.__pydantic_private__
+            return values.get(name) if values is not None else getattr(obj, name, None)
+        extra = obj.__pydantic_extra__
+    except AttributeError:  # not fully initialised: let getattr decide
+        return getattr(obj, name, None)
+    return extra.get(name) if extra else None
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -108,13 +112,14 @@ def parse_usage(usage: Any) -> Usage | None:
     """Map any of OpenAI's usage shapes onto :class:`Usage`, or ``None`` if absent."""
     if usage is None:
         return None
-    if _get(usage, "input_tokens") is not None:  # Responses API
+    prompt_tokens = _get(usage, "prompt_tokens")
+    if prompt_tokens is None and _get(usage, "input_tokens") is not None:  # Responses API
         input_tokens = _int(_get(usage, "input_tokens"))
         output_tokens = _int(_get(usage, "output_tokens"))
         input_details = _get(usage, "input_tokens_details")
         output_details = _get(usage, "output_tokens_details")
     else:  # chat, completions, embeddings
-        input_tokens = _int(_get(usage, "prompt_tokens"))
+        input_tokens = _int(prompt_tokens)
         output_tokens = _int(_get(usage, "completion_tokens"))
         input_details = _get(usage, "prompt_tokens_details")
         output_details = _get(usage, "completion_tokens_details")
@@ -135,9 +140,7 @@ def service_tier(obj: Any) -> str | None:
 
 
 def _is_raw_response(obj: Any) -> bool:
-    if _absent(obj, "http_response"):
-        return False
-    return hasattr(obj, "http_response") and callable(getattr(obj, "parse", None))
+    return _attr(obj, "http_response") is not None and callable(getattr(obj, "parse", None))
 
 
 def facts_from_response(obj: Any) -> ResponseFacts | None:
