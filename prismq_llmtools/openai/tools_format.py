@@ -23,6 +23,7 @@ published for gpt-3.5-turbo, gpt-4, gpt-4o, gpt-4o-mini and gpt-4.1-mini.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
@@ -302,7 +303,25 @@ def count_parallel_results(outputs: Sequence[str], count: TextCount, *, framing:
 
 
 def _compact(arguments: str) -> str:
-    """Arguments as JSON without spaces when they parse, else as sent."""
+    """Arguments as JSON without spaces when they parse, else as sent.
+
+    A conversation sends its earlier calls again with every request: short arguments are
+    remembered (a bounded LRU, at most 4 MB of text) instead of parsed each time.
+    """
+    if len(arguments) <= _REMEMBERED_ARGUMENTS_CHARS:
+        return _remembered_compact(arguments)
+    return _compacted(arguments)
+
+
+_REMEMBERED_ARGUMENTS_CHARS = 1024
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_compact(arguments: str) -> str:
+    return _compacted(arguments)
+
+
+def _compacted(arguments: str) -> str:
     try:
         value = json.loads(arguments)
     except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit

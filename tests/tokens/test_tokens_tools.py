@@ -1852,3 +1852,29 @@ def test_o200k_parallel_results_are_one_message_listing_the_outputs() -> None:
     alone = framing + count_text(tools_format.PARALLEL_RECIPIENT, encoding="o200k_base")
     alone += count_text(json.dumps(["a"]), encoding="o200k_base") + 85
     assert late == before + alone + (chat([user]) - 3) + single_b
+
+
+@pytest.mark.parametrize(
+    ("arguments", "counted_as"),
+    [
+        ('{"a": 1, "b": [1, 2]}', '{"a":1,"b":[1,2]}'),
+        ("not JSON {", "not JSON {"),
+        ('{"long": "' + "word " * 400 + '", "n": 1}', '{"long":"' + "word " * 400 + '","n":1}'),
+        ('{"name": "Zoë"}', '{"name":"Zoë"}'),
+    ],
+    ids=["spaces", "not-json", "long", "non-ascii-kept"],
+)
+def test_o200k_call_arguments_count_as_compact_json(arguments: str, counted_as: str) -> None:
+    """On o200k a call's arguments count as their JSON without spaces (non-ASCII as is), text
+    that is not JSON as sent, short or long; on cl100k as sent."""
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    messages = [{"role": "assistant", "tool_calls": [call]}]
+
+    def chat(model: str) -> int:
+        return count_request({"model": model, "messages": messages}).prompt_tokens
+
+    base = 3 + 3 + 1 + tools_format.CALL_OVERHEAD  # priming, framing, role, call overhead
+    name = count_text("f", encoding="o200k_base")
+    assert chat("gpt-4o") == base + name + count_text(counted_as, encoding="o200k_base")
+    name = count_text("f", encoding="cl100k_base")
+    assert chat("gpt-4") == base + name + count_text(arguments, encoding="cl100k_base")
