@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from prismq_llmtools.call import Call, Endpoint
-from prismq_llmtools.errors import UnknownModelError
+from prismq_llmtools.errors import LLMToolsError, UnknownModelError
 from prismq_llmtools.openai.models import KNOWN_ENCODINGS
 from prismq_llmtools.openai.request import API_PARAMETERS
 from prismq_llmtools.openai.tokenizer import count_request_with, count_text_with
@@ -50,7 +50,7 @@ def worst_case_of(call: Call) -> tuple[Usage, Decimal] | None:
     as a budget reserves it; ``None`` when the request cannot be counted."""
     try:
         estimate = ensure_estimate(call)
-    except Exception:  # an unknown model or an unreadable request: nothing to count
+    except LLMToolsError:  # an unknown model, an unreadable request, no vocabulary...
         return None
     if estimate is None:
         return None
