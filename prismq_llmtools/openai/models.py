@@ -51,12 +51,18 @@ class ChatFormat:
     """Tokens the chat format adds around content (sources in docs/counting.md).
 
     ``result_framing`` frames a function or tool result in place of ``per_message``.
+    ``bare_block_saving`` is what a function's parameter block costs below the tokens of
+    its text when its first line is a parameter rather than a comment. ``compact_calls``:
+    call arguments count as their JSON without spaces, and the results of several calls
+    made in one message as one message listing their outputs.
     """
 
     per_message: int = 3
     per_name: int = 1
     reply_priming: int = 3
     result_framing: int = 1
+    bare_block_saving: int = 0
+    compact_calls: bool = False
     image: ImageRule = ImageRule(base_tokens=85, tile_tokens=170)
 
 
@@ -71,7 +77,7 @@ class ModelInfo:
     is_embedding: bool = False
 
 
-_O200K = ChatFormat(result_framing=4)
+_O200K = ChatFormat(result_framing=4, bare_block_saving=1, compact_calls=True)
 # Reasoning models (o-series, gpt-5) prime the reply with one token fewer (docs/counting.md).
 _REASONING = replace(_O200K, reply_priming=2)
 _CL100K = ChatFormat()
