@@ -83,6 +83,7 @@ def _tool_fields(
         )
         if state.saw_system:
             total += tools_format.SYSTEM_WITH_DEFINITIONS
+        total += fmt.function_tools
     return total
 
 
