@@ -32,6 +32,21 @@ class Usage:
     reasoning_tokens: int = 0
 
     def __post_init__(self) -> None:
+        # Every response builds one: the usual case (plain ints, in range) is one test.
+        inputs, outputs = self.input_tokens, self.output_tokens
+        cached, reasoning = self.cached_input_tokens, self.reasoning_tokens
+        if (
+            type(inputs) is int  # exactly int: bool and other subclasses are judged below
+            and type(outputs) is int
+            and type(cached) is int
+            and type(reasoning) is int
+            and 0 <= cached <= inputs
+            and 0 <= reasoning <= outputs
+        ):
+            return
+        self._reject_or_accept()
+
+    def _reject_or_accept(self) -> None:
         for name in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

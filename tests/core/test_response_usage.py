@@ -23,6 +23,8 @@ NAMES = [
     "prompt_tokens",
     "_request_id",
     "_private",
+    "_unset",
+    "_described",
     "extra_field",
     "model_config",
     "model_dump",
@@ -53,10 +55,19 @@ def chat_body(**extra: Any) -> dict[str, Any]:
     }
 
 
+class Described:
+    """A descriptor: pydantic hands a private attribute with this default to ``__get__``."""
+
+    def __get__(self, obj: object, owner: type | None = None) -> str:
+        return "from the descriptor"
+
+
 class WithPrivate(pydantic.BaseModel):
     usage: dict[str, int] | None = None
     _private: str = "kept"
     _request_id: str | None = None
+    _unset: str
+    _described: Any = pydantic.PrivateAttr(default=Described())
 
 
 class WithGetattr(pydantic.BaseModel):
@@ -64,6 +75,16 @@ class WithGetattr(pydantic.BaseModel):
 
     def __getattr__(self, name: str) -> Any:
         return f"computed {name}"
+
+
+class WithProperty(pydantic.BaseModel):
+    """A read name answered by a class attribute: never read from the instance's fields."""
+
+    usage: dict[str, int] | None = None
+
+    @property
+    def model(self) -> str:
+        return "from the property"
 
 
 class Loose(pydantic.BaseModel):
@@ -103,6 +124,7 @@ def objects() -> list[Any]:
         with_extras.usage,
         private,
         WithGetattr(),
+        WithProperty(usage={"prompt_tokens": 2}),
         Loose(usage=None, http_response=1),
         response,
         response.usage,
@@ -120,17 +142,31 @@ def test_quick_lookup_equals_getattr(obj: Any) -> None:
         expected = getattr(obj, name, None)
         found = usage_module._attr(obj, name)
         assert found is expected or found == expected, name
-        if usage_module._absent(obj, name):
-            assert not hasattr(obj, name), name
 
 
 @pytest.mark.parametrize("obj", objects(), ids=lambda o: type(o).__name__)
 def test_facts_equal_the_plain_getattr_reading(obj: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """facts_from_response gives the same facts with and without the quick lookup."""
     quick = facts_from_response(obj)
-    monkeypatch.setattr(usage_module, "_absent", lambda obj, name: False)
     monkeypatch.setattr(usage_module, "_attr", lambda obj, name: getattr(obj, name, None))
+    monkeypatch.setattr(usage_module, "_reader", _plain_reader)
     assert facts_from_response(obj) == quick
+
+
+def _plain_reader(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return obj.get
+    return lambda name: getattr(obj, name, None)
+
+
+@pytest.mark.parametrize("obj", objects(), ids=lambda o: type(o).__name__)
+def test_reader_equals_getattr(obj: Any) -> None:
+    """_reader(obj)(name) is getattr(obj, name, None) (a dict's get for a dict)."""
+    read = usage_module._reader(obj)
+    for name in sorted(usage_module._READ_NAMES):
+        expected = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+        found = read(name)
+        assert found is expected or found == expected, name
 
 
 def test_chat_completion_facts() -> None:
@@ -148,13 +184,12 @@ def test_chat_completion_facts() -> None:
     )
 
 
-def test_quick_lookup_is_taken_only_where_certain() -> None:
-    """Missing names of a model are answered quickly; extras and privates never are."""
+def test_quick_lookup_is_taken_only_for_pydantic_lookup() -> None:
+    """Only classes whose lookup is pydantic's own take the quick path; any other goes
+    through getattr (its own ``__getattr__`` may answer anything)."""
     chat = ChatCompletion.model_validate(chat_body())
-    assert usage_module._absent(chat, "http_response")
-    assert usage_module._absent(chat.usage, "input_tokens")
-    extras = ChatCompletion.model_validate(chat_body(http_response=1))
-    assert not usage_module._absent(extras, "http_response")
-    assert not usage_module._absent(WithPrivate(), "_private")
-    assert not usage_module._absent(WithGetattr(), "http_response")  # its own __getattr__
-    assert not usage_module._absent(RawLike(chat), "http_response")
+    assert usage_module._pydantic_class_names(type(chat)) is not None
+    assert "model_dump" in (usage_module._pydantic_class_names(type(chat)) or ())
+    assert usage_module._pydantic_class_names(WithGetattr) is None
+    assert usage_module._pydantic_class_names(RawLike) is None
+    assert usage_module._attr(WithGetattr(), "http_response") == "computed http_response"
