@@ -188,8 +188,14 @@ async def test_asyncio_tasks_hold_the_limits_with_zero_429s(simulator_at: Any) -
         finally:
             clock.leave()
 
-    await asyncio.gather(*(work(n) for n in range(16)))
-    await api.close()
+    tasks = [asyncio.ensure_future(work(n)) for n in range(16)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:  # one task failing ends the others, and their connections, here
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await api.close()
     assert sim.stats().rate_limited == 0
     assert len(done) > 60
 

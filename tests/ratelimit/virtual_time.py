@@ -143,4 +143,6 @@ class TaskClock:
         self._now = self._sleepers[0][0]
         while self._sleepers and self._sleepers[0][0] <= self._now:
             self._working += 1
-            heapq.heappop(self._sleepers)[2].set_result(None)
+            woken = heapq.heappop(self._sleepers)[2]
+            if not woken.done():  # (cancelled when the run ends early)
+                woken.set_result(None)
