@@ -207,6 +207,8 @@ class LedgerState:
 
     def _expire(self, lines: Sequence[BudgetLine], now: float) -> None:
         """Charge every reservation past its TTL in full, in the period it was made in."""
+        if not self.reservations:
+            return
         for key in [k for k, r in self.reservations.items() if r["e"] < now]:
             held = self.reservations.pop(key)["a"]
             for line in lines:
@@ -302,7 +304,13 @@ def _spent(line: BudgetLine, state: dict[str, Any]) -> int:
 def _crossings(line: BudgetLine, state: dict[str, Any]) -> list[Crossing]:
     """The thresholds of ``line`` passed since the last settlement; moves the mark."""
     used = _spent(line, state)
-    mark = sum(1 for t in line.thresholds if used >= t * line.limit)
+    mark = 0
+    for threshold in line.thresholds:  # ascending: those passed come first
+        if used < threshold * line.limit:
+            break
+        mark += 1
+    if mark == state["m"]:
+        return []
     passed = line.thresholds[state["m"] : mark]
     state["m"] = mark
     return [Crossing(line.name, line.unit, t, used, line.limit) for t in passed]
