@@ -279,17 +279,18 @@ class KeyState:
         self.last_start = start
         self.seq += 1
         self.expire(now)
+        # Positional, in the order of the fields: a class called with keywords is slower.
         ticket = Ticket(
-            id=ticket_id,
-            start=start,
-            bucket=bucket,
-            costs=tuple(costs),
-            shift_s=self.shift_s,
-            charged=tuple(charged),
-            wait_s=start - now,
-            seq=self.seq,
-            expires_at=start + ttl_s,
-            counted=tuple(self.counted),
+            ticket_id,
+            start,
+            bucket,
+            tuple(costs),
+            self.shift_s,
+            tuple(charged),
+            start - now,
+            self.seq,
+            start + ttl_s,
+            tuple(total),
         )
         self.inflight[ticket_id] = ticket
         return ticket
