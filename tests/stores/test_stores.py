@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prismq_llmtools.clock import system_clock
+from prismq_llmtools.clock import system_clock, wall_seconds
 from prismq_llmtools.stores import StateRegistry, StateStore, accounting
 from prismq_llmtools.stores.bucket import BucketSpec, KeyState, Refusal, Ticket
 from prismq_llmtools.stores.ledger import BudgetLine, LedgerState
@@ -295,6 +295,17 @@ def test_the_in_process_store_keeps_each_clock_apart() -> None:
     store.admit("k", SPECS, (1, 900), clock=first, ticket_id="a", ttl_s=60, max_wait_s=0)
     assert store.levels("k", SPECS, clock=second) == [10, 1_000]
     assert store.levels("k", SPECS, clock=first)[1] == pytest.approx(100)
+
+
+def test_stores_read_wall_times_in_seconds_since_the_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A clock's wall() as seconds; the system clock's straight from time.time()."""
+    clock = FakeClock(wall_start=datetime(2026, 5, 1, tzinfo=UTC))
+    clock.advance(90.5)
+    assert wall_seconds(clock) == datetime(2026, 5, 1, 0, 1, 30, 500_000, tzinfo=UTC).timestamp()
+    monkeypatch.setattr("time.time", lambda: 1_777_777_777.25)
+    assert wall_seconds(system_clock) == 1_777_777_777.25
 
 
 def test_concurrent_threads_never_overspend(store: StateStore) -> None:
