@@ -111,6 +111,11 @@ class MemoryStore:
         server_limits: Sequence[float | None] = (),
         refused: bool = False,
     ) -> list[float]:
+        if not deficits and not refund and pause_s == 0:  # answered, nothing to correct
+            with self._lock:
+                now = clock.now()
+                self._key(key, specs, clock, now).release(ticket, now)
+            return [0.0] * len(specs)
         check_feedback(key, deficits, refund, pause_s)
         with self._lock:
             now = clock.now()

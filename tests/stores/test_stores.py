@@ -66,7 +66,9 @@ def now_of(store: StateStore, clock: FakeClock) -> float:
 
 _limit_ops = st.lists(
     st.tuples(
-        st.sampled_from(["admit", "admit", "wait", "follow", "refund", "pause", "levels"]),
+        st.sampled_from(
+            ["admit", "admit", "wait", "follow", "refund", "pause", "answer", "levels"]
+        ),
         st.floats(0, 5, allow_nan=False),
         st.integers(0, 1_000),
         st.floats(0, 1, allow_nan=False),
@@ -80,7 +82,8 @@ _limit_ops = st.lists(
 )
 @given(ops=_limit_ops)
 def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> None:
-    """Every store admits, waits, refunds, pauses and corrects exactly as KeyState does."""
+    """Every store admits, waits, refunds, pauses, corrects and releases exactly as KeyState
+    does."""
     store.clear()
     clock = FakeClock(start=100.0)
     key = f"model-{next(_ids)}"
@@ -136,6 +139,8 @@ def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> 
                 }
             elif op == "refund":
                 kwargs = {"refund": tuple(c * fraction for c in ticket.costs)}
+            elif op == "answer":  # nothing to correct: the ticket is released
+                pass
             else:
                 kwargs = {"pause_s": fraction * 20}
             expected_drop = reference.feedback(SPECS, ticket, now, **kwargs)
