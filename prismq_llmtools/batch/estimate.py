@@ -80,7 +80,7 @@ def estimate_batch(
     """The estimate of running ``units`` through ``core``."""
     from prismq_llmtools.cache import CacheAspect
     from prismq_llmtools.pricing import price_table
-    from prismq_llmtools.pricing.money import cost_of
+    from prismq_llmtools.pricing.money import total_usd_of
     from prismq_llmtools.site.estimate import ensure_estimate
 
     cache = next((a for a in core.aspects if isinstance(a, CacheAspect)), None)
@@ -110,7 +110,7 @@ def estimate_batch(
             unpriced.add(model)
             continue
         usage = Usage(input_tokens=estimate.prompt_tokens, output_tokens=cap or 0)
-        cost += cost_of(usage, price).total_usd
+        cost += total_usd_of(usage, price)
     rpm, tpm = _limits(core)
     bounds = [math.ceil(requests / max_concurrency) * assumed_latency_s]
     if rpm:

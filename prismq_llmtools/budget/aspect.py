@@ -276,11 +276,11 @@ class BudgetAspect(Aspect[TokenBudget]):
         if call.usage is None or call.usage_source == "cache":
             return Decimal(0)
         from prismq_llmtools.pricing import price_table
-        from prismq_llmtools.pricing.money import cost_of
+        from prismq_llmtools.pricing.money import total_usd_of
 
         model = call.response_model or call.model or ""
         price = price_table().price_for(model, unknown="estimate")
-        return cost_of(call.usage, price).total_usd
+        return total_usd_of(call.usage, price)
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -35,16 +35,20 @@ class _Conversation:
     (or developer) message and give it a trailing newline; ``saw_system``: that message has
     been seen. ``call_names``: the function name of each tool call id seen so far, which
     names the tool result answering it. ``parallel_ids``: the ids of calls made several in
-    one message, whose results reach the model JSON-escaped.
+    one message, whose results reach the model JSON-escaped. With ``compact_calls``, the
+    results of the latest such message are gathered: ``group`` holds its call ids and
+    ``outputs`` the outputs received so far, counted as one message when the group ends.
     """
 
-    __slots__ = ("call_names", "has_definitions", "parallel_ids", "saw_system")
+    __slots__ = ("call_names", "group", "has_definitions", "outputs", "parallel_ids", "saw_system")
 
     def __init__(self, *, has_definitions: bool) -> None:
         self.has_definitions = has_definitions
         self.saw_system = False
         self.call_names: MutableMapping[str, str] = {}
         self.parallel_ids: set[str] = set()
+        self.group: frozenset[str] = frozenset()
+        self.outputs: list[str] = []
 
 
 def count_chat(body: Mapping[str, Any], fmt: ChatFormat, count: TextCount) -> int:
@@ -59,22 +63,27 @@ def count_chat(body: Mapping[str, Any], fmt: ChatFormat, count: TextCount) -> in
     total = fmt.reply_priming
     for message in messages:
         total += count_message(message, fmt, count, state)
-    return total + _tool_fields(body, definitions, state, count)
+    total += _close_group(state, fmt, count)
+    return total + _tool_fields(body, definitions, state, fmt, count)
 
 
 def _tool_fields(
     body: Mapping[str, Any],
     definitions: Sequence[Mapping[str, Any]],
     state: _Conversation,
+    fmt: ChatFormat,
     count: TextCount,
 ) -> int:
     """Definitions (merged into a system message when there is one) and the choice fields."""
     total = tools_format.count_choice(body.get("tool_choice"), count)
     total += tools_format.count_choice(body.get("function_call"), count)
     if definitions:
-        total += tools_format.count_definitions(definitions, count)
+        total += tools_format.count_definitions(
+            definitions, count, bare_block_saving=fmt.bare_block_saving
+        )
         if state.saw_system:
             total += tools_format.SYSTEM_WITH_DEFINITIONS
+        total += fmt.function_tools
     return total
 
 
@@ -85,6 +94,11 @@ def count_message(message: object, fmt: ChatFormat, count: TextCount, state: _Co
     role = message.get("role")
     if not isinstance(role, str):
         role = None  # a malformed role counts nothing, like any non-text field
+    closed = 0
+    if state.group:
+        if role == "tool" and str(message.get("tool_call_id")) in state.group:
+            return _gather_output(message.get("content"), fmt, count, state)
+        closed = _close_group(state, fmt, count)
     total = fmt.per_message
     escape = False
     if role in _RESULT_ROLES:
@@ -114,15 +128,47 @@ def count_message(message: object, fmt: ChatFormat, count: TextCount, state: _Co
         elif key == "name":
             total += count(_text(value, key)) + fmt.per_name
         elif key == "tool_calls":
-            _remember_calls(value, state)
-            total += tools_format.count_tool_calls(value, count)
+            _remember_calls(value, state, gather=fmt.compact_calls)
+            total += tools_format.count_tool_calls(value, count, compact=fmt.compact_calls)
         elif key == "function_call":
-            total += tools_format.count_call(value, count)
+            total += tools_format.count_call(value, count, compact=fmt.compact_calls)
         elif isinstance(value, str):
             total += count(value)
     if pad and message.get("content") is None:
         total += count("\n")
-    return total
+    return closed + total
+
+
+def _gather_output(content: object, fmt: ChatFormat, count: TextCount, state: _Conversation) -> int:
+    """Keep the text of one result of the current parallel group for its joint message;
+    return the tokens of what is not text (images), which the joint message does not hold."""
+    if content is None or isinstance(content, str):
+        state.outputs.append(content or "")
+        return 0
+    if not isinstance(content, Sequence):
+        raise RequestFormatError("message content must be a string or a list of parts")
+    texts: list[str] = []
+    others: list[object] = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        else:
+            others.append(part)
+    state.outputs.append("".join(texts))
+    return count_content(others, fmt, count) if others else 0
+
+
+def _close_group(state: _Conversation, fmt: ChatFormat, count: TextCount) -> int:
+    """The joint message of the current parallel group's results (nothing if none came)."""
+    outputs = state.outputs
+    state.group = frozenset()
+    state.outputs = []
+    if not outputs:
+        return 0
+    framing = fmt.result_framing + fmt.per_name
+    return tools_format.count_parallel_results(outputs, count, framing=framing)
 
 
 def _padded(content: object) -> object:
@@ -157,19 +203,25 @@ def _escaped(content: object) -> object:
     return content
 
 
-def _remember_calls(calls: object, state: _Conversation) -> None:
+def _remember_calls(calls: object, state: _Conversation, *, gather: bool) -> None:
+    """Note each call's name by id; with ``gather``, the ids of several calls in one message
+    become the group whose results are counted together."""
     if not isinstance(calls, Sequence):
         return
     parallel = len(calls) > 1
+    group: set[str] = set()
     for call in calls:
         if isinstance(call, Mapping) and call.get("id") is not None:
             call_id = str(call["id"])
             if parallel:
                 state.parallel_ids.add(call_id)
+                group.add(call_id)
             function = call.get("function") or call.get("custom")
             name = function.get("name") if isinstance(function, Mapping) else None
             if isinstance(name, str):
                 state.call_names[call_id] = name
+    if gather and group:
+        state.group = frozenset(group)
 
 
 def count_content(content: object, fmt: ChatFormat, count: TextCount) -> int:
@@ -219,7 +271,8 @@ def count_responses(body: Mapping[str, Any], fmt: ChatFormat, count: TextCount) 
             total += _count_response_item(item, fmt, count, state)
     elif items is not None:
         raise RequestFormatError("input must be a string or a list of items")
-    return total + _tool_fields(body, definitions, state, count)
+    total += _close_group(state, fmt, count)
+    return total + _tool_fields(body, definitions, state, fmt, count)
 
 
 def _count_response_item(
@@ -236,7 +289,8 @@ def _count_response_item(
         name = item.get("name")
         if isinstance(name, str) and item.get("call_id") is not None:
             state.call_names[str(item["call_id"])] = name
-        return fmt.per_message + count("assistant") + tools_format.count_call(item, count)
+        call = tools_format.count_call(item, count, compact=fmt.compact_calls)
+        return fmt.per_message + count("assistant") + call
     if kind in ("function_call_output", "custom_tool_call_output"):
         message = {
             "role": "tool",

@@ -99,11 +99,16 @@ def counted_endpoint(body: Mapping[str, Any], endpoint: Endpoint | None) -> Endp
 
 def request_from_body(body: Mapping[str, Any], endpoint: Endpoint | None = None) -> Request:
     """A :class:`Request` for a JSON body as sent to the API."""
+    return _request(dict(body), endpoint)
+
+
+def _request(body: dict[str, Any], endpoint: Endpoint | None) -> Request:
+    """A Request owning ``body`` (a dict nothing else holds)."""
     model = body.get("model")
     return Request(
         model=str(model) if model is not None else None,
         endpoint=endpoint or endpoint_of(body),
-        body=dict(body),
+        body=body,
     )
 
 
@@ -126,4 +131,4 @@ def request_from_arguments(
         if default_model is not None:
             body["model"] = default_model
     described = endpoint if _PROMPT_FIELDS & body.keys() else None  # else: plain-text args
-    return request_from_body(body, described)
+    return _request(body, described)  # a new dict: no copy

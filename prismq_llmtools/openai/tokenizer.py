@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prismq_llmtools import _state
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.openai.models import KNOWN_ENCODINGS
+from prismq_llmtools.openai.tokens import count_request, count_text
 from prismq_llmtools.settings import check_tokenizer_form
 
 if TYPE_CHECKING:
@@ -120,8 +121,6 @@ def count_request_with(
     body: Mapping[str, Any], *, endpoint: Endpoint | None, tokenizer: str | None
 ) -> TokenEstimate:
     """Count ``body`` with the site's ``tokenizer`` setting (None: the model's encoding)."""
-    from prismq_llmtools.openai.tokens import count_request
-
     if tokenizer is None:
         return count_request(body, endpoint=endpoint)
     chosen = tokenizer_for(tokenizer)
@@ -134,7 +133,5 @@ def count_text_with(text: str, *, tokenizer: str) -> int:
     """Tokens of a plain text with a tokenizer setting, or with a tiktoken encoding's name."""
     chosen = tokenizer_for(tokenizer)
     if chosen is None:
-        from prismq_llmtools.openai.tokens import count_text
-
         return count_text(text, encoding=tokenizer)
     return chosen.count_text(text)

@@ -15,14 +15,15 @@ them as a TypeScript-like namespace, which is what the model reads and what is b
     } // namespace functions
 
 :func:`render_namespace` writes that text; the definitions cost its tokens plus
-:data:`DEFINITIONS_OVERHEAD`. The rules, their public sources and their confidence are
-listed in ``docs/counting.md``: they reproduce the API-reported counts published for
-gpt-3.5-turbo, gpt-4, gpt-4o, gpt-4o-mini and gpt-4.1-mini, exactly or (one documented
-case on o200k models) 1 token above.
+:data:`DEFINITIONS_OVERHEAD`, less one token per parameter block that opens with a
+parameter rather than a comment on o200k models. The rules, their public sources and their
+confidence are listed in ``docs/counting.md``: they reproduce the API-reported counts
+published for gpt-3.5-turbo, gpt-4, gpt-4o, gpt-4o-mini and gpt-4.1-mini.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
@@ -36,9 +37,11 @@ __all__ = [
     "FORCED_CHOICE_OVERHEAD",
     "MODE_CHOICE_OVERHEAD",
     "SYSTEM_WITH_DEFINITIONS",
+    "bare_blocks",
     "count_call",
     "count_choice",
     "count_definitions",
+    "count_parallel_results",
     "count_tool_calls",
     "function_definitions",
     "render_namespace",
@@ -85,14 +88,33 @@ def function_definitions(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return found
 
 
-def count_definitions(definitions: Sequence[Mapping[str, Any]], count: TextCount) -> int:
-    """Tokens of the rendered namespace plus its framing (no system-message adjustment)."""
-    return count(render_namespace(definitions)) + DEFINITIONS_OVERHEAD
+def count_definitions(
+    definitions: Sequence[Mapping[str, Any]], count: TextCount, *, bare_block_saving: int = 0
+) -> int:
+    """Tokens of the rendered namespace plus its framing (no system-message adjustment).
+
+    ``bare_block_saving`` (the model family's, see ``ChatFormat``) is taken off once per
+    parameter block whose first line is a parameter, not a comment.
+    """
+    text, bare = _render(definitions)
+    return count(text) + DEFINITIONS_OVERHEAD - bare_block_saving * bare
+
+
+def bare_blocks(definitions: Sequence[Mapping[str, Any]]) -> int:
+    """How many definitions have a parameter block whose first line is a parameter: their
+    first parameter has neither a description nor a title, so no comment line precedes it."""
+    return _render(definitions)[1]
 
 
 def render_namespace(definitions: Sequence[Mapping[str, Any]]) -> str:
     """The TypeScript-like text OpenAI writes into the prompt for these definitions."""
+    return _render(definitions)[0]
+
+
+def _render(definitions: Sequence[Mapping[str, Any]]) -> tuple[str, int]:
+    """The namespace text, and how many of its parameter blocks open with a parameter."""
     lines = ["namespace functions {", ""]
+    bare = 0
     for function in definitions:
         name = function.get("name")
         if not isinstance(name, str):
@@ -105,20 +127,23 @@ def render_namespace(definitions: Sequence[Mapping[str, Any]]) -> str:
         if isinstance(properties, Mapping) and properties:
             assert isinstance(parameters, Mapping)  # for mypy: properties came from it
             lines.append(f"type {name} = (_: {{")
+            opening = len(lines)
             _render_properties(parameters, 0, lines)
+            if not lines[opening].startswith("//"):
+                bare += 1
             lines.append("}) => any;")
         else:
             lines.append(f"type {name} = () => any;")
         lines.append("")
     lines.append("} // namespace functions")
-    return "\n".join(lines)
+    return "\n".join(lines), bare
 
 
 def _render_properties(schema: Mapping[str, Any], depth: int, lines: list[str]) -> None:
     """Append one line per property (more for nested objects) at ``depth`` levels of indent.
 
-    Descriptions are written only for the top-level parameters: the API-reported counts of
-    nested descriptions match only when they are left out.
+    Comments (title, description) are written only for the top-level parameters: the
+    API-reported counts of nested descriptions match only when they are left out.
     """
     properties = schema.get("properties")
     if not _is_mapping(properties):
@@ -130,11 +155,28 @@ def _render_properties(schema: Mapping[str, Any], depth: int, lines: list[str]) 
     for key, prop in properties.items():
         spec: Mapping[str, Any] = prop if _is_mapping(prop) else {}
         if depth == 0:
-            description = spec.get("description")
-            if isinstance(description, str) and description.strip():
-                lines.append(f"// {description.strip()}")
+            lines.extend(_comment_lines(spec))
         marker = "" if key in required else "?"
         lines.append(f"{indent}{key}{marker}: {_render_type(spec, depth)},")
+
+
+def _comment_lines(spec: Mapping[str, Any]) -> list[str]:
+    """The comment lines above a top-level parameter: ``// TITLE`` and ``//`` for its title,
+    then ``// DESCRIPTION``, each stripped; none for an empty or missing one."""
+    lines: list[str] = []
+    title = _text_of(spec, "title")
+    if title:
+        lines += [f"// {title}", "//"]
+    description = _text_of(spec, "description")
+    if description:
+        lines.append(f"// {description}")
+    return lines
+
+
+def _text_of(spec: Mapping[str, Any], key: str) -> str:
+    """``spec[key]`` stripped when it is a string, else the empty string."""
+    value = spec.get(key)
+    return value.strip() if isinstance(value, str) else ""
 
 
 _SCALARS = {
@@ -209,18 +251,22 @@ def count_choice(choice: object, count: TextCount) -> int:
     return FORCED_CHOICE_OVERHEAD + count(name)
 
 
-def count_call(call: object, count: TextCount) -> int:
-    """One function call the assistant made: 3, its name and its arguments text."""
+def count_call(call: object, count: TextCount, *, compact: bool = False) -> int:
+    """One function call the assistant made: 3, its name and its arguments text (``compact``:
+    as JSON without spaces when the text parses)."""
     if not isinstance(call, Mapping):
         raise RequestFormatError("a function call must be an object")
     name = call.get("name") or ""
-    arguments = call.get("arguments", call.get("input")) or ""
-    return CALL_OVERHEAD + count(_text(name, "name")) + count(_text(arguments, "arguments"))
+    arguments = _text(call.get("arguments", call.get("input")) or "", "arguments")
+    if compact:
+        arguments = _compact(arguments)
+    return CALL_OVERHEAD + count(_text(name, "name")) + count(arguments)
 
 
-def count_tool_calls(calls: object, count: TextCount) -> int:
+def count_tool_calls(calls: object, count: TextCount, *, compact: bool = False) -> int:
     """An assistant's ``tool_calls``: one call as a legacy function call; several as one
-    call of the parallel wrapper whose arguments list every call (an estimate)."""
+    call of the parallel wrapper whose arguments list every call (``compact``: its JSON
+    without spaces, non-ASCII escaped)."""
     if not isinstance(calls, Sequence) or isinstance(calls, str):
         raise RequestFormatError("tool_calls must be a list")
     functions: list[Mapping[str, Any]] = []
@@ -232,7 +278,7 @@ def count_tool_calls(calls: object, count: TextCount) -> int:
             raise RequestFormatError("a tool call's function must be an object")
         functions.append(function)
     if len(functions) == 1:
-        return count_call(functions[0], count)
+        return count_call(functions[0], count, compact=compact)
     if not functions:
         return 0
     uses = [
@@ -242,8 +288,45 @@ def count_tool_calls(calls: object, count: TextCount) -> int:
         }
         for f in functions
     ]
-    wrapped = json.dumps({"tool_uses": uses}, ensure_ascii=False)
+    if compact:
+        wrapped = json.dumps({"tool_uses": uses}, separators=(",", ":"))
+    else:
+        wrapped = json.dumps({"tool_uses": uses}, ensure_ascii=False)
     return CALL_OVERHEAD + count(PARALLEL_RECIPIENT) + count(wrapped)
+
+
+def count_parallel_results(outputs: Sequence[str], count: TextCount, *, framing: int) -> int:
+    """The results of several calls made in one message, as one message from the parallel
+    wrapper listing their outputs as JSON (non-ASCII escaped); ``framing`` is the
+    family's result framing and name overhead."""
+    return framing + count(PARALLEL_RECIPIENT) + count(json.dumps(list(outputs)))
+
+
+def _compact(arguments: str) -> str:
+    """Arguments as JSON without spaces when they parse, else as sent.
+
+    A conversation sends its earlier calls again with every request: short arguments are
+    remembered (a bounded LRU, at most 4 MB of text) instead of parsed each time.
+    """
+    if len(arguments) <= _REMEMBERED_ARGUMENTS_CHARS:
+        return _remembered_compact(arguments)
+    return _compacted(arguments)
+
+
+_REMEMBERED_ARGUMENTS_CHARS = 1024
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_compact(arguments: str) -> str:
+    return _compacted(arguments)
+
+
+def _compacted(arguments: str) -> str:
+    try:
+        value = json.loads(arguments)
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
+        return arguments
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _arguments_value(arguments: object) -> object:

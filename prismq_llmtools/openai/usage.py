@@ -13,7 +13,9 @@ certain; otherwise the ordinary ``getattr`` decides, so the result is always the
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from prismq_llmtools.usage import Usage
@@ -45,10 +47,29 @@ lookup is pydantic ``BaseModel``'s, unchanged; ``None`` for any other class."""
 
 
 def _pydantic_class_names(cls: type) -> frozenset[str] | None:
-    try:
-        return _CLASS_NAMES[cls]
-    except KeyError:
-        pass
+    names = _CLASS_NAMES.get(cls, _UNSEEN)
+    return _learn_class(cls) if names is _UNSEEN else names
+
+
+_UNSEEN = frozenset({"<not yet seen>"})
+
+_READ_NAMES = frozenset(
+    {
+        "usage", "model", "id", "service_tier", "http_response", "choices", "status",
+        "finish_reason", "prompt_tokens", "completion_tokens", "prompt_tokens_details",
+        "completion_tokens_details", "input_tokens", "output_tokens", "input_tokens_details",
+        "output_tokens_details", "cached_tokens", "reasoning_tokens",
+    }
+)  # fmt: skip
+"""The public names this module reads from responses (none is a private attribute)."""
+
+_FIELDS_READABLE: dict[type, bool] = {}
+"""Per pydantic class: whether every name of ``_READ_NAMES`` that is not a field of an
+instance is absent from it (no class attribute answers it), so that, on an instance with
+no extra fields, reading one is a lookup in its ``__dict__``."""
+
+
+def _learn_class(cls: type) -> frozenset[str] | None:
     base: Any = getattr(sys.modules.get("pydantic"), "BaseModel", None)  # the model's
     names = None
     if (
@@ -60,6 +81,8 @@ def _pydantic_class_names(cls: type) -> frozenset[str] | None:
         names = frozenset(name for klass in cls.__mro__ for name in klass.__dict__)
     if len(_CLASS_NAMES) >= 1024:  # classes are few; bound it anyway
         _CLASS_NAMES.clear()
+        _FIELDS_READABLE.clear()
+    _FIELDS_READABLE[cls] = names is not None and names.isdisjoint(_READ_NAMES)
     _CLASS_NAMES[cls] = names
     return names
 
@@ -72,14 +95,17 @@ def _attr(obj: Any, name: str) -> Any:
     Anything unusual (a private attribute with a descriptor default, a model not fully
     initialised, any other class) goes through ``getattr`` itself, so the answer is the same.
     """
-    class_names = _pydantic_class_names(type(obj))
+    cls = type(obj)
+    class_names = _CLASS_NAMES.get(cls, _UNSEEN)  # _pydantic_class_names, on every read
+    if class_names is _UNSEEN:
+        class_names = _learn_class(cls)
     if class_names is None or name in class_names:
         return getattr(obj, name, None)
     try:
         fields = obj.__dict__
         if name in fields:
             return fields[name]
-        private = type(obj).__private_attributes__
+        private = cls.__private_attributes__
         if name in private:
             if hasattr(private[name], "__get__"):
                 return getattr(obj, name, None)
@@ -97,6 +123,29 @@ def _get(obj: Any, name: str) -> Any:
     return _attr(obj, name)
 
 
+def _reader(obj: Any) -> Callable[[str], Any]:
+    """``_get`` bound to ``obj``: for a dict or a plain pydantic model, its own ``get``.
+
+    A response is read field by field (usage, model, id, token counts, details); one
+    lookup each is what a field read costs.
+    """
+    if isinstance(obj, dict):
+        return obj.get
+    cls = type(obj)
+    readable = _FIELDS_READABLE.get(cls)
+    if readable is None:
+        _learn_class(cls)
+        readable = _FIELDS_READABLE.get(cls, False)
+    if readable:
+        try:
+            if not obj.__pydantic_extra__:
+                fields: dict[str, Any] = obj.__dict__
+                return fields.get
+        except AttributeError:  # not fully initialised: read attribute by attribute
+            pass
+    return partial(_attr, obj)
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -105,19 +154,22 @@ def parse_usage(usage: Any) -> Usage | None:
     """Map any of OpenAI's usage shapes onto :class:`Usage`, or ``None`` if absent."""
     if usage is None:
         return None
-    prompt_tokens = _get(usage, "prompt_tokens")
-    if prompt_tokens is None and _get(usage, "input_tokens") is not None:  # Responses API
-        input_tokens = _int(_get(usage, "input_tokens"))
-        output_tokens = _int(_get(usage, "output_tokens"))
-        input_details = _get(usage, "input_tokens_details")
-        output_details = _get(usage, "output_tokens_details")
+    get = _reader(usage)
+    prompt_tokens = get("prompt_tokens")
+    if prompt_tokens is None and get("input_tokens") is not None:  # Responses API
+        input_tokens = _int(get("input_tokens"))
+        output_tokens = _int(get("output_tokens"))
+        input_details = get("input_tokens_details")
+        output_details = get("output_tokens_details")
     else:  # chat, completions, embeddings
         input_tokens = _int(prompt_tokens)
-        output_tokens = _int(_get(usage, "completion_tokens"))
-        input_details = _get(usage, "prompt_tokens_details")
-        output_details = _get(usage, "completion_tokens_details")
-    cached = _int(_get(input_details, "cached_tokens")) if input_details is not None else 0
-    reasoning = _int(_get(output_details, "reasoning_tokens")) if output_details is not None else 0
+        output_tokens = _int(get("completion_tokens"))
+        input_details = get("prompt_tokens_details")
+        output_details = get("completion_tokens_details")
+    cached = _int(_reader(input_details)("cached_tokens")) if input_details is not None else 0
+    reasoning = (
+        _int(_reader(output_details)("reasoning_tokens")) if output_details is not None else 0
+    )
     return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
@@ -133,6 +185,8 @@ def service_tier(obj: Any) -> str | None:
 
 
 def _is_raw_response(obj: Any) -> bool:
+    if isinstance(obj, dict):
+        return False
     return _attr(obj, "http_response") is not None and callable(getattr(obj, "parse", None))
 
 
@@ -146,19 +200,21 @@ def facts_from_response(obj: Any) -> ResponseFacts | None:
         if getattr(obj, "_is_sse_stream", False) or getattr(obj, "_stream", False):
             return ResponseFacts(usage=None, request_id=request_id, headers=headers)
         obj = obj.parse()
-    usage_obj = _get(obj, "usage")
+    get = _reader(obj)
+    usage_obj = get("usage")
     if usage_obj is None:
         if headers is None:
             return None
         return ResponseFacts(usage=None, request_id=request_id, headers=headers)
-    model = _get(obj, "model")
-    response_id = _get(obj, "id")
+    model = get("model")
+    response_id = get("id")
+    tier = get("service_tier")
     return ResponseFacts(
         usage=parse_usage(usage_obj),
         model=model if isinstance(model, str) else None,
         response_id=response_id if isinstance(response_id, str) else None,
         request_id=request_id or _attr(obj, "_request_id"),
-        service_tier=service_tier(obj),
+        service_tier=tier if isinstance(tier, str) else None,
         headers=headers,
     )
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 from prismq_llmtools import _state, events
 from prismq_llmtools.call import Call
-from prismq_llmtools.pricing.money import cost_of
+from prismq_llmtools.pricing.money import total_usd_of
 from prismq_llmtools.settings import register_section, settings
 
 if TYPE_CHECKING:
@@ -75,10 +75,9 @@ def cost_call(call: Call, *, unknown: UnknownPrice = "estimate") -> None:
             model = asked
     if price is None:
         price = table.price_for(model or "", unknown=unknown)
-    cost = cost_of(usage, price, batch=call.batch_api, service_tier=call.service_tier)
-    call.cost_usd = cost.total_usd
-    call.price_known = cost.price_known
-    if not cost.price_known:
+    call.cost_usd = total_usd_of(usage, price, batch=call.batch_api, service_tier=call.service_tier)
+    call.price_known = price.known
+    if not price.known:
         call.price_stand_in = _stand_in(table, price)
         if _first_warning(model or ""):
             events.emit(

@@ -23,6 +23,7 @@ __all__ = [
     "UnknownPricePolicy",
     "cost_of",
     "format_usd",
+    "total_usd_of",
     "usd_per_million",
 ]
 
@@ -254,8 +255,7 @@ def format_usd(amount: Decimal) -> str:
 
 
 def _usd(tokens: int, usd_per_million_tokens: Decimal) -> Decimal:
-    product = _EXACT.multiply(Decimal(tokens), usd_per_million_tokens)
-    return _EXACT.scaleb(product, -6)
+    return _EXACT.scaleb(_EXACT.multiply(tokens, usd_per_million_tokens), -6)
 
 
 def cost_of(
@@ -273,11 +273,31 @@ def cost_of(
     Returns:
         The cost split into uncached input, cached input and output (reasoning included).
     """
+    uncached, cached, output = _parts(usage, price, batch, service_tier)
+    return Cost(
+        uncached_input_usd=uncached,
+        cached_input_usd=cached,
+        output_usd=output,
+        price_known=price.known,
+    )
+
+
+def total_usd_of(
+    usage: Usage, price: Price, *, batch: bool = False, service_tier: str | None = None
+) -> Decimal:
+    """``cost_of(...).total_usd``, without building the breakdown (every call is priced)."""
+    uncached, cached, output = _parts(usage, price, batch, service_tier)
+    return _EXACT.add(_EXACT.add(uncached, cached), output)
+
+
+def _parts(
+    usage: Usage, price: Price, batch: bool, service_tier: str | None
+) -> tuple[Decimal, Decimal, Decimal]:
+    """Uncached input, cached input and output, in USD, at the rates that apply."""
     _, rates = price.rates_for(batch=batch, service_tier=service_tier)
     rates = rates.for_input_tokens(usage.input_tokens)
-    return Cost(
-        uncached_input_usd=_usd(usage.uncached_input_tokens, rates.input),
-        cached_input_usd=_usd(usage.cached_input_tokens, rates.cached_input_rate),
-        output_usd=_usd(usage.output_tokens, rates.output),
-        price_known=price.known,
+    return (
+        _usd(usage.uncached_input_tokens, rates.input),
+        _usd(usage.cached_input_tokens, rates.cached_input_rate),
+        _usd(usage.output_tokens, rates.output),
     )

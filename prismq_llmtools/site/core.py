@@ -267,11 +267,7 @@ class SiteCore:
     @property
     def unknown_price(self) -> UnknownPrice:
         """What costing does for a model with no known price (``@cost_tracked``'s setting)."""
-        for aspect in self.aspects:
-            decided = aspect.unknown_price()
-            if decided is not None:
-                return decided
-        return "estimate"
+        return self.hooks.unknown_price
 
     def absorb(self, call: Call, finished_at: float) -> None:
         """Count a call of this site that finished in another process (a batch worker's):

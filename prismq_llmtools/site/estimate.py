@@ -7,9 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 from prismq_llmtools.call import Call, Endpoint
-from prismq_llmtools.errors import UnknownModelError
+from prismq_llmtools.errors import LLMToolsError, UnknownModelError
 from prismq_llmtools.openai.models import KNOWN_ENCODINGS
 from prismq_llmtools.openai.request import API_PARAMETERS
+from prismq_llmtools.openai.tokenizer import count_request_with, count_text_with
 from prismq_llmtools.settings import ENV_PREFIX, env_key
 from prismq_llmtools.usage import TokenEstimate, Usage
 
@@ -49,18 +50,17 @@ def worst_case_of(call: Call) -> tuple[Usage, Decimal] | None:
     as a budget reserves it; ``None`` when the request cannot be counted."""
     try:
         estimate = ensure_estimate(call)
-    except Exception:  # an unknown model or an unreadable request: nothing to count
+    except LLMToolsError:  # an unknown model, an unreadable request, no vocabulary...
         return None
     if estimate is None:
         return None
     from prismq_llmtools.pricing import price_table
-    from prismq_llmtools.pricing.money import cost_of
+    from prismq_llmtools.pricing.money import total_usd_of
 
     usage = Usage(input_tokens=estimate.prompt_tokens, output_tokens=estimate.completion_cap or 0)
     price = price_table().price_for(estimate.model, unknown="estimate")
     tier = call.request.body.get("service_tier") if call.request is not None else None
-    cost = cost_of(usage, price, service_tier=tier if isinstance(tier, str) else None)
-    return usage, cost.total_usd
+    return usage, total_usd_of(usage, price, service_tier=tier if isinstance(tier, str) else None)
 
 
 def count_for_site(call: Call, body: Mapping[str, Any], endpoint: Endpoint) -> TokenEstimate:
@@ -70,8 +70,6 @@ def count_for_site(call: Call, body: Mapping[str, Any], endpoint: Endpoint) -> T
         UnknownModelError: The site sets no tokenizer and the model is unknown; the message
             names this site's settings that choose one.
     """
-    from prismq_llmtools.openai.tokenizer import count_request_with
-
     try:
         return count_request_with(body, endpoint=endpoint, tokenizer=call.tokenizer)
     except UnknownModelError as exc:
@@ -105,7 +103,5 @@ def count_output_text(call: Call, result: Any) -> int:
     anything else."""
     if not isinstance(result, str) or call.estimate is None:
         return 0
-    from prismq_llmtools.openai.tokenizer import count_text_with
-
     # The site's setting itself, not the estimate's name of it (which hides credentials).
     return count_text_with(result, tokenizer=call.tokenizer or call.estimate.encoding)

@@ -198,7 +198,7 @@ def finish(site: SiteCore, call: Call, hooks: Hooks, result: Any) -> None:
         site.errors += 1
     resolve_usage(call, result)
     if call.usage is not None:
-        cost_call(call, unknown=site.unknown_price)
+        cost_call(call, unknown=hooks.unknown_price)
     for settle in hooks.settle:
         settle(call)
     if call.outcome == "ok":

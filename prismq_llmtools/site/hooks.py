@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from prismq_llmtools.aspect import Aspect
+from prismq_llmtools.aspect import Aspect, UnknownPrice
 
 __all__ = ["Hooks"]
 
@@ -26,6 +26,7 @@ class Hooks:
         "reserve",
         "retry",
         "settle",
+        "unknown_price",
     )
 
     def __init__(self, aspects: Sequence[Aspect[Any]]) -> None:
@@ -43,3 +44,8 @@ class Hooks:
         self.finish = hooks("finish")
         retriers = [aspect for aspect, names in active if "retry_delay" in names]
         self.retry: Aspect[Any] | None = retriers[0] if retriers else None
+        # Not a hook: the pricing policy decided by the same settings (``@cost_tracked``'s).
+        decided = (aspect.unknown_price() for aspect in aspects)
+        self.unknown_price: UnknownPrice = next(
+            (policy for policy in decided if policy is not None), "estimate"
+        )

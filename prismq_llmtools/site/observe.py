@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prismq_llmtools.call import Call
+from prismq_llmtools.openai.usage import facts_from_response
 from prismq_llmtools.usage import Usage
 
 __all__ = ["resolve_usage"]
@@ -39,8 +40,6 @@ def _resolve_read(call: Call, result: Any) -> None:
         call.usage_source = "estimated" if call.usage_estimated else "observed"
         return
     if call.outcome == "ok" and _looks_like_openai(result):
-        from prismq_llmtools.openai.usage import facts_from_response
-
         facts = facts_from_response(result)
         if facts is not None:
             call.response_model = call.response_model or facts.model

@@ -77,6 +77,16 @@ class WithGetattr(pydantic.BaseModel):
         return f"computed {name}"
 
 
+class WithProperty(pydantic.BaseModel):
+    """A read name answered by a class attribute: never read from the instance's fields."""
+
+    usage: dict[str, int] | None = None
+
+    @property
+    def model(self) -> str:
+        return "from the property"
+
+
 class Loose(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="allow")
 
@@ -114,6 +124,7 @@ def objects() -> list[Any]:
         with_extras.usage,
         private,
         WithGetattr(),
+        WithProperty(usage={"prompt_tokens": 2}),
         Loose(usage=None, http_response=1),
         response,
         response.usage,
@@ -138,7 +149,24 @@ def test_facts_equal_the_plain_getattr_reading(obj: Any, monkeypatch: pytest.Mon
     """facts_from_response gives the same facts with and without the quick lookup."""
     quick = facts_from_response(obj)
     monkeypatch.setattr(usage_module, "_attr", lambda obj, name: getattr(obj, name, None))
+    monkeypatch.setattr(usage_module, "_reader", _plain_reader)
     assert facts_from_response(obj) == quick
+
+
+def _plain_reader(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return obj.get
+    return lambda name: getattr(obj, name, None)
+
+
+@pytest.mark.parametrize("obj", objects(), ids=lambda o: type(o).__name__)
+def test_reader_equals_getattr(obj: Any) -> None:
+    """_reader(obj)(name) is getattr(obj, name, None) (a dict's get for a dict)."""
+    read = usage_module._reader(obj)
+    for name in sorted(usage_module._READ_NAMES):
+        expected = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+        found = read(name)
+        assert found is expected or found == expected, name
 
 
 def test_chat_completion_facts() -> None:

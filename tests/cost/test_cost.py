@@ -32,6 +32,7 @@ from prismq_llmtools.cost import (
     usd_per_million,
 )
 from prismq_llmtools.errors import ConfigurationError, LLMToolsError, UnknownPriceError
+from prismq_llmtools.pricing.money import total_usd_of
 from prismq_llmtools.usage import Usage
 
 D = Decimal
@@ -246,6 +247,16 @@ def test_cached_and_reasoning_tokens_are_never_double_counted(usage: Usage, pric
     cost = cost_of(usage, price)
     assert Fraction(cost.total_usd) == expected
     assert cost == cost_of(replace(usage, reasoning_tokens=0), price)
+
+
+@given(usages(), prices(), st.booleans(), st.sampled_from([None, "flex", "priority"]))
+def test_total_without_breakdown_is_the_breakdowns_total(
+    usage: Usage, price: Price, batch: bool, service_tier: str | None
+) -> None:
+    """total_usd_of (what each call is priced with) is cost_of's total, digit for digit."""
+    total = total_usd_of(usage, price, batch=batch, service_tier=service_tier)
+    expected = cost_of(usage, price, batch=batch, service_tier=service_tier).total_usd
+    assert (total, str(total)) == (expected, str(expected))
 
 
 @given(usages(), prices(), st.booleans())

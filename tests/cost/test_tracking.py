@@ -13,6 +13,7 @@ import pytest
 
 from prismq_llmtools import Usage, cost_tracked, retried, usage_totals
 from prismq_llmtools.cost import cost_of
+from prismq_llmtools.errors import UnknownPriceError
 from prismq_llmtools.pricing import price_table
 from tests.core.fakes import Script, chat_body, chunk, client, ok, sse
 from tests.drivers import Mode, Steps
@@ -274,3 +275,26 @@ def test_an_untracked_nested_call_counts_once_in_its_tracked_ancestor() -> None:
     assert by_operation["pipeline/helper"].input_tokens == 12
     assert usage_totals().total().input_tokens == 24
     assert usage_totals().by_operation()["pipeline"].input_tokens == 24
+
+
+def test_unknown_price_policy_changed_at_run_time_prices_the_next_call(mode: Mode) -> None:
+    """configure() and override() of unknown_price decide how the next call is priced."""
+    api = client(Script(*(ok(chat_body(model="local-c")) for _ in range(3))), mode)
+
+    @cost_tracked(operation="op")
+    @mode.make
+    def ask() -> Steps[str]:
+        r = yield api.chat.completions.create(
+            model="local-c", messages=[{"role": "user", "content": "x"}]
+        )
+        return r.choices[0].message.content or ""
+
+    mode.invoke(ask)
+    estimated = usage_totals().total().cost_usd
+    assert estimated > 0
+    with ask.llm.override(unknown_price="zero"):
+        mode.invoke(ask)
+    assert usage_totals().total().cost_usd == estimated
+    ask.llm.configure(unknown_price="raise")
+    with pytest.raises(UnknownPriceError):
+        mode.invoke(ask)

@@ -49,9 +49,9 @@ def test_special_token_text_is_counted_as_text() -> None:
 
 
 def test_assistant_tool_calls_and_tool_results() -> None:
-    """A tool call costs 3 + name + arguments; its result is framed like a function result
-    (4 on o200k models), named after the function called (the rules and their sources are in
-    tests/tokens/test_tokens_tools.py)."""
+    """A tool call costs 3 + name + arguments (on o200k models as JSON without spaces); its
+    result is framed like a function result (4 on o200k models), named after the function
+    called (the rules and their sources are in tests/tokens/test_tokens_tools.py)."""
     call = {
         "id": "call_abc123",
         "type": "function",
@@ -62,7 +62,7 @@ def test_assistant_tool_calls_and_tool_results() -> None:
         {"role": "tool", "tool_call_id": "call_abc123", "content": "18 C, sunny"},
     ]
     overhead = tools_format.CALL_OVERHEAD
-    expected = 3 + o200k("assistant") + overhead + o200k("get_weather") + o200k('{"city": "Paris"}')
+    expected = 3 + o200k("assistant") + overhead + o200k("get_weather") + o200k('{"city":"Paris"}')
     expected += 4 + o200k("tool") + o200k("get_weather") + 1 + o200k("18 C, sunny")
     assert chat(history) == expected + 3
 

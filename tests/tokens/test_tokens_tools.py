@@ -14,8 +14,15 @@ names its public source. Sources:
   ``validateWithChatGPT`` (gpt-3.5-turbo and gpt-4).
 - [agent_kit] github.com/CtwoC/agent_kit, ``client/output_style/openai_output.py`` (the
   requests) and ``client/output_style/openai_output.md`` (the responses, gpt-4o-2024-08-06).
-- [pydantic-ai] github.com/pydantic/pydantic-ai, ``tests/models/cassettes/test_openai/``:
-  recorded request bodies and the API's responses, usage included (file names below).
+- [pydantic-ai] github.com/pydantic/pydantic-ai, ``tests/models/cassettes/test_openai/``,
+  ``tests/cassettes/test_dbos/`` and ``tests/cassettes/test_temporal/``: recorded request
+  bodies and the API's responses, usage included (file names below).
+- [crewai] github.com/crewAIInc/crewAI, ``lib/crewai/tests/cassettes/agents/``: recorded
+  request bodies and the API's responses, usage included (file names below).
+- [mirascope] github.com/Mirascope/mirascope, ``python/tests/e2e/output/cassettes/``:
+  recorded requests and the API's responses (gzip-compressed in the file), usage included.
+- [harmony] github.com/openai/harmony, ``src/encoding.rs``: OpenAI's published renderer of
+  tool definitions for its open-weight models (no counts; the title comment form).
 - [openai-java#5] github.com/forestwanglin/openai-java/issues/5: a gpt-4 request with a
   tool call and its result, "OpenAI Count: 35".
 - [forum-538914] community.openai.com/t/strange-token-cost-calculation-for-tool-calls/538914:
@@ -29,6 +36,7 @@ names its public source. Sources:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -728,15 +736,22 @@ def test_nested_objects_and_arrays_render_as_typescript() -> None:
     assert "t?: string | null," in rendered
 
 
-def test_definitions_cost_their_rendering_plus_framing() -> None:
-    """Without a system message, definitions add their rendered text's tokens and 9."""
+@pytest.mark.parametrize(
+    ("model", "encoding", "saving"), [("gpt-4", "cl100k_base", 0), ("gpt-4o", "o200k_base", 1)]
+)
+def test_definitions_cost_their_rendering_plus_framing(
+    model: str, encoding: str, saving: int
+) -> None:
+    """Without a system message, definitions add their rendered text's tokens and 9; on
+    o200k, less 1 per parameter block whose first line is a parameter (RECIPE's is)."""
     functions = [RECIPE]
+    assert tools_format.bare_blocks(functions) == 1
     with_functions = count_request(
-        {"model": "gpt-4o", "messages": HELLO, "functions": functions}
+        {"model": model, "messages": HELLO, "functions": functions}
     ).prompt_tokens
-    without = count_request({"model": "gpt-4o", "messages": HELLO}).prompt_tokens
-    rendered = count_text(tools_format.render_namespace(functions), encoding="o200k_base")
-    assert with_functions - without == rendered + tools_format.DEFINITIONS_OVERHEAD
+    without = count_request({"model": model, "messages": HELLO}).prompt_tokens
+    rendered = count_text(tools_format.render_namespace(functions), encoding=encoding)
+    assert with_functions - without == rendered + tools_format.DEFINITIONS_OVERHEAD - saving
 
 
 def test_responses_tools_and_instructions_count_like_chat() -> None:
@@ -846,28 +861,32 @@ def _open_url_history(calls: int, result: str) -> list[dict[str, Any]]:
 
 def test_parallel_results_are_counted_json_escaped() -> None:
     """Results of several calls made in one message reach the model JSON-escaped, so
-    "你好" costs its ``\\u4f60\\u597d`` tokens ([forum-816259], [forum-1375117]); the result
+    "你好" costs its ``\\u4f60\\u597d`` tokens ([forum-816259], [forum-1375117]): on o200k
+    as one message listing them as JSON, on cl100k each as a result of its own; the result
     of a single call is counted as sent."""
     chinese = "result: 这是一句中文示例你好"
-    escaped = '"result: \\u8fd9\\u662f\\u4e00\\u53e5\\u4e2d\\u6587\\u793a\\u4f8b\\u4f60\\u597d"'[
-        1:-1
-    ]
-    extra = count_text(escaped, encoding="o200k_base") - count_text(chinese, encoding="o200k_base")
-    assert extra > 0
+    plain = "result: plain"
+    escaped = json.dumps(chinese)[1:-1]
+    assert "\\u4f60\\u597d" in escaped
+    assert count_text(escaped, encoding="o200k_base") > count_text(chinese, encoding="o200k_base")
 
-    def prompt(calls: int, result: str) -> int:
-        body = {"model": "gpt-4o", "messages": _open_url_history(calls, result)}
+    def prompt(model: str, calls: int, result: str) -> int:
+        body = {"model": model, "messages": _open_url_history(calls, result)}
         return count_request(body).prompt_tokens
 
-    assert prompt(2, chinese) - prompt(2, "result: plain") == 2 * (
-        extra
-        + count_text(chinese, encoding="o200k_base")
-        - count_text("result: plain", encoding="o200k_base")
-    )
-    single = prompt(1, chinese) - prompt(1, "result: plain")
-    assert single == count_text(chinese, encoding="o200k_base") - count_text(
-        "result: plain", encoding="o200k_base"
-    )
+    def o200k(text: str) -> int:
+        return count_text(text, encoding="o200k_base")
+
+    def cl100k(text: str) -> int:
+        return count_text(text, encoding="cl100k_base")
+
+    joined = o200k(json.dumps([chinese, chinese])) - o200k(json.dumps([plain, plain]))
+    assert prompt("gpt-4o", 2, chinese) - prompt("gpt-4o", 2, plain) == joined
+    each = cl100k(escaped) - cl100k(json.dumps(plain)[1:-1])
+    assert prompt("gpt-4", 2, chinese) - prompt("gpt-4", 2, plain) == 2 * each
+    for model, text_count in (("gpt-4o", o200k), ("gpt-4", cl100k)):
+        single = prompt(model, 1, chinese) - prompt(model, 1, plain)
+        assert single == text_count(chinese) - text_count(plain)
 
 
 # [pydantic-ai] cassettes: the request bodies as recorded, and the API's prompt_tokens.
@@ -921,6 +940,26 @@ TEMPERATURE_TOOL: dict[str, Any] = {
         "strict": True,
     },
 }
+
+
+DELETE_FILE_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "description": "",
+        "name": "delete_file",
+        "parameters": {
+            "additionalProperties": False,
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+            "type": "object",
+        },
+        "strict": True,
+    },
+}
+HITL_TURNS: list[dict[str, Any]] = [
+    {"content": "Just call tools without asking for confirmation.", "role": "system"},
+    {"content": "Delete the file `.env`", "role": "user"},
+]
 
 
 def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
@@ -1081,15 +1120,40 @@ def test_o200k_tool_results_match_api_reported_counts(
             51,
             id="gpt-4.1-mini-responses",
         ),
+        pytest.param(  # tests/cassettes/test_temporal/test_temporal_agent_with_hitl_tool.yaml
+            {  # gpt-4o-2024-08-06
+                "model": "gpt-4o",
+                "messages": HITL_TURNS,
+                "tool_choice": "auto",
+                "tools": [DELETE_FILE_TOOL],
+            },
+            51,
+            id="gpt-4o-system",
+        ),
+        pytest.param(  # tests/cassettes/test_temporal/test_temporal_agent_with_hitl_tool.yaml
+            {  # gpt-4o-2024-08-06
+                "model": "gpt-4o",
+                "messages": [
+                    *HITL_TURNS,
+                    _call("call_Cph2RPOCb9iTlHFKJpDoGGJ3", "delete_file", '{"path":".env"}'),
+                    _result("call_Cph2RPOCb9iTlHFKJpDoGGJ3", "true"),
+                ],
+                "tool_choice": "auto",
+                "tools": [DELETE_FILE_TOOL],
+            },
+            75,
+            id="gpt-4o-system-one-result",
+        ),
     ],
 )
-def test_first_parameter_without_description_is_overcounted_by_one_on_o200k(
+def test_o200k_block_opening_with_a_parameter_costs_one_token_less(
     body: dict[str, Any], api_prompt_tokens: int
 ) -> None:
-    """A definition whose first parameter has no description counts 1 token above the API's
-    figure on o200k ([pydantic-ai]; with ``tool_choice: "required"`` adding nothing); the
-    cause is not isolated (see docs/counting.md), and the error is an over-count."""
-    assert count_request(body).prompt_tokens == api_prompt_tokens + 1
+    """On o200k a parameter block whose first line is a parameter (its first parameter has
+    no description or title) costs one token less than its text ([pydantic-ai]; with
+    ``tool_choice: "required"`` adding nothing)."""
+    assert tools_format.bare_blocks(tools_format.function_definitions(body)) == 1
+    assert count_request(body).prompt_tokens == api_prompt_tokens
 
 
 def _agent_tool(
@@ -1221,44 +1285,46 @@ def _agent_body(messages: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def test_many_tools_with_docstring_descriptions_match_up_to_the_known_over_count() -> None:
-    """24 tools with multi-line, indented descriptions (counted stripped): the API reported
-    465, and our count is 7 above, one per definition whose first parameter has no
-    description, the documented over-count ([pydantic-ai] test_dbos cassette)."""
-    first_undescribed = sum(
-        1
-        for tool in AGENT_TOOLS
-        if (props := tool["function"]["parameters"]["properties"])
-        and "description" not in next(iter(props.values()))
-    )
-    assert first_undescribed == 7
-    assert count_request(_agent_body([AGENT_QUESTION])).prompt_tokens == 465 + first_undescribed
+def test_many_tools_with_docstring_descriptions_match_api_reported_count() -> None:
+    """24 tools with multi-line, indented descriptions (counted stripped), 7 of them with a
+    parameter block opening with a parameter: the API reported 465 ([pydantic-ai]
+    test_dbos/test_complex_agent_run_in_workflow.yaml; the same request in
+    test_temporal/test_complex_agent_run.yaml reported 465 too)."""
+    definitions = tools_format.function_definitions(_agent_body([AGENT_QUESTION]))
+    assert tools_format.bare_blocks(definitions) == 7
+    assert count_request(_agent_body([AGENT_QUESTION])).prompt_tokens == 465
+
+
+AFTER_WEATHER = [
+    *AFTER_PARALLEL,
+    _call("call_bSctI9YLYVKPBGHPS9uwoamg", "get_weather", '{"city":"Mexico City"}'),
+    _result("call_bSctI9YLYVKPBGHPS9uwoamg", "sunny"),
+]
 
 
 @pytest.mark.parametrize(
-    ("messages", "api_prompt_tokens", "known_error"),
+    ("messages", "api_prompt_tokens"),
     [
-        pytest.param(AFTER_PARALLEL, 524, 16, id="two-parallel-calls"),
+        pytest.param(AFTER_PARALLEL, 524, id="two-parallel-calls"),
+        pytest.param(AFTER_WEATHER, 549, id="then-one-more-call"),
         pytest.param(
             [
-                *AFTER_PARALLEL,
-                _call("call_bSctI9YLYVKPBGHPS9uwoamg", "get_weather", '{"city":"Mexico City"}'),
-                _result("call_bSctI9YLYVKPBGHPS9uwoamg", "sunny"),
+                *AFTER_WEATHER,
+                _call("call_a9M9ddwjl7r2k8MI8M1fwx7T", "get_product_name_link", "{}"),
+                _result("call_a9M9ddwjl7r2k8MI8M1fwx7T", "Pydantic AI\n"),
             ],
             576,
-            -11,
-            id="then-one-more-call",
+            id="then-two-more-calls",
         ),
     ],
 )
-def test_parallel_call_history_errors_are_the_documented_ones(
-    messages: list[dict[str, Any]], api_prompt_tokens: int, known_error: int
+def test_parallel_calls_and_the_calls_after_them_match_api_reported_counts(
+    messages: list[dict[str, Any]], api_prompt_tokens: int
 ) -> None:
-    """Parallel tool-call history on o200k is an estimate: the [pydantic-ai] test_dbos counts
-    are 524 (ours 16 above: 7 definitions, 9 the wrapper) and 576 (ours 11 below); the
-    figures are pinned so that a change of rule shows up here and in docs/counting.md."""
-    estimate = count_request(_agent_body(messages)).prompt_tokens
-    assert estimate - api_prompt_tokens == known_error
+    """[pydantic-ai] test_dbos/test_complex_agent_run_in_workflow.yaml (gpt-4o; the first
+    two also in test_temporal/test_complex_agent_run.yaml): two parallel calls and their
+    results cost 59, the single calls after them 25 and 27."""
+    assert count_request(_agent_body(messages)).prompt_tokens == api_prompt_tokens
 
 
 @pytest.mark.parametrize(
@@ -1331,3 +1397,486 @@ def test_responses_tool_requests_are_within_three_tokens(
     2026) is within 3 tokens of ours (66 for 64, 57 for 59); the Responses framing is an
     estimate (docs/counting.md)."""
     assert abs(count_request(body).prompt_tokens - api_input_tokens) <= 3
+
+
+def test_content_parts_with_a_tool_match_api_reported_count() -> None:
+    """A one-part user message beside a tool on gpt-4o: 46, as recorded ([pydantic-ai]
+    test_openai/test_image_as_binary_content_tool_response.yaml, gpt-4o-2024-08-06)."""
+    body = {
+        "model": "gpt-4o",
+        "messages": [
+            {
+                "content": [
+                    {
+                        "text": "What fruit is in the image you can get from the get_image tool?",
+                        "type": "text",
+                    }
+                ],
+                "role": "user",
+            }
+        ],
+        "tool_choice": "auto",
+        "tools": [_agent_tool("get_image")],
+    }
+    assert count_request(body).prompt_tokens == 46
+
+
+# [crewai] recordings: parameters generated from pydantic models carry a ``title``.
+def _titled_tool(name: str, description: str, key: str, about: str) -> dict[str, Any]:
+    prop = {"description": about, "title": key.capitalize(), "type": "string"}
+    parameters = {"properties": {key: prop}, "required": [key], "type": "object"}
+    return {
+        "type": "function",
+        "function": {"name": name, "description": description, "parameters": parameters},
+    }
+
+
+CALCULATOR_TOOL = _titled_tool(
+    "calculator",
+    "Perform mathematical calculations. Use this for any math operations.",
+    "expression",
+    "Mathematical expression to evaluate",
+)
+COUNTING_TOOL = _titled_tool(
+    "counting_tool", "A tool that counts how many times it's been called", "value", "Value to count"
+)
+SEARCH_TOOLS = [
+    _titled_tool(
+        f"parallel_local_search_{word}",
+        f"Local search tool #{number} for concurrency testing.",
+        "query",
+        "Search query",
+    )
+    for number, word in ((1, "one"), (2, "two"), (3, "three"))
+]
+for _tool in SEARCH_TOOLS:
+    _tool["function"]["strict"] = True
+    _tool["function"]["parameters"]["additionalProperties"] = False
+CREW_TASK = (
+    "\nCurrent Task: {task}\n\nThis is the expected criteria for your final answer: {criteria}"
+    "\nyou MUST return the actual complete content as the final answer, not a summary.\n\nThis"
+    " is VERY important to you, your job depends on it!"
+)
+CALCULATOR_TURNS: list[dict[str, Any]] = [
+    {
+        "role": "system",
+        "content": "You are Calculator. You calculate things.\nYour personal goal is: Perform"
+        " calculations efficiently",
+    },
+    {"role": "user", "content": CREW_TASK.format(task="What is 100 / 4?", criteria="The result")},
+]
+COUNTING_TURNS: list[dict[str, Any]] = [
+    {
+        "role": "system",
+        "content": "You are Counting Agent. You are an agent that counts things.\nYour personal"
+        " goal is: Call the counting tool multiple times",
+    },
+    {
+        "role": "user",
+        "content": CREW_TASK.format(
+            task="Call the counting_tool 3 times with values 'first', 'second', and 'third'",
+            criteria="The results of the counting operations",
+        ),
+    },
+]
+SEARCH_TURNS: list[dict[str, Any]] = [
+    {
+        "role": "system",
+        "content": "You are Parallel Tool Agent. You follow tool instructions precisely.\nYour"
+        " personal goal is: Use both tools exactly as instructed",
+    },
+    {
+        "role": "user",
+        "content": "\nCurrent Task: This is a tool-calling compliance test. In your next"
+        " assistant turn, emit exactly 3 tool calls in the same response (parallel tool calls),"
+        " in this order: 1) parallel_local_search_one(query='latest OpenAI model release"
+        " notes'), 2) parallel_local_search_two(query='latest Anthropic model release notes'),"
+        " 3) parallel_local_search_three(query='latest Gemini model release notes'). Do not"
+        " call any other tools and do not answer before those 3 tool calls are emitted. After"
+        " the tool results return, provide a one paragraph summary.",
+    },
+]
+ANALYZE = {
+    "role": "user",
+    "content": "Analyze the tool result. If requirements are met, provide the Final Answer."
+    " Otherwise, call the next tool. Deliver only the answer without meta-commentary.",
+}
+SEARCHES = [
+    ("call_kz1qLLRsugXwWiQMeH9oFAep", "one", "OpenAI"),
+    ("call_yNouGq1Kv6P5W9fhTng6acZi", "two", "Anthropic"),
+    ("call_O7MqnuniDmyT6a0BS31GTunB", "three", "Gemini"),
+]
+SEARCH_CALLS: dict[str, Any] = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [
+        {
+            "id": call_id,
+            "type": "function",
+            "function": {
+                "name": f"parallel_local_search_{word}",
+                "arguments": f'{{"query": "latest {vendor} model release notes"}}',
+            },
+        }
+        for call_id, word, vendor in SEARCHES
+    ],
+}
+SEARCH_RESULTS = [
+    {
+        "role": "tool",
+        "tool_call_id": call_id,
+        "name": f"parallel_local_search_{word}",
+        "content": f"[{word}] latest {vendor} model release notes",
+    }
+    for call_id, word, vendor in SEARCHES
+]
+
+
+def _counting_round(call_id: str, value: str) -> list[dict[str, Any]]:
+    return [
+        _call(call_id, "counting_tool", f'{{"value": "{value}"}}'),
+        _result(call_id, f"Counted: {value}"),
+        ANALYZE,
+    ]
+
+
+def _crew_body(model: str, messages: list[dict[str, Any]], tools: list[Any]) -> dict[str, Any]:
+    return {"messages": messages, "model": model, "tool_choice": "auto", "tools": tools}
+
+
+def test_parameter_titles_render_as_harmony_writes_them() -> None:
+    """A parameter's ``title`` is written above its description as ``// TITLE`` and ``//``,
+    the form of OpenAI's own renderer ([harmony] ``json_schema_to_typescript``)."""
+    text = tools_format.render_namespace([SEARCH_TOOLS[0]["function"]])
+    assert "(_: {\n// Query\n//\n// Search query\nquery: string,\n})" in text
+    untitled = {"properties": {"q": {"title": " ", "type": "string"}}, "type": "object"}
+    assert "(_: {\nq?: string,\n})" in tools_format.render_namespace(
+        [{"name": "f", "parameters": untitled}]
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "api_prompt_tokens"),
+    [
+        pytest.param(
+            _crew_body("gpt-4o-mini", CALCULATOR_TURNS, [CALCULATOR_TOOL]),
+            127,
+            id="one-titled-parameter",
+        ),
+        pytest.param(
+            _crew_body("gpt-4o-mini", COUNTING_TURNS, [COUNTING_TOOL]),
+            150,
+            id="another-titled-parameter",
+        ),
+        pytest.param(
+            _crew_body("gpt-4o-mini", SEARCH_TURNS, SEARCH_TOOLS),
+            259,
+            id="three-titled-tools",
+        ),
+    ],
+)
+def test_titled_parameters_match_api_reported_counts(
+    body: dict[str, Any], api_prompt_tokens: int
+) -> None:
+    """gpt-4o-mini-2024-07-18 with parameters that have a title: exact with the title lines,
+    3 tokens per title below without them. [crewai] lib/crewai/tests/cassettes/agents/:
+
+    - one-titled-parameter: TestNativeToolCallingTokenUsage.test_openai_native_tool_calling_
+      token_usage.yaml (the file name is one word)
+    - another-titled-parameter: TestMaxUsageCountWithNativeToolCalling.test_max_usage_count_
+      tracked_in_native_tool_calling.yaml
+    - three-titled-tools: TestOpenAINativeToolCalling.test_openai_parallel_native_tool_
+      calling_test_agent_kickoff.yaml
+    """
+    assert count_request(body).prompt_tokens == api_prompt_tokens
+
+
+@pytest.mark.parametrize(
+    ("body", "api_prompt_tokens"),
+    [
+        pytest.param(
+            _crew_body(
+                "gpt-4o-mini",
+                [*COUNTING_TURNS, *_counting_round("call_HKZQEOJoVeVipb4ftvCStGtL", "first")],
+                [COUNTING_TOOL],
+            ),
+            213,
+            id="counting-round",
+        ),
+        pytest.param(
+            _crew_body(
+                "gpt-4o-mini",
+                [
+                    *COUNTING_TURNS,
+                    *_counting_round("call_HKZQEOJoVeVipb4ftvCStGtL", "first"),
+                    *_counting_round("call_2Ofvfm7nFFPPYIbxA1eosC4h", "second"),
+                ],
+                [COUNTING_TOOL],
+            ),
+            276,
+            id="counting-two-rounds",
+        ),
+        pytest.param(
+            _crew_body("gpt-4o-mini", [*SEARCH_TURNS, SEARCH_CALLS, *SEARCH_RESULTS], SEARCH_TOOLS),
+            377,
+            id="three-parallel-calls",
+        ),
+    ],
+)
+def test_crewai_call_rounds_match_api_reported_counts(
+    body: dict[str, Any], api_prompt_tokens: int
+) -> None:
+    """gpt-4o-mini-2024-07-18: calls whose arguments were sent with spaces
+    (``{"value": "first"}``) count as their JSON without spaces; three parallel calls and
+    their results cost 118. [crewai] lib/crewai/tests/cassettes/agents/, the files of
+    test_titled_parameters_match_api_reported_counts: the counting rounds are the second
+    and third requests of the another-titled-parameter file, three-parallel-calls the second
+    of the three-titled-tools file."""
+    assert count_request(body).prompt_tokens == api_prompt_tokens
+
+
+def test_calculator_round_is_one_token_below() -> None:
+    """gpt-4o-mini-2024-07-18, the second request of the one-titled-parameter file of
+    test_titled_parameters_match_api_reported_counts ([crewai]): 199, ours 198. The
+    calculator's name is one token more after a dot (``.cal`` ``culator``) than alone, so
+    the call or its result may be written with ``functions.calculator``; one recording does
+    not say which. Pinned, as in docs/counting.md."""
+    body = _crew_body(
+        "gpt-4o-mini",
+        [
+            *CALCULATOR_TURNS,
+            _call("call_rZQU4F2cauxK3VUKfLtXoNVC", "calculator", '{"expression":"100 / 4"}'),
+            _result("call_rZQU4F2cauxK3VUKfLtXoNVC", "The result of 100 / 4 is 25.0"),
+            ANALYZE,
+        ],
+        [CALCULATOR_TOOL],
+    )
+    assert count_request(body).prompt_tokens == 199 - 1
+
+
+MATH_TURNS: list[dict[str, Any]] = [
+    {
+        "role": "system",
+        "content": "You are Math Assistant. You are a helpful math assistant.\nYour personal goal"
+        " is: Help users with mathematical calculations",
+    },
+    {
+        "role": "user",
+        "content": "\nCurrent Task: Calculate what is 15 * 8\n\nThis is the expected criteria for"
+        " your final answer: The result of the calculation\nyou MUST return the actual complete"
+        " content as the final answer, not a summary.",
+    },
+]
+STRICT_CALCULATOR = {
+    "type": "function",
+    "function": {
+        **CALCULATOR_TOOL["function"],
+        "strict": True,
+        "parameters": {**CALCULATOR_TOOL["function"]["parameters"], "additionalProperties": False},
+    },
+}
+CRITERIA = (
+    "\n\nThis is the expected criteria for your final answer: A one sentence summary of both"
+    " tool outputs\nyou MUST return the actual complete content as the final answer, not a"
+    " summary."
+)
+SEARCH_TURNS_WITH_CRITERIA = [
+    SEARCH_TURNS[0],
+    {**SEARCH_TURNS[1], "content": SEARCH_TURNS[1]["content"] + CRITERIA},
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "api_prompt_tokens", "known_error"),
+    [
+        pytest.param(
+            _crew_body("gpt-5-nano", SEARCH_TURNS, SEARCH_TOOLS),
+            343,
+            0,
+            id="three-tools",
+        ),
+        pytest.param(
+            _crew_body("gpt-5-nano", [*SEARCH_TURNS, SEARCH_CALLS, *SEARCH_RESULTS], SEARCH_TOOLS),
+            467,
+            -6,
+            id="three-tools-after-parallel-calls",
+        ),
+        pytest.param(
+            _crew_body("gpt-5-nano", SEARCH_TURNS_WITH_CRITERIA, SEARCH_TOOLS),
+            378,
+            0,
+            id="three-tools-longer-task",
+        ),
+        pytest.param(
+            _crew_body(
+                "gpt-5-nano",
+                [*SEARCH_TURNS_WITH_CRITERIA, SEARCH_CALLS, *SEARCH_RESULTS, ANALYZE],
+                SEARCH_TOOLS,
+            ),
+            537,
+            -6,
+            id="three-tools-longer-task-after-parallel-calls",
+        ),
+        pytest.param(
+            _crew_body("gpt-5-nano", MATH_TURNS, [STRICT_CALCULATOR]),
+            208,
+            0,
+            id="one-tool",
+        ),
+    ],
+)
+def test_gpt5_requests_with_tools(
+    body: dict[str, Any], api_prompt_tokens: int, known_error: int
+) -> None:
+    """gpt-5-nano-2025-08-07 with function tools ([crewai] lib/crewai/tests/cassettes/agents/;
+    three-tools and its parallel calls: TestOpenAINativeToolCalling.test_openai_parallel_
+    native_tool_calling_tool_hook_parity_agent_kickoff.yaml, and the same 343 and 467 in
+    TestAzureNativeToolCalling.test_azure_parallel_native_tool_calling_test_agent_kickoff.yaml;
+    three-tools-longer-task and its parallel calls: TestOpenAINativeToolCalling.test_openai_
+    parallel_native_tool_calling_test_crew.yaml; one-tool: TestOpenAINativeToolCalling.test_
+    openai_agent_with_native_tool_calling.yaml; their call ids, not counted, differ from the
+    gpt-4o-mini recording's).
+
+    Every first request is billed 85 tokens above its text, whatever the number of tools:
+    the gpt-5 family's ``function_tools`` overhead, exact with it. After parallel calls the
+    count stays 6 below (the parallel turn costs gpt-5-nano 6 more than gpt-4o-mini, whose
+    figure for the same messages is exact): not modelled, pinned as in docs/counting.md."""
+    assert count_request(body).prompt_tokens - api_prompt_tokens == known_error
+
+
+SECRET_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "secret_retrieval_tool",
+        "description": "A tool that requires a password to retrieve a secret.",
+        "parameters": {
+            "properties": {"password": {"title": "Password", "type": "string"}},
+            "required": ["password"],
+            "additionalProperties": False,
+            "type": "object",
+        },
+        "strict": False,
+    },
+}
+SECRET_TURNS: list[dict[str, Any]] = [
+    {"role": "system", "content": "Use parallel tool calling."},
+    {
+        "role": "user",
+        "content": "Please retrieve the secrets associated with each of these passwords:"
+        " mellon,radiance",
+    },
+]
+SECRET_CALLS: list[dict[str, Any]] = [
+    {
+        "role": "assistant",
+        "annotations": [],
+        "tool_calls": [
+            {
+                "id": call_id,
+                "function": {
+                    "arguments": f'{{"password": "{word}"}}',
+                    "name": "secret_retrieval_tool",
+                },
+                "type": "function",
+            }
+            for call_id, word in (
+                ("call_v6LacIrChvs6ITVpIZqy5tFc", "mellon"),
+                ("call_onyWzk4mLTGKzW9cthmf4Llq", "radiance"),
+            )
+        ],
+    },
+    {
+        "role": "tool",
+        "content": "Welcome to Moria!",
+        "tool_call_id": "call_v6LacIrChvs6ITVpIZqy5tFc",
+    },
+    {
+        "role": "tool",
+        "content": "Life before Death",
+        "tool_call_id": "call_onyWzk4mLTGKzW9cthmf4Llq",
+    },
+]
+
+
+def test_title_without_description_and_two_parallel_calls_on_gpt4o() -> None:
+    """gpt-4o-2024-08-06 ([mirascope] python/tests/e2e/output/cassettes/test_call_with_tools/
+    openai_gpt_4o_completions/sync.yaml, whose response bodies are gzip-compressed; the
+    same 75 and 149 with ``strict`` false and true): a parameter with a title and no
+    description, 75, ours 76, the one count where the title lines are a token too many; two
+    parallel calls and their results then add 74, exactly as counted (149, ours 150).
+    Pinned, as in docs/counting.md."""
+    first = count_request({"model": "gpt-4o", "messages": SECRET_TURNS, "tools": [SECRET_TOOL]})
+    both = count_request(
+        {"model": "gpt-4o", "messages": [*SECRET_TURNS, *SECRET_CALLS], "tools": [SECRET_TOOL]}
+    )
+    assert (first.prompt_tokens, both.prompt_tokens) == (75 + 1, 149 + 1)
+
+
+def test_o200k_parallel_results_are_one_message_listing_the_outputs() -> None:
+    """On o200k the results answering several calls made in one message are counted once, as
+    a message from the parallel wrapper whose content is the JSON list of their outputs
+    (text parts joined, images counted beside it); a message in between ends the group, and
+    a result after it counts on its own."""
+    calls = {
+        "role": "assistant",
+        "tool_calls": [
+            {"id": f"c{i}", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+            for i in (1, 2)
+        ],
+    }
+    image = {
+        "type": "image_url",
+        "image_url": {"url": "https://example.com/x.png", "detail": "low"},
+    }
+    results = [
+        {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "a"}, image]},
+        {"role": "tool", "tool_call_id": "c2", "content": "b"},
+    ]
+    user = {"role": "user", "content": "next"}
+
+    def chat(messages: list[dict[str, Any]]) -> int:
+        return count_request({"model": "gpt-4o", "messages": messages}).prompt_tokens
+
+    before = chat([user, calls])
+    framing = 4 + 1  # o200k result framing and the wrapper's name overhead
+    listed = framing + count_text(tools_format.PARALLEL_RECIPIENT, encoding="o200k_base")
+    listed += count_text(json.dumps(["a", "b"]), encoding="o200k_base") + 85  # low-detail image
+    assert chat([user, calls, *results]) == before + listed
+    assert chat([user, calls, *results, user]) == chat([user, calls, *results]) + (chat([user]) - 3)
+    late = chat([user, calls, results[0], user, results[1]])
+    single_b = (
+        4
+        + count_text("tool", encoding="o200k_base")
+        + 1
+        + 1
+        + count_text(json.dumps("b")[1:-1], encoding="o200k_base")
+    )
+    alone = framing + count_text(tools_format.PARALLEL_RECIPIENT, encoding="o200k_base")
+    alone += count_text(json.dumps(["a"]), encoding="o200k_base") + 85
+    assert late == before + alone + (chat([user]) - 3) + single_b
+
+
+@pytest.mark.parametrize(
+    ("arguments", "counted_as"),
+    [
+        ('{"a": 1, "b": [1, 2]}', '{"a":1,"b":[1,2]}'),
+        ("not JSON {", "not JSON {"),
+        ('{"long": "' + "word " * 400 + '", "n": 1}', '{"long":"' + "word " * 400 + '","n":1}'),
+        ('{"name": "Zoë"}', '{"name":"Zoë"}'),
+    ],
+    ids=["spaces", "not-json", "long", "non-ascii-kept"],
+)
+def test_o200k_call_arguments_count_as_compact_json(arguments: str, counted_as: str) -> None:
+    """On o200k a call's arguments count as their JSON without spaces (non-ASCII as is), text
+    that is not JSON as sent, short or long; on cl100k as sent."""
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    messages = [{"role": "assistant", "tool_calls": [call]}]
+
+    def chat(model: str) -> int:
+        return count_request({"model": model, "messages": messages}).prompt_tokens
+
+    base = 3 + 3 + 1 + tools_format.CALL_OVERHEAD  # priming, framing, role, call overhead
+    name = count_text("f", encoding="o200k_base")
+    assert chat("gpt-4o") == base + name + count_text(counted_as, encoding="o200k_base")
+    name = count_text("f", encoding="cl100k_base")
+    assert chat("gpt-4") == base + name + count_text(arguments, encoding="cl100k_base")
