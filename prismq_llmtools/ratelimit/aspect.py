@@ -154,6 +154,8 @@ class RateLimitAspect(Aspect[RateLimit]):
             )
         deadline = self._now() + self._max_wait_s if self._timed else None
         # Positional, in the order of the fields: a class called with keywords is slower.
+        # Positional (a class called with keywords is slower): ticket, key, attempt,
+        # deadline, headers, unread.
         admission = Admission(
             result, key, call.attempts, deadline, call.rate_headers, call.unread_requests
         )

@@ -286,16 +286,16 @@ class KeyState:
         self.expire(now)
         # Positional, in the order of the fields: a class called with keywords is slower.
         ticket = Ticket(
-            ticket_id,
-            start,
-            bucket,
-            tuple(costs),
-            self.shift_s,
-            tuple(charged),
-            start - now,
-            self.seq,
-            start + ttl_s,
-            tuple(total),
+            ticket_id,  # id
+            start,  # start
+            bucket,  # bucket
+            tuple(costs),  # costs
+            self.shift_s,  # shift_s
+            tuple(charged),  # charged
+            start - now,  # wait_s
+            self.seq,  # seq
+            start + ttl_s,  # expires_at
+            tuple(total),  # counted
         )
         self.inflight[ticket_id] = ticket
         if ticket.expires_at < self.next_expiry:
