@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from itertools import chain
 
 from prismq_llmtools import events
 from prismq_llmtools._state import new_ticket_id
@@ -318,7 +319,7 @@ class RateLimitAspect(Aspect[RateLimit]):
         if limit.count != "tokens":
             body = call.request.body if call.request is not None else {}
             # Read only when the body holds no prompt text.
-            strings = (v for v in (*call.args, *call.kwargs.values()) if isinstance(v, str))
+            strings = (v for v in chain(call.args, call.kwargs.values()) if isinstance(v, str))
             chars = character_estimate(body, strings)
             prompt = chars if limit.count == "chars" else max(prompt, chars)
         return prompt + (estimate.completion_cap or 0)
