@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "SystemClock", "system_clock"]
+__all__ = ["Clock", "SystemClock", "system_clock", "wall_seconds"]
 
 
 @runtime_checkable
@@ -58,3 +58,11 @@ class SystemClock:
 
 
 system_clock = SystemClock()
+
+
+def wall_seconds(clock: Clock) -> float:
+    """``clock.wall()`` as seconds since the epoch (how the stores keep wall times); the
+    system clock's read as such, without building a datetime first."""
+    if clock is system_clock:
+        return time.time()
+    return clock.wall().timestamp()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -17,7 +16,7 @@ from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import BudgetExceeded, StateStoreError
 from prismq_llmtools.site.estimate import count_for_site, ensure_estimate, worst_case_of
 from prismq_llmtools.stores import StateRegistry, StateStore
-from prismq_llmtools.stores.ledger import MICRO_USD, BudgetStatus, Denial
+from prismq_llmtools.stores.ledger import MICRO_USD, BudgetStatus, Crossing, Denial
 from prismq_llmtools.usage import TokenEstimate
 
 if TYPE_CHECKING:
@@ -30,11 +29,9 @@ EXCEEDED = "llm.budget.exceeded"
 TRUNCATED = "llm.budget.truncated"
 STORE_ERROR = "llm.store.error"
 
-RESERVED: StateKey[bool] = StateKey("budget.reserved")
-"""Set when a Call's worst case is reserved in the store: settle replaces it by the actual."""
-
 HELD: StateKey[tuple[int, dict[str, int]]] = StateKey("budget.held")
-"""How many worst cases a Call holds in the store, and one worst case's amounts by unit."""
+"""How many worst cases a Call holds in the store, and one worst case's amounts by unit; set
+once its worst case is reserved: settle replaces it by the actual."""
 
 _CAP_PARAMETERS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
@@ -87,21 +84,10 @@ class BudgetAspect(Aspect[TokenBudget]):
         if self._prices:
             worst = worst_case_of(call)
             amounts["usd"] = _micro(worst[1]) if worst is not None else 0
-        denial = self._guarded(
-            call,
-            lambda store: store.reserve(
-                self._scope(call),
-                self._lines,
-                amounts,
-                clock=self.current_clock(),
-                reservation_id=call.call_id,
-                ttl_s=budget.reservation_ttl_s,
-            ),
-        )
+        denial = self._reserve(call, call.call_id, amounts)
         if isinstance(denial, Denial):
             self._refuse(call, denial)
-        if denial is None and self._store is not None:
-            call.put(RESERVED, True)
+        if self._store is not None:  # reserved, or the store failed under "allow"
             call.put(HELD, (1, amounts))
 
     def before_attempt(self, call: Call) -> float:
@@ -112,9 +98,7 @@ class BudgetAspect(Aspect[TokenBudget]):
             return 0.0
         count, amounts = held
         while count < 1 + call.unread_requests:
-            denial = self._guarded(
-                call, self._reserve_extra(call, f"{call.call_id}+{count}", amounts)
-            )
+            denial = self._reserve(call, f"{call.call_id}+{count}", amounts)
             if isinstance(denial, Denial):
                 self._refuse(call, denial)
             count += 1
@@ -122,25 +106,20 @@ class BudgetAspect(Aspect[TokenBudget]):
         return 0.0
 
     def settle(self, call: Call) -> None:
-        if not call.get(RESERVED):
+        held = call.get(HELD)
+        if held is None:
             return
         usage = call.usage
         actual = {"tokens": usage.total_tokens if usage is not None else 0}
         if self._prices:
             actual["usd"] = _micro(self._actual_cost(call))
-        crossings = self._guarded(
-            call,
-            lambda store: store.settle(
-                self._scope(call), self._lines, call.call_id, actual, clock=self.current_clock()
-            ),
-        )
+        crossings = self._settle(call, call.call_id, actual)
         # Then free the extra worst cases: released after the actual is recorded, never before.
-        held = call.get(HELD)
-        for n in range(1, held[0] if held is not None else 1):
-            self._guarded(call, self._release_extra(call, f"{call.call_id}+{n}"))
+        for n in range(1, held[0]):
+            self._settle(call, f"{call.call_id}+{n}", {})
         if observers.registry.all:
             self._tell_remaining(call)
-        for crossing in crossings or ():
+        for crossing in crossings:
             events.emit(
                 call,
                 THRESHOLD,
@@ -153,13 +132,12 @@ class BudgetAspect(Aspect[TokenBudget]):
                 fraction=crossing.threshold,
             )
 
-    def _reserve_extra(
-        self, call: Call, reservation_id: str, amounts: dict[str, int]
-    ) -> Callable[[StateStore], Denial | None]:
+    def _reserve(self, call: Call, reservation_id: str, amounts: dict[str, int]) -> Denial | None:
+        """Reserve ``amounts`` for ``call`` (``None``: reserved, or the store unreachable and
+        the policy lets the call go)."""
         budget: TokenBudget = self.settings
-
-        def action(store: StateStore) -> Denial | None:
-            return store.reserve(
+        try:
+            return self._store_now().reserve(
                 self._scope(call),
                 self._lines,
                 amounts,
@@ -167,24 +145,29 @@ class BudgetAspect(Aspect[TokenBudget]):
                 reservation_id=reservation_id,
                 ttl_s=budget.reservation_ttl_s,
             )
+        except StateStoreError as exc:
+            self._store_failed(call, exc)
+            return None
 
-        return action
-
-    def _release_extra(self, call: Call, reservation_id: str) -> Callable[[StateStore], object]:
-        def action(store: StateStore) -> object:
-            return store.settle(
-                self._scope(call), self._lines, reservation_id, {}, clock=self.current_clock()
+    def _settle(self, call: Call, reservation_id: str, actual: dict[str, int]) -> list[Crossing]:
+        """Replace a reservation by ``actual`` (empty: release it); the thresholds crossed."""
+        try:
+            return self._store_now().settle(
+                self._scope(call), self._lines, reservation_id, actual, clock=self.current_clock()
             )
-
-        return action
+        except StateStoreError as exc:
+            self._store_failed(call, exc)
+            return []
 
     def status(self) -> list[BudgetStatus]:
         """Every budget line of this site's scope, now."""
-        scope = self._scope(None)
-        found = self._guarded(
-            None, lambda store: store.budget_status(scope, self._lines, clock=self.current_clock())
-        )
-        return list(found or ())
+        try:
+            return self._store_now().budget_status(
+                self._scope(None), self._lines, clock=self.current_clock()
+            )
+        except StateStoreError as exc:
+            self._store_failed(None, exc)
+            return []
 
     def _tell_remaining(self, call: Call) -> None:
         """Tell the observers what each budget line has left after ``call`` settled."""
@@ -315,23 +298,23 @@ class BudgetAspect(Aspect[TokenBudget]):
             found = self._parameters[bound] = parameter_names(site.func, bound=bound)
         return found or ([], set())
 
-    def _guarded(self, call: Call | None, action: Callable[[StateStore], Any]) -> Any:
-        """Run a store operation under the unreachable-store policy (``None`` if allowed)."""
+    def _store_now(self) -> StateStore:
+        """The registry's store for this site, asked again after a reset or an install."""
+        store = self._store
+        if store is None or self._generation != self.registry.generation:
+            budget: TokenBudget = self.settings
+            self._generation = self.registry.generation
+            store = self._store = self.registry.store(budget.store or "memory")
+        return store
+
+    def _store_failed(self, call: Call | None, exc: StateStoreError) -> None:
+        """The unreachable-store policy: fail closed (raise), or warn and let the call go."""
         budget: TokenBudget = self.settings
-        try:
-            store = self._store
-            if store is None or self._generation != self.registry.generation:
-                # asked again after the registry's reset or install
-                self._generation = self.registry.generation
-                store = self._store = self.registry.store(budget.store or "memory")
-            return action(store)
-        except StateStoreError as exc:
-            if budget.on_store_error == "raise":
-                raise
-            events.emit(
-                call, STORE_ERROR, level="warning", store=exc.url, error=str(exc), policy="allow"
-            )
-            return None
+        if budget.on_store_error == "raise":
+            raise exc
+        events.emit(
+            call, STORE_ERROR, level="warning", store=exc.url, error=str(exc), policy="allow"
+        )
 
 
 def _micro(usd: Decimal) -> int:

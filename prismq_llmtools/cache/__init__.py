@@ -58,7 +58,7 @@ from prismq_llmtools.cache.store import (
     is_immutable,
 )
 from prismq_llmtools.call import Call, StateKey
-from prismq_llmtools.clock import Clock
+from prismq_llmtools.clock import Clock, wall_seconds
 from prismq_llmtools.errors import ConfigurationError
 from prismq_llmtools.site.decorate import attach
 from prismq_llmtools.site.handle import LLMFunction
@@ -292,7 +292,7 @@ class CacheAspect(Aspect[CachePolicy]):
         return ttl is not None and self._now() - entry.created > ttl
 
     def _now(self) -> float:
-        return float(self.site.clock.wall().timestamp())
+        return wall_seconds(self.site.clock)
 
     def _hit(
         self, call: Call, entry: Entry, blob: bytes | None, layer: str, *, fresh: bool = False

@@ -19,6 +19,8 @@ _CHARS_PER_TOKEN = 4
 
 def text_characters(value: Any) -> int:
     """Characters of a message content, a content-part list, or an input item list."""
+    if type(value) is str:  # the usual content: before the abstract-base-class checks
+        return len(value)
     if isinstance(value, str):
         return len(value)
     if value is None:
@@ -39,9 +41,9 @@ def character_estimate(body: Mapping[str, Any], strings: Iterable[str] = ()) -> 
     function that builds its request from plain text, that text (``strings``)."""
     chars = 0
     messages = body.get("messages")
-    if isinstance(messages, Sequence):
+    if type(messages) is list or isinstance(messages, Sequence):
         for message in messages:
-            if isinstance(message, Mapping):
+            if type(message) is dict or isinstance(message, Mapping):
                 chars += text_characters(message.get("content"))
     for field in ("instructions", "input", "prompt"):
         value = body.get(field)

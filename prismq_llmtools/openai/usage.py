@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from prismq_llmtools.usage import Usage
 
@@ -29,9 +28,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResponseFacts:
-    """What a response says about itself."""
+class ResponseFacts(NamedTuple):
+    """What a response says about itself (a tuple: one is made for every response read)."""
 
     usage: Usage | None
     model: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from itertools import chain
 
 from prismq_llmtools import events
 from prismq_llmtools._state import new_ticket_id
@@ -130,8 +131,7 @@ class RateLimitAspect(Aspect[RateLimit]):
             key = self._key(call)
         costs: Sequence[float] | None = self._fixed_costs
         if costs is None:
-            costs = self._costs(call)
-            self._check_size(key, costs)
+            costs = self._costs(call, key)
         clock = self.current_clock()
         try:
             store = self._store_now()
@@ -154,13 +154,11 @@ class RateLimitAspect(Aspect[RateLimit]):
                 key=key, bucket=result.bucket, wait_s=result.wait_s, timeout_s=self._max_wait_s
             )
         deadline = self._now() + self._max_wait_s if self._timed else None
+        # Positional, in the order of the fields: a class called with keywords is slower.
+        # Positional (a class called with keywords is slower): ticket, key, attempt,
+        # deadline, headers, unread.
         admission = Admission(
-            ticket=result,
-            key=key,
-            attempt=call.attempts,
-            deadline=deadline,
-            headers=call.rate_headers,
-            unread=call.unread_requests,
+            result, key, call.attempts, deadline, call.rate_headers, call.unread_requests
         )
         call.put(ADMISSION, admission)
         return self._waiting(call, admission) if result.wait_s > 0 else 0.0
@@ -170,13 +168,6 @@ class RateLimitAspect(Aspect[RateLimit]):
         wait = float(ticket.wait_s)
         events.emit(call, WAIT, key=admission.key, bucket=ticket.bucket, wait_s=round(wait, 6))
         return wait
-
-    def _check_size(self, key: str, costs: Sequence[float]) -> None:
-        for spec, cost in zip(self._specs, costs, strict=True):
-            if cost > spec.capacity:
-                raise RequestTooLarge(
-                    key=key, bucket=spec.name, requested=cost, capacity=spec.capacity
-                )
 
     def _recheck(self, call: Call, admission: Admission) -> float:
         try:
@@ -304,11 +295,19 @@ class RateLimitAspect(Aspect[RateLimit]):
         site = self._site
         return (site.default_model or site.name) if site is not None else call.site
 
-    def _costs(self, call: Call) -> list[float]:
-        tokens = 0.0
-        if self._counts_tokens:
-            tokens = float(self._tokens(call))
-        return [tokens if counted else 1.0 for counted in self._token_buckets]
+    def _costs(self, call: Call, key: str) -> list[float]:
+        """Per bucket, what ``call`` costs: one request, or its tokens. A cost above the
+        bucket's capacity could never be admitted: ``RequestTooLarge``."""
+        tokens = float(self._tokens(call)) if self._counts_tokens else 0.0
+        costs = []
+        for spec, counted in zip(self._specs, self._token_buckets, strict=True):
+            cost = tokens if counted else 1.0
+            if cost > spec.capacity:
+                raise RequestTooLarge(
+                    key=key, bucket=spec.name, requested=cost, capacity=spec.capacity
+                )
+            costs.append(cost)
+        return costs
 
     def _tokens(self, call: Call) -> int:
         """The prompt as the server counts it at admission, plus the completion cap."""
@@ -320,7 +319,7 @@ class RateLimitAspect(Aspect[RateLimit]):
         if limit.count != "tokens":
             body = call.request.body if call.request is not None else {}
             # Read only when the body holds no prompt text.
-            strings = (v for v in (*call.args, *call.kwargs.values()) if isinstance(v, str))
+            strings = (v for v in chain(call.args, call.kwargs.values()) if isinstance(v, str))
             chars = character_estimate(body, strings)
             prompt = chars if limit.count == "chars" else max(prompt, chars)
         return prompt + (estimate.completion_cap or 0)

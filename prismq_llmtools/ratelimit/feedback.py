@@ -32,7 +32,7 @@ __all__ = ["Admission", "Plan", "feedback_for"]
 _DEFAULT_PAUSE_S = 1.0  # a 429 without Retry-After
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class Admission:
     """The rate limiter's admission of one attempt: the store's ticket, and what the limiter
     keeps about it while the attempt runs.

@@ -169,6 +169,7 @@ class KeyState:
         "inflight",
         "last_start",
         "learned",
+        "next_expiry",
         "pause_until",
         "refunded",
         "seq",
@@ -192,6 +193,10 @@ class KeyState:
         self.refunded: dict[str, tuple[float, list[float]]] = {}
         """Requests given something back, by id: their ticket's expiry, and per bucket the
         total refunded so far (never more than the request's cost), kept until that expiry."""
+        self.next_expiry = math.inf
+        """No ticket in flight and no refund kept expires before this: their earliest expiry
+        when :meth:`expire` last looked, or the expiry of one kept since, if earlier. (A
+        ticket answered leaves it as it is: then it is earlier than any left, still a bound.)"""
 
     # -- queries ---------------------------------------------------------------------
 
@@ -279,19 +284,22 @@ class KeyState:
         self.last_start = start
         self.seq += 1
         self.expire(now)
+        # Positional, in the order of the fields: a class called with keywords is slower.
         ticket = Ticket(
-            id=ticket_id,
-            start=start,
-            bucket=bucket,
-            costs=tuple(costs),
-            shift_s=self.shift_s,
-            charged=tuple(charged),
-            wait_s=start - now,
-            seq=self.seq,
-            expires_at=start + ttl_s,
-            counted=tuple(self.counted),
+            ticket_id,  # id
+            start,  # start
+            bucket,  # bucket
+            tuple(costs),  # costs
+            self.shift_s,  # shift_s
+            tuple(charged),  # charged
+            start - now,  # wait_s
+            self.seq,  # seq
+            start + ttl_s,  # expires_at
+            tuple(total),  # counted
         )
         self.inflight[ticket_id] = ticket
+        if ticket.expires_at < self.next_expiry:
+            self.next_expiry = ticket.expires_at
         return ticket
 
     def _learned(self, spec: BucketSpec, i: int, counted: float) -> tuple[float, float]:
@@ -453,6 +461,7 @@ class KeyState:
                 self._refund(specs[i], i, ticket, amount)
                 given[i] += amount
         self.refunded[ticket.id] = (ticket.expires_at, given)
+        self.next_expiry = min(self.next_expiry, ticket.expires_at)
 
     def _refund(self, spec: BucketSpec, i: int, ticket: Ticket, amount: float) -> None:
         # Without this request the bucket could not be emptier than the requests admitted
@@ -473,13 +482,24 @@ class KeyState:
 
     def expire(self, now: float) -> None:
         """Forget the admitted requests whose tickets expired (unanswered too long), and
-        the refunds of expired tickets (none is refunded any more)."""
-        if self.inflight:
-            for key in [k for k, ticket in self.inflight.items() if ticket.expires_at < now]:
-                del self.inflight[key]
-        if self.refunded:
-            for key in [k for k, (expires_at, _) in self.refunded.items() if expires_at < now]:
-                del self.refunded[key]
+        the refunds of expired tickets (none is refunded any more).
+
+        Looks only once ``now`` passes :attr:`next_expiry`, then finds the next one: the
+        requests in flight are looked at about once per ticket lifetime, not per operation.
+        """
+        if now <= self.next_expiry:
+            return
+        for key in [k for k, ticket in self.inflight.items() if ticket.expires_at < now]:
+            del self.inflight[key]
+        for key in [k for k, (expires_at, _) in self.refunded.items() if expires_at < now]:
+            del self.refunded[key]
+        self._find_next_expiry()
+
+    def _find_next_expiry(self) -> None:
+        self.next_expiry = min(
+            min((ticket.expires_at for ticket in self.inflight.values()), default=math.inf),
+            min((expires_at for expires_at, _ in self.refunded.values()), default=math.inf),
+        )
 
     # -- persistence -----------------------------------------------------------------
 
@@ -525,6 +545,7 @@ class KeyState:
         # Written by a version that kept no refunds: nothing was refunded yet.
         for k, (expires_at, *given) in data.get("refunded", {}).items():
             state.refunded[str(k)] = (float(expires_at), [float(x) for x in given])
+        state._find_next_expiry()
         return state
 
 

@@ -114,7 +114,7 @@ class BudgetStatus:
 class LedgerState:
     """The spending and open reservations of one scope."""
 
-    __slots__ = ("lines", "reservations")
+    __slots__ = ("lines", "next_expiry", "reservations")
 
     def __init__(self) -> None:
         self.lines: dict[str, dict[str, Any]] = {}
@@ -122,6 +122,9 @@ class LedgerState:
         ``{"slots": {slot: spent}, "m": mark}``; ``m`` counts the thresholds passed."""
         self.reservations: dict[str, dict[str, Any]] = {}
         """Per reservation id: ``{"e": expires_at, "a": {line: [amount, period]}}``."""
+        self.next_expiry = math.inf
+        """No open reservation expires before this: their earliest expiry when
+        :meth:`_expire` last looked, or the expiry of one made since, if earlier."""
 
     def reserve(
         self,
@@ -142,7 +145,10 @@ class LedgerState:
             if used + amount > line.limit:
                 return Denial(line.name, line.unit, amount, max(0, line.limit - used))
             held[line.name] = [amount, period]
-        self.reservations[reservation_id] = {"e": now + ttl_s, "a": held}
+        expires_at = now + ttl_s
+        self.reservations[reservation_id] = {"e": expires_at, "a": held}
+        if expires_at < self.next_expiry:
+            self.next_expiry = expires_at
         return None
 
     def settle(
@@ -206,7 +212,11 @@ class LedgerState:
         return total
 
     def _expire(self, lines: Sequence[BudgetLine], now: float) -> None:
-        """Charge every reservation past its TTL in full, in the period it was made in."""
+        """Charge every reservation past its TTL in full, in the period it was made in.
+
+        Looks only once ``now`` passes :attr:`next_expiry`, then finds the next one."""
+        if now <= self.next_expiry:
+            return
         for key in [k for k, r in self.reservations.items() if r["e"] < now]:
             held = self.reservations.pop(key)["a"]
             for line in lines:
@@ -219,6 +229,10 @@ class LedgerState:
                     slots[str(period)] = slots.get(str(period), 0) + amount
                 elif period == state["p"]:
                     state["s"] += amount
+        self._find_next_expiry()
+
+    def _find_next_expiry(self) -> None:
+        self.next_expiry = min((r["e"] for r in self.reservations.values()), default=math.inf)
 
     # -- persistence -----------------------------------------------------------------
 
@@ -239,6 +253,7 @@ class LedgerState:
         state = cls()
         state.lines = _checked(data.get("lines", {}), "lines", _check_line)
         state.reservations = _checked(data.get("reservations", {}), "reservations", _check_held)
+        state._find_next_expiry()
         return state
 
 
@@ -302,7 +317,13 @@ def _spent(line: BudgetLine, state: dict[str, Any]) -> int:
 def _crossings(line: BudgetLine, state: dict[str, Any]) -> list[Crossing]:
     """The thresholds of ``line`` passed since the last settlement; moves the mark."""
     used = _spent(line, state)
-    mark = sum(1 for t in line.thresholds if used >= t * line.limit)
+    mark = 0
+    for threshold in line.thresholds:  # ascending: those passed come first
+        if used < threshold * line.limit:
+            break
+        mark += 1
+    if mark == state["m"]:
+        return []
     passed = line.thresholds[state["m"] : mark]
     state["m"] = mark
     return [Crossing(line.name, line.unit, t, used, line.limit) for t in passed]

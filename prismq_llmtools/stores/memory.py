@@ -11,7 +11,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 
-from prismq_llmtools.clock import Clock
+from prismq_llmtools.clock import Clock, wall_seconds
 from prismq_llmtools.stores.bucket import (
     REORDER_WINDOW_S,
     BucketSpec,
@@ -24,10 +24,6 @@ from prismq_llmtools.stores.bucket import (
 from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, Denial, LedgerState
 
 __all__ = ["MemoryStore"]
-
-
-def _wall(clock: Clock) -> float:
-    return clock.wall().timestamp()
 
 
 class MemoryStore:
@@ -115,6 +111,11 @@ class MemoryStore:
         server_limits: Sequence[float | None] = (),
         refused: bool = False,
     ) -> list[float]:
+        if not deficits and not refund and pause_s == 0:  # answered, nothing to correct
+            with self._lock:
+                now = clock.now()
+                self._key(key, specs, clock, now).release(ticket, now)
+            return [0.0] * len(specs)
         check_feedback(key, deficits, refund, pause_s)
         with self._lock:
             now = clock.now()
@@ -150,7 +151,7 @@ class MemoryStore:
         with self._lock:
             ledger = self._ledger(scope, clock)
             return ledger.reserve(
-                lines, amounts, _wall(clock), reservation_id=reservation_id, ttl_s=ttl_s
+                lines, amounts, wall_seconds(clock), reservation_id=reservation_id, ttl_s=ttl_s
             )
 
     def settle(
@@ -164,14 +165,14 @@ class MemoryStore:
     ) -> list[Crossing]:
         with self._lock:
             ledger = self._ledger(scope, clock)
-            return ledger.settle(lines, reservation_id, actual, _wall(clock))
+            return ledger.settle(lines, reservation_id, actual, wall_seconds(clock))
 
     def budget_status(
         self, scope: str, lines: Sequence[BudgetLine], *, clock: Clock
     ) -> list[BudgetStatus]:
         with self._lock:
             ledger = self._ledger(scope, clock)
-            return ledger.status(lines, _wall(clock))
+            return ledger.status(lines, wall_seconds(clock))
 
     def clear(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from prismq_llmtools.clock import Clock
+from prismq_llmtools.clock import Clock, wall_seconds
 from prismq_llmtools.errors import ConfigurationError, StateStoreError
 from prismq_llmtools.stores.bucket import (
     REORDER_WINDOW_S,
@@ -82,7 +82,7 @@ class RedisStore:
             raise StateStoreError(self._shown, exc) from exc
 
     def _now(self, clock: Clock) -> str:
-        return "" if self.server_time else _num(clock.wall().timestamp())
+        return "" if self.server_time else _num(wall_seconds(clock))
 
     # -- rate limits -----------------------------------------------------------------
 

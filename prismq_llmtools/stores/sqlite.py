@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prismq_llmtools.clock import Clock
+from prismq_llmtools.clock import Clock, wall_seconds
 from prismq_llmtools.errors import ConfigurationError, StateStoreError
 from prismq_llmtools.files import private_file
 from prismq_llmtools.stores.bucket import (
@@ -212,7 +212,7 @@ class SQLiteStore:
         max_wait_s: float,
     ) -> Ticket | Refusal:
         check_admission(key, costs, ttl_s)
-        now = _wall(clock)
+        now = wall_seconds(clock)
         return self._on_key(
             key,
             specs,
@@ -225,7 +225,7 @@ class SQLiteStore:
     def wait_s(
         self, key: str, specs: Sequence[BucketSpec], ticket: Ticket, *, clock: Clock
     ) -> float:
-        now = _wall(clock)
+        now = wall_seconds(clock)
         return self._on_key(key, specs, now, lambda s: s.wait_s(ticket, now), write=False)
 
     def feedback(
@@ -244,7 +244,7 @@ class SQLiteStore:
         refused: bool = False,
     ) -> list[float]:
         check_feedback(key, deficits, refund, pause_s)
-        now = _wall(clock)
+        now = wall_seconds(clock)
         return self._on_key(
             key,
             specs,
@@ -264,7 +264,7 @@ class SQLiteStore:
         )
 
     def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:
-        now = _wall(clock)
+        now = wall_seconds(clock)
         return self._on_key(
             key,
             specs,
@@ -285,7 +285,7 @@ class SQLiteStore:
         reservation_id: str,
         ttl_s: float,
     ) -> Denial | None:
-        now = _wall(clock)
+        now = wall_seconds(clock)
         return self._on_scope(
             scope,
             lambda ledger: ledger.reserve(
@@ -302,7 +302,7 @@ class SQLiteStore:
         *,
         clock: Clock,
     ) -> list[Crossing]:
-        now = _wall(clock)
+        now = wall_seconds(clock)
         return self._on_scope(
             scope, lambda ledger: ledger.settle(lines, reservation_id, actual, now)
         )
@@ -310,7 +310,7 @@ class SQLiteStore:
     def budget_status(
         self, scope: str, lines: Sequence[BudgetLine], *, clock: Clock
     ) -> list[BudgetStatus]:
-        now = _wall(clock)
+        now = wall_seconds(clock)
         return self._on_scope(scope, lambda ledger: ledger.status(lines, now))
 
     # -- housekeeping ----------------------------------------------------------------
@@ -332,7 +332,3 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
-
-
-def _wall(clock: Clock) -> float:
-    return clock.wall().timestamp()

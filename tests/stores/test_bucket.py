@@ -348,3 +348,88 @@ def test_reconciliation_keeps_every_level_between_zero_and_capacity(
         level = state.level((spec,), 0, now)
         assert -1e-6 * spec.capacity <= level <= spec.capacity * (1 + 1e-9)
         assert math.isfinite(level)
+
+
+class _Scanning(KeyState):
+    """The expiry every key had before :attr:`KeyState.next_expiry`: each operation looks at
+    every ticket in flight and every refund kept."""
+
+    def expire(self, now: float) -> None:
+        for key in [k for k, ticket in self.inflight.items() if ticket.expires_at < now]:
+            del self.inflight[key]
+        for key in [k for k, (expires_at, _) in self.refunded.items() if expires_at < now]:
+            del self.refunded[key]
+
+
+_expiry_ops = st.lists(
+    st.tuples(
+        st.floats(0, 40, allow_nan=False),
+        st.sampled_from(["admit", "admit", "answer", "refund", "correct", "learn", "reload"]),
+        st.floats(0.5, 60, allow_nan=False),
+        st.integers(0, 10_000),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=_expiry_ops)
+@example(  # a refund kept for a ticket answered before the earliest expiry was looked for
+    ops=[
+        (0.0, "admit", 10.0, 0),
+        (0.0, "admit", 5.0, 0),
+        (0.0, "admit", 60.0, 0),
+        (1.0, "answer", 1.0, 0),
+        (5.0, "admit", 60.0, 0),
+        (1.0, "refund", 1.0, 0),
+        (5.0, "admit", 60.0, 0),
+    ]
+)
+def test_expiry_forgets_what_looking_at_every_ticket_forgot(
+    ops: list[tuple[float, str, float, int]],
+) -> None:
+    """Looking for expired tickets only once the earliest may have expired gives, after any
+    sequence of admissions (any ticket lifetime), answers, refunds, corrections, lessons
+    and reloads, the same state and results as looking at every ticket every time."""
+    specs = (BucketSpec("tokens", capacity=1_000, burst=900, rate_per_s=20.0),)
+    states: list[KeyState] = [KeyState(1), _Scanning(1)]
+    tickets: list[list[Ticket]] = [[], []]
+    now = 0.0
+    for n, (dt, op, x, pick) in enumerate(ops):
+        now += dt
+        results: list[object] = []
+        for state, held in zip(states, tickets, strict=True):
+            if op == "admit":
+                result = state.admit(specs, (x * 10,), now, ticket_id=f"t{n}", ttl_s=x)
+                assert isinstance(result, Ticket)
+                held.append(result)
+                results.append(result)
+            elif op == "reload":
+                results.append(None)
+            elif held:
+                ticket = held[pick % len(held)]
+                if op == "answer":
+                    results.append(state.feedback(specs, ticket, now))
+                elif op == "refund":
+                    results.append(state.feedback(specs, ticket, now, refund=(x,)))
+                else:
+                    results.append(
+                        state.feedback(
+                            specs,
+                            ticket,
+                            now,
+                            deficits=(x * 10,),
+                            server_limits=(1_000.0,) if op == "learn" else (),
+                        )
+                    )
+        if op == "reload":
+            states = [
+                type(state).from_dict(json.loads(json.dumps(state.to_dict())), 1)
+                for state in states
+            ]
+        new, old = states
+        if results:
+            assert results[0] == results[1]
+        assert new.to_dict() == old.to_dict()
+        assert new.inflight == old.inflight
+        assert all(t.expires_at >= new.next_expiry for t in new.inflight.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -158,3 +159,82 @@ def test_budgets_are_never_overspent_under_any_interleaving(
         else:
             window = sum(a for t, a in spent if line.period_of(t) == line.period_of(at))
         assert window <= line.limit
+
+
+class _Scanning(LedgerState):
+    """The expiry every ledger had before :attr:`LedgerState.next_expiry`: each operation
+    looks at every open reservation."""
+
+    def _expire(self, lines: Sequence[BudgetLine], now: float) -> None:
+        for key in [k for k, r in self.reservations.items() if r["e"] < now]:
+            held = self.reservations.pop(key)["a"]
+            for line in lines:
+                if line.name not in held:
+                    continue
+                amount, period = held[line.name]
+                state = self._state(line, now, line.period_of(now))
+                if line.period == "rolling":
+                    slots = state["slots"]
+                    slots[str(period)] = slots.get(str(period), 0) + amount
+                elif period == state["p"]:
+                    state["s"] += amount
+
+
+_expiry_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["reserve", "reserve", "settle", "status", "reload"]),
+        st.integers(0, 300),
+        st.floats(0, 1_000, allow_nan=False),
+        st.floats(1, 4_000, allow_nan=False),
+        st.integers(0, 1_000),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=_expiry_steps, period=st.sampled_from(["hour", "day", "rolling"]))
+def test_expiry_charges_what_looking_at_every_reservation_charged(
+    steps: list[tuple[str, int, float, float, int]], period: str
+) -> None:
+    """Looking for expired reservations only once the earliest may have expired gives, after
+    any sequence of reservations (any TTL), settlements, status reads and reloads, the same
+    ledger and answers as looking at every reservation every time."""
+    lines = [
+        BudgetLine(
+            name="b",
+            unit="tokens",
+            period=period,  # type: ignore[arg-type]
+            limit=2_000,
+            window_s=900.0 if period == "rolling" else 0.0,
+            thresholds=(0.5, 0.9),
+        )
+    ]
+    ledgers: list[LedgerState] = [LedgerState(), _Scanning()]
+    now = T0
+    opened: list[str] = []
+    for i, (op, amount, dt, ttl_s, pick) in enumerate(steps):
+        now += dt
+        if op == "reload":
+            ledgers = [
+                type(ledger).from_dict(json.loads(json.dumps(ledger.to_dict())))
+                for ledger in ledgers
+            ]
+            continue
+        answers: list[object] = []
+        for ledger in ledgers:
+            if op == "reserve":
+                got = ledger.reserve(
+                    lines, {"tokens": amount}, now, reservation_id=f"r{i}", ttl_s=ttl_s
+                )
+                answers.append(got)
+            elif op == "settle" and opened:
+                rid = opened[pick % len(opened)]
+                answers.append(ledger.settle(lines, rid, {"tokens": amount // 2}, now))
+            else:
+                answers.append(ledger.status(lines, now))
+        if op == "reserve" and answers[0] is None:
+            opened.append(f"r{i}")
+        new, old = ledgers
+        assert answers[0] == answers[1]
+        assert new.to_dict() == old.to_dict()

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prismq_llmtools.clock import system_clock
+from prismq_llmtools.clock import system_clock, wall_seconds
 from prismq_llmtools.stores import StateRegistry, StateStore, accounting
 from prismq_llmtools.stores.bucket import BucketSpec, KeyState, Refusal, Ticket
 from prismq_llmtools.stores.ledger import BudgetLine, LedgerState
@@ -50,7 +50,9 @@ def now_of(store: StateStore, clock: FakeClock) -> float:
 
 _limit_ops = st.lists(
     st.tuples(
-        st.sampled_from(["admit", "admit", "wait", "follow", "refund", "pause", "levels"]),
+        st.sampled_from(
+            ["admit", "admit", "wait", "follow", "refund", "pause", "answer", "levels"]
+        ),
         st.floats(0, 5, allow_nan=False),
         st.integers(0, 1_000),
         st.floats(0, 1, allow_nan=False),
@@ -64,7 +66,8 @@ _limit_ops = st.lists(
 )
 @given(ops=_limit_ops)
 def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> None:
-    """Every store admits, waits, refunds, pauses and corrects exactly as KeyState does."""
+    """Every store admits, waits, refunds, pauses, corrects and releases exactly as KeyState
+    does."""
     store.clear()
     clock = FakeClock(start=100.0)
     key = f"model-{next(_ids)}"
@@ -120,6 +123,8 @@ def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> 
                 }
             elif op == "refund":
                 kwargs = {"refund": tuple(c * fraction for c in ticket.costs)}
+            elif op == "answer":  # nothing to correct: the ticket is released
+                pass
             else:
                 kwargs = {"pause_s": fraction * 20}
             expected_drop = reference.feedback(SPECS, ticket, now, **kwargs)
@@ -279,6 +284,17 @@ def test_the_in_process_store_keeps_each_clock_apart() -> None:
     store.admit("k", SPECS, (1, 900), clock=first, ticket_id="a", ttl_s=60, max_wait_s=0)
     assert store.levels("k", SPECS, clock=second) == [10, 1_000]
     assert store.levels("k", SPECS, clock=first)[1] == pytest.approx(100)
+
+
+def test_stores_read_wall_times_in_seconds_since_the_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A clock's wall() as seconds; the system clock's straight from time.time()."""
+    clock = FakeClock(wall_start=datetime(2026, 5, 1, tzinfo=UTC))
+    clock.advance(90.5)
+    assert wall_seconds(clock) == datetime(2026, 5, 1, 0, 1, 30, 500_000, tzinfo=UTC).timestamp()
+    monkeypatch.setattr("time.time", lambda: 1_777_777_777.25)
+    assert wall_seconds(system_clock) == 1_777_777_777.25
 
 
 def test_concurrent_threads_never_overspend(store: StateStore) -> None:
