@@ -143,7 +143,8 @@ class UsageTotals:
                     totals.reasoning_tokens += usage.reasoning_tokens
                 if call.cost_usd:
                     totals.cost_usd += call.cost_usd
-                totals.cost_usd += call.unrecorded_cost_usd
+                if call.unrecorded_cost_usd:  # most calls: none
+                    totals.cost_usd += call.unrecorded_cost_usd
             if call.retries:  # most calls: none
                 totals.retries += call.retries
             if call.rate_limited:
