@@ -3,11 +3,13 @@
 Duck-typed on purpose: it never imports ``openai``, so it works on any object of the same
 shape (the official models, their ``with_raw_response`` wrappers, or plain dicts).
 
-Asking a pydantic model for an attribute it lacks is slow (pydantic's ``__getattr__`` raises
-an ``AttributeError`` that ``getattr`` then catches), and reading a response asks for
-several (``http_response``, ``input_tokens`` on chat usage, ``_request_id``).
-:func:`_absent` answers those from the model's own tables first, only where the answer is
-certain; otherwise the ordinary ``getattr`` decides, so the result is always the same.
+Every response is read, so reading is kept cheap without changing an answer: asking a
+pydantic model for an attribute it lacks is slow (pydantic's ``__getattr__`` raises an
+``AttributeError`` that ``getattr`` then catches), and a response is read field by field.
+:func:`_attr` looks a name up the way pydantic would (fields, private attributes, extras)
+on a model whose lookup is pydantic's own, and :func:`_reader` reads such a model with no
+extras through its field dict; anything else goes through ``getattr``, so the result is
+always the same (``tests/core/test_response_usage.py`` compares them on every shape).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ _READ_NAMES = frozenset(
         "output_tokens_details", "cached_tokens", "reasoning_tokens",
     }
 )  # fmt: skip
-"""The public names this module reads from responses (none is a private attribute)."""
+"""The public names this module reads from responses (none is a private attribute); a name
+read through :func:`_reader` must be one of them."""
 
 _FIELDS_READABLE: dict[type, bool] = {}
 """Per pydantic class: whether every name of ``_READ_NAMES`` that is not a field of an
