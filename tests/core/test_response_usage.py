@@ -193,3 +193,26 @@ def test_quick_lookup_is_taken_only_for_pydantic_lookup() -> None:
     assert usage_module._pydantic_class_names(WithGetattr) is None
     assert usage_module._pydantic_class_names(RawLike) is None
     assert usage_module._attr(WithGetattr(), "http_response") == "computed http_response"
+
+
+@pytest.mark.parametrize("obj", objects(), ids=lambda o: type(o).__name__)
+def test_every_name_read_through_a_reader_is_declared(
+    obj: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name the field-dict reader reads must be in _READ_NAMES, whose class attributes
+    rule the reader out: otherwise a class attribute could be missed."""
+    read: list[str] = []
+    plain = usage_module._reader
+
+    def recording(target: Any) -> Any:
+        get = plain(target)
+
+        def one(name: str) -> Any:
+            read.append(name)
+            return get(name)
+
+        return one
+
+    monkeypatch.setattr(usage_module, "_reader", recording)
+    facts_from_response(obj)
+    assert set(read) <= usage_module._READ_NAMES, set(read) - usage_module._READ_NAMES
