@@ -166,11 +166,7 @@ class LedgerState:
             current = line.period_of(now)
             period = held[line.name][1] if line.name in held else current
             state = self._state(line, now, current)
-            if line.period == "rolling":
-                slots = state["slots"]
-                slots[str(period)] = slots.get(str(period), 0) + amount
-            elif period == state["p"]:
-                state["s"] += amount
+            _charge(line, state, period, amount)
             crossings.extend(_crossings(line, state))
         return crossings
 
@@ -223,12 +219,7 @@ class LedgerState:
                 if line.name not in held:
                     continue
                 amount, period = held[line.name]
-                state = self._state(line, now, line.period_of(now))
-                if line.period == "rolling":
-                    slots = state["slots"]
-                    slots[str(period)] = slots.get(str(period), 0) + amount
-                elif period == state["p"]:
-                    state["s"] += amount
+                _charge(line, self._state(line, now, line.period_of(now)), period, amount)
         self._find_next_expiry()
 
     def _find_next_expiry(self) -> None:
@@ -305,6 +296,16 @@ def _int_or_none(text: Any) -> int | None:
         return int(text)
     except (TypeError, ValueError):
         return None
+
+
+def _charge(line: BudgetLine, state: dict[str, Any], period: int, amount: int) -> None:
+    """Record ``amount`` spent in ``period`` on a current ``state`` of ``line`` (a period
+    already over is not recorded: its spending no longer counts)."""
+    if line.period == "rolling":
+        slots = state["slots"]
+        slots[str(period)] = slots.get(str(period), 0) + amount
+    elif period == state["p"]:
+        state["s"] += amount
 
 
 def _spent(line: BudgetLine, state: dict[str, Any]) -> int:

@@ -355,10 +355,8 @@ class _Scanning(KeyState):
     every ticket in flight and every refund kept."""
 
     def expire(self, now: float) -> None:
-        for key in [k for k, ticket in self.inflight.items() if ticket.expires_at < now]:
-            del self.inflight[key]
-        for key in [k for k, (expires_at, _) in self.refunded.items() if expires_at < now]:
-            del self.refunded[key]
+        self.next_expiry = -math.inf  # as if one might have expired: look at every one
+        super().expire(now)
 
 
 _expiry_ops = st.lists(

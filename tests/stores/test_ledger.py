@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -166,18 +167,8 @@ class _Scanning(LedgerState):
     looks at every open reservation."""
 
     def _expire(self, lines: Sequence[BudgetLine], now: float) -> None:
-        for key in [k for k, r in self.reservations.items() if r["e"] < now]:
-            held = self.reservations.pop(key)["a"]
-            for line in lines:
-                if line.name not in held:
-                    continue
-                amount, period = held[line.name]
-                state = self._state(line, now, line.period_of(now))
-                if line.period == "rolling":
-                    slots = state["slots"]
-                    slots[str(period)] = slots.get(str(period), 0) + amount
-                elif period == state["p"]:
-                    state["s"] += amount
+        self.next_expiry = -math.inf  # as if one might have expired: look at every one
+        super()._expire(lines, now)
 
 
 _expiry_steps = st.lists(
