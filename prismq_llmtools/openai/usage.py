@@ -46,11 +46,6 @@ _CLASS_NAMES: dict[type, frozenset[str] | None] = {}
 lookup is pydantic ``BaseModel``'s, unchanged; ``None`` for any other class."""
 
 
-def _pydantic_class_names(cls: type) -> frozenset[str] | None:
-    names = _CLASS_NAMES.get(cls, _UNSEEN)
-    return _learn_class(cls) if names is _UNSEEN else names
-
-
 _UNSEEN = frozenset({"<not yet seen>"})
 
 _READ_NAMES = frozenset(
@@ -71,6 +66,7 @@ no extra fields, reading one is a lookup in its ``__dict__``."""
 
 
 def _learn_class(cls: type) -> frozenset[str] | None:
+    """Find and keep ``cls``'s entries in ``_CLASS_NAMES`` and ``_FIELDS_READABLE``."""
     base: Any = getattr(sys.modules.get("pydantic"), "BaseModel", None)  # the model's
     names = None
     if (
@@ -97,7 +93,7 @@ def _attr(obj: Any, name: str) -> Any:
     initialised, any other class) goes through ``getattr`` itself, so the answer is the same.
     """
     cls = type(obj)
-    class_names = _CLASS_NAMES.get(cls, _UNSEEN)  # _pydantic_class_names, on every read
+    class_names = _CLASS_NAMES.get(cls, _UNSEEN)
     if class_names is _UNSEEN:
         class_names = _learn_class(cls)
     if class_names is None or name in class_names:

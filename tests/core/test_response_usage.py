@@ -188,10 +188,10 @@ def test_quick_lookup_is_taken_only_for_pydantic_lookup() -> None:
     """Only classes whose lookup is pydantic's own take the quick path; any other goes
     through getattr (its own ``__getattr__`` may answer anything)."""
     chat = ChatCompletion.model_validate(chat_body())
-    assert usage_module._pydantic_class_names(type(chat)) is not None
-    assert "model_dump" in (usage_module._pydantic_class_names(type(chat)) or ())
-    assert usage_module._pydantic_class_names(WithGetattr) is None
-    assert usage_module._pydantic_class_names(RawLike) is None
+    assert usage_module._learn_class(type(chat)) is not None
+    assert "model_dump" in (usage_module._learn_class(type(chat)) or ())
+    assert usage_module._learn_class(WithGetattr) is None
+    assert usage_module._learn_class(RawLike) is None
     assert usage_module._attr(WithGetattr(), "http_response") == "computed http_response"
 
 
