@@ -21,6 +21,7 @@ are present to decide usage or cost: those come from what happened, alone.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from prismq_llmtools.site.observe import resolve_usage
 
 if TYPE_CHECKING:
     from prismq_llmtools.site.core import SiteCore
+
+_log = logging.getLogger("prismq_llmtools")
 
 __all__ = [
     "RUN",
@@ -238,7 +241,11 @@ def _emit_sent(call: Call) -> None:
     Written when events are wanted (the algorithm asks once per attempt).
     """
     fields: dict[str, Any] = {"attempt": call.attempts, "gen_ai.request.model": call.model}
-    worst = worst_case_of(call)
+    try:
+        worst = worst_case_of(call)
+    except Exception:  # written only with logging on: it must never fail the call
+        _log.exception("prismq_llmtools: the worst case of an attempt of %s failed", call.site)
+        worst = None
     if worst is not None:
         usage, cost = worst
         fields["worst_input_tokens"] = usage.input_tokens

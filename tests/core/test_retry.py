@@ -380,3 +380,30 @@ def test_bad_settings_fail_at_decoration(bad: dict[str, Any]) -> None:
     """Invalid policy values are a ConfigurationError at decoration, naming the site."""
     with pytest.raises(ConfigurationError, match=r"site 'r': .* \(decorator argument\)"):
         retried(**bad, name="r")(lambda: None)
+
+
+def test_a_failing_worst_case_never_fails_a_logged_call(
+    mode: Mode, events: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write-ahead line is written only with logging on, so nothing it computes may fail
+    the call: an unexpected error there leaves the line without its worst case."""
+    from prismq_llmtools.site import flow
+
+    def broken(call: Any) -> None:
+        raise RuntimeError("not a counting error")
+
+    monkeypatch.setattr(flow, "worst_case_of", broken)
+    api = client(Script(ok(chat_body())), mode)
+
+    @retried(attempts=2)
+    @mode.make
+    def ask() -> Any:
+        return api.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
+
+    mode.invoke(ask)
+    sent = [e for e in events if e["event"] == "llm.attempt.sent"]
+    assert len(sent) == 1
+    assert "worst_cost_usd" not in sent[0]
+    assert [e["event"] for e in events][-1] == "llm.call"
