@@ -7,6 +7,7 @@ two drivers; see tests/drivers.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 from typing import Any
@@ -429,3 +430,32 @@ def test_request_discovery_skips_binding_only_where_binding_would_find_nothing(
         call = Call(core.name, core.operation, args, kwargs)
         general = request_from_arguments(core.bind(call, None), default_model=default_model)
         assert core.discover_request(call, None) == general, (args, kwargs)
+
+
+@pytest.mark.parametrize("logging_on", [False, True], ids=["logging off", "logging on"])
+def test_a_function_changing_its_own_arguments_is_counted_as_it_was_called(
+    mode: Mode, logging_on: bool
+) -> None:
+    """The request is what was asked when the function was called, even when nothing reads
+    it before the function runs (here, nothing does with logging off): a function appending
+    its answer to its messages is counted as it was called."""
+    import structlog
+    from structlog.testing import capture_logs
+
+    from prismq_llmtools import usage_totals
+    from prismq_llmtools.openai.tokens import count_request
+
+    @cost_tracked(operation="titles")
+    @mode.make
+    def title(messages: list[dict[str, str]], model: str = "gpt-4o-mini") -> str:
+        messages.append({"role": "assistant", "content": "Tides, explained at length " * 20})
+        return "Tides"
+
+    messages = [{"role": "user", "content": "Write a title for an article about tides."}]
+    asked = count_request({"model": "gpt-4o-mini", "messages": list(messages)}).prompt_tokens
+    if not logging_on:
+        structlog.reset_defaults()
+    with capture_logs() if logging_on else contextlib.nullcontext():
+        assert mode.invoke(title, messages) == "Tides"
+    assert len(messages) == 2
+    assert usage_totals().by_operation()["titles"].input_tokens == asked
