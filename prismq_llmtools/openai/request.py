@@ -143,7 +143,11 @@ def request_from_arguments(
     arguments alone may not tell (an ``input`` is embeddings or Responses input).
     Returns ``None`` when neither the arguments nor the site name a model.
     """
-    body = {k: _owned(v) for k, v in bound.items() if k in API_PARAMETERS and v is not None}
+    body = {
+        k: v if type(v) in _LEAVES else _owned(v)
+        for k, v in bound.items()
+        if k in API_PARAMETERS and v is not None
+    }
     if "model" not in body:
         if default_model is None and not body:
             return None

@@ -459,3 +459,74 @@ def test_a_function_changing_its_own_arguments_is_counted_as_it_was_called(
         assert mode.invoke(title, messages) == "Tides"
     assert len(messages) == 2
     assert usage_totals().by_operation()["titles"].input_tokens == asked
+
+
+@pytest.mark.parametrize("logging_on", [False, True], ids=["logging off", "logging on"])
+def test_a_cache_hit_records_the_same_whoever_reads_its_request(
+    mode: Mode, tmp_path: Any, logging_on: bool
+) -> None:
+    """A hit's request is found only when something reads it; what is recorded (totals by
+    model, hits, saved cost) and the ``llm.call`` line do not depend on who reads it."""
+    import structlog
+    from structlog.testing import capture_logs
+
+    from prismq_llmtools import cached, usage_totals
+
+    @cost_tracked(operation="titles")
+    @cached(str(tmp_path))
+    @mode.make
+    def title(messages: list[dict[str, str]], model: str = "gpt-4o-mini") -> str:
+        return "Tides"
+
+    messages = [{"role": "user", "content": "Write a title for an article about tides."}]
+    mode.invoke(title, messages)  # a miss, stored
+    lines: list[dict[str, Any]] = []
+    if logging_on:
+        with capture_logs() as lines:
+            mode.invoke(title, messages, model="gpt-4o-mini")
+    else:
+        structlog.reset_defaults()
+        mode.invoke(title, messages, model="gpt-4o-mini")
+    (group,) = usage_totals().by_model().items()
+    assert group[0] == "gpt-4o-mini"
+    assert (group[1].calls, group[1].cache_hits) == (2, 1)
+    assert group[1].saved_cost_usd > 0
+    if logging_on:
+        (line,) = [e for e in lines if e["event"] == "llm.call"]
+        assert line["cache"] == "hit"
+        assert line["gen_ai.request.model"] == "gpt-4o-mini"
+        assert line["gen_ai.operation.name"] == "chat"
+
+
+@pytest.mark.parametrize("logging_on", [False, True], ids=["logging off", "logging on"])
+def test_a_failing_request_extractor_fails_a_cache_hit_too(
+    mode: Mode, tmp_path: Any, logging_on: bool
+) -> None:
+    """An extractor is user code: it runs before the lookup, so its failure fails the call,
+    hit or not, whether or not anything else would have read the request."""
+    import structlog
+    from structlog.testing import capture_logs
+
+    from prismq_llmtools import cached
+
+    calls = itertools.count()
+
+    def extract(bound: dict[str, Any]) -> dict[str, Any]:
+        if next(calls) > 0:
+            raise LookupError("no model for this text")
+        return {"model": "gpt-4o", "messages": [{"role": "user", "content": bound["text"]}]}
+
+    @retried(request=extract)
+    @cached(str(tmp_path))
+    @mode.make
+    def title(text: str) -> str:
+        return text.upper()
+
+    assert mode.invoke(title, "tides") == "TIDES"
+    if not logging_on:
+        structlog.reset_defaults()
+    with (
+        capture_logs() if logging_on else contextlib.nullcontext(),
+        pytest.raises(LookupError, match="no model"),
+    ):
+        mode.invoke(title, "tides")
