@@ -103,6 +103,7 @@ def request_from_body(body: Mapping[str, Any], endpoint: Endpoint | None = None)
 
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
+_all_leaves = _LEAVES.issuperset
 
 
 def _owned(value: Any) -> Any:
@@ -112,8 +113,15 @@ def _owned(value: Any) -> Any:
     answer to the messages it was given must not change the prompt counted for it later.
     """
     tp = type(value)
-    if tp is list:
-        return [v if type(v) in _LEAVES else _owned(v) for v in value]
+    if tp is list:  # messages: a dict of plain values (most messages) copied at C speed
+        return [
+            v.copy()
+            if type(v) is dict and _all_leaves(map(type, v.values()))
+            else v
+            if type(v) in _LEAVES
+            else _owned(v)
+            for v in value
+        ]
     if tp is dict:
         return {k: v if type(v) in _LEAVES else _owned(v) for k, v in value.items()}
     if tp is tuple:

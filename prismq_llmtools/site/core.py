@@ -243,21 +243,17 @@ class SiteCore:
             self._method_binder = Binder(self.func, skip_first=True)
         return self._method_binder.bind(call.args, call.kwargs)
 
-    def attach_request(self, call: Call) -> None:
-        """Give ``call`` its request.
+    def attach_request(self, call: Call, hooks: Hooks) -> None:
+        """Give ``call`` its request, found at once, or when first read where a cache lookup
+        may answer without it (a hit nothing asks about never builds it).
 
-        Found at once when no argument can describe it (only the site's model can), and when
-        the site's extractor finds it (user code, which may fail: its failure fails the call
-        whatever else the site does); otherwise found in the arguments when first read, so
-        that a cache hit nothing asks about never builds it.
+        Always at once when the site's extractor finds it: user code, which may fail, and
+        its failure fails the call whatever else the site does.
         """
-        if self.request_extractor is not None:
-            call.request = self.discover_request(call, call.instance)
-        elif self._describes_nothing(call):
-            if self.default_model is not None:
-                call.request = request_from_body({"model": self.default_model})
-        else:
+        if hooks.enter and self.request_extractor is None and not self._describes_nothing(call):
             call.find_request_when_read(self._find_request)
+        else:
+            call.request = self.discover_request(call, call.instance)
 
     def _request_in_arguments(self, call: Call) -> Request | None:
         return self.discover_request(call, call.instance)

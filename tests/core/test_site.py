@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import inspect
 import itertools
 from typing import Any
@@ -433,32 +434,39 @@ def test_request_discovery_skips_binding_only_where_binding_would_find_nothing(
 
 
 @pytest.mark.parametrize("logging_on", [False, True], ids=["logging off", "logging on"])
+@pytest.mark.parametrize("with_cache", [False, True], ids=["alone", "with @cached"])
 def test_a_function_changing_its_own_arguments_is_counted_as_it_was_called(
-    mode: Mode, logging_on: bool
+    mode: Mode, tmp_path: Any, logging_on: bool, with_cache: bool
 ) -> None:
     """The request is what was asked when the function was called, even when nothing reads
-    it before the function runs (here, nothing does with logging off): a function appending
-    its answer to its messages is counted as it was called."""
+    it before the function runs (here, nothing does with logging off): a function that
+    appends its answer to its messages and edits them in place, at any depth, is counted as
+    it was called."""
     import structlog
     from structlog.testing import capture_logs
 
-    from prismq_llmtools import usage_totals
+    from prismq_llmtools import cached, usage_totals
     from prismq_llmtools.openai.tokens import count_request
 
-    @cost_tracked(operation="titles")
-    @mode.make
-    def title(messages: list[dict[str, str]], model: str = "gpt-4o-mini") -> str:
+    def title(messages: list[dict[str, Any]], model: str = "gpt-4o-mini") -> str:
+        messages[0]["content"] += " Make it long, and explain why, at length." * 5
+        messages[1]["content"][0]["text"] += " and a second article" * 5
         messages.append({"role": "assistant", "content": "Tides, explained at length " * 20})
         return "Tides"
 
-    messages = [{"role": "user", "content": "Write a title for an article about tides."}]
-    asked = count_request({"model": "gpt-4o-mini", "messages": list(messages)}).prompt_tokens
+    inner = cached(str(tmp_path))(mode.make(title)) if with_cache else mode.make(title)
+    site = cost_tracked(operation="titles")(inner)
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You write titles."},
+        {"role": "user", "content": [{"type": "text", "text": "An article about tides."}]},
+    ]
+    asked = count_request({"model": "gpt-4o-mini", "messages": copy.deepcopy(messages)})
     if not logging_on:
         structlog.reset_defaults()
     with capture_logs() if logging_on else contextlib.nullcontext():
-        assert mode.invoke(title, messages) == "Tides"
-    assert len(messages) == 2
-    assert usage_totals().by_operation()["titles"].input_tokens == asked
+        assert mode.invoke(site, messages) == "Tides"
+    assert len(messages) == 3
+    assert usage_totals().by_operation()["titles"].input_tokens == asked.prompt_tokens
 
 
 @pytest.mark.parametrize("logging_on", [False, True], ids=["logging off", "logging on"])
