@@ -10,6 +10,7 @@ from prismq_llmtools.errors import RequestFormatError
 
 __all__ = [
     "API_PARAMETERS",
+    "as_asked",
     "counted_endpoint",
     "endpoint_of",
     "request_from_arguments",
@@ -98,8 +99,20 @@ def counted_endpoint(body: Mapping[str, Any], endpoint: Endpoint | None) -> Endp
 
 
 def request_from_body(body: Mapping[str, Any], endpoint: Endpoint | None = None) -> Request:
-    """A :class:`Request` for a JSON body as sent to the API."""
+    """A :class:`Request` for a JSON body as sent to the API (a copy of it: see
+    :func:`as_asked`)."""
     return _request({k: _owned(v) for k, v in body.items()}, endpoint)
+
+
+def as_asked(request: Request) -> Request:
+    """``request`` with copies of its body's lists and dicts, at any depth.
+
+    A request found in a function's arguments shares them with the caller: a function that
+    appends its answer to the messages it was given, or edits them, would change what is
+    counted for it afterwards. Kept as asked, it stays what was asked.
+    """
+    body = {k: v if type(v) in _LEAVES else _owned(v) for k, v in request.body.items()}
+    return Request(model=request.model, endpoint=request.endpoint, body=body)
 
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
@@ -107,11 +120,7 @@ _all_leaves = _LEAVES.issuperset
 
 
 def _owned(value: Any) -> Any:
-    """``value`` with its lists and dicts copied, at any depth (the rest is shared).
-
-    A request is what was asked when the function was called: a function that appends its
-    answer to the messages it was given must not change the prompt counted for it later.
-    """
+    """``value`` with its lists and dicts copied, at any depth (the rest is shared)."""
     tp = type(value)
     if tp is list:  # messages: a dict of plain values (most messages) copied at C speed
         return [
@@ -151,11 +160,9 @@ def request_from_arguments(
     arguments alone may not tell (an ``input`` is embeddings or Responses input).
     Returns ``None`` when neither the arguments nor the site name a model.
     """
-    body = {
-        k: v if type(v) in _LEAVES else _owned(v)
-        for k, v in bound.items()
-        if k in API_PARAMETERS and v is not None
-    }
+    # The arguments' own values: kept as asked (as_asked) before the function runs, where
+    # something will still read them afterwards.
+    body = {k: v for k, v in bound.items() if k in API_PARAMETERS and v is not None}
     if "model" not in body:
         if default_model is None and not body:
             return None

@@ -252,8 +252,10 @@ class SiteCore:
         """
         if hooks.enter and self.request_extractor is None and not self._describes_nothing(call):
             call.find_request_when_read(self._find_request)
-        else:
-            call.request = self.discover_request(call, call.instance)
+            return
+        request = self.discover_request(call, call.instance)
+        if request is not None:  # (a Call's request is None until set)
+            call.request = request
 
     def _request_in_arguments(self, call: Call) -> Request | None:
         return self.discover_request(call, call.instance)

@@ -31,6 +31,7 @@ from prismq_llmtools import events, observers
 from prismq_llmtools.aspect import CacheHit, InFlight
 from prismq_llmtools.call import Call
 from prismq_llmtools.clock import Clock
+from prismq_llmtools.openai.request import as_asked
 from prismq_llmtools.pricing import cost_call
 from prismq_llmtools.site import export
 from prismq_llmtools.site.estimate import worst_case_of
@@ -154,6 +155,8 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
         logged = events.enabled()  # the attempt's lines are written both, or neither
         if logged:
             _emit_sent(call)
+        if call.attempts == 1:
+            _keep_as_asked(site, call)
         outcome = yield RUN
         if not isinstance(outcome, Failed):
             _attempt_ended(call, hooks, None)
@@ -186,6 +189,16 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
             answer = yield Sleep(delay)
             if isinstance(answer, Failed):
                 return Raised(answer.error)
+
+
+def _keep_as_asked(site: SiteCore, call: Call) -> None:
+    """Before the function first runs, keep its request as asked wherever its body will be
+    read afterwards: by the usage estimate (the prompt not counted yet) or by the logged
+    content. What is read from it is then what was asked, whatever the function does to its
+    own arguments; a prompt already counted needs no copy (its count is kept)."""
+    request = call.request
+    if request is not None and (call.estimate is None or site.log_content):
+        call.request = as_asked(request)
 
 
 def _attempt_ended(call: Call, hooks: Hooks, error: BaseException | None) -> None:

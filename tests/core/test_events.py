@@ -166,3 +166,23 @@ def test_prompt_and_completion_are_logged_only_when_the_site_opts_in(
     ]
     assert "gen_ai.prompt" not in line
     assert "gen_ai.completion" not in line
+
+
+def test_logged_content_is_the_prompt_as_asked(mode: Mode, events: list[dict[str, Any]]) -> None:
+    """A site whose prompt was counted before it ran (here by the write-ahead line) still
+    logs the messages as they were asked, though the function appended its answer."""
+
+    @cost_tracked()
+    @mode.make
+    def ask(messages: list[dict[str, str]], *, model: str = "gpt-4o-mini") -> str:
+        messages.append({"role": "assistant", "content": "an answer"})
+        return "an answer"
+
+    ask.llm.configure(log_content=True)
+    prompt = [{"role": "user", "content": "a question"}]
+    mode.invoke(ask, prompt)
+    assert len(prompt) == 2
+    (line,) = [e for e in events if e["event"] == "llm.call"]
+    assert line["gen_ai.input.messages"] == [
+        {"role": "user", "parts": [{"type": "text", "content": "a question"}]}
+    ]
