@@ -67,6 +67,7 @@ PRELOADED = [
     "openai",
     "redis",
     "prismq_llmtools",
+    "prismq_llmtools.cache",
     "prismq_llmtools.ratelimit",
     "prismq_llmtools.stores",
     "prismq_llmtools.stores.sqlite",
