@@ -9,7 +9,7 @@ one aspect keeps for itself between its hooks goes under that aspect's own
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -121,7 +121,8 @@ class Call:
     started: float = 0.0
     duration_s: float = 0.0
 
-    request: Request | None = None
+    _request: Request | None = None
+    _find_request: Callable[[Call], Request | None] | None = None
     tokenizer: str | None = None
     """The site's ``tokenizer`` setting: what the prompt is counted with (None: the model's
     tiktoken encoding)."""
@@ -206,6 +207,36 @@ class Call:
         self.owns_retries = owns_retries
         self.streams = []
         self._state = {}
+
+    @property
+    def request(self) -> Request | None:
+        """What is asked of the API, when known: set, or found when first read (see
+        :meth:`find_request_when_read`)."""
+        find = self._find_request
+        if find is not None:
+            self._find_request = None  # once, even if finding fails
+            self._request = find(self)
+        return self._request
+
+    @request.setter
+    def request(self, value: Request | None) -> None:
+        self._find_request = None
+        self._request = value
+
+    def find_request_when_read(self, find: Callable[[Call], Request | None]) -> None:
+        """Let :attr:`request` be found by ``find`` when first read.
+
+        Finding it is pure (the arguments do not change while the function has not run), so
+        its value is the same whenever it is read; an answer from the cache that nothing
+        asks about never builds it. The phase algorithm reads it before the first attempt,
+        since the function may change its own arguments.
+        """
+        self._find_request = find
+
+    def find_request_now(self) -> None:
+        """Find the request now if it is still to be found (before the function runs)."""
+        if self._find_request is not None:
+            self.request  # noqa: B018 - reading it finds it
 
     @property
     def call_id(self) -> str:

@@ -99,11 +99,38 @@ def counted_endpoint(body: Mapping[str, Any], endpoint: Endpoint | None) -> Endp
 
 def request_from_body(body: Mapping[str, Any], endpoint: Endpoint | None = None) -> Request:
     """A :class:`Request` for a JSON body as sent to the API."""
-    return _request(dict(body), endpoint)
+    return _request({k: _owned(v) for k, v in body.items()}, endpoint)
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+_all_leaves = _LEAVES.issuperset
+
+
+def _owned(value: Any) -> Any:
+    """``value`` with its lists and dicts copied, at any depth (the rest is shared).
+
+    A request is what was asked when the function was called: a function that appends its
+    answer to the messages it was given must not change the prompt counted for it later.
+    """
+    tp = type(value)
+    if tp is list:  # messages: a dict of plain values (most messages) copied at C speed
+        return [
+            v.copy()
+            if type(v) is dict and _all_leaves(map(type, v.values()))
+            else v
+            if type(v) in _LEAVES
+            else _owned(v)
+            for v in value
+        ]
+    if tp is dict:
+        return {k: v if type(v) in _LEAVES else _owned(v) for k, v in value.items()}
+    if tp is tuple:
+        return tuple([_owned(v) for v in value])
+    return value
 
 
 def _request(body: dict[str, Any], endpoint: Endpoint | None) -> Request:
-    """A Request owning ``body`` (a dict nothing else holds)."""
+    """A Request owning ``body`` (a dict nothing else holds, whose values are owned)."""
     model = body.get("model")
     return Request(
         model=str(model) if model is not None else None,
@@ -124,7 +151,11 @@ def request_from_arguments(
     arguments alone may not tell (an ``input`` is embeddings or Responses input).
     Returns ``None`` when neither the arguments nor the site name a model.
     """
-    body = {k: v for k, v in bound.items() if k in API_PARAMETERS and v is not None}
+    body = {
+        k: v if type(v) in _LEAVES else _owned(v)
+        for k, v in bound.items()
+        if k in API_PARAMETERS and v is not None
+    }
     if "model" not in body:
         if default_model is None and not body:
             return None

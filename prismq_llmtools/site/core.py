@@ -92,6 +92,7 @@ class SiteCore:
         self.errors = 0
         self._rebuild_lock = threading.Lock()
         self._rebuild()
+        self._find_request = self._request_in_arguments  # one bound method for every call
 
     # -- configuration -------------------------------------------------------------
 
@@ -242,13 +243,31 @@ class SiteCore:
             self._method_binder = Binder(self.func, skip_first=True)
         return self._method_binder.bind(call.args, call.kwargs)
 
+    def attach_request(self, call: Call, hooks: Hooks) -> None:
+        """Give ``call`` its request, found at once, or when first read where a cache lookup
+        may answer without it (a hit nothing asks about never builds it).
+
+        Always at once when the site's extractor finds it: user code, which may fail, and
+        its failure fails the call whatever else the site does.
+        """
+        if hooks.enter and self.request_extractor is None and not self._describes_nothing(call):
+            call.find_request_when_read(self._find_request)
+        else:
+            call.request = self.discover_request(call, call.instance)
+
+    def _request_in_arguments(self, call: Call) -> Request | None:
+        return self.discover_request(call, call.instance)
+
+    def _describes_nothing(self, call: Call) -> bool:
+        """No argument can describe a request (only ``**kwargs`` could): binding them finds
+        nothing, so it is skipped."""
+        return self._plain_parameters and (
+            not call.kwargs or API_PARAMETERS.isdisjoint(call.kwargs)
+        )
+
     def discover_request(self, call: Call, instance: Any) -> Request | None:
         """Find the request in the arguments, else by the extractor, else site defaults."""
-        if (
-            self._plain_parameters
-            and self.request_extractor is None
-            and (not call.kwargs or API_PARAMETERS.isdisjoint(call.kwargs))
-        ):  # no argument can describe a request: skip binding them
+        if self.request_extractor is None and self._describes_nothing(call):
             model = self.default_model
             return None if model is None else request_from_body({"model": model})
         bound = self.bind(call, instance)

@@ -41,7 +41,7 @@ def run_sync(
     token = current_call.set(call)
     result: Any = None
     try:
-        call.request = site.discover_request(call, instance)
+        site.attach_request(call, hooks)
         flow = invocation(site, call, hooks)
         answer: Any = None
         while True:
@@ -88,7 +88,7 @@ async def run_async(
     token = current_call.set(call)
     result: Any = None
     try:
-        call.request = site.discover_request(call, instance)
+        site.attach_request(call, hooks)
         flow = invocation(site, call, hooks)
         answer: Any = None
         while True:

@@ -129,6 +129,7 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
             found = enter(call)
         if isinstance(found, CacheHit):
             return Returned(found.value)
+    call.find_request_now()  # before the function runs: it may change its own arguments
     for reserve in hooks.reserve:
         reserve(call)
     clock = site.clock

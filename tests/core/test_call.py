@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from prismq_llmtools.call import Call, StateKey
 
 
@@ -33,3 +35,49 @@ def test_calls_do_not_share_state() -> None:
 class _Stream:
     def finalize(self, *, complete: bool) -> None:
         pass
+
+
+def test_the_request_is_found_once_when_first_read_unless_set() -> None:
+    """A request finder runs on the first read only (even when it fails), and setting the
+    request replaces it without running it."""
+    from prismq_llmtools.call import Request
+
+    found: list[Call] = []
+    asked = Request(model="gpt-4o-mini")
+
+    def find(call: Call) -> Request:
+        found.append(call)
+        return asked
+
+    call = Call("site", "op")
+    assert call.request is None  # nothing to find
+    call.find_request_when_read(find)
+    assert found == []
+    assert call.request is asked
+    assert call.request is asked
+    assert found == [call]
+
+    call.find_request_when_read(find)
+    call.request = None
+    assert call.request is None
+    assert found == [call]
+
+    fresh = Call("site", "op")
+    fresh.find_request_when_read(find)
+    fresh.find_request_now()
+    fresh.find_request_now()
+    assert fresh.request is asked
+    assert found == [call, fresh]
+
+
+def test_a_failing_finder_fails_the_first_read_only() -> None:
+    """The read that runs a failing finder raises its error; later reads see no request."""
+
+    def fail(call: Call) -> None:
+        raise ValueError("unreadable arguments")
+
+    call = Call("site", "op")
+    call.find_request_when_read(fail)
+    with pytest.raises(ValueError, match="unreadable"):
+        call.find_request_now()
+    assert call.request is None

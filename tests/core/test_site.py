@@ -7,6 +7,8 @@ two drivers; see tests/drivers.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import inspect
 import itertools
 from typing import Any
@@ -429,3 +431,110 @@ def test_request_discovery_skips_binding_only_where_binding_would_find_nothing(
         call = Call(core.name, core.operation, args, kwargs)
         general = request_from_arguments(core.bind(call, None), default_model=default_model)
         assert core.discover_request(call, None) == general, (args, kwargs)
+
+
+@pytest.mark.parametrize("logging_on", [False, True], ids=["logging off", "logging on"])
+@pytest.mark.parametrize("with_cache", [False, True], ids=["alone", "with @cached"])
+def test_a_function_changing_its_own_arguments_is_counted_as_it_was_called(
+    mode: Mode, tmp_path: Any, logging_on: bool, with_cache: bool
+) -> None:
+    """The request is what was asked when the function was called, even when nothing reads
+    it before the function runs (here, nothing does with logging off): a function that
+    appends its answer to its messages and edits them in place, at any depth, is counted as
+    it was called."""
+    import structlog
+    from structlog.testing import capture_logs
+
+    from prismq_llmtools import cached, usage_totals
+    from prismq_llmtools.openai.tokens import count_request
+
+    def title(messages: list[dict[str, Any]], model: str = "gpt-4o-mini") -> str:
+        messages[0]["content"] += " Make it long, and explain why, at length." * 5
+        messages[1]["content"][0]["text"] += " and a second article" * 5
+        messages.append({"role": "assistant", "content": "Tides, explained at length " * 20})
+        return "Tides"
+
+    inner = cached(str(tmp_path))(mode.make(title)) if with_cache else mode.make(title)
+    site = cost_tracked(operation="titles")(inner)
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You write titles."},
+        {"role": "user", "content": [{"type": "text", "text": "An article about tides."}]},
+    ]
+    asked = count_request({"model": "gpt-4o-mini", "messages": copy.deepcopy(messages)})
+    if not logging_on:
+        structlog.reset_defaults()
+    with capture_logs() if logging_on else contextlib.nullcontext():
+        assert mode.invoke(site, messages) == "Tides"
+    assert len(messages) == 3
+    assert usage_totals().by_operation()["titles"].input_tokens == asked.prompt_tokens
+
+
+@pytest.mark.parametrize("logging_on", [False, True], ids=["logging off", "logging on"])
+def test_a_cache_hit_records_the_same_whoever_reads_its_request(
+    mode: Mode, tmp_path: Any, logging_on: bool
+) -> None:
+    """A hit's request is found only when something reads it; what is recorded (totals by
+    model, hits, saved cost) and the ``llm.call`` line do not depend on who reads it."""
+    import structlog
+    from structlog.testing import capture_logs
+
+    from prismq_llmtools import cached, usage_totals
+
+    @cost_tracked(operation="titles")
+    @cached(str(tmp_path))
+    @mode.make
+    def title(messages: list[dict[str, str]], model: str = "gpt-4o-mini") -> str:
+        return "Tides"
+
+    messages = [{"role": "user", "content": "Write a title for an article about tides."}]
+    mode.invoke(title, messages)  # a miss, stored
+    lines: list[dict[str, Any]] = []
+    if logging_on:
+        with capture_logs() as lines:
+            mode.invoke(title, messages, model="gpt-4o-mini")
+    else:
+        structlog.reset_defaults()
+        mode.invoke(title, messages, model="gpt-4o-mini")
+    (group,) = usage_totals().by_model().items()
+    assert group[0] == "gpt-4o-mini"
+    assert (group[1].calls, group[1].cache_hits) == (2, 1)
+    assert group[1].saved_cost_usd > 0
+    if logging_on:
+        (line,) = [e for e in lines if e["event"] == "llm.call"]
+        assert line["cache"] == "hit"
+        assert line["gen_ai.request.model"] == "gpt-4o-mini"
+        assert line["gen_ai.operation.name"] == "chat"
+
+
+@pytest.mark.parametrize("logging_on", [False, True], ids=["logging off", "logging on"])
+def test_a_failing_request_extractor_fails_a_cache_hit_too(
+    mode: Mode, tmp_path: Any, logging_on: bool
+) -> None:
+    """An extractor is user code: it runs before the lookup, so its failure fails the call,
+    hit or not, whether or not anything else would have read the request."""
+    import structlog
+    from structlog.testing import capture_logs
+
+    from prismq_llmtools import cached
+
+    calls = itertools.count()
+
+    def extract(bound: dict[str, Any]) -> dict[str, Any]:
+        if next(calls) > 0:
+            raise LookupError("no model for this text")
+        return {"model": "gpt-4o", "messages": [{"role": "user", "content": bound["text"]}]}
+
+    @retried(request=extract)
+    @cached(str(tmp_path))
+    @mode.make
+    def title(text: str) -> str:
+        return text.upper()
+
+    assert mode.invoke(title, "tides") == "TIDES"
+    if not logging_on:
+        structlog.reset_defaults()
+    with (
+        capture_logs() if logging_on else contextlib.nullcontext(),
+        pytest.raises(LookupError, match="no model"),
+    ):
+        mode.invoke(title, "tides")
