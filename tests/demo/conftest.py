@@ -71,6 +71,8 @@ def _start(config: pytest.Config) -> DemoRun:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the demo now if a test that will run needs it (it then waits in the background)."""
+    if session.config.option.collectonly:
+        return
     if any("demo_run" in getattr(item, "fixturenames", ()) for item in session.items):
         _start(session.config)
 

@@ -83,7 +83,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Start Prometheus now if a test that will run needs it (it then works in the background)."""
     binary = shutil.which("prometheus")
     needed = any("prometheus_scraping" in getattr(i, "fixturenames", ()) for i in session.items)
-    if binary is not None and needed:
+    if binary is not None and needed and not session.config.option.collectonly:
         _start(session.config, binary)
 
 
