@@ -270,7 +270,8 @@ class Call:
     @property
     def model(self) -> str | None:
         """The requested model, when the request is known."""
-        return self.request.model if self.request is not None else None
+        request = self.request
+        return request.model if request is not None else None
 
     def add_observed(self, usage: Usage) -> None:
         """Record the usage of one real request made during this invocation."""

@@ -154,7 +154,6 @@ class RateLimitAspect(Aspect[RateLimit]):
                 key=key, bucket=result.bucket, wait_s=result.wait_s, timeout_s=self._max_wait_s
             )
         deadline = self._now() + self._max_wait_s if self._timed else None
-        # Positional, in the order of the fields: a class called with keywords is slower.
         # Positional (a class called with keywords is slower): ticket, key, attempt,
         # deadline, headers, unread.
         admission = Admission(
@@ -317,7 +316,8 @@ class RateLimitAspect(Aspect[RateLimit]):
         limit: RateLimit = self.settings
         prompt = estimate.prompt_tokens
         if limit.count != "tokens":
-            body = call.request.body if call.request is not None else {}
+            request = call.request
+            body = request.body if request is not None else {}
             # Read only when the body holds no prompt text.
             strings = (v for v in chain(call.args, call.kwargs.values()) if isinstance(v, str))
             chars = character_estimate(body, strings)

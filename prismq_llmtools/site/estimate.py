@@ -59,7 +59,8 @@ def worst_case_of(call: Call) -> tuple[Usage, Decimal] | None:
 
     usage = Usage(input_tokens=estimate.prompt_tokens, output_tokens=estimate.completion_cap or 0)
     price = price_table().price_for(estimate.model, unknown="estimate")
-    tier = call.request.body.get("service_tier") if call.request is not None else None
+    request = call.request
+    tier = request.body.get("service_tier") if request is not None else None
     return usage, total_usd_of(usage, price, service_tier=tier if isinstance(tier, str) else None)
 
 

@@ -52,7 +52,8 @@ def _resolve_read(call: Call, result: Any) -> None:
                 return
     if call.observed_requests or call.unread_requests:
         return
-    if call.request is None or call.request.model is None:
+    request = call.request
+    if request is None or request.model is None:
         return
     if call.outcome != "ok":
         return  # a failed request is not billed (one that may have been is charged unread)

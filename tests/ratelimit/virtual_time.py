@@ -24,6 +24,7 @@ from typing import Any
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 _RUNNING = -math.inf  # a participant's wake-up time while it works
 _LEFT = math.inf  # ... and once it has left
+_NOBODY = -1
 
 
 class VirtualClock:
@@ -31,14 +32,26 @@ class VirtualClock:
 
     Each participant runs inside ``with clock.participant():``. Pass the clock to a spawned
     process as a ``Process`` argument (its state lives in shared memory).
+
+    ``serial=True`` also fixes the order of participants due at the same instant: they run
+    one at a time, by slot, each until it waits again (the others admitted meanwhile stay
+    in flight). Time stands still while anyone works, so such ties are the only work that
+    could overlap, and the order in which they reach the server would vary from run to run;
+    serial, a run is the same every time. Participants then take their slots explicitly
+    (``participant(slot)``), so that the same participant always has the same one.
     """
 
-    def __init__(self, participants: int, *, offset_s: float = 0.0) -> None:
+    def __init__(self, participants: int, *, offset_s: float = 0.0, serial: bool = False) -> None:
         context = multiprocessing.get_context("spawn")
-        self._cond = context.Condition()
+        lock = context.RLock()
+        self._cond = context.Condition(lock)
+        # serial: one condition per slot, so that a turn wakes its participant alone
+        self._turns = [context.Condition(lock) for _ in range(participants)] if serial else []
         self._now = context.RawValue("d", 0.0)
         self._joined = context.RawValue("i", 0)
         self._wake = context.RawArray("d", [_RUNNING] * participants)
+        self.serial = serial
+        self._turn = context.RawValue("i", _NOBODY)  # serial: the slot allowed to run
         self._offset = offset_s
         self._slot: contextvars.ContextVar[int] = contextvars.ContextVar("slot")
 
@@ -65,13 +78,19 @@ class VirtualClock:
         return _EPOCH + timedelta(seconds=self.now())
 
     @contextmanager
-    def participant(self) -> Iterator[None]:
-        """Take part in the run for the duration of the block."""
+    def participant(self, slot: int | None = None) -> Iterator[None]:
+        """Take part in the run for the duration of the block (``slot``: see ``serial``)."""
         with self._cond:
-            slot = self._joined.value
-            if slot >= len(self._wake):
+            if slot is None:
+                if self.serial:
+                    raise RuntimeError("a serial clock's participants name their slots")
+                slot = self._joined.value
+            if not 0 <= slot < len(self._wake):
                 raise RuntimeError("more participants than the clock was made for")
-            self._joined.value = slot + 1
+            self._joined.value += 1
+            if self.serial:  # due now: runs when its turn comes
+                self._wake[slot] = self._now.value
+                self._wait_for_turn(slot)
         token = self._slot.set(slot)
         try:
             yield
@@ -79,6 +98,8 @@ class VirtualClock:
             self._slot.reset(token)
             with self._cond:
                 self._wake[slot] = _LEFT
+                if self.serial:
+                    self._turn.value = _NOBODY
                 self._advance()
 
     def sleep(self, seconds: float) -> None:
@@ -87,10 +108,21 @@ class VirtualClock:
         slot = self._slot.get()
         with self._cond:
             self._wake[slot] = wake = self._now.value + seconds
+            if self.serial:
+                self._turn.value = _NOBODY
+                self._wait_for_turn(slot)
+                return
             self._advance()
             while self._now.value < wake:
                 self._cond.wait()
             self._wake[slot] = _RUNNING
+
+    def _wait_for_turn(self, slot: int) -> None:
+        # (holding the condition) until time has come to this slot's wake-up and its turn
+        self._advance()
+        while self._turn.value != slot:
+            self._turns[slot].wait()
+        self._wake[slot] = _RUNNING
 
     async def asleep(self, seconds: float) -> None:
         raise TypeError("VirtualClock is for threads: use TaskClock for asyncio tasks")
@@ -98,6 +130,12 @@ class VirtualClock:
     def _advance(self) -> None:
         # Time moves only when every participant waits (a working one reads -inf here).
         earliest = min(self._wake)
+        if self.serial:
+            if self._turn.value == _NOBODY and _RUNNING < earliest < _LEFT:
+                self._now.value = max(self._now.value, earliest)
+                self._turn.value = turn = list(self._wake).index(earliest)  # the first due
+                self._turns[turn].notify()
+            return
         if self._now.value < earliest < _LEFT:
             self._now.value = earliest
             self._cond.notify_all()
