@@ -40,7 +40,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The package and the tests are byte-compiled first (a third of a second): the tests' own
+# Python processes (the command line, workers, clusters) then read the bytecode instead of
+# each compiling the same modules again, where PYTHONDONTWRITEBYTECODE is set.
 unit: $(STAMP)
+	$(BIN)/python -m compileall -q prismq_llmtools tests
 	$(BIN)/pytest
 
 demo: $(STAMP)
@@ -53,3 +57,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find prismq_llmtools tests benchmarks -name __pycache__ -prune -exec rm -rf {} +

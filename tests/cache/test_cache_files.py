@@ -6,9 +6,7 @@ tests/drivers.py).
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
+from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from prismq_llmtools.testing.simulator import Simulator
 from tests.drivers import Mode
 
 from .conftest import named
+from .shared_worker import TOPICS, site, work
 
 
 def _entries(cache_dir: Path) -> list[Path]:
@@ -95,50 +94,20 @@ def test_clear_removes_memory_and_disk(mode: Mode, cache_dir: Path) -> None:
     assert runs == ["a", "b", "a"]
 
 
-WORKER = """
-import sys
-from prismq_llmtools.cache import cached
-from prismq_llmtools.testing.simulator import Simulator
-
-CLIENT = None
-
-
-@cached(sys.argv[1] if __name__ == "__main__" else None, name="shared.ask")
-def ask(topic: str) -> str:
-    resp = CLIENT.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": topic}]
-    )
-    return resp.choices[0].message.content
-
-
-if __name__ == "__main__":
-    import openai
-
-    CLIENT = openai.OpenAI(base_url=sys.argv[2], api_key="sk-test", max_retries=0)
-    offset = int(sys.argv[3])
-    for i in range(24):
-        ask(f"topic {(i + offset) % 24}")
-"""
-
-
 @pytest.mark.slow
 def test_several_processes_share_one_directory(
-    sim: Simulator, cache_dir: Path, tmp_path: Path
+    sim: Simulator, cache_dir: Path, processes: ForkServerContext
 ) -> None:
     """Three processes writing overlapping entries at once leave 24 sound, readable entries."""
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(WORKER))
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(cache_dir), sim.url, str(offset)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+    workers = [  # (daemons: a worker that hangs never outlives the test)
+        processes.Process(target=work, args=(str(cache_dir), sim.url, offset), daemon=True)
         for offset in (0, 8, 16)
     ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=90)
-        assert proc.returncode == 0, err.decode()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=90)
+        assert worker.exitcode == 0  # a worker's traceback is in the captured stderr
     assert 24 <= sim.stats().received <= 72
     entries = _entries(cache_dir)
     assert len(entries) == 24
@@ -146,16 +115,10 @@ def test_several_processes_share_one_directory(
     leftovers = [p for p in cache_dir.rglob("*") if p.is_file() and ".pkl." in p.name]
     assert not leftovers  # no half-written temporary file remains
 
-    # This process reads every entry written by the others without asking upstream.
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("shared_worker", script)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    with module.ask.llm.override(cache_dir=str(cache_dir)):
-        before = sim.stats().received
-        for i in range(24):
-            assert module.ask(f"topic {i}")
-        assert sim.stats().received == before
+    # This process reads every entry written by the others without asking upstream (it has
+    # no client to ask with).
+    ask = site(str(cache_dir))
+    before = sim.stats().received
+    for i in range(TOPICS):
+        assert ask(f"topic {i}")
+    assert sim.stats().received == before

@@ -9,11 +9,11 @@ initial burst and compared with the binding limit.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import random
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.context import ForkServerContext
 from typing import Any
 
 import openai
@@ -239,7 +239,11 @@ def _process(
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_processes_sharing_a_store_hold_the_limit_together(
-    simulator_at: Any, kind: str, tmp_path: Any, request: pytest.FixtureRequest
+    simulator_at: Any,
+    kind: str,
+    tmp_path: Any,
+    request: pytest.FixtureRequest,
+    processes: ForkServerContext,
 ) -> None:
     """2 processes x 4 threads share one SQLite file or one Redis: still zero 429s."""
     clock = VirtualClock(participants=2 * 4)  # shared with the processes
@@ -249,11 +253,10 @@ def test_processes_sharing_a_store_hold_the_limit_together(
     else:  # the simulated clock runs fast: Redis must use it, not its own
         store = f"{request.getfixturevalue('redis_server')}?clock=caller"
         StateRegistry().store(store).clear()
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
+    results = processes.Queue()
     end = clock.now() + 60
     workers = [  # (daemons: one waiting for a peer that died never outlives the test)
-        context.Process(
+        processes.Process(
             target=_process, args=(sim.url, store, clock, end, 10 * n, results), daemon=True
         )
         for n in range(2)

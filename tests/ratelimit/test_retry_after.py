@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import multiprocessing
 from datetime import datetime
+from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Any
 
@@ -262,7 +262,7 @@ def _fresh_process(url: str, wall: datetime, keys: list[str], results: Any) -> N
 
 @pytest.mark.parametrize("url", [s for s in STORES if s != "memory"], indirect=True)
 def test_a_fresh_process_on_the_same_store_finds_every_key_working(
-    url: str, clock: FakeClock, registry: StateRegistry
+    url: str, clock: FakeClock, registry: StateRegistry, processes: ForkServerContext
 ) -> None:
     """After 429s asking 3600 s, inf or 1e300, and on keys an older version damaged (an
     infinite or absurd pause, queue or bucket stored raw), a new process opening the same
@@ -293,9 +293,8 @@ def test_a_fresh_process_on_the_same_store_finds_every_key_working(
     clock.advance(1.0)  # the 1 s pauses of the ignored values are over
     registry.reset()
 
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    process = context.Process(target=_fresh_process, args=(url, clock.wall(), keys, results))
+    results = processes.Queue()
+    process = processes.Process(target=_fresh_process, args=(url, clock.wall(), keys, results))
     process.start()
     slept = results.get(timeout=120)
     process.join(timeout=60)

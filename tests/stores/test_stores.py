@@ -13,6 +13,7 @@ import multiprocessing
 import random
 import threading
 from datetime import UTC, datetime
+from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Any
 
@@ -346,17 +347,18 @@ def _process_worker(url: str, worker: int, results: Any) -> None:
     results.put((granted, starts))
 
 
-@pytest.mark.parametrize("processes", [4])
-def test_concurrent_processes_never_overspend_nor_overrun(url: str, processes: int) -> None:
+@pytest.mark.parametrize("count", [4])
+def test_concurrent_processes_never_overspend_nor_overrun(
+    url: str, count: int, processes: ForkServerContext
+) -> None:
     """4 processes sharing a SQLite or Redis store: budgets hold, and admissions never
     exceed rate x elapsed + capacity."""
     if url == "memory":
         pytest.skip("the in-process store is not shared between processes")
     StateRegistry().store(url).clear()
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
+    results = processes.Queue()
     workers = [
-        context.Process(target=_process_worker, args=(url, n, results)) for n in range(processes)
+        processes.Process(target=_process_worker, args=(url, n, results)) for n in range(count)
     ]
     for worker in workers:
         worker.start()

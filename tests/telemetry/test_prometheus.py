@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
-import subprocess
 import threading
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -20,6 +18,9 @@ from prismq_llmtools import cached, cost_tracked, prometheus, retried, token_bud
 from prismq_llmtools.testing.clock import FakeClock
 from prismq_llmtools.testing.simulator import Fault, FaultKind, Simulator
 from tests.drivers import Mode, Steps
+
+if TYPE_CHECKING:
+    from tests.telemetry.conftest import Scraping
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 DASHBOARD = Path(__file__).parents[2] / "prismq_llmtools" / "examples" / "grafana-dashboard.json"
@@ -119,12 +120,6 @@ def test_the_dashboard_reads_only_the_exported_families() -> None:
     assert read <= written, read - written
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _query(base: str, expression: str) -> list[dict[str, Any]]:
     url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': expression})}"
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback http)
@@ -135,79 +130,52 @@ def _query(base: str, expression: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_a_real_prometheus_scrapes_the_endpoint(
-    sim: Simulator, clock: FakeClock, cache_dir: Path, tmp_path: Path
+    prometheus_scraping: Scraping, sim: Simulator, clock: FakeClock, cache_dir: Path
 ) -> None:
     """Debian's prometheus, started on loopback and scraping our endpoint every second,
     returns the series and values the decorated calls produced."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip(
-            "prometheus is not installed, so no real server scrapes the endpoint here"
-            " (Debian: apt-get install prometheus; `make test` installs it)"
-        )
-    registry = CollectorRegistry()
+    registry = prometheus_scraping.registry
     prometheus.register(registry)
-    server = prometheus.start_http_server(0, registry=registry)
     titles = _pipeline(Mode("sync"), sim, clock, cache_dir)
     titles("one")
     titles("one")
     expected_cost = registry.get_sample_value(
         "llm_cost_usd_total", {"site": "app.titles", "operation": "titles", "model": "gpt-4o-mini"}
     )
-    port = _free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: llm\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{server.server_port}']\n"
-    )
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        found: list[dict[str, Any]] = []
-        for _ in range(1200):  # up to 60 s on a busy machine; usually two or three seconds
-            try:
-                found = _query(base, 'llm_requests_total{job="llm"}')
-            except OSError:
-                found = []
-            if found:
-                break
-            if process.poll() is not None:
-                pytest.fail(f"prometheus exited with {process.returncode}")
-            threading.Event().wait(0.05)
-        else:
-            pytest.fail("prometheus scraped nothing within 60 s")
-        (requests,) = found
-        assert requests["metric"]["site"] == "app.titles"
-        assert requests["metric"]["outcome"] == "ok"
-        assert float(requests["value"][1]) == 2
-        (cost,) = _query(base, "llm_cost_usd_total")
-        assert float(cost["value"][1]) == pytest.approx(expected_cost)
-        tokens = _query(base, "sum by (direction) (llm_tokens_total)")
-        by_direction = {t["metric"]["direction"]: float(t["value"][1]) for t in tokens}
-        stats = sim.stats()
-        assert by_direction["input"] == stats.prompt_tokens
-        assert by_direction["output"] == stats.completion_tokens
-        (hits,) = _query(base, "llm_cache_hits_total")
-        assert float(hits["value"][1]) == 1
-        (budget,) = _query(base, 'llm_budget_remaining{unit="tokens"}')
-        assert budget["metric"]["scope"] == "team"
-        assert float(budget["value"][1]) == 50_000 - stats.prompt_tokens - stats.completion_tokens
-        (count,) = _query(base, "llm_request_duration_seconds_count")
-        assert float(count["value"][1]) == 2
-        for query in _dashboard_queries():  # the dashboard's queries are valid PromQL
-            _query(base, query)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        server.shutdown()
-        server.server_close()
+    # Prometheus scrapes all along: wait for a scrape that began after both calls had
+    # returned (its samples carry its start time, on this machine's clock).
+    done_at = time.time()
+    base = prometheus_scraping.url
+    process = prometheus_scraping.process
+    for _ in range(1200):  # up to 60 s on a busy machine; usually within a second
+        try:
+            scraped = _query(base, 'timestamp(llm_requests_total{job="llm"})')
+        except OSError:
+            scraped = []
+        if scraped and float(scraped[0]["value"][1]) > done_at:
+            break
+        if process.poll() is not None:
+            pytest.fail(f"prometheus exited with {process.returncode}")
+        threading.Event().wait(0.05)
+    else:
+        pytest.fail("prometheus scraped nothing after the calls within 60 s")
+    (requests,) = _query(base, 'llm_requests_total{job="llm"}')
+    assert requests["metric"]["site"] == "app.titles"
+    assert requests["metric"]["outcome"] == "ok"
+    assert float(requests["value"][1]) == 2
+    (cost,) = _query(base, "llm_cost_usd_total")
+    assert float(cost["value"][1]) == pytest.approx(expected_cost)
+    tokens = _query(base, "sum by (direction) (llm_tokens_total)")
+    by_direction = {t["metric"]["direction"]: float(t["value"][1]) for t in tokens}
+    stats = sim.stats()
+    assert by_direction["input"] == stats.prompt_tokens
+    assert by_direction["output"] == stats.completion_tokens
+    (hits,) = _query(base, "llm_cache_hits_total")
+    assert float(hits["value"][1]) == 1
+    (budget,) = _query(base, 'llm_budget_remaining{unit="tokens"}')
+    assert budget["metric"]["scope"] == "team"
+    assert float(budget["value"][1]) == 50_000 - stats.prompt_tokens - stats.completion_tokens
+    (count,) = _query(base, "llm_request_duration_seconds_count")
+    assert float(count["value"][1]) == 2
+    for query in _dashboard_queries():  # the dashboard's queries are valid PromQL
+        _query(base, query)

@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.demo.conftest import DemoRun
 
 
-def test_demo_counts_exactly_and_absorbs_faults(tmp_path: Path) -> None:
+def test_demo_counts_exactly_and_absorbs_faults(demo_run: DemoRun) -> None:
     """Counted prompt tokens equal billed ones, injected faults never reach the caller; the
     example ships with the package, so the demo runs from any directory."""
-    log = tmp_path / "events.jsonl"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "prismq_llmtools",
-            "demo",
-            "--articles",
-            "16",
-            "--fault-rate",
-            "0.2",  # six attempts all failing: 0.2**6, once in 15,000 calls
-            "--log",
-            str(log),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    out = result.stdout
+    status, out, err = demo_run.finish()
+    assert status == 0, err
     print(out)  # shown by pytest when an assertion below fails
     assert "prompt tokens counted before the calls vs billed after: exact" in out
     assert "calls that failed for the caller, budget stops aside: 0" in out
@@ -41,7 +23,7 @@ def test_demo_counts_exactly_and_absorbs_faults(tmp_path: Path) -> None:
     assert "briefing/titles" in out
     assert "TOTAL" in out  # the usage report, read back from the log
     assert "builtin.retry-storm" in out  # the fault profile trips the built-in pack
-    events = [json.loads(line) for line in log.read_text().splitlines()]
+    events = [json.loads(line) for line in demo_run.log.read_text().splitlines()]
     calls = [e for e in events if e["event"] == "llm.call"]
     titles = [c for c in calls if c["operation"] == "titles"]
     assert len(titles) == 2 * 16  # a first pass, then a second one from the cache
