@@ -207,6 +207,8 @@ class Call:
         self.owns_retries = owns_retries
         self.streams = []
         self._state = {}
+        self._request = None
+        self._find_request = None
 
     @property
     def request(self) -> Request | None:
@@ -228,15 +230,10 @@ class Call:
 
         Finding it is pure (the arguments do not change while the function has not run), so
         its value is the same whenever it is read; an answer from the cache that nothing
-        asks about never builds it. The phase algorithm reads it before the first attempt,
-        since the function may change its own arguments.
+        asks about never builds it. The phase algorithm reads it before the function first
+        runs, since the function may change its own arguments.
         """
         self._find_request = find
-
-    def find_request_now(self) -> None:
-        """Find the request now if it is still to be found (before the function runs)."""
-        if self._find_request is not None:
-            self.request  # noqa: B018 - reading it finds it
 
     @property
     def call_id(self) -> str:

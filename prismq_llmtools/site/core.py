@@ -250,7 +250,7 @@ class SiteCore:
         Always at once when the site's extractor finds it: user code, which may fail, and
         its failure fails the call whatever else the site does.
         """
-        if hooks.enter and self.request_extractor is None and not self._describes_nothing(call):
+        if hooks.enter and self.request_extractor is None:
             call.find_request_when_read(self._find_request)
             return
         request = self.discover_request(call, call.instance)
@@ -260,16 +260,13 @@ class SiteCore:
     def _request_in_arguments(self, call: Call) -> Request | None:
         return self.discover_request(call, call.instance)
 
-    def _describes_nothing(self, call: Call) -> bool:
-        """No argument can describe a request (only ``**kwargs`` could): binding them finds
-        nothing, so it is skipped."""
-        return self._plain_parameters and (
-            not call.kwargs or API_PARAMETERS.isdisjoint(call.kwargs)
-        )
-
     def discover_request(self, call: Call, instance: Any) -> Request | None:
         """Find the request in the arguments, else by the extractor, else site defaults."""
-        if self.request_extractor is None and self._describes_nothing(call):
+        if (
+            self._plain_parameters
+            and self.request_extractor is None
+            and (not call.kwargs or API_PARAMETERS.isdisjoint(call.kwargs))
+        ):  # no argument can describe a request: skip binding them
             model = self.default_model
             return None if model is None else request_from_body({"model": model})
         bound = self.bind(call, instance)

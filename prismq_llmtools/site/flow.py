@@ -130,7 +130,6 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
             found = enter(call)
         if isinstance(found, CacheHit):
             return Returned(found.value)
-    call.find_request_now()  # before the function runs: it may change its own arguments
     for reserve in hooks.reserve:
         reserve(call)
     clock = site.clock
@@ -150,11 +149,12 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
         except BaseException as exc:  # a refusal, or interrupted waiting
             _attempt_ended(call, hooks, exc)
             raise
-        started = clock.now()
-        unread_before = call.unread_requests
         logged = events.enabled()  # the attempt's lines are written both, or neither
-        if logged:
+        if logged:  # what the attempt's closing line reports
+            started, unread_before = clock.now(), call.unread_requests
             _emit_sent(call)
+        else:
+            started, unread_before = 0.0, 0
         if call.attempts == 1:
             _keep_as_asked(site, call)
         outcome = yield RUN
@@ -192,11 +192,11 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
 
 
 def _keep_as_asked(site: SiteCore, call: Call) -> None:
-    """Before the function first runs, keep its request as asked wherever its body will be
-    read afterwards: by the usage estimate (the prompt not counted yet) or by the logged
-    content. What is read from it is then what was asked, whatever the function does to its
-    own arguments; a prompt already counted needs no copy (its count is kept)."""
-    request = call.request
+    """Before the function first runs (it may change its own arguments), find its request if
+    nothing has read it yet, and keep it as asked wherever its body will be read afterwards:
+    by the usage estimate (the prompt not counted yet) or by the logged content. What is
+    read from it is then what was asked; a prompt already counted needs no copy."""
+    request = call.request  # found now, if it was to be found when first read
     if request is not None and (call.estimate is None or site.log_content):
         call.request = as_asked(request)
 
@@ -226,10 +226,8 @@ def finish(site: SiteCore, call: Call, hooks: Hooks, result: Any) -> None:
     call.duration_s = site.clock.now() - call.started
     call.roll_up_into_parent()
     export.note(call)  # in a batch worker's process: the call travels home with the item
-    if site.log_content and events.enabled():  # the content is read only to be written
-        events.emit_call(call, **_content_fields(call, result))
-    else:
-        events.emit_call(call)
+    if events.enabled():  # the llm.call line; the content is read only to be written
+        events.emit_call(call, **(_content_fields(call, result) if site.log_content else {}))
     if observers.registry.all:
         observers.call_finished(call)
 

@@ -283,7 +283,8 @@ class KeyState:
             total[i] += counted[i]
         self.last_start = start
         self.seq += 1
-        self.expire(now)
+        if now > self.next_expiry:  # (expire's own test, saving a call on every admission)
+            self.expire(now)
         # Positional, in the order of the fields: a class called with keywords is slower.
         ticket = Ticket(
             ticket_id,  # id
@@ -405,7 +406,8 @@ class KeyState:
     def release(self, ticket: Ticket, now: float) -> None:
         """``ticket``'s request was answered and nothing needs correcting: forget it."""
         self.inflight.pop(ticket.id, None)
-        self.expire(now)
+        if now > self.next_expiry:
+            self.expire(now)
 
     def _follow(
         self,
