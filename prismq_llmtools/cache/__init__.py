@@ -176,7 +176,9 @@ class CacheAspect(Aspect[CachePolicy]):
 
     def key_of(self, bound: Mapping[str, Any], instance: Any = None) -> str:
         """The cache key of a call with these bound arguments."""
-        identity, _ = self._ready()
+        identity = self._identity
+        if identity is None or self._disk is None:
+            identity, _ = self._ready()
         if self._key_function is not None:
             arguments = dict(bound) if instance is None else {**bound, "self": instance}
             return key_digest((identity, normalise(self._key_function(arguments))))
@@ -208,7 +210,8 @@ class CacheAspect(Aspect[CachePolicy]):
     def enter(self, call: Call) -> CacheHit | InFlight | None:
         if not self.settings.cache_enabled:
             return None
-        awaited = call.pop(AWAITING)
+        # Waiting on a flight left the call looked up (a miss) with the flight to rejoin.
+        awaited = call.pop(AWAITING) if call.cache is not None else None
         if awaited is not None:
             return self._joined(call, awaited)
         mode = current_mode()
@@ -355,8 +358,10 @@ class CacheAspect(Aspect[CachePolicy]):
     # -- leave: store -------------------------------------------------------------------
 
     def leave(self, call: Call, result: Any) -> None:
+        if call.cache != "miss":  # a hit, or not looked up: nothing to store
+            return
         key = call.get(ENTRY_KEY)
-        if call.cache != "miss" or key is None:
+        if key is None:
             return
         reason = _unstorable(call, result)
         if reason is not None:
@@ -504,7 +509,7 @@ class CacheAspect(Aspect[CachePolicy]):
             self.trim()
 
     def finish(self, call: Call) -> None:
-        if call.get(LEADING) is None:
+        if call.cache != "miss" or call.get(LEADING) is None:  # (only a miss leads a flight)
             return
         error = call.error
         if call.outcome == "error" and isinstance(error, Exception):
