@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,7 +113,7 @@ def as_asked(request: Request) -> Request:
     counted for it afterwards. Kept as asked, it stays what was asked.
     """
     body = {k: v if type(v) in _LEAVES else _owned(v) for k, v in request.body.items()}
-    return Request(model=request.model, endpoint=request.endpoint, body=body)
+    return dataclasses.replace(request, body=body)
 
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
@@ -139,7 +140,7 @@ def _owned(value: Any) -> Any:
 
 
 def _request(body: dict[str, Any], endpoint: Endpoint | None) -> Request:
-    """A Request owning ``body`` (a dict nothing else holds, whose values are owned)."""
+    """A Request owning ``body`` (a dict nothing else holds)."""
     model = body.get("model")
     return Request(
         model=str(model) if model is not None else None,

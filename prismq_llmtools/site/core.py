@@ -92,7 +92,6 @@ class SiteCore:
         self.errors = 0
         self._rebuild_lock = threading.Lock()
         self._rebuild()
-        self._find_request = self._request_in_arguments  # one bound method for every call
 
     # -- configuration -------------------------------------------------------------
 
@@ -251,7 +250,7 @@ class SiteCore:
         its failure fails the call whatever else the site does.
         """
         if hooks.enter and self.request_extractor is None:
-            call.find_request_when_read(self._find_request)
+            call.find_request_when_read(self._request_in_arguments)
             return
         request = self.discover_request(call, call.instance)
         if request is not None:  # (a Call's request is None until set)
