@@ -28,10 +28,11 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
+from prismq_llmtools import events
 from prismq_llmtools.clock import Clock, system_clock
-from prismq_llmtools.errors import ConfigurationError
+from prismq_llmtools.errors import ConfigurationError, StateStoreError
 from prismq_llmtools.pricing import UnknownPrice
 
 if TYPE_CHECKING:
@@ -39,7 +40,19 @@ if TYPE_CHECKING:
 
     from prismq_llmtools.call import Call
 
-__all__ = ["HOOKS", "Aspect", "CacheHit", "InFlight", "NoSettings", "SiteView", "UnknownPrice"]
+__all__ = [
+    "HOOKS",
+    "STORE_ERROR",
+    "Aspect",
+    "CacheHit",
+    "InFlight",
+    "NoSettings",
+    "SiteView",
+    "UnknownPrice",
+    "store_unreachable",
+]
+
+STORE_ERROR = "llm.store.error"
 
 S = TypeVar("S", bound="DataclassInstance")
 
@@ -226,3 +239,13 @@ class Aspect(Generic[S]):
         limits) leaves it out. The site asks again whenever settings change.
         """
         return self.overrides()
+
+
+def store_unreachable(
+    call: Call | None, exc: StateStoreError, policy: Literal["raise", "allow"]
+) -> None:
+    """A store operation failed: under ``policy`` "raise", fail closed (raise ``exc``);
+    under "allow", warn (``llm.store.error``) and let the call go."""
+    if policy == "raise":
+        raise exc
+    events.emit(call, STORE_ERROR, level="warning", store=exc.url, error=str(exc), policy="allow")

@@ -8,14 +8,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from prismq_llmtools import events, observers
-from prismq_llmtools.aspect import Aspect
+from prismq_llmtools.aspect import Aspect, store_unreachable
 from prismq_llmtools.budget.policy import TokenBudget
 from prismq_llmtools.budget.truncate import parameter_names, replace_argument, truncate_messages
 from prismq_llmtools.call import Call, Request, StateKey
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import BudgetExceeded, StateStoreError
 from prismq_llmtools.site.estimate import count_for_site, ensure_estimate, worst_case_of
-from prismq_llmtools.stores import StateRegistry, StateStore
+from prismq_llmtools.stores import StateRegistry, StoreHandle
 from prismq_llmtools.stores.ledger import MICRO_USD, BudgetStatus, Crossing, Denial
 from prismq_llmtools.usage import TokenEstimate
 
@@ -27,7 +27,6 @@ __all__ = ["BudgetAspect"]
 THRESHOLD = "llm.budget.threshold"
 EXCEEDED = "llm.budget.exceeded"
 TRUNCATED = "llm.budget.truncated"
-STORE_ERROR = "llm.store.error"
 
 HELD: StateKey[tuple[int, dict[str, int]]] = StateKey("budget.held")
 """How many worst cases a Call holds in the store, and one worst case's amounts by unit; set
@@ -52,8 +51,7 @@ class BudgetAspect(Aspect[TokenBudget]):
         self._lines = budget.lines()
         self._named_scope = budget.scope
         self._prices = any(line.unit == "usd" for line in self._lines)
-        self._store: StateStore | None = None
-        self._generation = -1
+        self._store = StoreHandle(self.registry, budget.store or "memory")
 
     def process_local_state(self) -> str | None:
         if self._lines and self.settings.store in (None, "memory", "memory://"):
@@ -87,7 +85,7 @@ class BudgetAspect(Aspect[TokenBudget]):
         denial = self._reserve(call, call.call_id, amounts)
         if isinstance(denial, Denial):
             self._refuse(call, denial)
-        if self._store is not None:  # reserved, or the store failed under "allow"
+        if self._store.reached:  # reserved, or the store failed under "allow"
             call.put(HELD, (1, amounts))
 
     def before_attempt(self, call: Call) -> float:
@@ -137,7 +135,7 @@ class BudgetAspect(Aspect[TokenBudget]):
         the policy lets the call go)."""
         budget: TokenBudget = self.settings
         try:
-            return self._store_now().reserve(
+            return self._store.get().reserve(
                 self._scope(call),
                 self._lines,
                 amounts,
@@ -152,7 +150,7 @@ class BudgetAspect(Aspect[TokenBudget]):
     def _settle(self, call: Call, reservation_id: str, actual: dict[str, int]) -> list[Crossing]:
         """Replace a reservation by ``actual`` (empty: release it); the thresholds crossed."""
         try:
-            return self._store_now().settle(
+            return self._store.get().settle(
                 self._scope(call), self._lines, reservation_id, actual, clock=self.current_clock()
             )
         except StateStoreError as exc:
@@ -162,7 +160,7 @@ class BudgetAspect(Aspect[TokenBudget]):
     def status(self) -> list[BudgetStatus]:
         """Every budget line of this site's scope, now."""
         try:
-            return self._store_now().budget_status(
+            return self._store.get().budget_status(
                 self._scope(None), self._lines, clock=self.current_clock()
             )
         except StateStoreError as exc:
@@ -298,23 +296,9 @@ class BudgetAspect(Aspect[TokenBudget]):
             found = self._parameters[bound] = parameter_names(site.func, bound=bound)
         return found or ([], set())
 
-    def _store_now(self) -> StateStore:
-        """The registry's store for this site, asked again after a reset or an install."""
-        store = self._store
-        if store is None or self._generation != self.registry.generation:
-            budget: TokenBudget = self.settings
-            self._generation = self.registry.generation
-            store = self._store = self.registry.store(budget.store or "memory")
-        return store
-
     def _store_failed(self, call: Call | None, exc: StateStoreError) -> None:
-        """The unreachable-store policy: fail closed (raise), or warn and let the call go."""
         budget: TokenBudget = self.settings
-        if budget.on_store_error == "raise":
-            raise exc
-        events.emit(
-            call, STORE_ERROR, level="warning", store=exc.url, error=str(exc), policy="allow"
-        )
+        store_unreachable(call, exc, budget.on_store_error)
 
 
 def _micro(usd: Decimal) -> int:

@@ -8,7 +8,7 @@ from itertools import chain
 
 from prismq_llmtools import events
 from prismq_llmtools._state import new_ticket_id
-from prismq_llmtools.aspect import Aspect
+from prismq_llmtools.aspect import STORE_ERROR, Aspect, store_unreachable
 from prismq_llmtools.call import Call, StateKey
 from prismq_llmtools.clock import Clock
 from prismq_llmtools.errors import RateLimitTimeout, RequestTooLarge, StateStoreError
@@ -17,7 +17,7 @@ from prismq_llmtools.openai.headers import RetryAfter
 from prismq_llmtools.ratelimit.feedback import Admission, feedback_for
 from prismq_llmtools.ratelimit.policy import RateLimit
 from prismq_llmtools.site.estimate import ensure_estimate
-from prismq_llmtools.stores import StateRegistry, StateStore
+from prismq_llmtools.stores import StateRegistry, StoreHandle
 from prismq_llmtools.stores.bucket import Refusal
 
 __all__ = [
@@ -36,7 +36,6 @@ WAIT = "llm.ratelimit.wait"
 PAUSE = "llm.ratelimit.pause"
 CORRECTION = "llm.ratelimit.correction"
 RETRY_AFTER_IGNORED = "llm.ratelimit.retry_after_ignored"
-STORE_ERROR = "llm.store.error"
 
 ADMISSION: StateKey[Admission] = StateKey("ratelimit.admission")
 """The admission of a Call's latest attempt."""
@@ -79,8 +78,8 @@ class RateLimitAspect(Aspect[RateLimit]):
         )
         self._refunds = limit.reconcile == "refund"
         self._declared: set[str] = set()
-        self._store: StateStore | None = None
-        self._generation = -1
+        # the registry forgets its declarations with its stores: so does the limiter
+        self._store = StoreHandle(self.registry, limit.store or "memory", self._declared.clear)
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -134,7 +133,7 @@ class RateLimitAspect(Aspect[RateLimit]):
             costs = self._costs(call, key)
         clock = self.current_clock()
         try:
-            store = self._store_now()
+            store = self._store.get()
             if key not in self._declared:
                 self._declare(call, key)
             result = store.admit(
@@ -170,7 +169,7 @@ class RateLimitAspect(Aspect[RateLimit]):
 
     def _recheck(self, call: Call, admission: Admission) -> float:
         try:
-            store = self._store_now()
+            store = self._store.get()
             wait = store.wait_s(
                 admission.key, self._specs, admission.ticket, clock=self.current_clock()
             )
@@ -264,7 +263,7 @@ class RateLimitAspect(Aspect[RateLimit]):
     ) -> list[float] | None:
         """Feed what happened to ``admission``'s request to the store (``None``: unreachable)."""
         try:
-            store = self._store_now()
+            store = self._store.get()
             return store.feedback(
                 admission.key,
                 self._specs,
@@ -330,24 +329,9 @@ class RateLimitAspect(Aspect[RateLimit]):
         self.registry.declare(limit.store or "memory", key, self._specs, site)
         self._declared.add(key)
 
-    def _store_now(self) -> StateStore:
-        """The registry's store for this site, asked again after a reset or an install."""
-        store = self._store
-        if store is None or self._generation != self.registry.generation:
-            limit: RateLimit = self.settings
-            self._generation = self.registry.generation
-            store = self._store = self.registry.store(limit.store or "memory")
-            self._declared = set()  # the registry forgot the declarations too
-        return store
-
     def _store_failed(self, call: Call, exc: StateStoreError) -> None:
-        """The unreachable-store policy: fail closed (raise), or warn and let the call go."""
         limit: RateLimit = self.settings
-        if limit.on_store_error == "raise":
-            raise exc
-        events.emit(
-            call, STORE_ERROR, level="warning", store=exc.url, error=str(exc), policy="allow"
-        )
+        store_unreachable(call, exc, limit.on_store_error)
 
     def _now(self) -> float:
         return self.current_clock().now()

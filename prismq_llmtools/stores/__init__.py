@@ -13,7 +13,7 @@ default (:data:`default_registry`), injectable into the decorators and resettabl
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
@@ -27,7 +27,13 @@ if TYPE_CHECKING:
     from prismq_llmtools.stores.bucket import BucketSpec, Refusal, Ticket
     from prismq_llmtools.stores.ledger import BudgetLine, BudgetStatus, Crossing, Denial
 
-__all__ = ["StateRegistry", "StateStore", "default_registry", "display_url"]
+__all__ = [
+    "StateRegistry",
+    "StateStore",
+    "StoreHandle",
+    "default_registry",
+    "display_url",
+]
 
 
 class StateStore(Protocol):
@@ -220,6 +226,39 @@ class StateRegistry:
 
     def __repr__(self) -> str:
         return f"StateRegistry(stores={sorted(display_url(u) for u in self._stores)})"
+
+
+class StoreHandle:
+    """An aspect's store: ``registry``'s store at ``url``, looked up on first use and again
+    once the registry has been reset or a store installed (its generation changed), when
+    ``on_renew`` is told (what the registry forgot, the aspect forgets too)."""
+
+    __slots__ = ("_generation", "_on_renew", "_store", "registry", "url")
+
+    def __init__(
+        self, registry: StateRegistry, url: str, on_renew: Callable[[], None] | None = None
+    ) -> None:
+        self.registry = registry
+        self.url = url
+        self._on_renew = on_renew
+        self._store: StateStore | None = None
+        self._generation = -1
+
+    @property
+    def reached(self) -> bool:
+        """Whether a store was ever found (it may have failed since)."""
+        return self._store is not None
+
+    def get(self) -> StateStore:
+        """The store, asked of the registry again when its generation changed."""
+        store = self._store
+        generation = self.registry.generation
+        if store is None or self._generation != generation:
+            store = self._store = self.registry.store(self.url)
+            self._generation = generation
+            if self._on_renew is not None:
+                self._on_renew()
+        return store
 
 
 def _describe(specs: tuple[BucketSpec, ...]) -> str:
