@@ -98,7 +98,12 @@ class RateLimitAspect(Aspect[RateLimit]):
             return
         # Answered without rate-limit headers: nothing to correct or pause, only to release.
         admission.done = True
-        self._apply(call, admission)
+        try:
+            self._store.get().release(
+                admission.key, self._specs, admission.ticket, clock=self.current_clock()
+            )
+        except StateStoreError as exc:
+            self._store_failed(call, exc)
 
     def process_local_state(self) -> str | None:
         if self.settings.store in (None, "memory", "memory://"):

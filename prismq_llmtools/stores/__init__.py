@@ -66,6 +66,13 @@ class StateStore(Protocol):
         """How long ``ticket``'s holder must still wait."""
         ...
 
+    def release(
+        self, key: str, specs: Sequence[BucketSpec], ticket: Ticket, *, clock: Clock
+    ) -> None:
+        """``ticket``'s request was answered and nothing needs correcting: forget it (see
+        :meth:`KeyState.release`)."""
+        ...
+
     def feedback(
         self,
         key: str,

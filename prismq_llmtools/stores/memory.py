@@ -48,8 +48,9 @@ class MemoryStore:
                 part.anchor = clock
         return part
 
-    def _key(self, key: str, specs: Sequence[BucketSpec], clock: Clock, now: float) -> KeyState:
-        keys = self._partition(clock).keys
+    def _key(self, key: str, specs: Sequence[BucketSpec], clock: Clock) -> KeyState:
+        part = self._by_clock.get(id(clock)) or self._partition(clock)
+        keys = part.keys
         entry = keys.get(key)
         if entry is not None and (entry[0] is specs or entry[0] == tuple(specs)):
             # No recovery check (KeyState.recover): this state lives and dies with the
@@ -80,7 +81,7 @@ class MemoryStore:
         check_admission(key, costs, ttl_s)
         with self._lock:
             now = clock.now()
-            return self._key(key, specs, clock, now).admit(
+            return self._key(key, specs, clock).admit(
                 specs,
                 costs,
                 now,
@@ -94,7 +95,13 @@ class MemoryStore:
     ) -> float:
         with self._lock:
             now = clock.now()
-            return self._key(key, specs, clock, now).wait_s(ticket, now)
+            return self._key(key, specs, clock).wait_s(ticket, now)
+
+    def release(
+        self, key: str, specs: Sequence[BucketSpec], ticket: Ticket, *, clock: Clock
+    ) -> None:
+        with self._lock:
+            self._key(key, specs, clock).release(ticket, clock.now())
 
     def feedback(
         self,
@@ -111,15 +118,10 @@ class MemoryStore:
         server_limits: Sequence[float | None] = (),
         refused: bool = False,
     ) -> list[float]:
-        if not deficits and not refund and pause_s == 0:  # answered, nothing to correct
-            with self._lock:
-                now = clock.now()
-                self._key(key, specs, clock, now).release(ticket, now)
-            return [0.0] * len(specs)
         check_feedback(key, deficits, refund, pause_s)
         with self._lock:
             now = clock.now()
-            return self._key(key, specs, clock, now).feedback(
+            return self._key(key, specs, clock).feedback(
                 specs,
                 ticket,
                 now,
@@ -135,7 +137,7 @@ class MemoryStore:
     def levels(self, key: str, specs: Sequence[BucketSpec], *, clock: Clock) -> list[float]:
         with self._lock:
             now = clock.now()
-            state = self._key(key, specs, clock, now)
+            state = self._key(key, specs, clock)
             return [state.level(specs, i, now) for i in range(len(specs))]
 
     def reserve(

@@ -141,6 +141,12 @@ class RedisStore:
         extra = [_num(ticket.start), _num(ticket.shift_s)]
         return float(_text(self._limit("wait", key, specs, clock, extra)))
 
+    def release(
+        self, key: str, specs: Sequence[BucketSpec], ticket: Ticket, *, clock: Clock
+    ) -> None:
+        # The script's feedback with nothing to correct is a release: one script, one path.
+        self.feedback(key, specs, ticket, clock=clock)
+
     def feedback(
         self,
         key: str,

@@ -228,6 +228,12 @@ class SQLiteStore:
         now = wall_seconds(clock)
         return self._on_key(key, specs, now, lambda s: s.wait_s(ticket, now), write=False)
 
+    def release(
+        self, key: str, specs: Sequence[BucketSpec], ticket: Ticket, *, clock: Clock
+    ) -> None:
+        now = wall_seconds(clock)
+        self._on_key(key, specs, now, lambda s: s.release(ticket, now))
+
     def feedback(
         self,
         key: str,

@@ -52,7 +52,7 @@ def now_of(store: StateStore, clock: FakeClock) -> float:
 _limit_ops = st.lists(
     st.tuples(
         st.sampled_from(
-            ["admit", "admit", "wait", "follow", "refund", "pause", "answer", "levels"]
+            ["admit", "admit", "wait", "follow", "refund", "pause", "answer", "release", "levels"]
         ),
         st.floats(0, 5, allow_nan=False),
         st.integers(0, 1_000),
@@ -110,6 +110,10 @@ def test_rate_limits_follow_the_pure_math(store: StateStore, ops: list[Any]) -> 
                 expected_wait = reference.wait_s(ticket, now)
                 got_wait = store.wait_s(key, SPECS, ticket, clock=clock)
                 assert got_wait == pytest.approx(expected_wait, abs=1e-6)
+                continue
+            if op == "release":  # answered, nothing to correct, said as such
+                reference.release(ticket, now)
+                store.release(key, SPECS, ticket, clock=clock)
                 continue
             if op == "levels":
                 levels = [reference.level(SPECS, i, now) for i in range(len(SPECS))]
