@@ -191,13 +191,14 @@ def facts_from_response(obj: Any) -> ResponseFacts | None:
     """The usage, model and ids in a response object, or ``None`` if ``obj`` is not one."""
     headers = None
     request_id = None
-    if _is_raw_response(obj):
+    get = _reader(obj)
+    if get("http_response") is not None and _is_raw_response(obj):  # (one read, usually)
         headers = obj.headers
         request_id = headers.get("x-request-id")
         if getattr(obj, "_is_sse_stream", False) or getattr(obj, "_stream", False):
             return ResponseFacts(usage=None, request_id=request_id, headers=headers)
         obj = obj.parse()
-    get = _reader(obj)
+        get = _reader(obj)
     usage_obj = get("usage")
     if usage_obj is None:
         if headers is None:

@@ -61,7 +61,7 @@ class MemoryStore:
         return state
 
     def _ledger(self, scope: str, clock: Clock) -> LedgerState:
-        ledgers = self._partition(clock).ledgers
+        ledgers = (self._by_clock.get(id(clock)) or self._partition(clock)).ledgers
         ledger = ledgers.get(scope)
         if ledger is None:
             ledger = ledgers[scope] = LedgerState()
