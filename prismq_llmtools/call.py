@@ -187,6 +187,10 @@ class Call:
     """How many requests ``unread_usage`` covers."""
 
     owns_retries: bool = False
+    logged: bool = False
+    """Whether this invocation's events are wanted, asked once when it starts: logging set
+    up while it runs begins with the next invocation, so an ``llm.call`` line is never
+    written without the write-ahead ``llm.attempt.sent`` line before it."""
     _call_id: str | None = None
     _state: dict[StateKey[Any], Any]  # each value has the type its key names (put, get)
 

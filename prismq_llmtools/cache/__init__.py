@@ -307,7 +307,7 @@ class CacheAspect(Aspect[CachePolicy]):
         call.saved_cost_usd = entry.cost_usd
         call.response_model = entry.response_model
         self.stats["hits"] += 1
-        if events.enabled():
+        if call.logged:
             fields: dict[str, Any] = {"gen_ai.request.model": entry.model}
             events.emit(
                 call,

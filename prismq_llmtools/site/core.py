@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from prismq_llmtools import events
 from prismq_llmtools.aspect import Aspect, UnknownPrice
 from prismq_llmtools.call import Call, Endpoint, Request, StateKey, current_call
 from prismq_llmtools.clock import Clock, system_clock
@@ -303,6 +304,7 @@ class SiteCore:
         parent = current_call.get()
         operation = self.operation if parent is None else f"{parent.operation}/{self.operation}"
         call = Call(self.name, operation, args, kwargs, parent, self.owns_retries)
+        call.logged = events.enabled()
         if self.tokenizer is not None:
             call.tokenizer = self.tokenizer
         return call

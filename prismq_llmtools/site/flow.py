@@ -149,7 +149,7 @@ def invocation(site: SiteCore, call: Call, hooks: Hooks) -> Flow:
         except BaseException as exc:  # a refusal, or interrupted waiting
             _attempt_ended(call, hooks, exc)
             raise
-        logged = events.enabled()  # the attempt's lines are written both, or neither
+        logged = call.logged
         if logged:  # what the attempt's closing line reports
             started, unread_before = clock.now(), call.unread_requests
             _emit_sent(call)
@@ -226,7 +226,7 @@ def finish(site: SiteCore, call: Call, hooks: Hooks, result: Any) -> None:
     call.duration_s = site.clock.now() - call.started
     call.roll_up_into_parent()
     export.note(call)  # in a batch worker's process: the call travels home with the item
-    if events.enabled():  # the llm.call line; the content is read only to be written
+    if call.logged:  # the llm.call line; the content is read only to be written
         events.emit_call(call, **(_content_fields(call, result) if site.log_content else {}))
     if observers.registry.all:
         observers.call_finished(call)

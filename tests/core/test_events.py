@@ -121,6 +121,33 @@ def test_nothing_is_written_until_logging_is_configured(
     assert captured.err == ""
 
 
+def test_logging_set_up_during_a_call_begins_with_the_next_call(mode: Mode, tmp_path: Path) -> None:
+    """Whether a call's events are written is decided when it starts: logging set up while
+    it runs writes none of its lines (never an ``llm.call`` without its write-ahead line),
+    and every line of the next call."""
+    structlog.reset_defaults()
+    log = tmp_path / "events.jsonl"
+    api = client(Script(ok(chat_body()), ok(chat_body())), mode)
+
+    @cost_tracked(operation="titles")
+    @retried()
+    @mode.make
+    def title(n: int) -> Steps[str]:
+        if n == 1:
+            configure_logging(file=log)
+        r = yield api.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+        return r.choices[0].message.content or ""
+
+    mode.invoke(title, 1)
+    assert log.read_text() == ""
+    mode.invoke(title, 2)
+    events = [json.loads(x)["event"] for x in log.read_text().splitlines()]
+    assert events.count("llm.attempt.sent") == 1
+    assert events.count("llm.call") == 1
+
+
 def test_import_loads_neither_openai_nor_tiktoken() -> None:
     """Importing the package does no work: no openai, no tiktoken, no logging setup."""
     code = (
