@@ -19,9 +19,7 @@ _CHARS_PER_TOKEN = 4
 
 def text_characters(value: Any) -> int:
     """Characters of a message content, a content-part list, or an input item list."""
-    if type(value) is str:  # the usual content: before the abstract-base-class checks
-        return len(value)
-    if isinstance(value, str):
+    if isinstance(value, str):  # the usual content: before the abstract-base-class checks
         return len(value)
     if value is None:
         return 0

@@ -39,18 +39,19 @@ class MemoryStore:
         system clock) is kept by its partition, so its id is never reused."""
 
     def _partition(self, clock: Clock) -> _Partition:
-        part = self._by_clock.get(id(clock))
-        if part is None:
-            part = self._by_clock[id(clock)] = _Partition()
-            try:
-                part.anchor = weakref.finalize(clock, _forget, weakref.ref(self), id(clock))
-            except TypeError:
-                part.anchor = clock
+        return self._by_clock.get(id(clock)) or self._new_partition(clock)
+
+    def _new_partition(self, clock: Clock) -> _Partition:
+        part = self._by_clock[id(clock)] = _Partition()
+        try:
+            part.anchor = weakref.finalize(clock, _forget, weakref.ref(self), id(clock))
+        except TypeError:
+            part.anchor = clock
         return part
 
     def _key(self, key: str, specs: Sequence[BucketSpec], clock: Clock) -> KeyState:
-        part = self._by_clock.get(id(clock)) or self._partition(clock)
-        keys = part.keys
+        # (_partition's own lookup, inline: the store finds a key on every operation)
+        keys = (self._by_clock.get(id(clock)) or self._new_partition(clock)).keys
         entry = keys.get(key)
         if entry is not None and (entry[0] is specs or entry[0] == tuple(specs)):
             # No recovery check (KeyState.recover): this state lives and dies with the
@@ -61,7 +62,7 @@ class MemoryStore:
         return state
 
     def _ledger(self, scope: str, clock: Clock) -> LedgerState:
-        ledgers = (self._by_clock.get(id(clock)) or self._partition(clock)).ledgers
+        ledgers = self._partition(clock).ledgers
         ledger = ledgers.get(scope)
         if ledger is None:
             ledger = ledgers[scope] = LedgerState()

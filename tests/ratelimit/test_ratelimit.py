@@ -474,6 +474,36 @@ def test_an_unreachable_store_fails_closed_or_open(
         assert warning["log_level"] == "warning"
 
 
+class UnreleasingStore(MemoryStore):
+    """Admits, then fails as an unreachable server would when told the answer came."""
+
+    url = "unreleasing"
+
+    def release(self, *args: Any, **kwargs: Any) -> None:
+        raise StateStoreError("redis://cache:6379/0", ConnectionRefusedError("refused"))
+
+
+@pytest.mark.parametrize("policy", ["raise", "allow"])
+def test_a_store_lost_before_the_release_fails_closed_or_open(
+    mode: Mode, registry: StateRegistry, policy: str, events: list[dict[str, Any]]
+) -> None:
+    """The answer's release goes through the same unreachable-store policy as admission."""
+    registry.install("memory", UnreleasingStore())
+
+    @rate_limited(rpm=1_000, on_store_error=policy, registry=registry, model=MODEL)  # type: ignore[arg-type]
+    @mode.make
+    def ask() -> str:
+        return "ok"
+
+    if policy == "raise":
+        with pytest.raises(StateStoreError, match="refused"):
+            mode.invoke(ask)
+    else:
+        assert mode.invoke(ask) == "ok"
+        warning = next(e for e in events if e["event"] == "llm.store.error")
+        assert warning["log_level"] == "warning"
+
+
 def test_wait_events_name_the_key_and_the_binding_bucket(
     mode: Mode, clock: FakeClock, registry: StateRegistry, events: list[dict[str, Any]]
 ) -> None:
